@@ -1,0 +1,44 @@
+# One-command set-up: every target that needs Python creates .venv and installs into it first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.stflib-installed
+export PATH := $(abspath $(BIN)):$(PATH)
+# Matplotlib must not try to open a window when notebooks run headless.
+export MPLBACKEND := Agg
+
+.PHONY: install test test-lib test-notebooks book sync-notebooks grid collect clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+## The tests: pytest for stflib, then nbval for every notebook (cells must run without error).
+test: install test-lib test-notebooks
+
+test-lib: install
+	$(BIN)/python -m pytest tests
+
+test-notebooks: install
+	$(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks book
+
+## The book: runs the teaching notebooks, reads committed results/, builds _build/html (warnings are errors).
+book: install
+	$(BIN)/jupyter-book build . --toc book/_toc.yml --config _config.yml -W -n --keep-going
+
+## Re-pair notebooks after editing either side of a jupytext pair.
+sync-notebooks: install
+	$(BIN)/jupytext --sync notebooks/*.ipynb book/*.ipynb
+
+## The ablation grid on this machine (a Dask LocalCluster), then the summary the book reads.
+grid: install
+	$(BIN)/python -m stflib ablate params --folds 3
+	$(BIN)/python -m stflib collect
+
+clean:
+	rm -rf _build

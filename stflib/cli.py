@@ -1,0 +1,40 @@
+"""Command line: ``python -m stflib <command> ...``.
+
+Each command lives in the module that owns its logic; this file only maps names to modules, so
+importing the CLI never imports torch or the simulator until a command actually runs.
+Every command module exposes ``add_arguments(parser)`` and ``run(args) -> int`` (for modules
+with several commands the functions carry the command name as a suffix, see ``COMMANDS``).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command -> (module, add-arguments function, run function, one-line help)
+COMMANDS: dict[str, tuple[str, str, str, str]] = {
+    "simulate": ("stflib.simulate", "add_arguments", "run", "write a simulated CRC Visium cohort in HEST-1k layout"),
+    "extract-features": ("stflib.features", "add_arguments", "run", "extract frozen backbone features into the feature cache"),
+    "bench": ("stflib.bench", "add_arguments", "run", "benchmarks that print figures (attention, backbones)"),
+    "ablate": ("stflib.ablation", "add_arguments_ablate", "run_ablate", "run the ablation grid through papermill (Dask)"),
+    "collect": ("stflib.ablation", "add_arguments_collect", "run_collect", "collect run metrics into results/summary.csv"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stflib", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="command")
+    argv = sys.argv[1:] if argv is None else argv
+    wanted = argv[0] if argv else None
+    for name, (module, add_fn, _run_fn, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        if name == wanted:  # import only the module of the command being run
+            getattr(importlib.import_module(module), add_fn)(p)
+    args, extra = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    module, _add_fn, run_fn, _help = COMMANDS[args.command]
+    return int(getattr(importlib.import_module(module), run_fn)(args) or 0)
