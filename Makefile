@@ -25,7 +25,7 @@ test-lib: install
 	$(BIN)/python -m pytest tests
 
 test-notebooks: install
-	$(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks book
+	$(BIN)/python -m pytest --nbval-lax -p no:cacheprovider $(wildcard notebooks book)
 
 ## The book: runs the teaching notebooks, reads committed results/, builds _build/html (warnings are errors).
 book: install
