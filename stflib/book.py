@@ -1,0 +1,127 @@
+"""Tables, figures and sentences for the book's results pages, computed from ``results/summary.csv``.
+
+Every number the book prints about an ablation comes through here, so the pages cannot drift from
+the results files: no figure is typed by hand.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+METRICS = {
+    "pcc_hvg50": "PCC, 50 HVGs",
+    "pcc_all": "PCC, all genes",
+    "mse": "MSE (log1p CP10k)",
+    "pathway_pcc_truth": "PCC with true pathways",
+    "train_seconds": "train time (s)",
+}
+HIGHER_IS_BETTER = {"pcc_hvg50": True, "pcc_all": True, "mse": False, "pathway_pcc_truth": True,
+                    "train_seconds": False}
+
+
+def repo_root(start: str | Path | None = None) -> Path:
+    """The repository root: the first parent holding ``_config.yml`` and ``stflib/``."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_config.yml").exists() and (folder / "stflib").is_dir():
+            return folder
+    raise FileNotFoundError(f"no stf-book repository root above {here} (looked for _config.yml and stflib/)")
+
+
+def load_summary(results_dir: str | Path | None = None) -> pd.DataFrame:
+    """Read ``results/summary.csv`` (one row per run), keeping only completed runs."""
+    results_dir = Path(results_dir) if results_dir else repo_root() / "results"
+    path = results_dir / "summary.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run `python -m stflib ablate params` then `python -m stflib collect`")
+    summary = pd.read_csv(path)
+    if "status" in summary:
+        summary = summary[summary["status"].fillna("ok") == "ok"]
+    return summary
+
+
+def _axis_rows(summary: pd.DataFrame, axis: str) -> pd.DataFrame:
+    rows = summary[summary["axis"] == axis]
+    if rows.empty:
+        known = sorted(summary["axis"].unique())
+        raise ValueError(f"axis {axis!r} has no completed runs in the summary; axes present: {known}")
+    return rows
+
+
+def arm_table(summary: pd.DataFrame, axis: str, metrics: tuple[str, ...] = tuple(METRICS)) -> pd.DataFrame:
+    """Mean ± standard deviation over folds for every arm of ``axis``, best ``pcc_hvg50`` first."""
+    rows = _axis_rows(summary, axis)
+    metrics = tuple(m for m in metrics if m in rows and rows[m].notna().any())
+    grouped = rows.groupby("arm")
+    table = pd.DataFrame({"folds": grouped.size()})
+    for metric in metrics:
+        mean, sd = grouped[metric].mean(), grouped[metric].std(ddof=1)
+        digits = 1 if metric == "train_seconds" else 3
+        table[METRICS[metric]] = [
+            "n/a" if np.isnan(m) else (f"{m:.{digits}f}" if np.isnan(s) else f"{m:.{digits}f} ± {s:.{digits}f}")
+            for m, s in zip(mean, sd)
+        ]
+    order = grouped["pcc_hvg50"].mean().sort_values(ascending=False).index
+    return table.loc[order].rename_axis(axis)
+
+
+def paired_deltas(summary: pd.DataFrame, axis: str, reference: str, metric: str = "pcc_hvg50") -> pd.DataFrame:
+    """Per arm: the fold-paired difference to ``reference`` (mean, sd over folds, folds where it wins)."""
+    rows = _axis_rows(summary, axis)
+    wide = rows.pivot_table(index="fold", columns="arm", values=metric)
+    if reference not in wide:
+        raise ValueError(f"reference arm {reference!r} not among the {axis} arms: {sorted(wide.columns)}")
+    diff = wide.sub(wide[reference], axis=0).drop(columns=reference)
+    better = diff > 0 if HIGHER_IS_BETTER.get(metric, True) else diff < 0
+    out = pd.DataFrame({
+        "mean_delta": diff.mean(), "sd_delta": diff.std(ddof=1),
+        "folds_better": better.sum(), "folds": diff.notna().sum(),
+    })
+    return out.sort_values("mean_delta", ascending=not HIGHER_IS_BETTER.get(metric, True)).rename_axis(axis)
+
+
+def plot_axis(summary: pd.DataFrame, axis: str, metric: str = "pcc_hvg50", ax=None, reference: str | None = None):
+    """Seaborn figure: one dot per fold and the mean ± sd per arm, arms ordered by their mean."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    rows = _axis_rows(summary, axis)
+    order = list(rows.groupby("arm")[metric].mean().sort_values(ascending=not HIGHER_IS_BETTER.get(metric, True)).index)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 0.35 * len(order) + 1.2))
+    sns.pointplot(data=rows, y="arm", x=metric, order=order, errorbar="sd", linestyle="none",
+                  color="black", markers="D", ax=ax)
+    sns.stripplot(data=rows, y="arm", x=metric, order=order, hue="fold", palette="Set2", size=6,
+                  alpha=0.8, ax=ax, jitter=0.15)
+    if reference is not None and reference in order:
+        ax.axvline(rows.loc[rows["arm"] == reference, metric].mean(), color="grey", ls="--", lw=1,
+                   label=f"{reference} (mean)")
+    ax.set_xlabel(METRICS.get(metric, metric) + " on held-out patients (dots: folds; diamond: mean ± sd)")
+    ax.set_ylabel(axis)
+    ax.legend(title="fold", fontsize=8, loc="best")
+    return ax
+
+
+def describe_axis(summary: pd.DataFrame, axis: str, reference: str, metric: str = "pcc_hvg50") -> str:
+    """A plain-language reading of an axis, written from the numbers (mean, fold-paired deltas, spread)."""
+    rows = _axis_rows(summary, axis)
+    means = rows.groupby("arm")[metric].mean().sort_values(ascending=not HIGHER_IS_BETTER.get(metric, True))
+    deltas = paired_deltas(summary, axis, reference, metric)
+    name = METRICS.get(metric, metric)
+    n_folds = rows["fold"].nunique()
+    lines = [f"Over {n_folds} patient folds, the best arm on {name} is `{means.index[0]}` "
+             f"({means.iloc[0]:.3f}); the reference `{reference}` reaches {means.get(reference, np.nan):.3f}."]
+    consistent = (deltas["folds_better"] == deltas["folds"]) | (deltas["folds_better"] == 0)
+    clear = deltas[consistent & (deltas["mean_delta"].abs() > deltas["sd_delta"].fillna(0))]
+    if len(clear):
+        items = ", ".join(f"`{a}` ({d:+.3f} ± {s:.3f})" for a, d, s in zip(clear.index, clear["mean_delta"], clear["sd_delta"]))
+        lines.append(f"Arms on the same side of the reference in every fold, by more than their fold spread: {items}.")
+    else:
+        lines.append("No arm is on the same side of the reference in every fold by more than its fold spread.")
+    noisy = deltas[deltas["mean_delta"].abs() <= deltas["sd_delta"].fillna(np.inf)]
+    if len(noisy):
+        lines.append(f"{len(noisy)} of {len(deltas)} arms are within one fold-standard-deviation of the "
+                     "reference: on this cohort those differences are not distinguishable from fold noise.")
+    return " ".join(lines)

@@ -1,0 +1,60 @@
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np
+import pandas as pd
+import pytest
+
+from stflib import book
+
+
+@pytest.fixture
+def summary():
+    rows = []
+    for fold in range(3):
+        for arm, base in [("full", 0.30), ("bottleneck", 0.33), ("p2p", 0.10)]:
+            rows.append(dict(axis="interactions", arm=arm, fold=fold, model="interaction",
+                             pcc_hvg50=base + 0.01 * fold, pcc_all=base / 2, mse=0.5 - base,
+                             pathway_pcc_truth=np.nan, train_seconds=10.0 + fold))
+    rows.append(dict(axis="losses", arm="mse", fold=0, model="interaction", pcc_hvg50=0.2, pcc_all=0.1,
+                     mse=0.3, pathway_pcc_truth=0.5, train_seconds=5.0))
+    return pd.DataFrame(rows)
+
+
+def test_arm_table_mean_sd_and_order(summary):
+    table = book.arm_table(summary, "interactions")
+    assert list(table.index) == ["bottleneck", "full", "p2p"]
+    assert table.loc["full", "PCC, 50 HVGs"] == "0.310 ± 0.010"
+    assert table.loc["full", "folds"] == 3
+    assert "PCC with true pathways" not in table  # all NaN for this axis: left out, not printed as nan
+
+
+def test_paired_deltas_are_fold_paired(summary):
+    deltas = book.paired_deltas(summary, "interactions", reference="full")
+    assert deltas.loc["bottleneck", "mean_delta"] == pytest.approx(0.03)
+    assert deltas.loc["bottleneck", "sd_delta"] == pytest.approx(0.0, abs=1e-12)
+    assert deltas.loc["bottleneck", "folds_better"] == 3
+    assert deltas.loc["p2p", "folds_better"] == 0
+    with pytest.raises(ValueError, match="reference arm 'nope'"):
+        book.paired_deltas(summary, "interactions", reference="nope")
+
+
+def test_describe_axis_reads_the_numbers(summary):
+    text = book.describe_axis(summary, "interactions", reference="full")
+    assert "`bottleneck` (0.340)" in text and "3 patient folds" in text
+    assert "`bottleneck` (+0.030" in text and "`p2p` (-0.200" in text
+
+
+def test_unknown_axis_names_the_present_ones(summary):
+    with pytest.raises(ValueError, match=r"axes present: \['interactions', 'losses'\]"):
+        book.arm_table(summary, "nope")
+
+
+def test_plot_axis_draws_every_arm(summary):
+    ax = book.plot_axis(summary, "interactions", reference="full")
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["bottleneck", "full", "p2p"]
+
+
+def test_load_summary_missing_file_says_how_to_make_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="stflib collect"):
+        book.load_summary(tmp_path)
