@@ -1,0 +1,86 @@
+"""Calibration probes (HEST-Bench ridge probe, noise ceiling, context gain, Moran's I) on the tiny cohort."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stflib import calibration as C
+from stflib import simulate as S
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cal") / "tiny"
+    S.simulate_cohort(out, preset="tiny", seed=0, with_patches=False, backbones=["ctranspath"])
+    return out
+
+
+def _hex(n_rows=12, n_cols=24):
+    rows, cols = np.meshgrid(np.arange(n_rows), np.arange(n_cols), indexing="ij")
+    keep = (rows + cols) % 2 == 0
+    return S._grid_um(rows[keep], cols[keep])
+
+
+def test_pearson_per_gene_matches_numpy():
+    rng = np.random.default_rng(0)
+    y, h = rng.normal(size=(50, 3)), rng.normal(size=(50, 3))
+    h[:, 0] += y[:, 0]
+    expected = [np.corrcoef(y[:, j], h[:, j])[0, 1] for j in range(3)]
+    np.testing.assert_allclose(C.pearson_per_gene(y, h), expected)
+    assert np.isnan(C.pearson_per_gene(y, np.ones_like(y))).all()
+
+
+def test_ridge_probe_recovers_a_linear_signal():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 20))
+    y = x[:, :3] @ rng.normal(size=(3, 4)) + 0.1 * rng.normal(size=(400, 4))
+    pred = C.ridge_probe(x[:300], y[:300], x[300:])
+    assert np.nanmean(C.pearson_per_gene(y[300:], pred)) > 0.95
+
+
+def test_neighbour_mean_and_morans_i():
+    xy = _hex()
+    adj = S.hex_neighbours(xy, 100.0)
+    assert np.asarray(adj.sum(1)).max() == 6
+    v = np.arange(len(xy), dtype=float)[:, None]
+    nb = C.neighbour_mean(v, xy, 100.0)
+    i = int(np.argmax(np.asarray(adj.sum(1)).ravel()))
+    assert nb[i, 0] == pytest.approx(v[adj[i].indices, 0].mean())
+    rng = np.random.default_rng(0)
+    smooth = np.stack([np.sin(xy[:, 0] / 400), xy[:, 1] / 1000], 1)
+    noise = rng.normal(size=(len(xy), 1))
+    assert (C.morans_i(smooth, xy, 100.0) > 0.7).all()
+    assert abs(C.morans_i(noise, xy, 100.0)[0]) < 0.15
+
+
+def test_log_cp10k_of_counts_and_truth(tiny):
+    meta, samples = C.load_cohort(tiny, backbone="ctranspath")
+    s = samples[0]
+    y = C.log_cp10k(s, ["EPCAM", "NOT_A_GENE"])
+    lib = np.asarray(s.counts.sum(1)).ravel()
+    col = list(s.genes).index("EPCAM")
+    np.testing.assert_allclose(y[:, 0], np.log1p(s.counts[:, col].toarray().ravel() / lib * 1e4))
+    assert (y[:, 1] == 0).all()
+    assert C.log_cp10k(s, ["EPCAM"], expected=True).shape == (len(lib), 1)
+    assert C.spot_pitch_px(s) == pytest.approx(200.0)
+
+
+def test_calibration_report_on_tiny(tiny):
+    r = C.calibration_report(tiny, backbone="ctranspath")
+    for key in ["probe_pcc", "probe_pcc_context", "context_gain", "noise_ceiling", "morans_i_fraction_ge_0.3",
+                "median_umis", "zero_fraction", "n_samples", "n_spots", "n_patients"]:
+        assert key in r, key
+    assert r["n_samples"] == 4 and r["n_patients"] == 3
+    assert 0.05 < r["probe_pcc"] < r["noise_ceiling"] < 0.95  # informative, not saturated, ceiling < 1
+    assert r["context_gain"] > 0
+    assert r["morans_i_fraction_ge_0.3"] > 0.8
+    assert 3000 <= r["median_umis"] <= 20000
+    assert r["zero_fraction"] > 0.5
+
+
+def test_calibration_needs_features(tiny):
+    meta, samples = C.load_cohort(tiny, backbone=None)
+    with pytest.raises(ValueError, match="without features"):
+        C.probe_pcc(meta, samples)
+    with pytest.raises(FileNotFoundError, match="metadata.csv"):
+        C.load_cohort(tiny / "st")

@@ -1,0 +1,219 @@
+"""The simulated CRC Visium cohort: HEST layout, truth, statistics, determinism, caching, CLI."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from stflib import simulate as S
+from stflib.cli import main as cli_main
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    """The tiny preset (seed 0), written through the CLI."""
+    out = tmp_path_factory.mktemp("sim") / "tiny"
+    assert cli_main(["simulate", "--out", str(out), "--preset", "tiny", "--seed", "0"]) == 0
+    return out
+
+
+def _ids(root: Path) -> list[str]:
+    return pd.read_csv(root / "metadata.csv")["id"].astype(str).tolist()
+
+
+def test_layout_and_hest_columns(tiny):
+    meta = pd.read_csv(tiny / "metadata.csv")
+    for col in ["id", "organ", "species", "oncotree_code", "st_technology", "patient", "subseries",
+                "spots_under_tissue", "pixel_size_um_estimated", "inter_spot_dist", "spot_diameter"]:
+        assert col in meta.columns, col
+    assert list(meta.columns) == S.HEST_COLUMNS
+    assert len(meta) == S.PRESETS["tiny"].n_slides
+    assert meta["id"].tolist() == [f"SIM{i:03d}" for i in range(len(meta))]
+    assert set(meta["organ"]) == {"Bowel"} and set(meta["species"]) == {"Homo sapiens"}
+    assert set(meta["st_technology"]) == {"Visium"} and set(meta["oncotree_code"]) <= {"COAD", "READ"}
+    assert (meta["pixel_size_um_estimated"] == 0.5).all() and (meta["inter_spot_dist"] == 100).all()
+    assert meta["patient"].nunique() == S.PRESETS["tiny"].n_patients
+    lo, hi = S.PRESETS["tiny"].spots
+    assert meta["spots_under_tissue"].between(lo, hi).all()
+    for sid in meta["id"]:
+        assert (tiny / "st" / f"{sid}.h5ad").is_file()
+        assert (tiny / "patches" / f"{sid}.h5").is_file()
+        assert json.loads((tiny / "metadata" / f"{sid}.json").read_text())["id"] == sid
+        for name in S.BACKBONES:
+            assert (tiny / "features" / name / f"{sid}.h5").is_file()
+
+
+def test_selected_by_the_cohort_filter(tiny):
+    from stflib.data import select_samples
+
+    assert len(select_samples(tiny / "metadata.csv")) == S.PRESETS["tiny"].n_slides
+
+
+def test_h5ad_counts_and_truth(tiny):
+    import anndata as ad
+    import scipy.sparse as sp
+
+    bio = S.biology()
+    for sid in _ids(tiny):
+        a = ad.read_h5ad(tiny / "st" / f"{sid}.h5ad")
+        n, g = a.shape
+        assert sp.issparse(a.X) and a.X.dtype == np.float32
+        x = a.X.toarray()
+        assert np.all(x == np.round(x)) and x.min() >= 0  # integer-valued raw counts
+        assert 0.5 < (x == 0).mean() < 0.95  # most genes zero in most spots
+        assert list(a.var_names) == list(bio.genes) and 5000 <= g <= 6500
+        assert a.obsm["spatial"].shape == (n, 2)
+        assert a.obsm["true_pathway_activity"].shape == (n, 50)
+        assert list(a.uns["true_pathway_names"]) == bio.pathway_names
+        assert a.layers["expected_counts"].shape == (n, g) and a.layers["expected_counts"].dtype == np.float32
+        assert a.obsm["true_composition"].shape == (n, len(S.CELL_TYPES))
+        np.testing.assert_allclose(a.obsm["true_composition"].sum(1), 1, atol=1e-4)
+        assert list(a.uns["cell_types"]) == S.CELL_TYPES
+        assert set(a.obs["compartment"].astype(str)) <= set(S.COMPARTMENTS)
+        assert a.uns["simulator"]["preset"] == "tiny" and a.uns["simulator"]["seed"] == 0
+        assert a.uns["thumbnail"].ndim == 3 and a.uns["thumbnail"].dtype == np.uint8
+        # expected counts are the mean of the observed counts (up to dropout)
+        ratio = x.sum() / a.layers["expected_counts"].sum()
+        assert 0.8 < ratio < 1.0
+    for gene in ["EPCAM", "KRT20", "CEACAM5", "COL1A1", "PTPRC", "CD3E", "MS4A1", "DES", "MYH11", "MT-CO1",
+                 "RPL13", "RPS18"]:
+        assert gene in set(bio.genes), gene
+
+
+def test_count_statistics(tiny):
+    from stflib.data import read_hest_sample
+
+    libs = []
+    for sid in _ids(tiny):
+        s = read_hest_sample(tiny, sid)
+        x = s.counts.toarray()
+        libs.append(x.sum(1))
+        mean, var = x.mean(0), x.var(0)
+        expressed = mean > 1
+        assert expressed.sum() > 100
+        assert np.mean(var[expressed] > mean[expressed]) > 0.9  # overdispersed
+    med = np.median(np.concatenate(libs))
+    assert 3000 <= med <= 20000, med
+
+
+def test_patches(tiny):
+    import anndata as ad
+
+    sid = _ids(tiny)[0]
+    a = ad.read_h5ad(tiny / "st" / f"{sid}.h5ad")
+    with h5py.File(tiny / "patches" / f"{sid}.h5") as f:
+        assert f["img"].shape == (a.n_obs, 224, 224, 3) and f["img"].dtype == np.uint8
+        assert f["img"].compression == "gzip"
+        assert f["barcode"].shape == (a.n_obs, 1)
+        bcs = [b[0].decode() for b in f["barcode"][:]]
+        assert bcs == list(a.obs_names)
+        np.testing.assert_allclose(f["coords"][:] + 112, a.obsm["spatial"], atol=1)
+        img = f["img"][:8]
+    assert img.std() > 10  # not blank
+
+
+def test_feature_cache_format(tiny):
+    import anndata as ad
+
+    sid = _ids(tiny)[1]
+    a = ad.read_h5ad(tiny / "st" / f"{sid}.h5ad", backed="r")
+    for name, spec in S.BACKBONES.items():
+        with h5py.File(tiny / "features" / name / f"{sid}.h5") as f:
+            assert f["features"].shape == (a.n_obs, spec.dim) and f["features"].dtype == np.float32
+            assert f.attrs["feature_dim"] == spec.dim and f.attrs["backbone"] == name
+            assert [b.decode() for b in f["barcodes"][:]] == list(a.obs_names)
+            assert f["coords"].shape == (a.n_obs, 2)
+            assert np.isfinite(f["features"][:]).all()
+    widths = {"resnet50": 2048, "ctranspath": 768, "phikon": 768, "hibou-b": 768, "hibou-l": 1024, "gigapath": 1536}
+    assert {k: v.dim for k, v in S.BACKBONES.items()} == widths
+    noise = {k: v.noise for k, v in S.BACKBONES.items()}
+    assert noise["gigapath"] <= noise["hibou-l"] < noise["ctranspath"] < noise["resnet50"]
+
+
+def test_read_hest_sample_on_simulated(tiny):
+    from stflib.data import read_hest_sample
+
+    s = read_hest_sample(tiny, "SIM000", backbone="ctranspath", load_patches=True)
+    assert s.features.shape == (s.counts.shape[0], 768)
+    assert s.patches.shape == (s.counts.shape[0], 224, 224, 3)
+    assert s.truth["pathway_activity"].shape == (s.counts.shape[0], 50)
+    assert s.truth["expected_counts"].shape == s.counts.shape
+    assert s.pixel_size_um == 0.5
+
+
+def test_pathway_fields_are_spatially_smooth(tiny):
+    from stflib.calibration import morans_i
+
+    import anndata as ad
+
+    fractions = []
+    for sid in _ids(tiny):
+        a = ad.read_h5ad(tiny / "st" / f"{sid}.h5ad", backed="r")
+        mi = morans_i(np.asarray(a.obsm["true_pathway_activity"]), np.asarray(a.obsm["spatial"]), 200.0)
+        fractions.append(np.mean(mi >= 0.3))
+    assert np.mean(fractions) > 0.8
+
+
+def test_deterministic_by_seed(tiny):
+    import anndata as ad
+
+    plan = S._cohort_plan(S.PRESETS["tiny"], 0)[0]
+    one = S.simulate_slide(plan, 0, "tiny", with_patches=False, backbones=["ctranspath"])
+    two = S.simulate_slide(plan, 0, "tiny", with_patches=False, backbones=["ctranspath"])
+    assert (one["adata"].X != two["adata"].X).nnz == 0
+    np.testing.assert_array_equal(one["features"]["ctranspath"], two["features"]["ctranspath"])
+    written = ad.read_h5ad(tiny / "st" / f"{plan['id']}.h5ad")  # the files match the in-memory slide
+    assert (written.X != one["adata"].X).nnz == 0
+    with h5py.File(tiny / "features" / "ctranspath" / f"{plan['id']}.h5") as f:
+        np.testing.assert_allclose(f["features"][:], one["features"]["ctranspath"], rtol=2e-3, atol=1e-3)
+    other_plan = S._cohort_plan(S.PRESETS["tiny"], 1)[0]
+    other = S.simulate_slide(other_plan, 1, "tiny", with_patches=False, backbones=[])
+    assert other["adata"].shape != one["adata"].shape or (other["adata"].X != one["adata"].X).nnz > 0
+
+
+def test_unknown_preset_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(ValueError, match="unknown preset 'huge'; allowed: tiny, default, full"):
+        S.simulate_cohort(tmp_path / "x", preset="huge")
+    with pytest.raises(ValueError, match="allowed: tiny, default, full"):
+        S.default_cohort("huge")
+    assert cli_main(["simulate", "--out", str(tmp_path / "y"), "--preset", "huge"]) == 2
+    assert "allowed: tiny, default, full" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="unknown backbone"):
+        S.simulate_cohort(tmp_path / "z", preset="tiny", backbones=["vit-huge"])
+
+
+def test_default_cohort_caches(tmp_path, monkeypatch):
+    monkeypatch.setenv("STFLIB_CACHE", str(tmp_path / "cache"))
+    path = S.default_cohort("tiny", seed=3)
+    assert path == tmp_path / "cache" / "sim-tiny-seed3"
+    assert (path / S.COMPLETE_MARKER).is_file() and (path / "metadata.csv").is_file()
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["sim-tiny-seed3"]  # no temporary left
+
+    def boom(*args, **kwargs):
+        raise AssertionError("a complete cached cohort must not be regenerated")
+
+    monkeypatch.setattr(S, "simulate_cohort", boom)
+    assert S.default_cohort("tiny", seed=3) == path
+
+
+def test_default_cohort_replaces_incomplete(tmp_path, monkeypatch):
+    monkeypatch.setenv("STFLIB_CACHE", str(tmp_path))
+    stale = tmp_path / "sim-tiny-seed5"
+    stale.mkdir()
+    (stale / "metadata.csv").write_text("half written")
+    calls = []
+
+    def fake(out, preset, seed, **kwargs):
+        calls.append((preset, seed))
+        Path(out).mkdir(parents=True)
+        (Path(out) / "metadata.csv").write_text("id\n")
+        return Path(out)
+
+    monkeypatch.setattr(S, "simulate_cohort", fake)
+    path = S.default_cohort("tiny", seed=5)
+    assert calls == [("tiny", 5)] and (path / S.COMPLETE_MARKER).is_file()
+    assert (path / "metadata.csv").read_text() == "id\n"
