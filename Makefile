@@ -4,8 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stflib-installed
 export PATH := $(abspath $(BIN)):$(PATH)
-# Matplotlib must not try to open a window when notebooks run headless.
-export MPLBACKEND := Agg
+
 
 .PHONY: install test test-lib test-notebooks book sync-notebooks grid collect clean
 
@@ -29,7 +28,7 @@ test-notebooks: install
 
 ## The book: runs the teaching notebooks, reads committed results/, builds _build/html (warnings are errors).
 book: install
-	$(BIN)/jupyter-book build . --toc book/_toc.yml --config _config.yml -W -n --keep-going
+	$(BIN)/jupyter-book build . --all --toc book/_toc.yml --config _config.yml -W -n --keep-going
 
 ## Re-pair notebooks after editing either side of a jupytext pair.
 sync-notebooks: install

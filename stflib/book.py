@@ -125,3 +125,34 @@ def describe_axis(summary: pd.DataFrame, axis: str, reference: str, metric: str 
         lines.append(f"{len(noisy)} of {len(deltas)} arms are within one fold-standard-deviation of the "
                      "reference: on this cohort those differences are not distinguishable from fold noise.")
     return " ".join(lines)
+
+
+def spot_maps(coords: np.ndarray, fields: dict[str, np.ndarray], ncols: int = 4, cmap: str = "viridis",
+              size: float = 7.0, categorical: bool = False):
+    """A grid of spot maps of one slide: one panel per named per-spot field (image coordinates)."""
+    import matplotlib.pyplot as plt
+
+    n = len(fields)
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.7 * ncols, 2.6 * nrows), squeeze=False)
+    for ax, (title, values) in zip(axes.ravel(), fields.items()):
+        values = np.asarray(values)
+        if categorical or values.dtype.kind in "OUS":
+            labels, codes = np.unique(values, return_inverse=True)
+            sc = ax.scatter(coords[:, 0], coords[:, 1], c=codes, s=size, cmap="tab10", vmin=0, vmax=9, linewidths=0)
+            handles = [plt.Line2D([], [], ls="", marker="o", color=sc.cmap(sc.norm(i)), label=str(lab))
+                       for i, lab in enumerate(labels)]
+            ax.legend(handles=handles, fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+        else:
+            sc = ax.scatter(coords[:, 0], coords[:, 1], c=values, s=size, cmap=cmap, linewidths=0)
+            fig.colorbar(sc, ax=ax, shrink=0.7)
+        ax.set_title(title, fontsize=8)
+        ax.set_aspect("equal")
+        ax.invert_yaxis()
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig

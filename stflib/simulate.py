@@ -67,6 +67,7 @@ Files written (the HEST-1k layout, see docs_dev/CONTRACTS.md)
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -899,29 +900,49 @@ def cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "stflib"
 
 
+def simulator_fingerprint() -> str:
+    """Version plus a hash of this module's source: a cached cohort is reused only by the code that wrote it."""
+    digest = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+    return f"{SIMULATOR_VERSION}-{digest}"
+
+
+def _cached_fingerprint(folder: Path) -> str | None:
+    marker = folder / COMPLETE_MARKER
+    try:
+        return json.loads(marker.read_text()).get("fingerprint")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def default_cohort(preset: str = "default", seed: int = 0) -> Path:
     """The simulated cohort ``sim-<preset>-seed<seed>`` in the cache, generated on first use.
 
     Generation writes into a temporary sibling folder and renames it into place when complete, so
-    an interrupted run never leaves a half-written cohort that looks usable.
+    an interrupted run never leaves a half-written cohort that looks usable. A cached cohort written
+    by a different version of this module (``simulator_fingerprint``) is regenerated, never reused.
     """
     _check_preset(preset)
     root = cache_dir()
     target = root / f"sim-{preset}-seed{int(seed)}"
-    if (target / COMPLETE_MARKER).is_file():
+    fingerprint = simulator_fingerprint()
+    if _cached_fingerprint(target) == fingerprint:
         return target
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".sim-{preset}-seed{int(seed)}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         simulate_cohort(tmp, preset=preset, seed=seed)
         (tmp / COMPLETE_MARKER).write_text(json.dumps({"preset": preset, "seed": int(seed),
-                                                       "version": SIMULATOR_VERSION}))
-        if target.exists() and not (target / COMPLETE_MARKER).is_file():
-            shutil.rmtree(target, ignore_errors=True)  # a stale, incomplete folder
+                                                       "version": SIMULATOR_VERSION,
+                                                       "fingerprint": fingerprint}))
+        if target.exists() and _cached_fingerprint(target) != fingerprint:
+            # incomplete, or written by another version of the simulator: move it out of the way
+            stale = root / f".stale-{target.name}-{uuid.uuid4().hex[:8]}"
+            os.rename(target, stale)
+            shutil.rmtree(stale, ignore_errors=True)
         try:
             os.rename(tmp, target)
         except OSError:
-            if not (target / COMPLETE_MARKER).is_file():  # someone else finished first: use theirs
+            if _cached_fingerprint(target) != fingerprint:  # someone else finished first: use theirs
                 raise
     finally:
         if tmp.exists():

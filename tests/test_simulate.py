@@ -217,3 +217,22 @@ def test_default_cohort_replaces_incomplete(tmp_path, monkeypatch):
     path = S.default_cohort("tiny", seed=5)
     assert calls == [("tiny", 5)] and (path / S.COMPLETE_MARKER).is_file()
     assert (path / "metadata.csv").read_text() == "id\n"
+
+
+def test_default_cohort_regenerates_one_written_by_another_simulator_version(tmp_path, monkeypatch):
+    monkeypatch.setenv("STFLIB_CACHE", str(tmp_path))
+    old = tmp_path / "sim-tiny-seed6"
+    old.mkdir()
+    (old / "metadata.csv").write_text("old simulator")
+    (old / S.COMPLETE_MARKER).write_text('{"preset": "tiny", "seed": 6, "fingerprint": "0-000000000000"}')
+
+    def fake(out, preset, seed, **kwargs):
+        Path(out).mkdir(parents=True)
+        (Path(out) / "metadata.csv").write_text("new simulator")
+        return Path(out)
+
+    monkeypatch.setattr(S, "simulate_cohort", fake)
+    path = S.default_cohort("tiny", seed=6)
+    assert (path / "metadata.csv").read_text() == "new simulator"
+    assert S._cached_fingerprint(path) == S.simulator_fingerprint()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sim-tiny-seed6"]  # stale copy removed
