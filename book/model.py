@@ -1,0 +1,185 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # The model
+#
+# ## Motivation
+#
+# A per-spot regression treats every spot alone. SpatialTranscriptFormer (STF) lets spots exchange
+# information, but forces part or all of that exchange through 50 tokens named after Hallmark
+# pathways, and predicts genes only from each spot's similarity to those tokens. This chapter builds
+# the model piece by piece with the library's own classes (`stflib/models/stf.py`, which reads top
+# to bottom) and checks each piece's shapes and promises.
+#
+# ## The idea
+#
+# For a slide with $S$ spots and $P$ pathways, with token width $D$:
+#
+# 1. **Patch tokens**: a linear projection of the frozen features, plus a 2-D positional encoding
+#    of the spot's $(x, y)$, normalised with the statistics of the slide's valid spots only.
+# 2. **Pathway tokens**: $P$ learnable vectors, one per Hallmark set.
+# 3. **Encoder**: pre-norm transformer layers over the sequence $[\text{pathways} \mid \text{patches}]$
+#    of $T = P + S$ tokens, with a $T \times T$ attention mask made of four quadrants
+#    (`p2p`, `p2h`, `h2p`, `h2h`).
+# 4. **Cosine scoring**: $\text{score}_{s,p} = \tau \cos(h_s, z_p)$, with a learnable temperature $\tau$.
+# 5. **Gene reconstructor**: $\hat{y}_s = W \,\text{score}_s + b$, $W \in \mathbb{R}^{G \times P}$,
+#    optionally initialised from the Hallmark membership; under the ZINB loss, extra heads give the
+#    dropout probability $\pi$ and inverse dispersion $\theta$, and the mean is offset by the
+#    spot's library size.
+#
+# ## Runnable code
+#
+# ### The four information flows as masks
+#
+# `interaction_mask` returns the boolean mask (True = a query may attend to a key). The diagonal
+# is always allowed: a token whose quadrants are all off keeps its own value instead of producing
+# an empty softmax (NaN).
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+
+from stflib.models import SpatialTranscriptFormer, interaction_mask, model_table
+from stflib.pathways import hallmarks, membership_matrix
+
+variants = {"full (all)": "all", "pathway bottleneck": "p2p,p2h,h2p", "p2h only + h2p": "p2h,h2p",
+            "patches only (h2h)": "h2h"}
+fig, axes = plt.subplots(1, len(variants), figsize=(3.0 * len(variants), 3.2))
+for ax, (title, quads) in zip(axes, variants.items()):
+    mask = interaction_mask(num_pathways=6, num_spots=14, interactions=quads)
+    ax.imshow(mask.numpy(), cmap="Greys", vmin=0, vmax=1)
+    ax.axhline(5.5, color="C3", lw=1)
+    ax.axvline(5.5, color="C3", lw=1)
+    ax.set_title(f"{title}\n({quads})", fontsize=9)
+    ax.set_xlabel("keys: pathways | patches", fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+axes[0].set_ylabel("queries", fontsize=8)
+fig.tight_layout()
+
+# %% [markdown]
+# Rows are queries, columns keys, black = allowed; the red lines separate the 6 pathway tokens
+# from the 14 patch tokens. In the **pathway bottleneck** (no `h2h`) a patch sees only the pathway
+# tokens and itself, so information moves between spots in two hops (patch -> pathway in one layer,
+# pathway -> patch in the next): this is why the seed requires at least two layers without `h2h`.
+
+# %%
+try:
+    SpatialTranscriptFormer(feature_dim=16, num_genes=8, interactions="p2p,p2h,h2p", n_layers=1)
+except ValueError as err:
+    print(err)
+
+# %% [markdown]
+# ### A forward pass on a simulated slide
+#
+# Two slides of different sizes are padded into one batch; `pad_mask` is True on padding.
+
+# %%
+torch.manual_seed(0)
+features = torch.randn(2, 120, 768)          # (B, S, D_backbone): CTransPath-sized features
+coords = torch.rand(2, 120, 2) * 5000        # (B, S, 2) spot centres in pixels
+pad_mask = torch.zeros(2, 120, dtype=torch.bool)
+pad_mask[1, 90:] = True                      # the second slide has 90 spots
+gene_sets = hallmarks()
+genes = sorted(set().union(*gene_sets.values()))[:1000]
+membership = membership_matrix(gene_sets, genes, min_genes=1)
+
+model = SpatialTranscriptFormer(feature_dim=768, num_genes=len(genes), num_pathways=len(membership.names),
+                                pathway_init=membership, n_layers=2, token_dim=256, n_heads=4)
+out = model(features, coords, pad_mask, return_attention=True)
+print("genes", tuple(out.genes.shape), "| pathway scores", tuple(out.pathway_scores.shape),
+      "| attention maps", len(out.attention), "layers of", tuple(out.attention[0].shape))
+print("padding predicts exactly zero:", bool((out.genes[1, 90:] == 0).all()),
+      "| all finite:", bool(torch.isfinite(out.genes).all()))
+
+# %% [markdown]
+# Where the parameters are: the encoder and the gene reconstructor dominate; the pathway tokens
+# themselves are $P \times D$ numbers.
+
+# %%
+parts = {"projection": model.project, "positional encoding": model.position,
+         "encoder": model.encoder, "cosine scorer": model.scorer, "gene reconstructor": model.reconstructor}
+counts = {name: sum(p.numel() for p in part.parameters()) for name, part in parts.items()}
+counts["pathway tokens"] = model.pathway_tokens.numel()
+pd.Series(counts, name="parameters").to_frame().assign(share=lambda t: (t.parameters / t.parameters.sum()).round(3))
+
+# %% [markdown]
+# ### Biological initialisation of the gene reconstructor
+#
+# With `pathway_init`, $W_{g,p} = m_{p,g} / n_g$, where $n_g$ is the number of pathways gene $g$
+# belongs to: each member gene starts as the *mean* of its pathways' scores, so a gene in many
+# Hallmarks is not amplified by its count, and genes in no pathway start at zero.
+
+# %%
+W = model.reconstructor.weight.detach().numpy()            # (G, P)
+m = membership.matrix                                        # (P, G)
+expected = (m / np.maximum(m.sum(0, keepdims=True), 1)).T
+print("reconstructor weights equal the normalised membership:", np.allclose(W, expected))
+fig, ax = plt.subplots(figsize=(8, 2.6))
+ax.imshow(W[:200].T, aspect="auto", cmap="Blues")
+ax.set_xlabel("first 200 genes of the vocabulary")
+ax.set_ylabel("pathway")
+ax.set_title("initial gene-reconstructor weights (pathway_init)", fontsize=9)
+
+# %% [markdown]
+# ### The attention implementations agree
+#
+# The reference implementation builds one dense $T \times T$ mask, as the original code does with
+# `nn.TransformerEncoder`; its cost is $O(T^2)$ whatever the mask. The fast path uses the fused
+# kernel with no mask when all four flows are on, and exploits the quadrant structure when `h2h`
+# is off ($O(P \cdot S)$). Same weights, same input, three implementations:
+
+# %%
+rows = []
+for quads in ["all", "p2p,p2h,h2p", "p2h,h2p", "p2p,h2h"]:
+    torch.manual_seed(1)
+    ref_model = SpatialTranscriptFormer(768, 50, num_pathways=8, token_dim=32, n_heads=4, interactions=quads,
+                                        attention_impl="reference")
+    fast_model = SpatialTranscriptFormer(768, 50, num_pathways=8, token_dim=32, n_heads=4, interactions=quads,
+                                         attention_impl="fast")
+    fast_model.load_state_dict(ref_model.state_dict())
+    ref, fast = ref_model(features, coords, pad_mask).genes, fast_model(features, coords, pad_mask).genes
+    rows.append({"interactions": quads, "max |fast - reference|": float((ref - fast).abs().max())})
+pd.DataFrame(rows)
+
+# %% [markdown]
+# ### The model zoo
+#
+# Every model is built by name from one registry (`stflib.models.MODELS`), the same table the
+# parameter files use:
+
+# %%
+model_table()
+
+# %% [markdown]
+# ## What we measured
+#
+# - The masks, the padding behaviour (exact zeros, no NaN) and the biological initialisation are
+#   printed above from the code; the test suite checks them for all 15 non-empty interaction
+#   subsets, in train and eval mode, including that blocked quadrants pass no gradient.
+# - The fast attention paths match the dense-mask reference to floating-point precision (table
+#   above); their speed and memory are measured in the performance chapter.
+#
+# ## Key takeaways
+#
+# - STF is a small transformer over $[\text{pathways} \mid \text{patches}]$ whose mask decides who
+#   can talk to whom; genes are a linear read-out of cosine pathway scores.
+# - Without `h2h`, every spot-to-spot message passes through a named pathway token, in two layers.
+# - The Hallmark initialisation makes each gene start as the mean score of its pathways.
+#
+# ## References
+#
+# {cite}`vaswani2017attention,liberzon2015hallmark,eraslan2019dca`

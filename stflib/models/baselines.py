@@ -1,0 +1,346 @@
+"""Comparison models, with SpatialTranscriptFormer's inputs and outputs.
+
+Every torch model takes ``forward(features (B,S,F), coords (B,S,2), pad_mask (B,S) True = padding,
+return_attention=False, library_size=None)`` and returns a ``ModelOutput`` whose ``genes`` is
+(B, S, G) per spot (dense) or (B, 1, G) per slide (global); padding never changes a valid output.
+
+- ``HE2RNA``        per-spot linear regression (Schmauch et al. 2020, as the seed describes it)
+- ``SpotMLP``       a small per-spot MLP
+- ``RidgeProbe``    HEST-Bench's probe: StandardScaler + PCA(256) + ridge, numpy fit/predict
+- ``ABMIL``         gated-attention MIL pooling (Ilse et al. 2018), slide-level
+- ``TransMIL``      Nystrom-attention transformer + PPEG (Shao et al. 2021), PPEG on the real spot grid
+- ``MeanExpression`` the floor: the training mean of every gene, everywhere
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from stflib.models.stf import ModelOutput, masked_mean
+
+
+def _valid(features: Tensor, pad_mask: Tensor | None) -> Tensor:
+    B, S = features.shape[:2]
+    if pad_mask is None:
+        return torch.ones(B, S, dtype=torch.bool, device=features.device)
+    return ~pad_mask.bool()
+
+
+def _check_mode(output_mode: str) -> str:
+    if output_mode not in ("dense", "global"):
+        raise ValueError(f"output_mode: unknown {output_mode!r}; allowed: dense, global")
+    return output_mode
+
+
+class _PerSpot(nn.Module):
+    """A per-spot regressor: genes = head(features); global mode = mean over valid spots."""
+
+    def __init__(self, head: nn.Module, output_mode: str):
+        super().__init__()
+        self.head, self.output_mode = head, _check_mode(output_mode)
+
+    def forward(self, features, coords=None, pad_mask=None, return_attention=False, library_size=None):
+        valid = _valid(features, pad_mask)
+        genes = self.head(features).masked_fill(~valid.unsqueeze(-1), 0.0)  # (B,S,G)
+        if self.output_mode == "global":
+            genes = masked_mean(genes, valid)
+        return ModelOutput(genes=genes)
+
+
+class HE2RNA(_PerSpot):
+    """Per-spot linear regression from frozen features to genes."""
+
+    description = "per-spot linear regression from frozen features (HE2RNA-style)"
+    reference = "Schmauch et al. (2020), Nature Communications"
+
+    def __init__(self, feature_dim: int, num_genes: int, output_mode: str = "dense"):
+        super().__init__(nn.Linear(feature_dim, num_genes), output_mode)
+
+
+class SpotMLP(_PerSpot):
+    """Per-spot two-layer MLP: Linear -> GELU -> Dropout -> Linear."""
+
+    description = "per-spot MLP (one hidden layer)"
+    reference = "generic baseline"
+
+    def __init__(self, feature_dim: int, num_genes: int, hidden_dim: int = 256, dropout: float = 0.1,
+                 output_mode: str = "dense"):
+        head = nn.Sequential(nn.Linear(feature_dim, hidden_dim), nn.GELU(), nn.Dropout(dropout),
+                             nn.Linear(hidden_dim, num_genes))
+        super().__init__(head, output_mode)
+
+
+class MeanExpression(nn.Module):
+    """The floor: predicts one learnable vector (the training mean) at every spot.
+
+    Train it like any model (under MSE its optimum is the mean) or set it exactly with ``fit``.
+    Its spatial PCC is 0 by construction (constant prediction).
+    """
+
+    description = "training-set mean expression at every spot (the floor)"
+    reference = "floor"
+
+    def __init__(self, feature_dim: int, num_genes: int, output_mode: str = "dense"):
+        super().__init__()
+        self.output_mode = _check_mode(output_mode)
+        self.mean = nn.Parameter(torch.zeros(num_genes))
+
+    @torch.no_grad()
+    def fit(self, targets: Tensor | np.ndarray, valid: Tensor | np.ndarray | None = None) -> "MeanExpression":
+        """targets (N, G) or (B, S, G), valid (N,) / (B, S) -> sets the mean over valid spots."""
+        y = torch.as_tensor(np.asarray(targets), dtype=torch.float32).reshape(-1, self.mean.numel())
+        w = torch.ones(len(y)) if valid is None else torch.as_tensor(np.asarray(valid)).reshape(-1).float()
+        self.mean.copy_((y * w[:, None]).sum(0) / w.sum().clamp_min(1.0))
+        return self
+
+    def forward(self, features, coords=None, pad_mask=None, return_attention=False, library_size=None):
+        valid = _valid(features, pad_mask)
+        B, S = valid.shape
+        if self.output_mode == "global":
+            return ModelOutput(genes=self.mean.expand(B, 1, -1))
+        return ModelOutput(genes=self.mean.expand(B, S, -1).masked_fill(~valid.unsqueeze(-1), 0.0))
+
+
+class RidgeProbe:
+    """HEST-Bench's linear probe, run as its authors run it: StandardScaler -> PCA(256) -> Ridge with
+    solver='lsqr', alpha = 100 / (n_components * n_genes), fit_intercept=False, max_iter=1000.
+
+    Numpy in, numpy out, per spot: ``fit(X (N,F), Y (N,G))``, ``predict(X) -> (N,G)``. PCA is capped
+    by the number of training spots and features. fit_intercept=False is the authors' choice (PCC is
+    shift-invariant); it costs MSE when targets are not centred, so ``fit_intercept=True`` is offered.
+    """
+
+    description = "StandardScaler + PCA(256) + ridge, per spot (HEST-Bench probe)"
+    reference = "Jaume et al. (2024), HEST-1k, NeurIPS"
+
+    def __init__(self, n_components: int = 256, alpha: float | None = None, fit_intercept: bool = False,
+                 random_state: int = 0):
+        self.n_components, self.alpha, self.fit_intercept = n_components, alpha, fit_intercept
+        self.random_state = random_state
+        self.pipeline = None
+
+    def fit(self, X: np.ndarray, Y: np.ndarray) -> "RidgeProbe":
+        from sklearn.decomposition import PCA
+        from sklearn.linear_model import Ridge
+        from sklearn.pipeline import Pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        X, Y = np.asarray(X, np.float64), np.asarray(Y, np.float64)
+        if X.ndim != 2 or Y.ndim != 2 or len(X) != len(Y):
+            raise ValueError(f"RidgeProbe.fit needs X (N, F) and Y (N, G) with the same N; got {X.shape}, {Y.shape}")
+        n = min(self.n_components, X.shape[0], X.shape[1])
+        alpha = self.alpha if self.alpha is not None else 100.0 / (n * Y.shape[1])
+        self.pipeline = Pipeline([
+            ("scale", StandardScaler()),
+            ("pca", PCA(n_components=n, random_state=self.random_state)),
+            ("ridge", Ridge(alpha=alpha, solver="lsqr", fit_intercept=self.fit_intercept, max_iter=1000,
+                            random_state=self.random_state)),
+        ])
+        self.pipeline.fit(X, Y)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        if self.pipeline is None:
+            raise RuntimeError("RidgeProbe.predict called before fit")
+        return self.pipeline.predict(np.asarray(X, np.float64)).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Slide-level MIL models
+# ---------------------------------------------------------------------------------------------
+
+
+class ABMIL(nn.Module):
+    """Gated attention MIL (Ilse et al. 2018): h = ReLU(W x); a = softmax_valid(w^T (tanh(V h) * sigm(U h)));
+    slide = sum_s a_s h_s -> Linear -> genes (B, 1, G). ``return_attention`` gives a (B, 1, 1, S) map."""
+
+    description = "gated-attention MIL pooling, slide-level"
+    reference = "Ilse et al. (2018), ICML"
+
+    def __init__(self, feature_dim: int, num_genes: int, hidden_dim: int = 256, attention_dim: int = 128,
+                 dropout: float = 0.1):
+        super().__init__()
+        self.embed = nn.Sequential(nn.Linear(feature_dim, hidden_dim), nn.ReLU(), nn.Dropout(dropout))
+        self.attn_v = nn.Linear(hidden_dim, attention_dim)
+        self.attn_u = nn.Linear(hidden_dim, attention_dim)
+        self.attn_w = nn.Linear(attention_dim, 1)
+        self.head = nn.Linear(hidden_dim, num_genes)
+
+    def forward(self, features, coords=None, pad_mask=None, return_attention=False, library_size=None):
+        valid = _valid(features, pad_mask)
+        h = self.embed(features)  # (B,S,L)
+        logits = self.attn_w(torch.tanh(self.attn_v(h)) * torch.sigmoid(self.attn_u(h))).squeeze(-1)  # (B,S)
+        logits = logits.masked_fill(~valid, float("-inf"))
+        logits = torch.where(valid.any(1, keepdim=True), logits, torch.zeros_like(logits))  # empty slide: uniform
+        a = logits.softmax(-1)  # (B,S)
+        slide = (a.unsqueeze(-1) * h).sum(1, keepdim=True)  # (B,1,L)
+        return ModelOutput(genes=self.head(slide), attention=[a[:, None, None, :]] if return_attention else None)
+
+
+def nystrom_attention(q: Tensor, k: Tensor, v: Tensor, valid: Tensor, num_landmarks: int,
+                      pinv_iterations: int = 6) -> Tensor:
+    """Nystrom approximation of softmax attention (Xiong et al. 2021), padding-aware.
+
+    Landmarks are segment means of the *valid* tokens of each slide (segment length ceil(n_valid/m)),
+    so padding changes nothing. (B,H,N,d), valid (B,N) -> (B,H,N,d)
+    """
+    B, H, N, d = q.shape
+    q = q * d**-0.5
+    w = valid[:, None, :, None].to(q.dtype)
+    q, k, v = q * w, k * w, v * w
+    n_valid = valid.sum(1)  # (B,)
+    m = num_landmarks
+    seg_len = (n_valid + m - 1).div(m, rounding_mode="floor").clamp_min(1)  # (B,)
+    rank = valid.long().cumsum(1) - 1  # position among valid tokens
+    group = torch.where(valid, rank // seg_len[:, None], torch.full_like(rank, m))  # padding -> dump group m
+    index = group[:, None, :, None].expand(B, H, N, d)
+    q_l = torch.zeros(B, H, m + 1, d, dtype=q.dtype, device=q.device).scatter_add_(2, index, q)[:, :, :m]
+    k_l = torch.zeros(B, H, m + 1, d, dtype=q.dtype, device=q.device).scatter_add_(2, index, k)[:, :, :m]
+    counts = torch.zeros(B, m + 1, device=q.device).scatter_add_(1, group, torch.ones_like(group, dtype=torch.float))
+    counts = counts[:, :m]  # (B, m)
+    q_l, k_l = q_l / counts.clamp_min(1)[:, None, :, None], k_l / counts.clamp_min(1)[:, None, :, None]
+    has = counts > 0  # (B, m) landmark exists
+    neg = torch.finfo(q.dtype).min
+    sim1 = (q @ k_l.transpose(-1, -2)).masked_fill(~has[:, None, None, :], neg)  # (B,H,N,m)
+    sim2 = (q_l @ k_l.transpose(-1, -2)).masked_fill(~(has[:, None, :, None] & has[:, None, None, :]), neg)
+    sim3 = (q_l @ k.transpose(-1, -2)).masked_fill(~valid[:, None, None, :], neg)  # (B,H,m,N)
+    attn1, attn2, attn3 = sim1.softmax(-1), sim2.softmax(-1), sim3.softmax(-1)
+    attn2 = attn2 * (has[:, None, :, None] & has[:, None, None, :])  # empty landmarks: rows/cols of 0
+    return (attn1 @ _iterative_pinv(attn2, pinv_iterations)) @ (attn3 @ v)
+
+
+def _iterative_pinv(x: Tensor, iterations: int) -> Tensor:
+    """Moore-Penrose pseudo-inverse by the Newton-Schulz-style iteration of the Nystromformer paper."""
+    abs_x = x.abs()
+    scale = abs_x.sum(-1).amax(-1, keepdim=True) * abs_x.sum(-2).amax(-1, keepdim=True)  # (B,H,1)
+    z = x.transpose(-1, -2) / scale.clamp_min(1e-12).unsqueeze(-1)
+    eye = torch.eye(x.shape[-1], device=x.device, dtype=x.dtype)
+    for _ in range(iterations):
+        xz = x @ z
+        z = 0.25 * z @ (13 * eye - xz @ (15 * eye - xz @ (7 * eye - xz)))
+    return z
+
+
+class NystromLayer(nn.Module):
+    """x + NystromAttention(LN(x)) (TransMIL's TransLayer). The original's extra depthwise convolution
+    on the value sequence is left out: it would mix spots by list order, which carries no meaning here."""
+
+    def __init__(self, dim: int, n_heads: int = 8, num_landmarks: int | None = None, dropout: float = 0.1):
+        super().__init__()
+        self.n_heads, self.num_landmarks = n_heads, num_landmarks or dim // 2
+        self.norm = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.out = nn.Sequential(nn.Linear(dim, dim), nn.Dropout(dropout))
+
+    def forward(self, x: Tensor, valid: Tensor) -> Tensor:
+        B, N, D = x.shape
+        q, k, v = self.qkv(self.norm(x)).view(B, N, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)
+        a = nystrom_attention(q, k, v, valid, self.num_landmarks)
+        return x + self.out(a.transpose(1, 2).reshape(B, N, D))
+
+
+def estimate_pitch(xy: np.ndarray) -> float:
+    """Centre-to-centre spot distance: the median distance to the (up to 6) hexagonal neighbours.
+
+    The median over all neighbour pairs, not of each spot's nearest distance: with registration
+    jitter the nearest of 6 noisy distances is biased low, and a 1% error in the pitch is a whole
+    cell at the far side of a 128-column Visium array.
+    """
+    from scipy.spatial import cKDTree
+
+    if len(xy) < 2:
+        return 1.0
+    dist, _ = cKDTree(xy).query(xy, k=min(7, len(xy)))
+    nearest = float(np.median(dist[:, 1]))
+    if nearest <= 0:
+        return 1.0
+    ring = dist[:, 1:][(dist[:, 1:] > 0.8 * nearest) & (dist[:, 1:] < 1.2 * nearest)]
+    return float(np.median(ring))
+
+
+def visium_grid(coords: Tensor, valid: Tensor, pitch: float | None = None) -> tuple[Tensor, int, int]:
+    """Integer (row, col) cell of each spot on the Visium hexagonal array, from centre coordinates.
+
+    Spots are ``pitch`` apart (100 um on Visium); rows are pitch*sqrt(3)/2 apart and alternate rows are
+    shifted by pitch/2, so with cells of (pitch*sqrt(3)/2) x (pitch/2) every spot gets its own cell
+    (Visium's own array_row / array_col convention). ``pitch`` is in coordinate units (pixels: 100 /
+    pixel_size_um); None estimates it per slide from the valid spots (``estimate_pitch``).
+    Returns cells (B, S, 2) long (padding -> 0, 0) and the grid height and width.
+    """
+    B, S, _ = coords.shape
+    cells = torch.zeros(B, S, 2, dtype=torch.long, device=coords.device)
+    xy = coords.detach().double()
+    for b in range(B):
+        rows = valid[b].nonzero().squeeze(1)
+        if len(rows) == 0:
+            continue
+        p = xy[b, rows]
+        step = pitch if pitch is not None else estimate_pitch(p.cpu().numpy())
+        p = p - p.min(0).values
+        cells[b, rows, 0] = torch.round(p[:, 1] / (step * math.sqrt(3) / 2)).long()
+        cells[b, rows, 1] = torch.round(p[:, 0] / (step / 2)).long()
+    height = int(cells[..., 0].max()) + 1
+    width = int(cells[..., 1].max()) + 1
+    return cells, height, width
+
+
+class PPEG(nn.Module):
+    """Pyramid position encoding generator (TransMIL): x + DWConv7(x) + DWConv5(x) + DWConv3(x) on a 2D grid.
+
+    TransMIL folds the token *list* into a square; here each spot is placed in its real Visium array
+    cell (``visium_grid``), so the convolutions mix spots that are actually neighbours on the tissue.
+    Empty cells are 0; spots sharing a cell (off-grid data) are averaged.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(dim, dim, k, padding=k // 2, groups=dim) for k in (7, 5, 3))
+
+    def forward(self, x: Tensor, cells: Tensor, valid: Tensor, height: int, width: int) -> Tensor:
+        B, S, D = x.shape
+        flat = (cells[..., 0] * width + cells[..., 1]).masked_fill(~valid, height * width)  # padding -> dump cell
+        grid = x.new_zeros(B, height * width + 1, D)
+        grid = grid.scatter_add_(1, flat[..., None].expand(B, S, D), x * valid[..., None])
+        count = x.new_zeros(B, height * width + 1).scatter_add_(1, flat, valid.to(x.dtype))
+        grid = (grid / count.clamp_min(1)[..., None])[:, :-1]  # (B, HW, D)
+        grid = grid.transpose(1, 2).reshape(B, D, height, width)
+        mixed = sum(conv(grid) for conv in self.convs).reshape(B, D, height * width).transpose(1, 2)  # (B,HW,D)
+        gathered = mixed.gather(1, flat.clamp(max=height * width - 1)[..., None].expand(B, S, D))  # (B,S,D)
+        return x + gathered * valid[..., None]  # identity + convolutions, as in TransMIL
+
+
+class TransMIL(nn.Module):
+    """TransMIL (Shao et al. 2021): fc -> [CLS | spots] -> Nystrom layer -> PPEG -> Nystrom layer -> LN(CLS)
+    -> Linear -> genes (B, 1, G). PPEG runs on the spots' real grid positions (see ``PPEG``)."""
+
+    description = "Nystrom-attention transformer + PPEG on the spot grid, slide-level"
+    reference = "Shao et al. (2021), NeurIPS"
+
+    def __init__(self, feature_dim: int, num_genes: int, hidden_dim: int = 512, n_heads: int = 8,
+                 num_landmarks: int | None = None, dropout: float = 0.1, spot_pitch: float | None = None):
+        super().__init__()
+        self.spot_pitch = spot_pitch
+        self.fc = nn.Sequential(nn.Linear(feature_dim, hidden_dim), nn.ReLU())
+        self.cls = nn.Parameter(torch.randn(1, 1, hidden_dim) * 0.02)
+        self.layer1 = NystromLayer(hidden_dim, n_heads, num_landmarks, dropout)
+        self.ppeg = PPEG(hidden_dim)
+        self.layer2 = NystromLayer(hidden_dim, n_heads, num_landmarks, dropout)
+        self.norm = nn.LayerNorm(hidden_dim)
+        self.head = nn.Linear(hidden_dim, num_genes)
+
+    def forward(self, features, coords, pad_mask=None, return_attention=False, library_size=None):
+        valid = _valid(features, pad_mask)
+        B = features.shape[0]
+        h = self.fc(features)  # (B,S,L)
+        x = torch.cat([self.cls.expand(B, -1, -1), h], 1)  # (B,1+S,L)
+        tokens_valid = torch.cat([valid.new_ones(B, 1), valid], 1)
+        x = self.layer1(x, tokens_valid)
+        cells, height, width = visium_grid(coords, valid, self.spot_pitch)
+        x = torch.cat([x[:, :1], self.ppeg(x[:, 1:], cells, valid, height, width)], 1)
+        x = self.layer2(x, tokens_valid)
+        return ModelOutput(genes=self.head(self.norm(x[:, :1])))  # (B,1,G)

@@ -1,0 +1,170 @@
+"""Losses: exact against numpy/scipy references, masked, and finite in the hard cases."""
+import numpy as np
+import pytest
+import scipy.stats
+import torch
+
+from stflib import losses
+from stflib.pathways import pathway_targets
+
+
+def _zinb_reference(y, mu, theta, pi):
+    nb = scipy.stats.nbinom(n=theta, p=theta / (theta + mu))
+    return -np.where(y == 0, np.log(pi + (1 - pi) * nb.pmf(0)), np.log1p(-pi) + nb.logpmf(y))
+
+
+def test_zinb_nll_matches_scipy_nbinom():
+    rng = np.random.default_rng(0)
+    shape = (2, 6, 5)
+    mu = rng.uniform(0.05, 50, shape)
+    theta = rng.uniform(0.1, 20, shape)
+    pi = rng.uniform(0.01, 0.9, shape)
+    y = rng.poisson(mu) * (rng.random(shape) > pi)  # a mix of zeros and counts
+    y[0, 0, :3] = [0, 7, 250]
+    valid = np.ones(shape[:2], bool)
+    valid[1, 4:] = False
+    expected = _zinb_reference(y, mu, theta, pi)[valid].mean()
+    t = lambda a: torch.tensor(a, dtype=torch.float64)  # noqa: E731
+    got = losses.zinb_nll(t(y), t(mu), t(theta), t(pi), torch.tensor(valid))
+    assert got.item() == pytest.approx(expected, rel=1e-10)
+
+
+def test_zinb_nll_large_counts_and_extremes_are_finite():
+    y = torch.tensor([[[0.0, 1e5, 1e5, 0.0, 3.0]]])
+    mu = torch.tensor([[[1e-12, 1e5, 1.0, 1e5, 0.0]]], requires_grad=True)
+    theta = torch.tensor([[[1e-6, 1e4, 0.5, 1e6, 1.0]]], requires_grad=True)
+    pi = torch.tensor([[[0.0, 1.0, 0.5, 1e-9, 1.0]]], requires_grad=True)
+    loss = losses.zinb_nll(y, mu, theta, pi)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in (mu, theta, pi))
+    # float32 vs scipy at a large count
+    ref = _zinb_reference(np.array([1e5]), np.array([9e4]), np.array([5.0]), np.array([0.1]))[0]
+    got = losses.zinb_nll(torch.tensor([[[1e5]]]), torch.tensor([[[9e4]]]), torch.tensor([[[5.0]]]),
+                          torch.tensor([[[0.1]]]))
+    assert got.item() == pytest.approx(ref, rel=1e-5)
+
+
+def test_zinb_ignores_padding_even_with_garbage():
+    y = torch.tensor([[[2.0], [float("nan")]]])
+    mu = torch.tensor([[[3.0], [float("inf")]]], requires_grad=True)
+    valid = torch.tensor([[True, False]])
+    loss = losses.zinb_nll(y, mu, torch.ones(1, 2, 1), torch.full((1, 2, 1), 0.1), valid)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(mu.grad).all() and mu.grad[0, 1] == 0
+    assert losses.zinb_nll(y, mu, torch.ones(1, 2, 1), torch.zeros(1, 2, 1), torch.zeros(1, 2, dtype=torch.bool)) == 0
+
+
+def _pcc_numpy(pred, target, valid):
+    values = []
+    for b in range(pred.shape[0]):
+        p, t = pred[b][valid[b]], target[b][valid[b]]
+        for g in range(pred.shape[2]):
+            if len(t) > 1 and t[:, g].std() > 0:
+                values.append(np.corrcoef(p[:, g], t[:, g])[0, 1])
+    return float(np.mean(values))
+
+
+def test_pcc_matches_numpy_per_slide_and_gene():
+    rng = np.random.default_rng(1)
+    pred, target = rng.normal(size=(3, 20, 6)), rng.normal(size=(3, 20, 6))
+    pred += 0.5 * target
+    valid = np.ones((3, 20), bool)
+    valid[2, 12:] = False
+    pred[2, 12:] = 1e6  # padding garbage must not count
+    got = losses.pcc_loss(torch.tensor(pred), torch.tensor(target), torch.tensor(valid))
+    assert got.item() == pytest.approx(1 - _pcc_numpy(pred, target, valid), abs=1e-9)
+    pcc, defined = losses.pearson_per_gene(torch.tensor(pred), torch.tensor(target), torch.tensor(valid))
+    assert defined.all()
+    np.testing.assert_allclose(pcc[0, 0].item(), np.corrcoef(pred[0, :, 0], target[0, :, 0])[0, 1], rtol=1e-9)
+
+
+def test_pcc_zero_variance_all_zero_and_invalid_are_finite():
+    rng = np.random.default_rng(2)
+    target = torch.tensor(rng.poisson(2.0, size=(3, 10, 4)), dtype=torch.float32)
+    target[:, :, 0] = 0.0  # a gene that is zero everywhere
+    target[1, :, 1] = 5.0  # a constant gene on slide 1 (zero variance)
+    target[0, 3] = 0.0  # an all-zero spot
+    pred = torch.randn(3, 10, 4, requires_grad=True)
+    valid = torch.ones(3, 10, dtype=torch.bool)
+    valid[2] = False  # an all-invalid slide
+    loss = losses.pcc_loss(pred, target, valid)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(pred.grad).all()
+    _, defined = losses.pearson_per_gene(pred, target, valid)
+    assert not defined[:, 0].any() and not defined[1, 1] and not defined[2].any()
+    assert defined[0, 1:].all() and defined[1, 2:].all()
+    # the constant gene and the invalid slide are skipped: same as numpy over the rest
+    expected = 1 - _pcc_numpy(pred.detach().numpy(), target.numpy(), valid.numpy())
+    assert loss.item() == pytest.approx(expected, abs=1e-5)
+    # a constant prediction scores PCC 0 with a finite gradient; nothing valid at all -> loss 1
+    flat = torch.ones(1, 10, 4, requires_grad=True)
+    collapse = losses.pcc_loss(flat, target[:1], valid[:1])
+    collapse.backward()
+    assert collapse.item() == pytest.approx(1.0, abs=1e-5) and torch.isfinite(flat.grad).all()
+    assert losses.pcc_loss(pred, target, torch.zeros(3, 10, dtype=torch.bool)).item() == 1.0
+
+
+def test_mse_and_mse_pcc_are_masked():
+    pred = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [float("nan"), 9.0]]])
+    target = torch.tensor([[[0.0, 2.0], [3.0, 6.0], [0.0, 0.0]]])
+    valid = torch.tensor([[True, True, False]])
+    assert losses.mse_loss(pred, target, valid).item() == pytest.approx((1 + 0 + 0 + 4) / 4)
+    combined = losses.mse_pcc_loss(pred, target, valid, alpha=0.5)
+    expected = losses.mse_loss(pred, target, valid) + 0.5 * losses.pcc_loss(pred, target, valid)
+    assert combined.item() == pytest.approx(expected.item())
+    assert losses.mse_loss(pred, target, torch.zeros(1, 3, dtype=torch.bool)).item() == 0.0
+
+
+def test_large_counts_stable():
+    target = torch.rand(2, 50, 3) * 1e5
+    pred = (target + torch.randn(2, 50, 3) * 1e3).requires_grad_()
+    for fn in (losses.mse_loss, losses.pcc_loss, losses.mse_pcc_loss):
+        loss = fn(pred, target)
+        loss.backward()
+        assert torch.isfinite(loss) and torch.isfinite(pred.grad).all()
+    assert losses.pcc_loss(pred, target).item() < 0.01
+
+
+def test_auxiliary_loss_on_pathway_targets_matches_direct_computation():
+    """The auxiliary loss compares scores with the seed's targets; the targets are a direct z-score +
+    mean over member genes, and the loss is weight * (1 - PCC) per (slide, pathway)."""
+    rng = np.random.default_rng(3)
+    expr = rng.poisson(3.0, size=(12, 8)).astype(float)
+    expr[:, 5] = 2.0  # a constant gene contributes 0
+    membership = (rng.random((4, 8)) < 0.5).astype(float)
+    membership[:, 0] = 1
+    valid = np.ones(12, bool)
+    valid[10:] = False
+    targets = pathway_targets(expr, membership, valid)
+    # direct computation
+    x = expr[valid]
+    z = np.zeros_like(expr)
+    std = x.std(0)
+    z[valid] = np.where(std > 0, (x - x.mean(0)) / np.where(std > 0, std, 1), 0)
+    direct = z @ membership.T / membership.sum(1)
+    np.testing.assert_allclose(targets, direct, rtol=1e-5, atol=1e-6)
+
+    scores = torch.tensor(rng.normal(size=(1, 12, 4)), requires_grad=True)
+    tt = torch.tensor(targets, dtype=torch.float64)[None]
+    loss = losses.auxiliary_pathway_loss(scores, tt, torch.tensor(valid)[None], weight=0.3)
+    pccs = [np.corrcoef(scores.detach().numpy()[0, valid, p], targets[valid, p])[0, 1] for p in range(4)]
+    assert loss.item() == pytest.approx(0.3 * (1 - np.mean(pccs)), abs=1e-9)
+    loss.backward()
+    assert torch.isfinite(scores.grad).all() and (scores.grad[0, ~valid] == 0).all()
+    zero = losses.auxiliary_pathway_loss(scores, tt, None, weight=0.0)
+    assert zero.item() == 0.0
+
+
+def test_registry_and_table():
+    assert set(losses.LOSSES) == {"mse", "pcc", "mse_pcc", "zinb"}
+    assert losses.get_loss("pcc") is losses.pcc_loss
+    with pytest.raises(ValueError, match="loss: unknown 'l1'; allowed: mse, pcc, mse_pcc, zinb"):
+        losses.get_loss("l1")
+    table = losses.loss_table()
+    assert {"name", "function", "formula"} <= set(table.columns) and "auxiliary" in set(table["name"])
+
+
+def test_losses_reject_wrong_valid_shape():
+    with pytest.raises(ValueError, match=r"valid must be \(B, S\)"):
+        losses.mse_loss(torch.zeros(2, 3, 4), torch.zeros(2, 3, 4), torch.ones(3, 2, dtype=torch.bool))

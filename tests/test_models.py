@@ -1,0 +1,535 @@
+"""SpatialTranscriptFormer and baselines: masks, exactness of the fast attention, padding, heads, registry."""
+import itertools
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from stflib.models import (
+    MODELS,
+    QUADRANTS,
+    SpatialTranscriptFormer,
+    build_model,
+    interaction_mask,
+    model_table,
+    parse_interactions,
+)
+from stflib.models import baselines, stf
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SUBSETS = [frozenset(c) for r in range(1, 5) for c in itertools.combinations(QUADRANTS, r)]
+B, S, F, G, P, D = 2, 7, 12, 9, 5, 16
+
+
+def small_model(interactions="all", **kw):
+    kw = {"num_pathways": P, "token_dim": D, "n_heads": 2, "n_layers": 2, **kw}
+    return SpatialTranscriptFormer(F, G, interactions=interactions, **kw)
+
+
+@pytest.fixture
+def batch():
+    g = torch.Generator().manual_seed(0)
+    features = torch.randn(B, S, F, generator=g)
+    coords = torch.rand(B, S, 2, generator=g) * 2000
+    pad = torch.zeros(B, S, dtype=torch.bool)
+    pad[1, 4:] = True  # slide 1 has 4 spots, 3 padding
+    return features, coords, pad
+
+
+# ---------------------------------------------------------------- interactions and the mask
+
+
+def test_parse_interactions_forms_and_errors():
+    assert parse_interactions("all") == frozenset(QUADRANTS)
+    assert parse_interactions("p2p,p2h") == {"p2p", "p2h"}
+    assert parse_interactions(" P2P , h2h ") == {"p2p", "h2h"}
+    assert parse_interactions(["h2p", "h2h"]) == {"h2p", "h2h"}
+    with pytest.raises(ValueError, match=r"interactions: unknown quadrant 'p2x'; allowed: p2p, p2h, h2p, h2h"):
+        parse_interactions("p2p,p2x")
+    with pytest.raises(ValueError, match="empty"):
+        parse_interactions("")
+    with pytest.raises(ValueError, match="empty"):
+        parse_interactions([])
+
+
+def test_bottleneck_needs_two_layers():
+    with pytest.raises(ValueError, match=r"n_layers >= 2.*seed"):
+        small_model("p2p,p2h,h2p", n_layers=1)
+    small_model("all", n_layers=1)  # with h2h one layer is fine
+
+
+def test_interaction_mask_quadrants_and_diagonal():
+    m = interaction_mask(2, 3, "p2h,h2p")
+    assert m.shape == (5, 5) and m.dtype == torch.bool
+    assert m[:2, 2:].all() and m[2:, :2].all()  # p2h, h2p
+    assert not m[0, 1] and not m[2, 3]  # p2p, h2h off (off-diagonal)
+    assert m.diagonal().all()  # every token keeps itself
+    assert interaction_mask(2, 3, "all").all()
+
+
+def test_mask_polarity_sdpa_allowed_vs_mha_blocked():
+    """SDPA's bool mask means True = allowed; nn.MultiheadAttention's means True = blocked."""
+    torch.manual_seed(0)
+    T, E = 5, 8
+    x = torch.randn(1, T, E)
+    allowed = interaction_mask(2, 3, "p2p,h2p")
+    mha = nn.MultiheadAttention(E, 1, batch_first=True, bias=False)
+    _, w_blocked = mha(x, x, x, attn_mask=~allowed)
+    assert (w_blocked[0][~allowed] == 0).all()  # negated mask: blocked entries get zero weight
+    q, k, v = (x @ w.T for w in mha.in_proj_weight.chunk(3))
+    sdpa = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+    manual = (q @ k.transpose(1, 2) / math.sqrt(E)).masked_fill(~allowed, -math.inf).softmax(-1) @ v
+    torch.testing.assert_close(sdpa, manual)
+    wrong = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=~allowed)
+    assert not torch.allclose(wrong, manual)
+
+
+def test_reference_block_is_transformer_encoder_layer(batch):
+    """Our block with the dense mask == nn.TransformerEncoderLayer(norm_first, gelu) given True = blocked."""
+    torch.manual_seed(0)
+    block = stf.TransformerBlock(D, 2).eval()
+    layer = nn.TransformerEncoderLayer(D, 2, dim_feedforward=4 * D, dropout=0.0, activation="gelu",
+                                       batch_first=True, norm_first=True).eval()
+    with torch.no_grad():
+        layer.self_attn.in_proj_weight.copy_(block.qkv.weight)
+        layer.self_attn.in_proj_bias.copy_(block.qkv.bias)
+        layer.self_attn.out_proj.weight.copy_(block.out.weight)
+        layer.self_attn.out_proj.bias.copy_(block.out.bias)
+        layer.linear1.load_state_dict(block.ff[0].state_dict())
+        layer.linear2.load_state_dict(block.ff[3].state_dict())
+        layer.norm1.load_state_dict(block.norm1.state_dict())
+        layer.norm2.load_state_dict(block.norm2.state_dict())
+    _, _, pad = batch
+    x = torch.randn(B, P + S, D)
+    key_pad = torch.cat([torch.zeros(B, P, dtype=torch.bool), pad], 1)
+    for quads in [frozenset(QUADRANTS), frozenset({"p2p", "p2h", "h2p"})]:
+        plan = stf.AttentionPlan(P, quads, ~key_pad, True, impl="reference")
+        ours, _ = block(x, plan)
+        theirs = layer(x, src_mask=~interaction_mask(P, S, quads), src_key_padding_mask=key_pad)
+        keep = ~key_pad
+        torch.testing.assert_close(ours[keep], theirs[keep], rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------- fast == reference, exactly
+
+
+def _run(model, impl, features, coords, pad):
+    model.attention_impl = impl
+    model.zero_grad()
+    f = features.clone().requires_grad_()
+    out = model(f, coords, pad)
+    valid = ~pad
+    loss = (out.genes[valid] ** 2).sum() + (out.pathway_scores[valid] ** 3).sum()
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return out.genes[valid].detach(), out.pathway_scores[valid].detach(), f.grad.clone(), grads
+
+
+@pytest.mark.parametrize("quads", SUBSETS, ids=lambda q: "+".join(sorted(q)))
+def test_fast_attention_equals_dense_reference(quads, batch):
+    """All 15 subsets, with padding: same outputs and gradients (features and every parameter)."""
+    features, coords, pad = (t.double() if t.is_floating_point() else t for t in batch)
+    for n_neighbors in ([0, 3] if "h2h" in quads else [0]):
+        torch.manual_seed(1)
+        model = small_model(sorted(quads), n_neighbors=n_neighbors).double()
+        fast = _run(model, "fast", features, coords, pad)
+        for impl in ("reference", "explicit"):
+            other = _run(model, impl, features, coords, pad)
+            for a, b in zip(fast[:3], other[:3]):
+                torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+            assert fast[3].keys() == other[3].keys()
+            for name in fast[3]:
+                torch.testing.assert_close(fast[3][name], other[3][name], rtol=1e-9, atol=1e-10, msg=name)
+
+
+def _dependence(block, x, plan):
+    """dep[b, i, j] = True when output token i of slide b depends on input token j (its gradient
+    through a random projection of output i is non-zero), checking that slides never mix."""
+    Bn, T, _ = x.shape
+    dep = torch.zeros(Bn, T, T, dtype=torch.bool)
+    x = x.clone().requires_grad_()
+    out = block(x, plan)[0]
+    g = torch.Generator().manual_seed(0)
+    for b in range(Bn):
+        for i in range(T):
+            (grad,) = torch.autograd.grad((out[b, i] * torch.randn(out.shape[-1], generator=g, dtype=out.dtype)).sum(),
+                                          x, retain_graph=True)
+            dep[b, i] = grad[b].abs().sum(-1) > 0
+            assert (grad[[c for c in range(Bn) if c != b]] == 0).all()  # slides never mix
+    return dep
+
+
+@pytest.mark.parametrize("quads", SUBSETS, ids=lambda q: "+".join(sorted(q)))
+def test_blocked_quadrants_pass_no_gradient(quads, batch):
+    """Per quadrant, in one layer: valid query i depends on key j != i iff quadrant(i, j) is on and j is
+    valid; blocked quadrants and padding get exactly zero attention in the maps."""
+    _, _, pad = batch
+    torch.manual_seed(0)
+    block = stf.TransformerBlock(D, 2).double()
+    key_valid = torch.cat([torch.ones(B, P, dtype=torch.bool), ~pad], 1)
+    x = torch.randn(B, P + S, D, dtype=torch.float64)
+    expected = interaction_mask(P, S, quads).unsqueeze(0) & key_valid.unsqueeze(1) | torch.eye(P + S, dtype=torch.bool)
+    for impl in ("fast", "reference", "explicit"):
+        plan = stf.AttentionPlan(P, quads, key_valid, True, impl=impl)
+        dep = _dependence(block, x, plan)
+        rows = key_valid  # valid queries (pathways + valid spots)
+        assert torch.equal(dep[rows], expected[rows]), impl
+    plan = stf.AttentionPlan(P, quads, key_valid, True, impl="explicit")
+    _, weights = block(x, plan, need_weights=True)
+    assert (weights[~expected.unsqueeze(1).expand_as(weights)] == 0).all()
+    torch.testing.assert_close(weights.sum(-1), torch.ones_like(weights.sum(-1)))
+
+
+@pytest.mark.parametrize("quads", [q for q in SUBSETS if not q & {"p2h", "h2h"}], ids=lambda q: "+".join(sorted(q)))
+def test_without_p2h_and_h2h_spots_are_independent(quads, batch):
+    """Whole model, 2 layers: with neither p2h nor h2h, spot i's prediction uses only spot i's features."""
+    features, coords, pad = batch
+    model = small_model(sorted(quads))
+    f = features.clone().requires_grad_()
+    out = model(f, coords, pad)
+    out.genes[0, 2].sum().backward()
+    others = torch.ones(S, dtype=torch.bool)
+    others[2] = False
+    assert (f.grad[0, others] == 0).all() and (f.grad[1] == 0).all() and f.grad[0, 2].abs().sum() > 0
+
+
+def test_pathways_never_see_patches_without_p2h(batch):
+    features, coords, pad = batch
+    model = small_model("p2p,h2p,h2h")
+    f = features.clone().requires_grad_()
+    captured = {}
+    model.encoder.register_forward_hook(lambda m, i, o: captured.update(x=o[0]))
+    model(f, coords, pad)
+    captured["x"][:, :P].sum().backward()
+    assert f.grad is None or (f.grad == 0).all()
+
+
+# ---------------------------------------------------------------- no NaN, padding, attention maps
+
+
+@pytest.mark.parametrize("quads", SUBSETS, ids=lambda q: "+".join(sorted(q)))
+def test_never_nan_train_and_eval(quads, batch):
+    features, coords, pad = batch
+    pad = pad.clone()
+    pad[0] = True  # a slide that is all padding, the hardest case
+    model = small_model(sorted(quads), dropout=0.2)
+    for train in (True, False):
+        model.train(train)
+        for ra in (False, True):
+            model.zero_grad()
+            out = model(features, coords, pad, return_attention=ra)
+            (out.genes.sum() + out.pathway_scores.sum()).backward()
+            assert torch.isfinite(out.genes).all() and torch.isfinite(out.pathway_scores).all()
+            assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_padding_changes_nothing(batch):
+    """Valid outputs are the same alone, padded, and with garbage in the padding (features and coords)."""
+    features, coords, pad = batch
+    for quads, k in [("all", 0), ("p2p,p2h,h2p", 0), ("all", 2)]:
+        torch.manual_seed(0)
+        model = small_model(quads, n_neighbors=k).eval()
+        n = int((~pad[1]).sum())
+        alone = model(features[1:, :n], coords[1:, :n]).genes
+        padded = model(features, coords, pad).genes[1:, :n]
+        f2, c2 = features.clone(), coords.clone()
+        f2[pad], c2[pad] = 1e4, -1e6
+        garbage = model(f2, c2, pad).genes[1:, :n]
+        torch.testing.assert_close(padded, alone, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(garbage, alone, rtol=1e-5, atol=1e-5)
+        assert (model(features, coords, pad).genes[pad] == 0).all()
+
+
+def test_returned_attention_is_the_one_used(batch):
+    """The maps returned are the weights that multiplied V in the forward that made the prediction."""
+    features, coords, pad = batch
+    model = small_model("p2p,p2h,h2p", n_heads=2).eval()
+    layer = model.encoder.layers[1]
+    seen = {}
+    layer.register_forward_pre_hook(lambda m, a: seen.update(x=a[0]))
+    layer.out.register_forward_pre_hook(lambda m, a: seen.update(attended=a[0]))
+    out = model(features, coords, pad, return_attention=True)
+    assert len(out.attention) == 2 and out.attention[0].shape == (B, 2, P + S, P + S)
+    Bn, T, _ = seen["x"].shape
+    v = layer.qkv(layer.norm1(seen["x"])).view(Bn, T, 3, 2, D // 2).permute(2, 0, 3, 1, 4)[2]
+    recomputed = (out.attention[1] @ v).transpose(1, 2).reshape(Bn, T, D)
+    torch.testing.assert_close(recomputed, seen["attended"])
+    torch.testing.assert_close(out.genes, model(features, coords, pad).genes, rtol=1e-5, atol=1e-6)
+    w = out.attention[0]
+    assert (w[:, :, P:, P:][:, :, ~torch.eye(S, dtype=torch.bool)] == 0).all()  # no h2h
+
+
+# ---------------------------------------------------------------- positions, heads, modes
+
+
+@pytest.mark.parametrize("mode", ["sinusoidal", "learned", "none"])
+def test_positional_encodings_run_and_are_translation_and_scale_invariant(mode, batch):
+    features, coords, pad = batch
+    torch.manual_seed(0)
+    model = small_model(positional_encoding=mode).eval()
+    a = model(features, coords, pad).genes
+    b = model(features, coords * 3 + 500, pad).genes  # same slide at another scale and offset
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    if mode != "none":
+        shuffled = coords[:, torch.randperm(S)]
+        assert not torch.allclose(model(features, shuffled, pad).genes, a)
+
+
+def test_normalise_coords_uses_valid_spots_only():
+    coords = torch.tensor([[[0.0, 0.0], [2.0, 0.0], [1e6, 1e6]]])
+    valid = torch.tensor([[True, True, False]])
+    xy = stf.normalise_coords(coords, valid)
+    torch.testing.assert_close(xy[0, :2], torch.tensor([[-math.sqrt(2), 0.0], [math.sqrt(2), 0.0]]))
+    assert (xy[0, 2] == 0).all()
+    one = stf.normalise_coords(coords[:, :1], valid[:, :1])  # a single spot: finite
+    assert torch.isfinite(one).all()
+
+
+def test_pathway_init_puts_membership_in_reconstructor():
+    rng = np.random.default_rng(0)
+    membership = (rng.random((P, G)) < 0.4).astype(np.float32)
+    membership[:, 0] = 0  # a gene in no pathway
+    model = small_model(pathway_init=membership)
+    w = model.reconstructor.weight.detach().numpy()  # (G, P)
+    per_gene = membership.sum(0)
+    expected = np.where(per_gene > 0, membership / np.maximum(per_gene, 1), 0).T
+    np.testing.assert_allclose(w, expected)
+    assert ((w > 0) == (membership.T > 0)).all()
+    assert (model.reconstructor.bias == 0).all()
+    with pytest.raises(ValueError, match=r"pathway_init.*\(5, 9\)"):
+        small_model(pathway_init=membership[:, :3])
+
+
+def test_pathway_init_accepts_a_membership_object():
+    from stflib.pathways import membership_matrix
+
+    genes = [f"G{i}" for i in range(G)]
+    sets = {f"SET_{p}": genes[p : p + 5] for p in range(P)}
+    membership = membership_matrix(sets, genes)
+    model = small_model(pathway_init=membership)
+    assert model.pathway_names == membership.names
+    torch.testing.assert_close(model.reconstructor.weight, stf.membership_init(torch.tensor(membership.matrix)))
+    with pytest.raises(ValueError, match="pass the membership"):
+        small_model(pathway_init=True)
+    assert small_model(pathway_init=False).reconstructor.bias.abs().sum() > 0  # default init
+
+
+def test_pathway_names_are_hallmarks_when_50():
+    from stflib.pathways import hallmarks
+
+    model = SpatialTranscriptFormer(F, G, num_pathways=50, token_dim=D, n_heads=2)
+    assert model.pathway_names == list(hallmarks())
+    assert small_model().pathway_names == [f"pathway_{i}" for i in range(P)]
+
+
+def test_cosine_scores_bounded_by_temperature(batch):
+    features, coords, pad = batch
+    model = small_model()
+    scores = model(features, coords, pad).pathway_scores
+    assert scores.shape == (B, S, P)
+    assert scores.abs().max() <= model.scorer.temperature + 1e-4
+    assert (scores[pad] == 0).all()
+    with torch.no_grad():
+        model.scorer.log_tau.fill_(10.0)
+    assert math.isclose(float(model.scorer.temperature.detach()), 100.0, rel_tol=1e-5)  # capped
+
+
+def test_zinb_heads_and_library_offset(batch):
+    features, coords, pad = batch
+    model = small_model(zinb=True).eval()
+    lib = torch.full((B, S), 1000.0)
+    out = model(features, coords, pad, library_size=lib)
+    valid = ~pad
+    assert out.pi is not None and out.theta is not None and out.genes.shape == (B, S, G)
+    assert ((out.pi[valid] > 0) & (out.pi[valid] < 1)).all() and (out.theta[valid] > 0).all()
+    doubled = model(features, coords, pad, library_size=lib * 2).genes
+    torch.testing.assert_close(doubled[valid], 2 * out.genes[valid])
+    assert torch.isfinite(model(features, coords, pad, library_size=torch.zeros(B, S)).genes).all()
+    with pytest.raises(ValueError, match="zinb"):
+        small_model(zinb=True, output_mode="global")
+
+
+def test_global_mode_is_mean_over_valid_spots(batch):
+    features, coords, pad = batch
+    torch.manual_seed(0)
+    dense = small_model()
+    glob = small_model(output_mode="global")
+    glob.load_state_dict(dense.state_dict())
+    g = glob(features, coords, pad).genes
+    d = dense(features, coords, pad).genes
+    assert g.shape == (B, 1, G)
+    expected = torch.stack([d[b][~pad[b]].mean(0) for b in range(B)]).unsqueeze(1)
+    torch.testing.assert_close(g, expected)
+
+
+def test_knn_neighbours_match_brute_force():
+    g = torch.Generator().manual_seed(3)
+    coords = torch.rand(2, 30, 2, generator=g)
+    valid = torch.ones(2, 30, dtype=torch.bool)
+    valid[1, 20:] = False
+    idx, ok = stf.knn_neighbours(coords, valid, 4)
+    assert idx.shape == (2, 30, 5) and (idx[..., 0] == torch.arange(30)).all()
+    for b in range(2):
+        rows = valid[b].nonzero().squeeze(1)
+        d = torch.cdist(coords[b, rows], coords[b, rows])
+        d.fill_diagonal_(float("inf"))
+        brute = rows[d.topk(4, largest=False).indices]
+        assert torch.equal(idx[b, rows, 1:].sort(-1).values, brute.sort(-1).values)
+        assert ok[b, rows].all() and not ok[b, ~valid[b], 1:].any()
+
+
+def test_local_context_sees_only_neighbours():
+    """h2h only, one layer, k=2: a spot's output depends on itself and its 2 nearest spots only."""
+    coords = torch.tensor([[[0.0, 0], [1, 0], [2, 0], [10, 0], [11, 0], [30, 0]]])
+    features = torch.randn(1, 6, F, requires_grad=True)
+    model = small_model("h2h", n_layers=1, n_neighbors=2, positional_encoding="none")
+    model.encoder.register_forward_hook(lambda m, i, o: captured.update(x=o[0]))
+    captured = {}
+    model(features, coords)
+    captured["x"][0, P + 0].sum().backward()  # spot 0: neighbours 1, 2
+    assert (features.grad[0].abs().sum(1) > 0).tolist() == [True, True, True, False, False, False]
+    with pytest.raises(ValueError, match="n_neighbors"):
+        small_model("p2p,p2h,h2p", n_neighbors=4)
+
+
+def test_invalid_options_name_allowed_values():
+    with pytest.raises(ValueError, match="sinusoidal, learned, none"):
+        small_model(positional_encoding="rope")
+    with pytest.raises(ValueError, match="dense, global"):
+        small_model(output_mode="slide")
+    with pytest.raises(ValueError, match="fast, reference, explicit"):
+        small_model(attention_impl="flash")
+
+
+# ---------------------------------------------------------------- baselines
+
+
+@pytest.mark.parametrize("name", ["he2rna", "mlp", "abmil", "transmil", "mean"])
+def test_baselines_shapes_and_padding(name, batch):
+    features, coords, pad = batch
+    torch.manual_seed(0)
+    params = {"hidden_dim": 16, "n_heads": 2} if name == "transmil" else {}
+    model = build_model(name, F, G, **params).eval()
+    out = model(features, coords, pad)
+    global_mode = name in ("abmil", "transmil")
+    assert out.genes.shape == ((B, 1, G) if global_mode else (B, S, G))
+    n = int((~pad[1]).sum())
+    alone = model(features[1:, :n], coords[1:, :n]).genes
+    f2 = features.clone()
+    f2[pad] = 1e3
+    padded = model(f2, coords, pad).genes[1:, : (1 if global_mode else n)]
+    torch.testing.assert_close(padded, alone[:, : (1 if global_mode else n)], rtol=1e-4, atol=1e-4)
+    out.genes.sum().backward()
+
+
+def test_abmil_attention_ignores_padding(batch):
+    features, coords, pad = batch
+    out = baselines.ABMIL(F, G, hidden_dim=16, attention_dim=8)(features, coords, pad, return_attention=True)
+    a = out.attention[0]  # (B,1,1,S)
+    assert (a[1, 0, 0][pad[1]] == 0).all()
+    torch.testing.assert_close(a.sum(-1), torch.ones(B, 1, 1))
+
+
+def test_nystrom_is_exact_when_every_token_is_a_landmark():
+    torch.manual_seed(0)
+    q, k, v = torch.randn(3, 1, 2, 6, 4, dtype=torch.float64)
+    valid = torch.ones(1, 6, dtype=torch.bool)
+    approx = baselines.nystrom_attention(q, k, v, valid, num_landmarks=6, pinv_iterations=20)
+    exact = torch.softmax(q @ k.transpose(-1, -2) / 2, -1) @ v
+    torch.testing.assert_close(approx, exact, rtol=1e-4, atol=1e-4)
+
+
+def _hex_coords(rows, cols, pitch):
+    pts = [((c + 0.5 * (r % 2)) * pitch, r * pitch * math.sqrt(3) / 2) for r in range(rows) for c in range(cols)]
+    return torch.tensor(pts, dtype=torch.float64)
+
+
+def test_visium_grid_maps_hex_spots_to_distinct_adjacent_cells():
+    coords = _hex_coords(6, 8, 137.0)[torch.randperm(48)].unsqueeze(0)  # list order shuffled
+    cells, h, w = baselines.visium_grid(coords, torch.ones(1, 48, dtype=torch.bool))
+    assert len({tuple(c) for c in cells[0].tolist()}) == 48 and (h, w) == (6, 16)
+    # tissue neighbours (100 um apart) are grid neighbours: same row +-2 columns or adjacent row +-1
+    d = torch.cdist(coords[0], coords[0])
+    i, j = torch.nonzero((d > 1) & (d < 137 * 1.01), as_tuple=True)
+    step = (cells[0, i] - cells[0, j]).abs()
+    assert (((step[:, 0] == 0) & (step[:, 1] == 2)) | ((step[:, 0] == 1) & (step[:, 1] == 1))).all()
+
+
+def test_visium_grid_on_real_visium_array():
+    path = SHARED / "hest" / "visium-v1_coordinates.txt"
+    if not path.exists():
+        pytest.skip(f"reference data absent: {path}")
+    arr = np.loadtxt(path, dtype=str)[:, 1:].astype(int)  # array_col, array_row
+    pitch_px = 100 / 0.2738  # a typical full-res pixel size
+    xy = np.stack([arr[:, 0] * pitch_px / 2, arr[:, 1] * pitch_px * math.sqrt(3) / 2], 1)
+    xy += np.random.default_rng(0).normal(0, 2.0, xy.shape)  # registration jitter
+    cells, _, _ = baselines.visium_grid(torch.from_numpy(xy)[None], torch.ones(1, len(xy), dtype=torch.bool))
+    expected = arr[:, ::-1] - arr[:, ::-1].min(0)  # (row, col)
+    np.testing.assert_array_equal(cells[0].numpy(), expected)
+
+
+def test_ppeg_follows_the_grid_not_list_order():
+    torch.manual_seed(0)
+    coords = _hex_coords(4, 5, 100.0).unsqueeze(0)
+    x = torch.randn(1, 20, 8)
+    valid = torch.ones(1, 20, dtype=torch.bool)
+    ppeg = baselines.PPEG(8)
+    cells, h, w = baselines.visium_grid(coords, valid)
+    out = ppeg(x, cells, valid, h, w)
+    perm = torch.randperm(20)
+    cells_p, h, w = baselines.visium_grid(coords[:, perm], valid)
+    torch.testing.assert_close(ppeg(x[:, perm], cells_p, valid, h, w), out[:, perm])
+
+
+def test_ridge_probe_matches_sklearn_pipeline():
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import Ridge
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(40, 30)), rng.normal(size=(40, 5))
+    pred = baselines.RidgeProbe().fit(X, Y).predict(X[:7])
+    scaler = StandardScaler().fit(X)
+    pca = PCA(n_components=30, random_state=0).fit(scaler.transform(X))  # capped by features (30 < 256)
+    A = pca.transform(scaler.transform(X))
+    ridge = Ridge(alpha=100 / (30 * 5), solver="lsqr", fit_intercept=False, max_iter=1000).fit(A, Y)
+    np.testing.assert_allclose(pred, ridge.predict(A[:7]), rtol=1e-4, atol=1e-5)
+    assert baselines.RidgeProbe().fit(X[:10], Y[:10]).pipeline.named_steps["pca"].n_components == 10
+
+
+def test_mean_expression_fit():
+    y = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
+    valid = torch.tensor([[True, True, False]])
+    model = baselines.MeanExpression(F, 2).fit(y, valid)
+    out = model(torch.zeros(1, 3, F), None, ~valid).genes
+    torch.testing.assert_close(out[0, :2], torch.tensor([[2.0, 3.0], [2.0, 3.0]]))
+
+
+# ---------------------------------------------------------------- registry
+
+
+def test_registry_build_and_errors():
+    assert set(MODELS) == {"interaction", "he2rna", "mlp", "abmil", "transmil", "mean"}
+    model = build_model("interaction", F, G, num_pathways=P, token_dim=D, n_heads=2, interactions="p2p,p2h,h2p")
+    assert isinstance(model, SpatialTranscriptFormer)
+    assert isinstance(build_model("he2rna", F, G, interactions="all", token_dim=64), baselines.HE2RNA)
+    with pytest.raises(ValueError, match=r"model: unknown 'gnn'; allowed: interaction, he2rna, mlp, abmil, transmil, mean"):
+        build_model("gnn", F, G)
+    with pytest.raises(TypeError, match="tokn_dim"):
+        build_model("interaction", F, G, tokn_dim=3)
+    table = model_table()
+    assert list(table.columns) == ["name", "class", "description", "reference"]
+    assert "ridge_probe" in set(table["name"]) and table["reference"].str.len().min() > 0
+
+
+def test_backbone_reexport_is_lazy():
+    import stflib.models as models
+
+    try:
+        import stflib.backbones  # noqa: F401
+    except ImportError:
+        pytest.skip("stflib.backbones not written yet")
+    assert callable(models.get_backbone) and models.BACKBONES
