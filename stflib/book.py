@@ -17,6 +17,17 @@ METRICS = {
     "pathway_pcc_truth": "PCC with true pathways",
     "train_seconds": "train time (s)",
 }
+# the arm every other arm of an axis is compared with: the seed's default for that choice
+AXIS_REFERENCES = {
+    "interactions": "full",
+    "losses": "mse",
+    "backbones": "resnet50",
+    "pathways": "init-off_aux-0",
+    "log_transform": "off",
+    "positional_encoding": "sinusoidal",
+    "model_size": "small",
+    "baselines": "stf",
+}
 HIGHER_IS_BETTER = {"pcc_hvg50": True, "pcc_all": True, "mse": False, "pathway_pcc_truth": True,
                     "train_seconds": False}
 
@@ -154,5 +165,94 @@ def spot_maps(coords: np.ndarray, fields: dict[str, np.ndarray], ncols: int = 4,
         ax.set_yticks([])
     for ax in axes.ravel()[n:]:
         ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+API_MODULES = ("pathways", "data", "simulate", "calibration", "backbones", "features", "models", "losses",
+               "config", "train", "metrics", "plots", "ablation", "bench", "book")
+
+
+def api_table(module_name: str) -> pd.DataFrame:
+    """Public functions and classes of ``stflib.<module_name>``: signature and first docstring line.
+
+    The book's API reference is generated from the code with this, so it cannot go stale.
+    """
+    import importlib
+    import inspect
+
+    module = importlib.import_module(f"stflib.{module_name}")
+    public = getattr(module, "__all__", None) or [n for n in vars(module) if not n.startswith("_")]
+    rows = []
+    for name in public:
+        obj = getattr(module, name)
+        if not (inspect.isfunction(obj) or inspect.isclass(obj)):
+            continue
+        if getattr(obj, "__module__", "").split(".")[0] != "stflib":
+            continue  # re-exported third-party names (np, Path, ...)
+        try:
+            signature = str(inspect.signature(obj))
+        except (TypeError, ValueError):
+            signature = "(...)"
+        doc = (inspect.getdoc(obj) or "").strip().splitlines()
+        rows.append({"name": name, "kind": "class" if inspect.isclass(obj) else "function",
+                     "signature": name + signature, "summary": doc[0] if doc else ""})
+    return pd.DataFrame(rows, columns=["name", "kind", "signature", "summary"])
+
+
+def run_dir(axis: str, arm: str, fold: int = 0, results_dir: str | Path | None = None) -> Path:
+    """Folder of one run: ``results/<axis>/<arm>/fold<k>``."""
+    results_dir = Path(results_dir) if results_dir else repo_root() / "results"
+    return results_dir / axis / arm / f"fold{fold}"
+
+
+def run_figure(axis: str, arm: str, name: str, fold: int = 0, results_dir: str | Path | None = None) -> Path:
+    """A figure saved by one run (``figures/<name>``); a clear error when the run did not save it."""
+    path = run_dir(axis, arm, fold, results_dir) / "figures" / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run `python -m stflib ablate params/{axis}` (fold {fold})")
+    return path
+
+
+def example_arms(summary: pd.DataFrame, axis: str, reference: str, metric: str = "pcc_hvg50") -> list[str]:
+    """The reference arm and the best arm of an axis (one arm when the reference is the best)."""
+    means = _axis_rows(summary, axis).groupby("arm")[metric].mean()
+    best = means.idxmax() if HIGHER_IS_BETTER.get(metric, True) else means.idxmin()
+    return [reference] if best == reference else [reference, best]
+
+
+def overview(summary: pd.DataFrame, references: dict[str, str], metric: str = "pcc_hvg50") -> pd.DataFrame:
+    """Every arm of every axis as a fold-paired difference to its axis's reference arm (long format)."""
+    frames = []
+    for axis, reference in references.items():
+        if axis not in set(summary["axis"]):
+            continue
+        deltas = paired_deltas(summary, axis, reference, metric).reset_index().rename(columns={axis: "arm"})
+        frames.append(deltas.assign(axis=axis, reference=reference))
+    if not frames:
+        raise ValueError(f"none of the axes {list(references)} has results in the summary")
+    return pd.concat(frames, ignore_index=True)[["axis", "reference", "arm", "mean_delta", "sd_delta",
+                                                 "folds_better", "folds"]]
+
+
+def plot_overview(deltas: pd.DataFrame, metric: str = "pcc_hvg50"):
+    """One panel per axis: each arm's mean paired difference to the reference, with its fold sd."""
+    import matplotlib.pyplot as plt
+
+    axes_names = list(dict.fromkeys(deltas["axis"]))
+    heights = [max(1, (deltas["axis"] == a).sum()) for a in axes_names]
+    fig, axes = plt.subplots(len(axes_names), 1, figsize=(7, 0.32 * sum(heights) + 1.0 * len(axes_names)),
+                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    for ax, name in zip(axes[:, 0], axes_names):
+        rows = deltas[deltas["axis"] == name].sort_values("mean_delta")
+        colours = ["C2" if d > 0 else "C3" for d in rows["mean_delta"]]
+        ax.errorbar(rows["mean_delta"], range(len(rows)), xerr=rows["sd_delta"].fillna(0), fmt="none",
+                    ecolor="grey", lw=1)
+        ax.scatter(rows["mean_delta"], range(len(rows)), c=colours, zorder=3, s=22)
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_yticks(range(len(rows)), rows["arm"], fontsize=7)
+        ax.set_title(f"{name} (vs {rows['reference'].iloc[0]})", fontsize=9, loc="left")
+    axes[-1, 0].set_xlabel(f"difference in {METRICS.get(metric, metric)} to the axis's reference "
+                           "(mean over folds ± sd of the paired difference)")
     fig.tight_layout()
     return fig

@@ -1,0 +1,144 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # One ablation arm of SpatialTranscriptFormer
+#
+# This notebook trains and evaluates **one arm** of the ablation grid and writes its results into
+# `output_dir`: `metrics.json`, `per_gene.csv`, `history.csv`, the held-out predictions as AnnData
+# (`predictions.h5ad`: obs = spots, var = genes, `obsm['spatial']`) and the figures below.
+#
+# ```bash
+# papermill notebooks/ablation.ipynb out.ipynb -p interactions p2p,p2h      # one parameter
+# papermill notebooks/ablation.ipynb out.ipynb -f params/losses/pcc.yaml    # an arm of the grid
+# python -m stflib ablate params/ --folds 3                                 # the whole grid (Dask)
+# ```
+#
+# With `data_dir = None` it runs on the embedded simulated colorectal-cancer Visium cohort
+# (HEST-1k layout, generated on first use); `-p data_dir /path/to/hest` runs it on real HEST-1k.
+# All the code lives in `stflib` (`stflib.train.run` is the whole run); the parameters are the
+# seed's flags in snake_case (table: `stflib.config.parameters_table()`).
+
+# %% tags=["parameters"]
+model = 'interaction'  # model: SpatialTranscriptFormer (interaction) or a baseline
+backbone = 'resnet50'  # frozen foundation-model backbone whose cached features are used
+token_dim = 256  # transformer embedding dimension
+n_heads = 4  # attention heads
+n_layers = 2  # transformer layers (minimum 2)
+num_pathways = 50  # pathway bottleneck tokens (the Hallmarks covered by the gene vocabulary when ...
+pathway_init = False  # initialise the gene reconstructor from MSigDB Hallmark membership
+loss = 'mse'  # gene loss
+pcc_weight = 1.0  # weight of the PCC term in mse_pcc
+pathway_loss_weight = 0.0  # weight of the auxiliary pathway loss (lambda_aux)
+interactions = 'all'  # enabled attention quadrants: all, full, bottleneck, or a subset of p2p,p2h,h2p,h2h ...
+log_transform = False  # train on log1p(CP10k) targets instead of CP10k
+return_attention = False  # return attention maps (diagnostics; the notebook plots them)
+n_neighbors = 0  # 0: patches attend to the whole slide; k > 0: h2h attention restricted to each spots k ...
+positional_encoding = 'sinusoidal'  # 2D positional encoding of the patch tokens
+output_mode = 'dense'  # dense: one prediction per spot; global: one (mean-pooled) prediction per slide
+standardize_features = True  # z-score each feature with the training folds mean and sd (as HEST-Benchs probe does)
+center_targets = True  # add the training folds mean profile to the output and scale it by the targets sd ...
+dropout = 0.0  # dropout (0 on CPU: attention dropout is ~4x slower)
+data_dir = None  # HEST-1k style folder; None: the embedded simulated cohort (generated on first use)
+preset = 'default'  # simulated cohort preset used when data_dir is None
+n_genes = 1000  # gene vocabulary size (the most expressed genes of the training fold; the 50 evaluation ...
+n_folds = 3  # patient-grouped folds
+fold = 0  # which fold is held out for testing
+val_fraction = 0.2  # fraction of the training patients held out for early stopping
+epochs = 30  # maximum training epochs (early stopping usually ends sooner)
+patience = 8  # early-stopping patience in epochs (validation PCC)
+batch_size = 2  # whole slides per batch (padded, with a padding mask)
+lr = 0.001  # AdamW peak learning rate
+weight_decay = 0.01  # AdamW weight decay
+warmup_epochs = 3  # linear warm-up epochs before cosine decay
+grad_clip = 1.0  # gradient-norm clipping (0: off)
+seed = 0  # random seed (weights, batching)
+device = 'auto'  # auto, cpu, cuda, cuda:N or mps
+output_dir = 'out'  # where metrics.json, predictions.h5ad and figures go
+time_limit_s = 0.0  # stop training after this many seconds (0: no limit)
+progress = True  # show a progress bar
+
+# %%
+# Validate first: a bad value (an unknown quadrant, model, loss or backbone) stops the run here.
+from stflib import config
+
+cfg = config.validate({name: globals()[name] for name in config.defaults()})
+print(config.format_config(cfg))
+
+# %%
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from stflib import plots, train
+
+figures = Path(cfg["output_dir"])
+figures.mkdir(parents=True, exist_ok=True)
+result = train.run(cfg)  # load the fold, train (early stopping on held-out training patients), evaluate, write
+
+# %% [markdown]
+# ## Metrics on held-out patients
+# All on log1p(CP10k). `pcc_hvg50`: mean PCC over the 50 most variable genes of the training fold
+# (HEST-Bench); `pathway_pcc_truth`: predicted pathway scores vs the simulator's true activities;
+# `collapse_ratio`: predicted / true spatial variance (0 = a flat map); `noise_ceiling_hvg50`: what
+# an oracle that knows the simulator's expected expression reaches.
+
+# %%
+keys = ["pcc_hvg50", "pcc_all", "mse", "pathway_pcc_truth", "pathway_pcc_truth_matched", "pcc_hvg50_within_slide",
+        "collapse_ratio", "noise_ceiling_hvg50", "n_params", "train_seconds", "epochs_run", "best_epoch"]
+pd.Series({k: result.metrics.get(k) for k in keys}, name=f"{cfg['model']} fold {cfg['fold']}").to_frame()
+
+# %%
+fig = plots.learning_curve(result.history, title=f"{cfg['model']}, fold {cfg['fold']}")
+fig.savefig(figures / "learning_curve.png", dpi=100, bbox_inches="tight")
+
+# %%
+fig = plots.per_gene_pcc(result.per_gene, title="per-gene PCC on held-out patients")
+fig.savefig(figures / "per_gene_pcc.png", dpi=100, bbox_inches="tight")
+
+# %% [markdown]
+# ## Predicted vs measured maps
+# The four HVGs the model predicts best, on the first held-out slide (same colour scale per gene).
+
+# %%
+top = result.per_gene[result.per_gene["is_hvg"]].sort_values("pcc", ascending=False)["gene"].head(4).tolist()
+fig = plots.spatial_maps(result.adata, top)
+fig.savefig(figures / "gene_maps.png", dpi=100, bbox_inches="tight")
+
+# %%
+fig = plots.pathway_maps(result.adata)
+fig.savefig(figures / "pathway_maps.png", dpi=100, bbox_inches="tight")
+
+# %% [markdown]
+# ## Attention (with `return_attention=True`)
+# Head-averaged attention of the last layer on the first held-out slide: the quadrant matrix
+# [pathways | patches] and where three pathway tokens look.
+
+# %%
+first = result.predictions[0]
+if cfg["return_attention"] and first.get("attention"):
+    n_spots = len(first["pred"])
+    coords = result.adata.obsm["spatial"][: n_spots]
+    names = getattr(result.model, "pathway_names_", None)
+    n_p = len(names) if names else cfg["num_pathways"]
+    fig = plots.attention_maps(first["attention"], coords, n_p, names)
+    fig.savefig(figures / "attention.png", dpi=100, bbox_inches="tight")
+else:
+    print("attention maps: run with -p return_attention True (SpatialTranscriptFormer only)")
+
+# %%
+plt.close("all")
+print(f"wrote {sorted(p.name for p in Path(cfg['output_dir']).iterdir())}")

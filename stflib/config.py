@@ -1,0 +1,310 @@
+"""Run parameters: one table, the single source for the notebook, the params files and the book.
+
+``PARAMETERS`` lists every parameter of ``notebooks/ablation.ipynb`` with its default, its type,
+the values it allows and a one-line description. The seed's command-line flags keep their names
+(in snake_case) and their defaults (``--backbone resnet50``, ``--loss mse``, ``--n-layers 2`` ...);
+the seed's *preset* "small interaction, CTransPath, 4 layers" is the ``model_size/small`` arm of
+the grid, not the default.
+
+``validate(params)`` checks and normalises a parameter dict (strings from ``papermill -p`` are
+coerced), and raises ``ValueError`` naming the bad value and the allowed ones.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+QUADRANTS = ("p2p", "p2h", "h2p", "h2h")
+# the seed's named interaction variants
+NAMED_INTERACTIONS = {
+    "all": QUADRANTS,
+    "full": QUADRANTS,  # Full Interaction
+    "bottleneck": ("p2p", "p2h", "h2p"),  # Pathway Bottleneck: no patch-patch attention
+}
+MODELS = ("interaction", "he2rna", "mlp", "abmil", "transmil", "mean", "ridge_probe")
+TORCH_MODELS = ("interaction", "he2rna", "mlp", "abmil", "transmil")
+LOSSES = ("mse", "pcc", "mse_pcc", "zinb")
+BACKBONES = ("resnet50", "ctranspath", "phikon", "hibou-b", "hibou-l", "gigapath")
+BACKBONE_DIMS = {"resnet50": 2048, "ctranspath": 768, "phikon": 768, "hibou-b": 768, "hibou-l": 1024, "gigapath": 1536}
+POSITIONAL_ENCODINGS = ("sinusoidal", "learned", "none")
+OUTPUT_MODES = ("dense", "global")
+PRESETS = ("tiny", "default", "full")
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Any
+    type: type
+    help: str
+    group: str  # "seed flag", "data", "training", "run"
+    allowed: tuple | None = None
+    nullable: bool = False
+
+
+PARAMETERS: tuple[Param, ...] = (
+    # the seed's flags (snake_case, seed defaults)
+    Param("model", "interaction", str, "model: SpatialTranscriptFormer ('interaction') or a baseline", "seed flag", MODELS),
+    Param("backbone", "resnet50", str, "frozen foundation-model backbone whose cached features are used", "seed flag", BACKBONES),
+    Param("token_dim", 256, int, "transformer embedding dimension", "seed flag"),
+    Param("n_heads", 4, int, "attention heads", "seed flag"),
+    Param("n_layers", 2, int, "transformer layers (minimum 2)", "seed flag"),
+    Param("num_pathways", 50, int, "pathway bottleneck tokens (the Hallmarks covered by the gene vocabulary when pathway_init or the auxiliary loss name them)", "seed flag"),
+    Param("pathway_init", False, bool, "initialise the gene reconstructor from MSigDB Hallmark membership", "seed flag"),
+    Param("loss", "mse", str, "gene loss", "seed flag", LOSSES),
+    Param("pcc_weight", 1.0, float, "weight of the PCC term in mse_pcc", "seed flag"),
+    Param("pathway_loss_weight", 0.0, float, "weight of the auxiliary pathway loss (lambda_aux)", "seed flag"),
+    Param("interactions", "all", str, "enabled attention quadrants: 'all', 'full', 'bottleneck', or a subset of p2p,p2h,h2p,h2h (string or list)", "seed flag"),
+    Param("log_transform", False, bool, "train on log1p(CP10k) targets instead of CP10k", "seed flag"),
+    Param("return_attention", False, bool, "return attention maps (diagnostics; the notebook plots them)", "seed flag"),
+    Param("n_neighbors", 0, int, "0: patches attend to the whole slide; k > 0: h2h attention restricted to each spot's k nearest spots", "seed flag"),
+    # additions
+    Param("positional_encoding", "sinusoidal", str, "2D positional encoding of the patch tokens", "model", POSITIONAL_ENCODINGS),
+    Param("output_mode", "dense", str, "dense: one prediction per spot; global: one (mean-pooled) prediction per slide", "model", OUTPUT_MODES),
+    Param("standardize_features", True, bool, "z-score each feature with the training fold's mean and sd (as HEST-Bench's probe does)", "training"),
+    Param("center_targets", True, bool, "add the training fold's mean profile to the output and scale it by the targets' sd (fixed; the model learns deviations, the loss is unchanged)", "training"),
+    Param("dropout", 0.0, float, "dropout (0 on CPU: attention dropout is ~4x slower)", "model"),
+    Param("data_dir", None, str, "HEST-1k style folder; None: the embedded simulated cohort (generated on first use)", "data", nullable=True),
+    Param("preset", "default", str, "simulated cohort preset used when data_dir is None", "data", PRESETS),
+    Param("n_genes", 1000, int, "gene vocabulary size (the most expressed genes of the training fold; the 50 evaluation HVGs are chosen among them)", "data"),
+    Param("n_folds", 3, int, "patient-grouped folds", "data"),
+    Param("fold", 0, int, "which fold is held out for testing", "data"),
+    Param("val_fraction", 0.2, float, "fraction of the training patients held out for early stopping", "data"),
+    Param("epochs", 30, int, "maximum training epochs (early stopping usually ends sooner)", "training"),
+    Param("patience", 8, int, "early-stopping patience in epochs (validation PCC)", "training"),
+    Param("batch_size", 2, int, "whole slides per batch (padded, with a padding mask)", "training"),
+    Param("lr", 1e-3, float, "AdamW peak learning rate", "training"),
+    Param("weight_decay", 1e-2, float, "AdamW weight decay", "training"),
+    Param("warmup_epochs", 3, int, "linear warm-up epochs before cosine decay", "training"),
+    Param("grad_clip", 1.0, float, "gradient-norm clipping (0: off)", "training"),
+    Param("seed", 0, int, "random seed (weights, batching)", "run"),
+    Param("device", "auto", str, "auto, cpu, cuda, cuda:N or mps", "run"),
+    Param("output_dir", "out", str, "where metrics.json, predictions.h5ad and figures go", "run"),
+    Param("time_limit_s", 0.0, float, "stop training after this many seconds (0: no limit)", "run"),
+    Param("progress", True, bool, "show a progress bar", "run"),
+)
+PARAM_BY_NAME = {p.name: p for p in PARAMETERS}
+
+
+def defaults() -> dict[str, Any]:
+    """Every parameter with its default value (the notebook's parameters cell)."""
+    return {p.name: p.default for p in PARAMETERS}
+
+
+def _allowed(values) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+def parse_interactions(value) -> list[str]:
+    """``"all"``, ``"bottleneck"``, ``"p2p,p2h"``, ``"p2p p2h"`` or ``["p2p", "p2h"]`` -> quadrants in canonical order."""
+    if value is None:
+        raise ValueError(f"interactions: got None; allowed: all, full, bottleneck or a subset of {_allowed(QUADRANTS)}")
+    if isinstance(value, str):
+        key = value.strip().lower()
+        if key in NAMED_INTERACTIONS:
+            return list(NAMED_INTERACTIONS[key])
+        items = [s for s in key.replace(",", " ").replace("+", " ").split() if s]
+    elif isinstance(value, (list, tuple, set)):
+        items = [str(s).strip().lower() for s in value]
+        if len(items) == 1 and items[0] in NAMED_INTERACTIONS:
+            return list(NAMED_INTERACTIONS[items[0]])
+    else:
+        raise ValueError(f"interactions: expected a string or a list, got {type(value).__name__} {value!r}")
+    for item in items:
+        if item not in QUADRANTS:
+            raise ValueError(f"interactions: unknown quadrant {item!r}; allowed: {_allowed(QUADRANTS)} (or all, full, bottleneck)")
+    if not items:
+        raise ValueError(f"interactions: empty; allowed: a non-empty subset of {_allowed(QUADRANTS)}")
+    return [q for q in QUADRANTS if q in items]
+
+
+def interactions_name(quadrants) -> str:
+    """Canonical arm name of an interaction subset: 'full', 'bottleneck' or e.g. 'p2p-p2h'."""
+    q = tuple(parse_interactions(quadrants))
+    if q == QUADRANTS:
+        return "full"
+    if q == NAMED_INTERACTIONS["bottleneck"]:
+        return "bottleneck"
+    return "-".join(q)
+
+
+def interaction_subsets() -> list[tuple[str, ...]]:
+    """All 15 non-empty subsets of the four quadrants."""
+    return [c for r in range(1, 5) for c in combinations(QUADRANTS, r)]
+
+
+def _coerce(p: Param, value):
+    if value is None:
+        if p.nullable:
+            return None
+        raise ValueError(f"{p.name}: None is not allowed (default {p.default!r})")
+    if p.nullable and isinstance(value, str) and value.strip().lower() in ("none", "null", ""):
+        return None
+    if p.type is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, (int, float)) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+            return value.strip().lower() in ("true", "yes", "on", "1")
+        raise ValueError(f"{p.name}: expected a boolean, got {value!r}; allowed: True, False")
+    if p.type is int:
+        if isinstance(value, bool):
+            raise ValueError(f"{p.name}: expected an integer, got {value!r}")
+        try:
+            f = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{p.name}: expected an integer, got {value!r}") from None
+        if f != int(f):
+            raise ValueError(f"{p.name}: expected an integer, got {value!r}")
+        return int(f)
+    if p.type is float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{p.name}: expected a number, got {value!r}") from None
+    if p.type is str:
+        if p.name == "interactions":
+            return value  # parsed below
+        return str(value)
+    return value
+
+
+def validate(params: dict[str, Any] | None = None, check_paths: bool = True, **overrides) -> dict[str, Any]:
+    """Check and normalise run parameters; missing ones take their defaults.
+
+    Raises ``ValueError`` naming the bad value and the allowed ones. Returns a new dict with every
+    parameter (``interactions`` as a list of quadrants in canonical order).
+    """
+    given = dict(params or {})
+    given.update(overrides)
+    unknown = sorted(set(given) - set(PARAM_BY_NAME))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {', '.join(unknown)}; allowed: {_allowed(PARAM_BY_NAME)}")
+    cfg = defaults()
+    for name, value in given.items():
+        cfg[name] = _coerce(PARAM_BY_NAME[name], value)
+    for p in PARAMETERS:
+        if p.allowed is not None:
+            v = cfg[p.name]
+            if isinstance(v, str) and p.name != "backbone":
+                v = v.strip().lower()
+            if v not in p.allowed:
+                raise ValueError(f"{p.name}: unknown value {cfg[p.name]!r}; allowed: {_allowed(p.allowed)}")
+            cfg[p.name] = v
+    cfg["interactions"] = parse_interactions(cfg["interactions"])
+
+    def positive(name, strict=True):
+        v = cfg[name]
+        if (v <= 0) if strict else (v < 0):
+            raise ValueError(f"{name}: must be {'> 0' if strict else '>= 0'}, got {v!r}")
+
+    for name in ("token_dim", "n_heads", "num_pathways", "n_genes", "epochs", "batch_size", "lr", "n_folds"):
+        positive(name)
+    for name in ("pcc_weight", "pathway_loss_weight", "n_neighbors", "weight_decay", "warmup_epochs",
+                 "grad_clip", "patience", "dropout", "time_limit_s", "seed"):
+        positive(name, strict=False)
+    if cfg["n_layers"] < 2:
+        raise ValueError(f"n_layers: the seed's minimum is 2 (pathways gather, then patches read), got {cfg['n_layers']}")
+    if cfg["token_dim"] % cfg["n_heads"]:
+        raise ValueError(f"token_dim ({cfg['token_dim']}) must be divisible by n_heads ({cfg['n_heads']})")
+    if cfg["n_folds"] < 2:
+        raise ValueError(f"n_folds: must be >= 2, got {cfg['n_folds']}")
+    if not 0 <= cfg["fold"] < cfg["n_folds"]:
+        raise ValueError(f"fold: must be in 0..{cfg['n_folds'] - 1} (n_folds={cfg['n_folds']}), got {cfg['fold']}")
+    if not 0 < cfg["val_fraction"] < 1:
+        raise ValueError(f"val_fraction: must be in (0, 1), got {cfg['val_fraction']}")
+    if not 0 <= cfg["dropout"] < 1:
+        raise ValueError(f"dropout: must be in [0, 1), got {cfg['dropout']}")
+    dev = str(cfg["device"]).strip().lower()
+    if not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+        raise ValueError(f"device: unknown value {cfg['device']!r}; allowed: auto, cpu, cuda, cuda:N, mps")
+    cfg["device"] = dev
+    if cfg["loss"] == "zinb" and cfg["model"] != "interaction":
+        raise ValueError(f"loss 'zinb' needs a model with a ZINB head; allowed: interaction (got model {cfg['model']!r})")
+    if cfg["loss"] == "zinb" and cfg["log_transform"]:
+        raise ValueError("loss 'zinb' models raw counts: log_transform must be False")
+    if cfg["model"] == "interaction" and cfg["n_neighbors"] and "h2h" not in cfg["interactions"]:
+        raise ValueError(f"n_neighbors={cfg['n_neighbors']} restricts the h2h flow to the k nearest spots, but "
+                         f"interactions {','.join(cfg['interactions'])} has no h2h; use n_neighbors=0 or add h2h")
+    if cfg["output_mode"] == "global" and cfg["n_neighbors"]:
+        raise ValueError("output_mode 'global' predicts one profile per slide: n_neighbors must be 0")
+    if cfg["data_dir"] is not None:
+        cfg["data_dir"] = str(cfg["data_dir"])
+        if check_paths and not (Path(cfg["data_dir"]) / "metadata.csv").is_file():
+            raise ValueError(f"data_dir: {cfg['data_dir']!r} has no metadata.csv (a HEST-1k style folder is expected); "
+                             "use None for the embedded simulated cohort")
+    cfg["output_dir"] = str(cfg["output_dir"])
+    return cfg
+
+
+# parameters that do not change what a run computes (left out of the run hash)
+NON_RESULT_PARAMS = ("output_dir", "progress", "device")
+
+
+def config_hash(cfg: dict[str, Any]) -> str:
+    """Short stable hash of the parameters that determine a run's result."""
+    c = validate(cfg, check_paths=False)
+    payload = {k: v for k, v in c.items() if k not in NON_RESULT_PARAMS}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def to_yaml_value(name: str, value):
+    """A parameter as it goes into a params YAML (interactions as a list)."""
+    if name == "interactions":
+        return list(parse_interactions(value))
+    return value
+
+
+def parameters_table(groups: tuple[str, ...] | None = None) -> str:
+    """Markdown table of the parameters (the book's parameter reference)."""
+    lines = ["| parameter | default | allowed | description |", "|---|---|---|---|"]
+    for p in PARAMETERS:
+        if groups and p.group not in groups:
+            continue
+        allowed = _allowed(p.allowed) if p.allowed else ("subset of " + _allowed(QUADRANTS) if p.name == "interactions" else p.type.__name__)
+        lines.append(f"| `{p.name}` | `{p.default!r}` | {allowed} | {p.help} |")
+    return "\n".join(lines)
+
+
+def parameters_cell() -> str:
+    """Source of the notebook's parameters cell, generated from the table."""
+    out = []
+    for p in PARAMETERS:
+        # papermill parses this cell: no quotes or '=' in the comments
+        help_text = p.help.replace("'", "").replace('"', "").replace("=", "is")
+        help_text = help_text if len(help_text) <= 90 else help_text[:87].rsplit(" ", 1)[0] + " ..."
+        out.append(f"{p.name} = {p.default!r}  # {help_text}")
+    return "\n".join(out)
+
+
+def format_config(cfg: dict[str, Any]) -> str:
+    """The parameters as run, one per line, non-defaults marked with '*'."""
+    d = defaults()
+    width = max(len(k) for k in cfg)
+    lines = []
+    for k, v in cfg.items():
+        default = validate({k: d[k]}, check_paths=False)[k] if k in d else None
+        mark = "*" if v != default else " "
+        lines.append(f"{mark} {k:<{width}} = {v!r}")
+    return "\n".join(lines)
+
+
+def sync_notebook_parameters(py_path: str | Path) -> bool:
+    """Rewrite the ``parameters`` cell of a py:percent notebook from ``PARAMETERS``; True if it changed.
+
+    Then ``jupytext --sync notebooks/ablation.py`` updates the paired .ipynb.
+    """
+    path = Path(py_path)
+    lines = path.read_text().splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if line.startswith("# %%") and "parameters" in line)
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("# %%"))
+    new = lines[: start + 1] + [parameters_cell() + "\n", "\n"] + lines[end:]
+    if new != lines:
+        path.write_text("".join(new))
+        return True
+    return False

@@ -1,0 +1,175 @@
+"""Evaluation metrics on held-out patients, all on the log1p(CP10k) scale.
+
+- ``pcc_hvg50``: HEST-Bench-compatible: for each of the 50 most variable genes of the *training*
+  fold, the Pearson correlation between predicted and measured expression across all valid spots of
+  the held-out slides (pooled), averaged over the 50 genes.
+- ``pcc_all``: the same over the whole gene vocabulary.
+- ``mse``: mean squared error over valid spots and all genes.
+- ``pathway_pcc_truth`` (simulator only): Pearson correlation, per pathway, between the model's
+  pathway scores and the simulator's true pathway activities, pooled over held-out spots, averaged.
+- ``collapse_ratio``: predicted / true spatial variance within a slide (HVGs; 1 = no collapse,
+  0 = a constant map per slide), averaged over slides.
+- ``noise_ceiling_*`` (simulator only): the PCC an oracle reaches by predicting the simulator's
+  expected expression, i.e. the best any model can do given the counting noise.
+
+A gene whose *prediction* is constant scores PCC 0 (a collapsed model earns nothing); a gene whose
+*measurement* is constant over the held-out spots has no PCC and is left out of the means.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+EPS = 1e-12
+
+
+def pearson_columns(pred: np.ndarray, true: np.ndarray, constant_pred: float = 0.0) -> np.ndarray:
+    """Per-column Pearson correlation of two (N, K) arrays.
+
+    Columns where ``true`` is constant give NaN; columns where only ``pred`` is constant give
+    ``constant_pred`` (0 by default).
+    """
+    pred = np.asarray(pred, np.float64)
+    true = np.asarray(true, np.float64)
+    if pred.shape != true.shape or pred.ndim != 2:
+        raise ValueError(f"pred and true must be (N, K) arrays of the same shape, got {pred.shape} and {true.shape}")
+    if len(pred) < 2:
+        return np.full(pred.shape[1], np.nan)
+    pc = pred - pred.mean(0)
+    tc = true - true.mean(0)
+    sp = np.sqrt((pc ** 2).sum(0))
+    st = np.sqrt((tc ** 2).sum(0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (pc * tc).sum(0) / (sp * st)
+    scale_p = np.maximum(np.abs(pred).max(0), 1.0)
+    scale_t = np.maximum(np.abs(true).max(0), 1.0)
+    const_t = st <= 1e-9 * scale_t * np.sqrt(len(true))
+    const_p = sp <= 1e-9 * scale_p * np.sqrt(len(pred))
+    r = np.where(const_p, constant_pred, r)
+    r = np.where(const_t, np.nan, r)
+    return np.clip(r, -1.0, 1.0)
+
+
+def nanmean(x) -> float:
+    """Mean over finite values; NaN when there are none."""
+    x = np.asarray(x, np.float64)
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if x.size else float("nan")
+
+
+def to_log_cp10k(pred: np.ndarray, space: str, library_size: np.ndarray | None = None) -> np.ndarray:
+    """Bring a model's output to the evaluation scale log1p(CP10k).
+
+    space: ``"log"`` (already log1p CP10k), ``"cp10k"`` (-> log1p(clamp(pred, 0))) or ``"counts"``
+    (a ZINB mean ``mu`` in counts: -> log1p(mu / library_size * 1e4); ``library_size`` (N,) total UMIs).
+    """
+    pred = np.asarray(pred, np.float64)
+    if space == "log":
+        return pred
+    if space == "cp10k":
+        return np.log1p(np.clip(pred, 0.0, None))
+    if space == "counts":
+        if library_size is None:
+            raise ValueError("space 'counts' needs library_size")
+        lib = np.maximum(np.asarray(library_size, np.float64), 1.0)[:, None]
+        return np.log1p(np.clip(pred, 0.0, None) / lib * 1e4)
+    raise ValueError(f"unknown space {space!r}; allowed: log, cp10k, counts")
+
+
+def collapse_ratio(pred: np.ndarray, true: np.ndarray, slide_ids: np.ndarray, columns=None) -> float:
+    """Mean over slides of sum_g Var_spots(pred) / sum_g Var_spots(true) (on ``columns``)."""
+    pred, true = np.asarray(pred, np.float64), np.asarray(true, np.float64)
+    if columns is not None:
+        pred, true = pred[:, columns], true[:, columns]
+    ratios = []
+    for s in np.unique(slide_ids):
+        m = slide_ids == s
+        if m.sum() < 2:
+            continue
+        vt = true[m].var(0).sum()
+        if vt > EPS:
+            ratios.append(pred[m].var(0).sum() / vt)
+    return nanmean(ratios)
+
+
+def per_slide_pcc(pred: np.ndarray, true: np.ndarray, slide_ids: np.ndarray, columns=None) -> float:
+    """Mean over slides of the mean per-gene PCC within the slide (a within-slide, spatial PCC)."""
+    pred, true = np.asarray(pred), np.asarray(true)
+    if columns is not None:
+        pred, true = pred[:, columns], true[:, columns]
+    vals = [nanmean(pearson_columns(pred[slide_ids == s], true[slide_ids == s])) for s in np.unique(slide_ids)]
+    return nanmean(vals)
+
+
+def matched_pathway_pcc(scores: np.ndarray, truth: np.ndarray) -> float:
+    """For each true pathway, the best PCC any predicted pathway token reaches; averaged.
+
+    A name-free diagnostic: do the tokens span the true pathway activities at all?
+    """
+    s = np.asarray(scores, np.float64)
+    t = np.asarray(truth, np.float64)
+    s = (s - s.mean(0)) / np.maximum(s.std(0), EPS)
+    t = (t - t.mean(0)) / np.maximum(t.std(0), EPS)
+    corr = (t.T @ s) / len(s)  # (P_true, P_pred)
+    ok = truth.std(0) > EPS
+    return nanmean(corr.max(1)[ok]) if ok.any() else float("nan")
+
+
+def evaluate(
+    pred: np.ndarray,
+    true: np.ndarray,
+    genes: list[str],
+    hvg: list[str],
+    slide_ids: np.ndarray,
+    pathway_scores: np.ndarray | None = None,
+    pathway_truth: np.ndarray | None = None,
+    expected: np.ndarray | None = None,
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """All metrics for held-out spots.
+
+    pred, true, expected: (N, G) log1p(CP10k) over the valid held-out spots (``expected``: the
+    simulator's expected expression on the same scale, for the noise ceiling); slide_ids (N,);
+    pathway_scores (N, P) and pathway_truth (N, P) aligned by pathway (same order, same names).
+    Returns (metrics, per-gene arrays ``pcc``, ``mse``, ``ceiling``, ``is_hvg``; ``pathway_pcc``).
+    """
+    pred = np.asarray(pred, np.float64)
+    true = np.asarray(true, np.float64)
+    slide_ids = np.asarray(slide_ids)
+    genes = [str(g) for g in genes]
+    index = {g: i for i, g in enumerate(genes)}
+    missing = [g for g in hvg if g not in index]
+    if missing:
+        raise ValueError(f"HVGs not in the gene vocabulary: {missing[:5]}")
+    hvg_idx = np.array([index[g] for g in hvg], int)
+    is_hvg = np.zeros(len(genes), bool)
+    is_hvg[hvg_idx] = True
+    pcc = pearson_columns(pred, true)
+    gene_mse = ((pred - true) ** 2).mean(0)
+    out: dict[str, float] = {
+        "pcc_hvg50": nanmean(pcc[hvg_idx]),
+        "pcc_all": nanmean(pcc),
+        "mse": float(gene_mse.mean()),
+        "mse_hvg50": float(gene_mse[hvg_idx].mean()),
+        "pcc_hvg50_within_slide": per_slide_pcc(pred, true, slide_ids, hvg_idx),
+        "collapse_ratio": collapse_ratio(pred, true, slide_ids, hvg_idx),
+        "n_test_spots": int(len(pred)),
+        "n_test_slides": int(len(np.unique(slide_ids))),
+        "n_genes": int(len(genes)),
+    }
+    arrays: dict[str, np.ndarray] = {"pcc": pcc, "mse": gene_mse, "is_hvg": is_hvg}
+    out["pathway_pcc_truth"] = float("nan")
+    out["pathway_pcc_truth_matched"] = float("nan")
+    if pathway_scores is not None and pathway_truth is not None:
+        pathway_scores = np.asarray(pathway_scores, np.float64)
+        pathway_truth = np.asarray(pathway_truth, np.float64)
+        if len(pathway_scores) == len(pathway_truth) and pathway_scores.shape[1]:
+            out["pathway_pcc_truth_matched"] = matched_pathway_pcc(pathway_scores, pathway_truth)
+        if pathway_scores.shape == pathway_truth.shape:
+            ppcc = pearson_columns(pathway_scores, pathway_truth)
+            arrays["pathway_pcc"] = ppcc
+            out["pathway_pcc_truth"] = nanmean(ppcc)
+    if expected is not None:
+        ceiling = pearson_columns(np.asarray(expected, np.float64), true)
+        arrays["ceiling"] = ceiling
+        out["noise_ceiling_hvg50"] = nanmean(ceiling[hvg_idx])
+        out["noise_ceiling_all"] = nanmean(ceiling)
+    return out, arrays

@@ -1,0 +1,852 @@
+"""Training and evaluation of one ablation arm.
+
+``train_and_evaluate(config)`` is the whole run behind ``notebooks/ablation.ipynb``:
+
+1. validate the parameters (``stflib.config``); load the cohort (``data_dir`` or the embedded
+   simulated one) and split it by patient: ``fold`` of ``n_folds`` is the test set, and a
+   ``val_fraction`` of the remaining *patients* is held out for early stopping;
+2. choose the gene vocabulary and the 50 evaluation HVGs on the training fold only;
+3. train (torch models: whole-slide batches with padding masks, AdamW, linear warm-up + cosine
+   decay, gradient clipping, early stopping on the validation PCC with the best checkpoint kept,
+   mixed precision on CUDA, resumable checkpoints) or fit (the ridge probe, the mean predictor);
+4. predict the held-out slides, bring every output to log1p(CP10k) and compute the metrics
+   (``stflib.metrics``); write ``metrics.json``, ``per_gene.csv``, ``history.csv`` and
+   ``predictions.h5ad`` into ``output_dir``.
+
+``fit``/``predict`` work on lists of slide items (the dicts of ``stflib.data.SlideDataset``) and on
+any model with the ``SpatialTranscriptFormer.forward`` signature, so they are testable alone.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from stflib import config as C
+from stflib import metrics as M
+
+WINDOW_BATCH = 256  # spot windows per step in n_neighbors mode (times batch_size / 2)
+
+
+# ------------------------------------------------------------------------------------- utilities
+def set_seed(seed: int) -> None:
+    """Seed python, numpy and torch; deterministic kernels where torch has them."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if torch.backends.cudnn.is_available():
+        torch.backends.cudnn.benchmark = False
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` -> cuda when available, then mps, else cpu."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def _get(out, name: str):
+    """Field of a model output (dataclass, namedtuple or dict)."""
+    if isinstance(out, dict):
+        return out.get(name)
+    return getattr(out, name, None)
+
+
+def _to(batch: dict, device: torch.device) -> dict:
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+def count_parameters(model) -> int:
+    if isinstance(model, torch.nn.Module):
+        return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
+    return int(getattr(model, "n_params", 0))
+
+
+def collate(items: list[dict]) -> dict:
+    """Pad slide items to the largest slide (``stflib.data.collate_slides``)."""
+    from stflib.data import collate_slides
+
+    return collate_slides(items)
+
+
+# ----------------------------------------------------------------------- neighbourhood windows
+def neighbor_index(coords: np.ndarray, k: int) -> np.ndarray:
+    """(S, k+1) indices of each spot and its k nearest spots (itself first)."""
+    from scipy.spatial import cKDTree
+
+    coords = np.asarray(coords, np.float64)
+    kk = min(k + 1, len(coords))
+    _, idx = cKDTree(coords).query(coords, k=kk)
+    idx = idx.reshape(len(coords), kk)
+    idx[:, 0] = np.arange(len(coords))  # itself first even with duplicate coordinates
+    if kk < k + 1:  # tiny slide: repeat the last neighbour (masked as padding)
+        idx = np.concatenate([idx, np.repeat(idx[:, -1:], k + 1 - kk, 1)], 1)
+    return idx
+
+
+def make_windows(item: dict, k: int) -> dict:
+    """Turn one slide item into S windows of (1 + k) spots; the centre spot (position 0) is supervised."""
+    idx = torch.as_tensor(neighbor_index(item["coords"].cpu().numpy(), k))
+    s = idx.shape[0]
+    pad = torch.zeros(idx.shape, dtype=torch.bool)
+    if s < k + 1:
+        pad[:, s:] = True
+    w = {
+        "features": item["features"][idx],
+        "coords": item["coords"][idx],
+        "pad_mask": pad,
+    }
+    for key in ("targets", "counts", "library_size", "valid", "pathway_targets"):
+        if item.get(key) is not None:
+            w[key] = item[key]
+    if item.get("true_pathways") is not None:
+        w["true_pathways"] = item["true_pathways"]
+    return w
+
+
+def _window_batches(windows: list[dict], batch: int, generator: torch.Generator | None) -> list[dict]:
+    """Pool the windows of several slides and cut them into batches of ``batch`` windows."""
+    keys = [k for k in windows[0] if torch.is_tensor(windows[0][k])]
+    pooled = {k: torch.cat([w[k] for w in windows]) for k in keys}
+    n = pooled["features"].shape[0]
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    out = []
+    for start in range(0, n, batch):
+        sel = order[start:start + batch]
+        out.append({k: v[sel] for k, v in pooled.items()})
+    return out
+
+
+def _window_k(model, cfg: dict) -> int:
+    """Neighbourhood windows are built here only for models that do not use ``n_neighbors`` themselves
+    (SpatialTranscriptFormer restricts its h2h attention to the k nearest spots on whole slides)."""
+    k = cfg["n_neighbors"]
+    return 0 if (not k or hasattr(model, "n_neighbors")) else k
+
+
+# ------------------------------------------------------------------------------ forward and loss
+@dataclass
+class Step:
+    """What one forward pass gives, reshaped so that dim 1 holds the supervised spots."""
+
+    genes: torch.Tensor  # (B', S', G)
+    pathway_scores: torch.Tensor | None
+    pi: torch.Tensor | None
+    theta: torch.Tensor | None
+    valid: torch.Tensor  # (B', S') bool
+    targets: torch.Tensor  # (B', S', G)
+    counts: torch.Tensor | None
+    library_size: torch.Tensor | None
+    pathway_targets: torch.Tensor | None
+    attention: Any = None
+    mode: str = "dense"  # dense, global, window
+
+
+def _masked_mean(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """(B,S,K), (B,S) -> (B,1,K) mean over valid spots."""
+    w = valid.float().unsqueeze(-1)
+    return (x * w).sum(1, keepdim=True) / w.sum(1, keepdim=True).clamp_min(1.0)
+
+
+def forward(model, batch: dict, window: bool = False, return_attention: bool = False, autocast=None) -> Step:
+    """Run ``model`` on a collated batch (or a batch of windows) and align outputs with targets."""
+    kwargs = {"return_attention": return_attention}
+    if batch.get("library_size") is not None:
+        lib = batch["library_size"]
+        if window:  # every window position needs a library size; only the centre is used
+            lib = lib.unsqueeze(1).expand(batch["features"].shape[:2])
+        kwargs["library_size"] = lib
+    with autocast if autocast is not None else nullcontext():
+        out = model(batch["features"], batch["coords"], batch["pad_mask"], **kwargs)
+    genes = _get(out, "genes").float()
+    scores, pi, theta = (_get(out, k) for k in ("pathway_scores", "pi", "theta"))
+    scores = scores.float() if scores is not None else None
+    pi = pi.float() if pi is not None else None
+    theta = theta.float() if theta is not None else None
+    targets, valid = batch["targets"], batch["valid"]
+    counts, lib, ptar = batch.get("counts"), batch.get("library_size"), batch.get("pathway_targets")
+    if ptar is not None and ptar.shape[-1] == 0:
+        ptar = None
+    attention = _get(out, "attention") if return_attention else None
+    if window:  # windows (W, 1+k, .): the centre is the prediction; treat the batch as one "slide"
+        centre = lambda t: None if t is None else t[:, 0].unsqueeze(0)  # noqa: E731
+        if theta is not None and theta.dim() == 1:
+            theta_c = theta
+        else:
+            theta_c = centre(theta)
+        return Step(centre(genes), centre(scores), centre(pi), theta_c, valid.unsqueeze(0), targets.unsqueeze(0),
+                    None if counts is None else counts.unsqueeze(0), None if lib is None else lib.unsqueeze(0),
+                    None if ptar is None else ptar.unsqueeze(0), attention, "window")
+    if genes.shape[1] == 1 and targets.shape[1] > 1:  # slide-level (global / MIL) output
+        gv = valid
+        tgt = _masked_mean(targets, gv)
+        cnt = None if counts is None else _masked_mean(counts, gv)
+        lib_g = None if lib is None else _masked_mean(lib.unsqueeze(-1), gv).squeeze(-1)
+        one = lambda t: None if t is None else (t.transpose(0, 1) if t.dim() == 3 else t)  # noqa: E731
+        # the slides of the batch become the "spots" of one slide, so PCC runs across slides
+        return Step(genes.transpose(0, 1), None, one(pi), one(theta), valid.any(1, keepdim=True).T,
+                    tgt.transpose(0, 1), one(cnt), None if lib_g is None else lib_g.T, None, attention, "global")
+    return Step(genes, scores, pi, theta, valid, targets, counts, lib, ptar, attention, "dense")
+
+
+def compute_loss(step: Step, cfg: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    """The configured gene loss (+ the auxiliary pathway loss), averaged over valid spots."""
+    from stflib import losses as L
+
+    valid = step.valid
+    parts: dict[str, float] = {}
+    name = cfg["loss"]
+    if name == "zinb":
+        if step.theta is None or step.pi is None or step.counts is None:
+            raise RuntimeError("loss 'zinb' needs a model built with zinb=True (pi, theta) and raw counts")
+        loss = L.zinb_nll(step.counts, step.genes, step.theta, step.pi, valid)
+        parts["zinb"] = float(loss.detach())
+    else:
+        loss = torch.zeros((), device=step.genes.device)
+        if name in ("mse", "mse_pcc"):
+            mse = L.mse_loss(step.genes, step.targets, valid)
+            parts["mse"] = float(mse.detach())
+            loss = loss + mse
+        if name in ("pcc", "mse_pcc"):
+            pcc = L.pcc_loss(step.genes, step.targets, valid)
+            parts["pcc"] = float(pcc.detach())
+            loss = loss + (cfg["pcc_weight"] if name == "mse_pcc" else 1.0) * pcc
+    w = cfg.get("pathway_loss_weight", 0.0)
+    if w > 0 and step.pathway_scores is not None and step.pathway_targets is not None \
+            and step.pathway_scores.shape[-1] == step.pathway_targets.shape[-1]:
+        aux = L.auxiliary_pathway_loss(step.pathway_scores, step.pathway_targets, valid)
+        parts["aux"] = float(aux.detach())
+        loss = loss + w * aux
+    return loss, parts
+
+
+def output_space(cfg: dict) -> str:
+    """Scale of a model's gene output: counts (ZINB mu), log (log1p CP10k) or cp10k."""
+    if cfg["loss"] == "zinb":
+        return "counts"
+    return "log" if cfg["log_transform"] else "cp10k"
+
+
+# ----------------------------------------------------------------------------------------- fit
+@dataclass
+class FitResult:
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = -1
+    best_score: float = float("-inf")
+    stopped_early: bool = False
+    seconds: float = 0.0
+    resumed_from: int | None = None
+
+
+def lr_lambda(step: int, warmup: int, total: int, floor: float = 0.02) -> float:
+    """Linear warm-up to 1 over ``warmup`` steps, then cosine decay to ``floor`` at ``total``."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _autocast(device: torch.device):
+    if device.type != "cuda":
+        return None, None
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    return torch.autocast("cuda", dtype=dtype), scaler
+
+
+def _log_targets(cfg: dict, targets: torch.Tensor) -> torch.Tensor:
+    return targets if cfg["log_transform"] else torch.log1p(targets.clamp_min(0))
+
+
+def validation_score(model, items: list[dict], cfg: dict, device: torch.device) -> tuple[float, float]:
+    """(mean per-gene PCC over the validation spots on log1p CP10k, validation loss)."""
+    preds, trues, losses = [], [], []
+    for p in predict(model, items, cfg, device):
+        preds.append(p["pred"][p["valid"]])
+        trues.append(p["true"][p["valid"]])
+        losses.append(p["loss"])
+    if not preds:
+        return float("nan"), float("nan")
+    r = M.pearson_columns(np.concatenate(preds), np.concatenate(trues))
+    return M.nanmean(r), float(np.nanmean(losses))
+
+
+def fit(
+    model: torch.nn.Module,
+    train_items: list[dict],
+    val_items: list[dict],
+    cfg: dict,
+    device: torch.device | str = "cpu",
+    checkpoint_dir: str | Path | None = None,
+    progress: bool | None = None,
+    log: Callable[[str], None] | None = None,
+) -> FitResult:
+    """Train ``model`` on slide items with early stopping on ``val_items``; restores the best weights.
+
+    Resumes from ``checkpoint_dir/checkpoint.pt`` when it holds a checkpoint of the same run
+    (same configuration hash); writes it after every epoch and ``best.pt`` at every improvement.
+    """
+    from tqdm.auto import tqdm
+
+    cfg = C.validate(cfg, check_paths=False)
+    device = torch.device(device)
+    progress = cfg["progress"] if progress is None else progress
+    k = _window_k(model, cfg)
+    model.to(device)
+    gen = torch.Generator().manual_seed(cfg["seed"])
+    n_train = len(train_items)
+    if k:
+        windows = [make_windows(it, k) for it in train_items]
+        n_windows = sum(w["features"].shape[0] for w in windows)
+        wb = max(1, WINDOW_BATCH * cfg["batch_size"] // 2)
+        steps_per_epoch = math.ceil(n_windows / wb)
+    else:
+        steps_per_epoch = math.ceil(n_train / cfg["batch_size"])
+    total = steps_per_epoch * cfg["epochs"]
+    warmup = steps_per_epoch * cfg["warmup_epochs"]
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, warmup, total))
+    autocast, scaler = _autocast(device)
+    res = FitResult()
+    best_state = None
+    start_epoch = 0
+    run_hash = C.config_hash(cfg)
+    ckpt_path = best_path = None
+    if checkpoint_dir is not None:
+        checkpoint_dir = Path(checkpoint_dir)
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        ckpt_path, best_path = checkpoint_dir / "checkpoint.pt", checkpoint_dir / "best.pt"
+        if ckpt_path.is_file():
+            state = torch.load(ckpt_path, map_location=device, weights_only=False)
+            if state.get("config_hash") == run_hash and not state.get("finished"):
+                model.load_state_dict(state["model"])
+                opt.load_state_dict(state["optimizer"])
+                sched.load_state_dict(state["scheduler"])
+                if scaler is not None and state.get("scaler"):
+                    scaler.load_state_dict(state["scaler"])
+                gen.set_state(state["generator"])
+                torch.set_rng_state(state["torch_rng"])
+                res.history, res.best_epoch, res.best_score = state["history"], state["best_epoch"], state["best_score"]
+                best_state = state["best_state"]
+                start_epoch = res.resumed_from = state["epoch"] + 1
+                if log:
+                    log(f"resumed from epoch {state['epoch']} ({ckpt_path})")
+    t0 = time.perf_counter() - (res.history[-1]["seconds"] if res.history else 0.0)
+    bar = tqdm(range(start_epoch, cfg["epochs"]), desc="epochs", disable=not progress, leave=False,
+               initial=start_epoch, total=cfg["epochs"])
+    bad_epochs = 0
+    if res.history:
+        bad_epochs = len(res.history) - 1 - res.best_epoch
+    for epoch in bar:
+        model.train()
+        if k:
+            batches = _window_batches(windows, wb, gen)
+        else:
+            order = torch.randperm(n_train, generator=gen).tolist()
+            batches = [collate([train_items[i] for i in order[s:s + cfg["batch_size"]]])
+                       for s in range(0, n_train, cfg["batch_size"])]
+        losses, parts_sum = [], {}
+        for batch in batches:
+            batch = _to(batch, device)
+            step = forward(model, batch, window=bool(k), autocast=autocast)
+            loss, parts = compute_loss(step, cfg)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite training loss at epoch {epoch}: {parts}")
+            opt.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+            else:
+                loss.backward()
+            if cfg["grad_clip"] > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg["grad_clip"])
+            if scaler is not None:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+            for kname, v in parts.items():
+                parts_sum[kname] = parts_sum.get(kname, 0.0) + v
+        score, val_loss = validation_score(model, val_items, cfg, device)
+        row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss, "val_pcc": score,
+               "lr": float(opt.param_groups[0]["lr"]), "seconds": time.perf_counter() - t0}
+        row.update({f"train_{kname}": v / len(batches) for kname, v in parts_sum.items()})
+        res.history.append(row)
+        improved = np.isfinite(score) and score > res.best_score
+        if improved or best_state is None:
+            res.best_score, res.best_epoch = (score if np.isfinite(score) else res.best_score), epoch
+            best_state = {kname: v.detach().clone() for kname, v in model.state_dict().items()}
+            bad_epochs = 0
+            if best_path is not None:
+                _atomic_torch_save({"model": best_state, "epoch": epoch, "val_pcc": score, "config": cfg}, best_path)
+        else:
+            bad_epochs += 1
+        bar.set_postfix(loss=f"{row['train_loss']:.4f}", val_pcc=f"{score:.3f}", best=res.best_epoch)
+        stop = bad_epochs >= cfg["patience"] > 0
+        out_of_time = cfg["time_limit_s"] > 0 and row["seconds"] > cfg["time_limit_s"]
+        if ckpt_path is not None:
+            _atomic_torch_save({
+                "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else None, "generator": gen.get_state(),
+                "torch_rng": torch.get_rng_state(), "history": res.history, "best_epoch": res.best_epoch,
+                "best_score": res.best_score, "best_state": best_state, "epoch": epoch, "config_hash": run_hash,
+                "finished": bool(stop or out_of_time or epoch == cfg["epochs"] - 1),
+            }, ckpt_path)
+        if stop or out_of_time:
+            res.stopped_early = True
+            if log:
+                why = "no validation improvement" if stop else "time limit"
+                log(f"stopped at epoch {epoch} ({why}); best epoch {res.best_epoch} (val PCC {res.best_score:.4f})")
+            break
+    bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------- predict
+@torch.no_grad()
+def predict(model, items: list[dict], cfg: dict, device: torch.device | str = "cpu",
+            return_attention: bool = False) -> list[dict]:
+    """Predict slide items one by one. Per slide: ``pred`` and ``true`` (S, G) log1p CP10k numpy,
+    ``valid`` (S,), ``pathway_scores`` (S, P) or None, ``loss`` (the training loss on the slide),
+    ``attention`` (list per layer, numpy) when asked."""
+    device = torch.device(device)
+    model.eval()
+    autocast, _ = _autocast(device)
+    k = _window_k(model, cfg)
+    space = output_space(cfg)
+    out = []
+    for item in items:
+        if k:
+            w = _to(make_windows(item, k), device)
+            steps = [forward(model, b, window=True, autocast=autocast)
+                     for b in _window_batches([w], 4 * WINDOW_BATCH, None)]
+            cat = lambda name: None if getattr(steps[0], name) is None else torch.cat([getattr(s, name) for s in steps], 1)  # noqa: E731
+            theta = steps[0].theta if steps[0].theta is not None and steps[0].theta.dim() == 1 else cat("theta")
+            step = Step(cat("genes"), cat("pathway_scores"), cat("pi"), theta, cat("valid"), cat("targets"),
+                        cat("counts"), cat("library_size"), cat("pathway_targets"), None, "window")
+            attention = None
+            if return_attention:  # attention of the first window batch only
+                attention = forward(model, _window_batches([w], 64, None)[0], window=True,
+                                    return_attention=True, autocast=autocast).attention
+        else:
+            batch = _to(collate([item]), device)
+            step = forward(model, batch, return_attention=return_attention, autocast=autocast)
+            attention = step.attention
+        loss, _ = compute_loss(step, cfg)
+        s = item["features"].shape[0]
+        genes = step.genes
+        if step.mode == "global":  # one profile per slide: broadcast to its spots
+            genes = genes.reshape(1, 1, -1).expand(1, s, genes.shape[-1])
+        pred = genes[0, :s].float().cpu().numpy()
+        lib = item.get("library_size")
+        pred = M.to_log_cp10k(pred, space, None if lib is None else lib.cpu().numpy()).astype(np.float32)
+        true = _log_targets(cfg, item["targets"]).cpu().numpy().astype(np.float32)
+        scores = step.pathway_scores
+        out.append({
+            "sample_id": item.get("sample_id"),
+            "pred": pred,
+            "true": true,
+            "valid": item["valid"].cpu().numpy().astype(bool),
+            "pathway_scores": None if scores is None or step.mode == "global" else scores[0, :s].float().cpu().numpy(),
+            "loss": float(loss),
+            "attention": None if attention is None else [a.float().cpu().numpy() for a in attention],
+        })
+    return out
+
+
+# ------------------------------------------------------------------------- non-torch baselines
+class MeanPredictor:
+    """Predicts the training fold's mean log1p(CP10k) profile everywhere (PCC 0 by construction)."""
+
+    n_params = 0
+
+    def fit(self, X, Y):
+        self.mean_ = np.asarray(Y, np.float64).mean(0)
+        self.n_params = int(self.mean_.size)
+        return self
+
+    def predict(self, X):
+        return np.broadcast_to(self.mean_, (len(X), len(self.mean_))).astype(np.float32)
+
+
+def _stack_valid(items: list[dict], cfg: dict) -> tuple[np.ndarray, np.ndarray]:
+    X, Y = [], []
+    for it in items:
+        v = it["valid"].cpu().numpy().astype(bool)
+        X.append(it["features"].cpu().numpy()[v])
+        Y.append(_log_targets(cfg, it["targets"]).cpu().numpy()[v])
+    return np.concatenate(X), np.concatenate(Y)
+
+
+def fit_sklearn(name: str, train_items: list[dict], cfg: dict, seed: int = 0):
+    """Fit the non-torch baselines on log1p(CP10k) targets of the valid training spots."""
+    X, Y = _stack_valid(train_items, cfg)
+    if name == "mean":
+        return MeanPredictor().fit(X, Y)
+    from stflib.models.baselines import RidgeProbe
+
+    sig = inspect.signature(RidgeProbe)
+    probe = RidgeProbe(random_state=seed) if "random_state" in sig.parameters else RidgeProbe()
+    probe.fit(X, Y)
+    return probe
+
+
+def predict_sklearn(model, items: list[dict], cfg: dict) -> list[dict]:
+    out = []
+    for it in items:
+        X = it["features"].cpu().numpy()
+        out.append({
+            "sample_id": it.get("sample_id"),
+            "pred": np.asarray(model.predict(X), np.float32),
+            "true": _log_targets(cfg, it["targets"]).cpu().numpy().astype(np.float32),
+            "valid": it["valid"].cpu().numpy().astype(bool),
+            "pathway_scores": None, "loss": float("nan"), "attention": None,
+        })
+    return out
+
+
+# ----------------------------------------------------------------------------------- the run
+@dataclass
+class FoldData:
+    root: Path
+    metadata: Any
+    train_ids: list[str]
+    val_ids: list[str]
+    test_ids: list[str]
+    samples: dict
+    genes: list[str]
+    hvg: list[str]
+    membership: Any
+    items: dict  # sample_id -> slide item
+    feature_dim: int
+    truth_pathway_names: list[str] | None
+
+
+def load_fold(cfg: dict, log: Callable[[str], None] | None = None) -> FoldData:
+    """Read the cohort, split it by patient, choose genes on the training fold, build slide items."""
+    from stflib import data as D
+    from stflib import pathways as P
+
+    if cfg["data_dir"] is None:
+        from stflib.simulate import default_cohort
+
+        root = Path(default_cohort(cfg["preset"]))
+    else:
+        root = Path(cfg["data_dir"])
+    meta = D.select_samples(root / "metadata.csv")
+    if len(meta) == 0:
+        raise ValueError(f"no Bowel/Homo sapiens/Visium COAD/READ sample in {root / 'metadata.csv'}")
+    folds = D.patient_folds(meta, cfg["n_folds"], seed=0)
+    train_all, test_ids = folds[cfg["fold"]]
+    train_ids, val_ids = D.train_val_split(train_all, meta, cfg["val_fraction"], seed=0)
+    ids = list(train_ids) + list(val_ids) + list(test_ids)
+    samples = {i: D.read_hest_sample(root, i, backbone=cfg["backbone"]) for i in ids}
+    genes, hvg = D.select_genes([samples[i] for i in list(train_ids) + list(val_ids)], n_genes=cfg["n_genes"], n_hvg=50)
+    membership = P.membership_matrix(P.hallmarks(), genes)
+    ds = D.SlideDataset([samples[i] for i in ids], genes, membership=membership.matrix,
+                        log_transform=cfg["log_transform"])
+    items = {}
+    for j in range(len(ds)):
+        it = ds[j]
+        items[it["sample_id"]] = {k: (torch.as_tensor(v) if isinstance(v, np.ndarray) else v) for k, v in it.items()}
+    feature_dim = int(next(iter(items.values()))["features"].shape[1])
+    first = samples[ids[0]]
+    names = first.truth_names.get("pathway_activity") if first.truth else None
+    if log:
+        log(f"{root}: {len(train_ids)} train / {len(val_ids)} val / {len(test_ids)} test slides; "
+            f"{len(genes)} genes, {len(membership.names)} pathways, features {cfg['backbone']} ({feature_dim}-d)")
+    return FoldData(root, meta, list(train_ids), list(val_ids), list(test_ids), samples, genes, hvg, membership,
+                    items, feature_dim, names)
+
+
+def build_model(cfg: dict, feature_dim: int, num_genes: int, membership=None):
+    """Build the configured torch model; keyword arguments a builder does not take are dropped."""
+    from stflib import models
+
+    named = cfg["pathway_init"] or cfg["pathway_loss_weight"] > 0 or cfg["num_pathways"] == 50
+    num_pathways = len(membership.names) if (membership is not None and named) else cfg["num_pathways"]
+    params = dict(
+        num_pathways=num_pathways, token_dim=cfg["token_dim"], n_heads=cfg["n_heads"], n_layers=cfg["n_layers"],
+        interactions=cfg["interactions"], positional_encoding=cfg["positional_encoding"],
+        pathway_init=membership.matrix if (cfg["pathway_init"] and membership is not None) else None,
+        pathway_names=list(membership.names) if (membership is not None and named) else None,
+        output_mode=cfg["output_mode"], zinb=cfg["loss"] == "zinb", dropout=cfg["dropout"],
+        n_neighbors=cfg["n_neighbors"],
+    )
+    builder = models.MODELS[cfg["model"]]
+    target = getattr(builder, "__init__", builder) if inspect.isclass(builder) else builder
+    sig = inspect.signature(target)
+    if not any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
+        params = {k: v for k, v in params.items() if k in sig.parameters}
+    model = models.build_model(cfg["model"], feature_dim, num_genes, **params)
+    model.pathway_names_ = params.get("pathway_names") or (list(membership.names) if named and membership is not None else None)
+    return model
+
+
+class CenteredOutput(torch.nn.Module):
+    """``genes = model(...).genes * scale + offset`` with fixed (buffer) ``offset`` (G,) = the training
+    fold's mean target profile and ``scale`` = the targets' overall sd.
+
+    A re-parametrisation of the output layer, not a change of loss: with AdamW a bias moves ~lr per
+    step, so a model asked for CP10k targets (hundreds for abundant genes) otherwise spends its whole
+    budget learning the mean profile and predicts flat maps. Not used with ZINB (``mu`` is in counts).
+    """
+
+    def __init__(self, model: torch.nn.Module, offset: torch.Tensor, scale: float):
+        super().__init__()
+        self.model = model
+        self.register_buffer("offset", torch.as_tensor(offset, dtype=torch.float32))
+        self.register_buffer("scale", torch.tensor(float(scale), dtype=torch.float32))
+        for name in ("n_neighbors", "pathway_names_", "num_pathways", "pathway_names"):
+            if hasattr(model, name):
+                setattr(self, name, getattr(model, name))
+
+    def forward(self, features, coords, pad_mask=None, **kwargs):
+        out = self.model(features, coords, pad_mask, **kwargs)
+        genes = _get(out, "genes") * self.scale + self.offset
+        if isinstance(out, dict):
+            return {**out, "genes": genes}
+        from dataclasses import replace
+
+        return replace(out, genes=genes)
+
+
+def standardize_features(items: dict, reference: list[dict]) -> None:
+    """z-score the features of every item (in place) with the mean and sd of ``reference``'s valid spots."""
+    x = torch.cat([it["features"][it["valid"]] for it in reference]).double()
+    mean, sd = x.mean(0), x.std(0).clamp_min(1e-6)
+    for it in items.values():
+        it["features"] = ((it["features"].double() - mean) / sd).float()
+
+
+def target_statistics(items: list[dict]) -> tuple[np.ndarray, float]:
+    """Mean profile (G,) and overall sd of the targets over the valid spots of ``items``."""
+    t = torch.cat([it["targets"][it["valid"]] for it in items]).double()
+    mean = t.mean(0)
+    sd = float((t - mean).pow(2).mean().sqrt())
+    return mean.float().numpy(), max(sd, 1e-6)
+
+
+@dataclass
+class Run:
+    """Everything a run produced (the notebook plots from it)."""
+
+    config: dict
+    metrics: dict
+    history: list[dict]
+    predictions: list[dict]
+    fold: FoldData
+    model: Any
+    per_gene: Any  # pandas DataFrame
+    adata: Any = None
+
+
+def _expected_log(sample, genes: list[str]) -> np.ndarray | None:
+    exp = sample.truth.get("expected_counts") if sample.truth else None
+    if exp is None:
+        return None
+    exp = np.asarray(exp, np.float64)
+    index = {str(g): i for i, g in enumerate(sample.genes)}
+    cols = np.array([index.get(g, -1) for g in genes])
+    sub = np.where(cols >= 0, exp[:, np.maximum(cols, 0)], 0.0)
+    lib = np.maximum(exp.sum(1, keepdims=True), 1e-9)
+    return np.log1p(sub / lib * 1e4)
+
+
+def run(cfg: dict | None = None, log: Callable[[str], None] | None = print, write: bool = True, **overrides) -> Run:
+    """Train and evaluate one arm; write the artefacts into ``output_dir`` when ``write``."""
+    import pandas as pd
+
+    import stflib
+
+    cfg = C.validate(cfg, **overrides)
+    if os.environ.get("STFLIB_TORCH_THREADS"):  # set by the grid runner: one run per core
+        torch.set_num_threads(int(os.environ["STFLIB_TORCH_THREADS"]))
+    set_seed(cfg["seed"])
+    device = resolve_device(cfg["device"])
+    out_dir = Path(cfg["output_dir"])
+    t_start = time.perf_counter()
+    fold = load_fold(cfg, log)
+    train_items = [fold.items[i] for i in fold.train_ids]
+    val_items = [fold.items[i] for i in fold.val_ids]
+    test_items = [fold.items[i] for i in fold.test_ids]
+    if cfg["standardize_features"]:
+        standardize_features(fold.items, train_items)
+    set_seed(cfg["seed"])
+    t0 = time.perf_counter()
+    fitres = FitResult()
+    if cfg["model"] in ("ridge_probe", "mean"):
+        model = fit_sklearn(cfg["model"], train_items + val_items, cfg, seed=cfg["seed"])
+        train_seconds = time.perf_counter() - t0
+        preds = predict_sklearn(model, test_items, cfg)
+    else:
+        model = build_model(cfg, fold.feature_dim, len(fold.genes), fold.membership)
+        if cfg["center_targets"] and cfg["loss"] != "zinb":
+            model = CenteredOutput(model, *target_statistics(train_items))
+        if log:
+            log(f"{cfg['model']}: {count_parameters(model):,} trainable parameters on {device}")
+        fitres = fit(model, train_items, val_items, cfg, device, checkpoint_dir=out_dir if write else None, log=log)
+        train_seconds = time.perf_counter() - t0
+        preds = predict(model, test_items, cfg, device, return_attention=cfg["return_attention"])
+    # ---- evaluation on valid held-out spots
+    v = [p["valid"] for p in preds]
+    pred = np.concatenate([p["pred"][m] for p, m in zip(preds, v)])
+    true = np.concatenate([p["true"][m] for p, m in zip(preds, v)])
+    slide_ids = np.concatenate([np.full(m.sum(), p["sample_id"], dtype=object) for p, m in zip(preds, v)])
+    scores = truth = None
+    names = getattr(model, "pathway_names_", None)
+    if fold.truth_pathway_names and all(p["pathway_scores"] is not None for p in preds):
+        scores = np.concatenate([p["pathway_scores"][m] for p, m in zip(preds, v)])
+        tp = np.concatenate([fold.items[p["sample_id"]]["true_pathways"].cpu().numpy()[m] for p, m in zip(preds, v)])
+        tindex = {n: i for i, n in enumerate(fold.truth_pathway_names)}
+        if names and len(names) == scores.shape[1] and all(n in tindex for n in names):
+            truth = tp[:, [tindex[n] for n in names]]
+        else:  # unnamed tokens: only the name-free (best-match) diagnostic
+            truth = tp
+    expected = None
+    exp_parts = [_expected_log(fold.samples[p["sample_id"]], fold.genes) for p in preds]
+    if all(e is not None for e in exp_parts):
+        expected = np.concatenate([e[m] for e, m in zip(exp_parts, v)])
+    metrics, arrays = M.evaluate(pred, true, fold.genes, fold.hvg, slide_ids, scores, truth, expected)
+    metrics.update({
+        "n_params": count_parameters(model),
+        "train_seconds": round(train_seconds, 2),
+        "total_seconds": round(time.perf_counter() - t_start, 2),
+        "epochs_run": len(fitres.history),
+        "best_epoch": fitres.best_epoch,
+        "best_val_pcc": fitres.best_score if fitres.history else float("nan"),
+        "device": str(device),
+        "model": cfg["model"],
+        "fold": cfg["fold"],
+        "train_ids": fold.train_ids, "val_ids": fold.val_ids, "test_ids": fold.test_ids,
+        "hvg50": fold.hvg,
+        "config": {k: v for k, v in cfg.items()},
+        "config_hash": C.config_hash(cfg),
+        "stflib_version": stflib.__version__,
+        "torch_version": torch.__version__,
+    })
+    per_gene = pd.DataFrame({"gene": fold.genes, "pcc": arrays["pcc"], "mse": arrays["mse"], "is_hvg": arrays["is_hvg"]})
+    if "ceiling" in arrays:
+        per_gene["noise_ceiling"] = arrays["ceiling"]
+    result = Run(cfg, metrics, fitres.history, preds, fold, model, per_gene)
+    result.adata = predictions_anndata(result)
+    if write:
+        write_artefacts(result, out_dir)
+        (out_dir / "checkpoint.pt").unlink(missing_ok=True)  # finished: only best.pt is worth keeping
+    if log:
+        log(f"test: pcc_hvg50 {metrics['pcc_hvg50']:.4f}  pcc_all {metrics['pcc_all']:.4f}  mse {metrics['mse']:.4f}  "
+            f"pathway_pcc_truth {metrics['pathway_pcc_truth']:.4f}  ({train_seconds:.1f} s training)")
+    return result
+
+
+def train_and_evaluate(config: dict | None = None, **overrides) -> dict:
+    """Train and evaluate one arm; returns the metrics dict (also written to ``output_dir/metrics.json``)."""
+    return run(config, **overrides).metrics
+
+
+def predictions_anndata(result: Run, genes: list[str] | None = None):
+    """Held-out predictions as AnnData: X = predicted log1p(CP10k), layers['truth'] the measurement,
+    obs = spots (sample_id, barcode, valid), obsm['spatial'] spot centres, pathway scores in obsm."""
+    import anndata as ad
+    import pandas as pd
+
+    fold = result.fold
+    cols = np.arange(len(fold.genes)) if genes is None else np.array([fold.genes.index(g) for g in genes])
+    var = pd.DataFrame(index=[fold.genes[i] for i in cols])
+    var["is_hvg"] = np.isin(var.index, fold.hvg)
+    if len(result.per_gene):
+        var["pcc"] = result.per_gene["pcc"].to_numpy()[cols]
+    obs, X, T, xy, sc, tp = [], [], [], [], [], []
+    for p in result.predictions:
+        s = fold.samples[p["sample_id"]]
+        n = len(p["pred"])
+        obs.append(pd.DataFrame({"sample_id": p["sample_id"], "barcode": np.asarray(s.barcodes)[:n], "valid": p["valid"]}))
+        X.append(p["pred"][:, cols])
+        T.append(p["true"][:, cols])
+        xy.append(np.asarray(s.coords)[:n])
+        sc.append(p["pathway_scores"])
+        tp.append(fold.items[p["sample_id"]].get("true_pathways"))
+    obs = pd.concat(obs, ignore_index=True)
+    obs.index = (obs["sample_id"].astype(str) + ":" + obs["barcode"].astype(str)).to_numpy()
+    obs["sample_id"] = obs["sample_id"].astype("category")
+    a = ad.AnnData(X=np.concatenate(X).astype(np.float32), obs=obs, var=var)
+    a.layers["truth"] = np.concatenate(T).astype(np.float32)
+    a.obsm["spatial"] = np.concatenate(xy).astype(np.float64)
+    if all(s is not None for s in sc):
+        a.obsm["pathway_scores"] = np.concatenate(sc).astype(np.float32)
+        names = getattr(result.model, "pathway_names_", None)
+        a.uns["pathway_names"] = list(names) if names and len(names) == a.obsm["pathway_scores"].shape[1] else \
+            [f"token_{i}" for i in range(a.obsm["pathway_scores"].shape[1])]
+    if all(t is not None for t in tp) and fold.truth_pathway_names:
+        a.obsm["true_pathway_activity"] = np.concatenate([t.cpu().numpy() for t in tp]).astype(np.float32)
+        a.uns["true_pathway_names"] = list(fold.truth_pathway_names)
+    a.uns["hvg50"] = list(fold.hvg)
+    a.uns["scale"] = "log1p(CP10k)"
+    a.uns["config_hash"] = result.metrics.get("config_hash", "")
+    return a
+
+
+def _json_safe(x):
+    if isinstance(x, dict):
+        return {str(k): _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, (np.floating, float)):
+        return None if not np.isfinite(x) else float(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.bool_):
+        return bool(x)
+    return x
+
+
+def write_json(obj, path: Path) -> None:
+    """Write JSON atomically (NaN -> null)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_json_safe(obj), indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def write_artefacts(result: Run, out_dir: str | Path) -> None:
+    """metrics.json, per_gene.csv, history.csv, predictions.h5ad (prediction_genes: all or hvg50)."""
+    import pandas as pd
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result.per_gene.to_csv(out_dir / "per_gene.csv", index=False, float_format="%.5f")
+    pd.DataFrame(result.history).to_csv(out_dir / "history.csv", index=False, float_format="%.6g")
+    genes = None if os.environ.get("STFLIB_PREDICTION_GENES", "all") == "all" else result.fold.hvg
+    a = result.adata if genes is None else predictions_anndata(result, genes)
+    tmp = out_dir / "predictions.h5ad.tmp"
+    a.write_h5ad(tmp, compression="gzip")
+    os.replace(tmp, out_dir / "predictions.h5ad")
+    write_json(result.metrics, out_dir / "metrics.json")  # last: its presence marks a complete run

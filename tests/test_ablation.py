@@ -1,0 +1,132 @@
+"""The grid: params generation, task planning, the Dask runner (a real LocalCluster), collect."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from stflib import ablation as A
+from stflib import config as C
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_arms_cover_the_issue():
+    assert len(A.ARMS["interactions"]) == 15 and {"full", "bottleneck"} <= set(A.ARMS["interactions"])
+    assert A.ARMS["interactions"]["bottleneck"]["interactions"] == ["p2p", "p2h", "h2p"]
+    assert set(A.ARMS["losses"]) == {"mse", "pcc", "mse_pcc", "zinb"}
+    assert set(A.ARMS["backbones"]) == set(C.BACKBONES)
+    assert set(A.ARMS["positional_encoding"]) == {"sinusoidal", "learned", "none"}
+    assert set(A.ARMS["model_size"]) == {"tiny", "small", "medium"}
+    assert A.ARMS["model_size"]["small"] == {"backbone": "ctranspath", "token_dim": 256, "n_heads": 4, "n_layers": 4}
+    assert {"he2rna", "mlp", "ridge_probe", "abmil", "transmil", "mean"} <= set(A.ARMS["baselines"])
+    assert {(a["pathway_init"], a["pathway_loss_weight"]) for a in A.ARMS["pathways"].values()} == \
+        {(False, 0.0), (False, 0.5), (True, 0.0), (True, 0.5)}
+    for axis, arms in A.ARMS.items():
+        for arm in arms:
+            C.validate(A.arm_params(axis, arm), check_paths=False)
+            assert A.arm_params(axis, arm, hest=True)["device"] == "cuda"
+
+
+def test_write_params_and_repo_params_in_sync(tmp_path):
+    files = A.write_params(tmp_path)
+    n = sum(len(a) for a in A.ARMS.values())
+    assert len(files) == 2 * n
+    p = yaml.safe_load((tmp_path / "interactions" / "p2p-p2h.yaml").read_text())
+    assert p == {"interactions": ["p2p", "p2h"]}
+    assert yaml.safe_load((tmp_path / "hest" / "losses" / "zinb.yaml").read_text())["loss"] == "zinb"
+    repo_params = REPO / "params"
+    for f in files:
+        rel = f.relative_to(tmp_path)
+        assert (repo_params / rel).is_file(), f"params/{rel} missing: run stflib.ablation.write_params()"
+        assert (repo_params / rel).read_text() == f.read_text(), f"params/{rel} out of date"
+
+
+def test_axis_names_and_dedup(tmp_path):
+    assert A.axis_of(REPO / "params" / "losses" / "mse.yaml") == "losses"
+    assert A.axis_of(REPO / "params" / "hest" / "losses" / "mse.yaml") == "hest/losses"
+    tasks = A.make_tasks([REPO / "params" / "interactions" / "full.yaml", REPO / "params" / "baselines" / "stf.yaml",
+                          REPO / "params" / "losses" / "pcc.yaml"], folds=2, results=tmp_path)
+    assert len(tasks) == 4  # stf == full: computed once per fold, copied
+    shared = [t for t in tasks if t.copies]
+    assert len(shared) == 2 and all(len(t.copies) == 1 for t in shared)
+    assert {t.fold for t in tasks} == {0, 1} and all(t.params["n_folds"] == 2 for t in tasks)
+
+
+TRIVIAL = '''
+import json, os, time
+from pathlib import Path
+if seed == 13:
+    raise ValueError("arm asked to fail")
+Path(output_dir).mkdir(parents=True, exist_ok=True)
+metrics = {"pcc_hvg50": 0.1 * (fold + 1), "pcc_all": 0.05, "mse": 1.0, "pathway_pcc_truth": None,
+           "model": model, "train_seconds": 0.1, "config": {"seed": seed}}
+(Path(output_dir) / "metrics.json").write_text(json.dumps(metrics))
+'''
+
+
+def _trivial_notebook(path: Path) -> Path:
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("model = 'interaction'\nseed = 0\nfold = 0\nn_folds = 3\noutput_dir = 'out'\nprogress = True")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(TRIVIAL)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.mark.slow
+def test_grid_on_a_local_cluster(tmp_path):
+    nb = _trivial_notebook(tmp_path / "trivial.ipynb")
+    params = tmp_path / "params"
+    (params / "demo").mkdir(parents=True)
+    (params / "demo" / "good.yaml").write_text("model: mlp\n")
+    (params / "demo" / "bad.yaml").write_text("seed: 13\n")
+    results = tmp_path / "results"
+    tasks = A.make_tasks([params], folds=2, results=results, notebook=nb)
+    assert len(tasks) == 4
+    infos = A.run_grid(tasks, workers=2, log=lambda s: None)
+    assert sorted(i["status"] for i in infos) == ["failed", "failed", "ok", "ok"]
+    good = results / "demo" / "good" / "fold1"
+    assert json.loads((good / "metrics.json").read_text())["pcc_hvg50"] == pytest.approx(0.2)
+    assert (good / "executed.ipynb").is_file() and json.loads((good / "run.json").read_text())["status"] == "ok"
+    err = json.loads((results / "demo" / "bad" / "fold0" / "error.json").read_text())
+    assert "arm asked to fail" in err["message"]
+    assert not list(results.rglob(".*partial"))  # everything moved into place
+    # a re-run only runs what is missing (the failed arm)
+    logs = []
+    A.run_grid(A.make_tasks([params], folds=2, results=results, notebook=nb), workers=1, log=logs.append)
+    assert "2 complete, 2 to run" in logs[0]
+    df = A.collect(results)
+    assert list(df.columns[:9]) == ["axis", "arm", "fold", "model", "status", "pcc_hvg50", "pcc_all", "mse", "pathway_pcc_truth"]
+    assert len(df) == 4 and set(df["axis"]) == {"demo"}
+    by_arm = A.summarise(df)
+    assert by_arm.loc[by_arm["arm"] == "good", "pcc_hvg50_mean"].item() == pytest.approx(0.15)
+
+
+def test_cli_dry_run_and_collect(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "stflib", "ablate", str(REPO / "params" / "losses"), "--folds", "2",
+                          "--results", str(tmp_path), "--dry-run"], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("to run") == 8 and "losses/zinb/fold1" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "stflib", "collect", "--results", str(tmp_path)],
+                         capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "summary.csv").is_file()
+
+
+def test_notebook_rejects_a_bad_quadrant_at_once(tmp_path):
+    import time
+
+    import papermill as pm
+
+    t0 = time.perf_counter()
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        pm.execute_notebook(str(REPO / "notebooks" / "ablation.ipynb"), str(tmp_path / "out.ipynb"),
+                            parameters={"interactions": "p2x", "output_dir": str(tmp_path)}, progress_bar=False,
+                            kernel_name="python3")
+    assert "unknown quadrant 'p2x'; allowed: p2p, p2h, h2p, h2h" in str(err.value)
+    assert time.perf_counter() - t0 < 60 and not (tmp_path / "metrics.json").exists()

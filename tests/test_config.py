@@ -1,0 +1,100 @@
+"""Parameter table and validation (stflib.config)."""
+import pytest
+
+from stflib import config
+
+
+def test_defaults_are_the_seed_flags():
+    d = config.defaults()
+    seed = dict(model="interaction", backbone="resnet50", token_dim=256, n_heads=4, n_layers=2, num_pathways=50,
+                pathway_init=False, loss="mse", pcc_weight=1.0, pathway_loss_weight=0.0, interactions="all",
+                log_transform=False, return_attention=False, n_neighbors=0)
+    for k, v in seed.items():
+        assert d[k] == v, k
+    for k in ("data_dir", "epochs", "seed", "fold", "device", "output_dir", "positional_encoding", "n_folds"):
+        assert k in d
+    assert d["data_dir"] is None and d["device"] == "auto" and d["positional_encoding"] == "sinusoidal"
+    assert config.validate(d) == config.validate({})
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("all", ["p2p", "p2h", "h2p", "h2h"]),
+    ("full", ["p2p", "p2h", "h2p", "h2h"]),
+    ("bottleneck", ["p2p", "p2h", "h2p"]),
+    ("p2p,p2h", ["p2p", "p2h"]),
+    ("h2h p2p", ["p2p", "h2h"]),
+    (["p2h", "p2p"], ["p2p", "p2h"]),
+    (["all"], ["p2p", "p2h", "h2p", "h2h"]),
+])
+def test_interactions_parsing(value, expected):
+    assert config.validate(interactions=value)["interactions"] == expected
+
+
+def test_interaction_subsets_and_names():
+    subsets = config.interaction_subsets()
+    assert len(subsets) == 15 and len(set(subsets)) == 15
+    names = {config.interactions_name(s) for s in subsets}
+    assert {"full", "bottleneck", "p2p-p2h"} <= names and len(names) == 15
+
+
+@pytest.mark.parametrize("params,needle", [
+    (dict(interactions="p2x"), "interactions: unknown quadrant 'p2x'; allowed: p2p, p2h, h2p, h2h"),
+    (dict(interactions=""), "interactions"),
+    (dict(model="transformer"), "model: unknown value 'transformer'; allowed: interaction"),
+    (dict(loss="l1"), "allowed: mse, pcc, mse_pcc, zinb"),
+    (dict(backbone="uni"), "allowed: resnet50, ctranspath, phikon, hibou-b, hibou-l, gigapath"),
+    (dict(positional_encoding="rope"), "allowed: sinusoidal, learned, none"),
+    (dict(n_layers=1), "n_layers"),
+    (dict(token_dim=100, n_heads=3), "divisible"),
+    (dict(fold=3), "fold"),
+    (dict(device="tpu"), "device"),
+    (dict(loss="zinb", log_transform=True), "zinb"),
+    (dict(epochs="many"), "epochs"),
+    (dict(pathway_init="maybe"), "pathway_init"),
+    (dict(data_dir="/nonexistent/folder"), "metadata.csv"),
+    (dict(learning_rate=1), "unknown parameter"),
+])
+def test_validation_errors_name_the_bad_value(params, needle):
+    with pytest.raises(ValueError) as err:
+        config.validate(params)
+    assert needle in str(err.value)
+
+
+def test_papermill_strings_are_coerced():
+    c = config.validate(dict(epochs="5", pathway_init="True", pcc_weight="0.5", data_dir="None", loss="MSE"))
+    assert c["epochs"] == 5 and c["pathway_init"] is True and c["pcc_weight"] == 0.5
+    assert c["data_dir"] is None and c["loss"] == "mse"
+
+
+def test_hash_ignores_output_dir_and_tracks_results():
+    a = config.config_hash(dict(output_dir="a"))
+    assert a == config.config_hash(dict(output_dir="b", interactions="full"))
+    assert a != config.config_hash(dict(fold=1))
+    assert a != config.config_hash(dict(interactions="bottleneck"))
+
+
+def test_table_and_cell_cover_every_parameter():
+    table = config.parameters_table()
+    cell = config.parameters_cell()
+    ns = {}
+    exec(cell, ns)
+    for p in config.PARAMETERS:
+        assert f"`{p.name}`" in table
+        assert ns[p.name] == p.default
+
+
+def test_notebook_parameters_cell_is_generated_from_the_table():
+    import json
+    from pathlib import Path
+
+    nb_dir = Path(__file__).resolve().parents[1] / "notebooks"
+    py = (nb_dir / "ablation.py").read_text()
+    assert config.parameters_cell() in py, "run config.sync_notebook_parameters('notebooks/ablation.py') + jupytext --sync"
+    nb = json.loads((nb_dir / "ablation.ipynb").read_text())
+    cells = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(cells) == 1
+    ns = {}
+    exec("".join(cells[0]["source"]), ns)
+    assert {k: ns[k] for k in config.defaults()} == config.defaults()
+    assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code"), "store the notebook without outputs"
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
