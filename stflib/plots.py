@@ -37,7 +37,7 @@ def learning_curve(history: Sequence[dict], title: str = ""):
     best = int(np.nanargmax(pcc)) if np.isfinite(pcc).any() else 0
     b.axvline(ep[best], ls=":", color="grey")
     b.set_xlabel("epoch")
-    b.set_ylabel("validation PCC (all genes)")
+    b.set_ylabel("validation PCC (50 HVGs)")
     fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -274,8 +274,13 @@ def _log_targets(cfg: dict, targets: torch.Tensor) -> torch.Tensor:
     return targets if cfg["log_transform"] else torch.log1p(targets.clamp_min(0))
 
 
-def validation_score(model, items: list[dict], cfg: dict, device: torch.device) -> tuple[float, float]:
-    """(mean per-gene PCC over the validation spots on log1p CP10k, validation loss)."""
+def validation_score(model, items: list[dict], cfg: dict, device: torch.device,
+                     score_columns: np.ndarray | None = None) -> tuple[float, float]:
+    """(mean per-gene PCC over the validation spots on log1p CP10k, validation loss).
+
+    ``score_columns``: the genes the PCC is averaged over (the training fold's HVGs, so model
+    selection tracks the reported metric; None: all genes).
+    """
     preds, trues, losses = [], [], []
     for p in predict(model, items, cfg, device):
         preds.append(p["pred"][p["valid"]])
@@ -283,7 +288,10 @@ def validation_score(model, items: list[dict], cfg: dict, device: torch.device) 
         losses.append(p["loss"])
     if not preds:
         return float("nan"), float("nan")
-    r = M.pearson_columns(np.concatenate(preds), np.concatenate(trues))
+    pred, true = np.concatenate(preds), np.concatenate(trues)
+    if score_columns is not None:
+        pred, true = pred[:, score_columns], true[:, score_columns]
+    r = M.pearson_columns(pred, true)
     return M.nanmean(r), float(np.nanmean(losses))
 
 
@@ -296,8 +304,12 @@ def fit(
     checkpoint_dir: str | Path | None = None,
     progress: bool | None = None,
     log: Callable[[str], None] | None = None,
+    score_columns: np.ndarray | None = None,
 ) -> FitResult:
     """Train ``model`` on slide items with early stopping on ``val_items``; restores the best weights.
+
+    Early stopping and the best checkpoint follow the validation PCC over ``score_columns`` (the
+    training fold's 50 HVGs in ``run``: chosen without the test patients, so no leak).
 
     Resumes from ``checkpoint_dir/checkpoint.pt`` when it holds a checkpoint of the same run
     (same configuration hash); writes it after every epoch and ``best.pt`` at every improvement.
@@ -386,7 +398,7 @@ def fit(
             losses.append(float(loss.detach()))
             for kname, v in parts.items():
                 parts_sum[kname] = parts_sum.get(kname, 0.0) + v
-        score, val_loss = validation_score(model, val_items, cfg, device)
+        score, val_loss = validation_score(model, val_items, cfg, device, score_columns)
         row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss, "val_pcc": score,
                "lr": float(opt.param_groups[0]["lr"]), "seconds": time.perf_counter() - t0}
         row.update({f"train_{kname}": v / len(batches) for kname, v in parts_sum.items()})
@@ -713,7 +725,9 @@ def run(cfg: dict | None = None, log: Callable[[str], None] | None = print, writ
             model = CenteredOutput(model, *target_statistics(train_items))
         if log:
             log(f"{cfg['model']}: {count_parameters(model):,} trainable parameters on {device}")
-        fitres = fit(model, train_items, val_items, cfg, device, checkpoint_dir=out_dir if write else None, log=log)
+        hvg_columns = np.array([fold.genes.index(g) for g in fold.hvg])
+        fitres = fit(model, train_items, val_items, cfg, device, checkpoint_dir=out_dir if write else None, log=log,
+                     score_columns=hvg_columns)
         train_seconds = time.perf_counter() - t0
         preds = predict(model, test_items, cfg, device, return_attention=cfg["return_attention"])
     # ---- evaluation on valid held-out spots
