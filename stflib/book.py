@@ -214,11 +214,14 @@ def run_figure(axis: str, arm: str, name: str, fold: int = 0, results_dir: str |
     return path
 
 
-def example_arms(summary: pd.DataFrame, axis: str, reference: str, metric: str = "pcc_hvg50") -> list[str]:
-    """The reference arm and the best arm of an axis (one arm when the reference is the best)."""
+def example_arms(summary: pd.DataFrame, axis: str, reference: str, metric: str = "pcc_hvg50",
+                 figure: str = "gene_maps.png", results_dir: str | Path | None = None) -> list[str]:
+    """The reference arm and the best arm of an axis whose fold-0 run saved ``figure``."""
     means = _axis_rows(summary, axis).groupby("arm")[metric].mean()
-    best = means.idxmax() if HIGHER_IS_BETTER.get(metric, True) else means.idxmin()
-    return [reference] if best == reference else [reference, best]
+    ranked = means.sort_values(ascending=not HIGHER_IS_BETTER.get(metric, True)).index
+    has_figure = [arm for arm in ranked if (run_dir(axis, arm, 0, results_dir) / "figures" / figure).is_file()]
+    chosen = [arm for arm in (reference, *has_figure[:1]) if arm in has_figure]
+    return list(dict.fromkeys(chosen))
 
 
 def overview(summary: pd.DataFrame, references: dict[str, str], metric: str = "pcc_hvg50") -> pd.DataFrame:

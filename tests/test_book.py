@@ -58,3 +58,22 @@ def test_plot_axis_draws_every_arm(summary):
 def test_load_summary_missing_file_says_how_to_make_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="stflib collect"):
         book.load_summary(tmp_path)
+
+
+def test_example_arms_only_those_with_a_saved_figure(summary, tmp_path):
+    for arm in ("full", "p2p"):
+        folder = tmp_path / "interactions" / arm / "fold0" / "figures"
+        folder.mkdir(parents=True)
+        (folder / "gene_maps.png").write_bytes(b"png")
+    # the best arm (bottleneck) saved no figure: the best arm with one (full, the reference) is shown
+    assert book.example_arms(summary, "interactions", "full", results_dir=tmp_path) == ["full"]
+    assert book.example_arms(summary, "interactions", "p2p", results_dir=tmp_path) == ["p2p", "full"]
+    with pytest.raises(FileNotFoundError, match="ablate params/interactions"):
+        book.run_figure("interactions", "bottleneck", "gene_maps.png", results_dir=tmp_path)
+
+
+def test_api_table_lists_public_functions_with_signatures():
+    table = book.api_table("pathways")
+    row = table.set_index("name").loc["pathway_targets"]
+    assert row["kind"] == "function" and row["signature"].startswith("pathway_targets(expression")
+    assert "Path" not in set(table["name"])  # imported names from other packages are left out
