@@ -207,8 +207,8 @@ def run_dir(axis: str, arm: str, fold: int = 0, results_dir: str | Path | None =
 
 
 def run_figure(axis: str, arm: str, name: str, fold: int = 0, results_dir: str | Path | None = None) -> Path:
-    """A figure saved by one run (``figures/<name>``); a clear error when the run did not save it."""
-    path = run_dir(axis, arm, fold, results_dir) / "figures" / name
+    """A figure saved by one run (``results/<axis>/<arm>/fold<k>/<name>``); a clear error when absent."""
+    path = run_dir(axis, arm, fold, results_dir) / name
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run `python -m stflib ablate params/{axis}` (fold {fold})")
     return path
@@ -219,7 +219,7 @@ def example_arms(summary: pd.DataFrame, axis: str, reference: str, metric: str =
     """The reference arm and the best arm of an axis whose fold-0 run saved ``figure``."""
     means = _axis_rows(summary, axis).groupby("arm")[metric].mean()
     ranked = means.sort_values(ascending=not HIGHER_IS_BETTER.get(metric, True)).index
-    has_figure = [arm for arm in ranked if (run_dir(axis, arm, 0, results_dir) / "figures" / figure).is_file()]
+    has_figure = [arm for arm in ranked if (run_dir(axis, arm, 0, results_dir) / figure).is_file()]
     chosen = [arm for arm in (reference, *has_figure[:1]) if arm in has_figure]
     return list(dict.fromkeys(chosen))
 
@@ -228,8 +228,9 @@ def overview(summary: pd.DataFrame, references: dict[str, str], metric: str = "p
     """Every arm of every axis as a fold-paired difference to its axis's reference arm (long format)."""
     frames = []
     for axis, reference in references.items():
-        if axis not in set(summary["axis"]):
-            continue
+        rows = summary[summary["axis"] == axis]
+        if rows.empty or reference not in set(rows["arm"]):
+            continue  # an axis (or its reference arm) not run yet: nothing to compare with
         deltas = paired_deltas(summary, axis, reference, metric).reset_index().rename(columns={axis: "arm"})
         frames.append(deltas.assign(axis=axis, reference=reference))
     if not frames:
@@ -257,5 +258,68 @@ def plot_overview(deltas: pd.DataFrame, metric: str = "pcc_hvg50"):
         ax.set_title(f"{name} (vs {rows['reference'].iloc[0]})", fontsize=9, loc="left")
     axes[-1, 0].set_xlabel(f"difference in {METRICS.get(metric, metric)} to the axis's reference "
                            "(mean over folds ± sd of the paired difference)")
+    fig.tight_layout()
+    return fig
+
+
+def figures_to_commit(summary: pd.DataFrame, results_dir: str | Path | None = None,
+                      figure: str = "gene_maps.png") -> list[Path]:
+    """The run figures the ablation pages show (reference and best arm of each axis, fold 0).
+
+    Run figures are git-ignored to keep the repository small; these few are force-added.
+    """
+    paths = []
+    for axis, reference in AXIS_REFERENCES.items():
+        if axis in set(summary["axis"]):
+            for arm in example_arms(summary, axis, reference, figure=figure, results_dir=results_dir):
+                paths.append(run_figure(axis, arm, figure, results_dir=results_dir))
+    return paths
+
+
+def grid_runs(results_dir: str | Path | None = None) -> pd.DataFrame:
+    """One row per run folder from its ``run.json`` (status, seconds, start and finish times).
+
+    Runs shared between arms (identical parameters) are executed once and copied; copies are
+    marked ``copied`` so the grid's cost counts each execution once.
+    """
+    import json
+
+    results_dir = Path(results_dir) if results_dir else repo_root() / "results"
+    rows = []
+    for path in sorted(results_dir.glob("*/*/fold*/run.json")):
+        info = json.loads(path.read_text())
+        rows.append({"axis": info.get("axis"), "arm": info.get("arm"), "fold": info.get("fold"),
+                     "status": info.get("status"), "seconds": info.get("seconds"),
+                     "started": pd.to_datetime(info.get("started")), "finished": pd.to_datetime(info.get("finished")),
+                     "copied": "copied_from" in info})
+    return pd.DataFrame(rows, columns=["axis", "arm", "fold", "status", "seconds", "started", "finished", "copied"])
+
+
+def histories(axis: str, arms: list[str], fold: int = 0, results_dir: str | Path | None = None) -> pd.DataFrame:
+    """Training histories (``history.csv``: epoch, train_loss, val_loss, val_pcc) of several arms, long format."""
+    frames = []
+    for arm in arms:
+        path = run_dir(axis, arm, fold, results_dir) / "history.csv"
+        if path.is_file():
+            frames.append(pd.read_csv(path).assign(arm=arm))
+    if not frames:
+        raise FileNotFoundError(f"no history.csv for {arms} in results/{axis}/*/fold{fold}")
+    return pd.concat(frames, ignore_index=True)
+
+
+def plot_histories(history: pd.DataFrame):
+    """Training loss and validation PCC (50 HVGs) per epoch, one line per arm."""
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_pcc) = plt.subplots(1, 2, figsize=(10, 3.4))
+    for arm, rows in history.groupby("arm", sort=False):
+        ax_loss.plot(rows["epoch"], rows["train_loss"], label=arm)
+        ax_pcc.plot(rows["epoch"], rows["val_pcc"], label=arm)
+    ax_loss.set_yscale("log")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("training loss (same loss for every arm)")
+    ax_pcc.set_xlabel("epoch")
+    ax_pcc.set_ylabel("validation PCC, 50 HVGs")
+    ax_pcc.legend(frameon=False, fontsize=8)
     fig.tight_layout()
     return fig

@@ -62,7 +62,7 @@ def test_load_summary_missing_file_says_how_to_make_it(tmp_path):
 
 def test_example_arms_only_those_with_a_saved_figure(summary, tmp_path):
     for arm in ("full", "p2p"):
-        folder = tmp_path / "interactions" / arm / "fold0" / "figures"
+        folder = tmp_path / "interactions" / arm / "fold0"
         folder.mkdir(parents=True)
         (folder / "gene_maps.png").write_bytes(b"png")
     # the best arm (bottleneck) saved no figure: the best arm with one (full, the reference) is shown
@@ -77,3 +77,22 @@ def test_api_table_lists_public_functions_with_signatures():
     row = table.set_index("name").loc["pathway_targets"]
     assert row["kind"] == "function" and row["signature"].startswith("pathway_targets(expression")
     assert "Path" not in set(table["name"])  # imported names from other packages are left out
+
+
+def test_histories_and_grid_runs_read_run_folders(tmp_path):
+    for arm, loss in (("stf", 2.0), ("mlp", 1.0)):
+        folder = tmp_path / "baselines" / arm / "fold0"
+        folder.mkdir(parents=True)
+        pd.DataFrame({"epoch": [0, 1], "train_loss": [loss, loss / 2], "val_loss": [1, 1],
+                      "val_pcc": [0.1, 0.2]}).to_csv(folder / "history.csv", index=False)
+        (folder / "run.json").write_text(
+            '{"axis": "baselines", "arm": "%s", "fold": 0, "status": "ok", "seconds": 10,'
+            ' "started": "2026-01-01T00:00:00", "finished": "2026-01-01T00:00:10"%s}'
+            % (arm, ', "copied_from": "x"' if arm == "mlp" else ""))
+    curves = book.histories("baselines", ["stf", "mlp", "missing"], results_dir=tmp_path)
+    assert list(curves.groupby("arm", sort=False)["train_loss"].first()) == [2.0, 1.0]
+    runs = book.grid_runs(tmp_path)
+    assert len(runs) == 2 and runs["copied"].sum() == 1 and (runs["status"] == "ok").all()
+    book.plot_histories(curves)
+    with pytest.raises(FileNotFoundError, match="no history.csv"):
+        book.histories("baselines", ["missing"], results_dir=tmp_path)
