@@ -109,6 +109,21 @@ else:
     display(cost.round(1))
 
 # %% [markdown]
+# How long the whole grid took on the machine that produced the committed results (from each
+# run's `run.json`: the first start to the last finish, and the runs' own durations; runs with
+# identical parameters in two axes were executed once and copied):
+
+# %%
+runs = book.grid_runs()
+if runs.empty:
+    print("no runs under results/")
+else:
+    executed = runs[~runs["copied"]]
+    span = (executed["finished"].max() - executed["started"].min()).total_seconds()
+    print(f"{len(runs)} run folders, {len(executed)} executions ({(executed['status'] == 'ok').sum()} ok); "
+          f"wall-clock span {span / 60:.1f} min; sum of run durations {executed['seconds'].sum() / 60:.1f} min")
+
+# %% [markdown]
 # ## Key takeaways
 #
 # - The dense-mask reference grows quadratically with the slide; the fused kernel (all flows) is

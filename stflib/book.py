@@ -323,3 +323,29 @@ def plot_histories(history: pd.DataFrame):
     ax_pcc.legend(frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def axis_report(axis: str, metric: str = "pcc_hvg50", results_dir: str | Path | None = None) -> None:
+    """Display an ablation axis's results page body (in a notebook): the arm table, the fold-paired
+    differences to the axis's reference, the figure, the generated reading and example maps."""
+    import matplotlib.pyplot as plt
+    from IPython.display import Image, Markdown, display
+
+    reference = AXIS_REFERENCES[axis]
+    summary = load_summary(results_dir)
+    display(Markdown(f"**Mean ± standard deviation over the patient folds** (reference arm: `{reference}`)"))
+    display(arm_table(summary, axis))
+    display(Markdown(f"**Fold-paired difference to `{reference}`** in {METRICS.get(metric, metric)}: the folds "
+                     "share their test patients, so the per-fold difference is the fair comparison; "
+                     "`folds_better` counts the folds an arm wins."))
+    display(paired_deltas(summary, axis, reference, metric).round(3))
+    plot_axis(summary, axis, metric, reference=reference)
+    plt.show()
+    display(Markdown("**Reading, generated from the numbers above.** " + describe_axis(summary, axis, reference, metric)))
+    arms = example_arms(summary, axis, reference, metric, results_dir=results_dir)
+    if arms:
+        display(Markdown("**Predicted (top) and measured (bottom) maps** of the best-predicted genes on a "
+                         "held-out slide, fold 0, for " + " and ".join(f"`{a}`" for a in arms) + ":"))
+        for arm in arms:
+            display(Markdown(f"`{arm}`"))
+            display(Image(filename=str(run_figure(axis, arm, "gene_maps.png", results_dir=results_dir))))

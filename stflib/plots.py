@@ -1,6 +1,7 @@
 """Figures of a run and of the grid: learning curves, predicted vs measured maps, attention, summaries.
 
 Every function returns a matplotlib ``Figure`` (the notebook shows it and may ``savefig`` it).
+Figures of the whole grid (one axis, all axes) live in ``stflib.book``.
 """
 from __future__ import annotations
 
@@ -139,24 +140,5 @@ def per_gene_pcc(per_gene, title: str = ""):
     ax.set_xlabel("PCC on held-out patients")
     ax.legend(frameon=False, fontsize=8)
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def axis_summary(summary, axis: str, metric: str = "pcc_hvg50", reference: float | None = None):
-    """Mean +- standard deviation over folds of ``metric`` for each arm of ``axis`` (points: folds)."""
-    d = summary[summary["axis"] == axis]
-    g = d.groupby("arm")[metric].agg(["mean", "std", "count"]).sort_values("mean")
-    fig, ax = plt.subplots(figsize=(6, 0.3 * len(g) + 1.2))
-    y = np.arange(len(g))
-    ax.barh(y, g["mean"], xerr=g["std"].fillna(0), color="C0", alpha=0.6, capsize=2)
-    for i, arm in enumerate(g.index):
-        v = d.loc[d["arm"] == arm, metric]
-        ax.plot(v, np.full(len(v), i), "k.", ms=3)
-    ax.set_yticks(y, g.index)
-    ax.set_xlabel(f"{metric} (mean ± sd over folds)")
-    if reference is not None:
-        ax.axvline(reference, color="grey", ls=":")
-    ax.set_title(axis)
     fig.tight_layout()
     return fig
