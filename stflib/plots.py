@@ -1,4 +1,4 @@
-"""Figures of a run and of the grid: learning curves, predicted vs measured maps, attention, summaries.
+"""Figures of one run: learning curves, predicted vs measured maps, pathway maps, attention, per-gene PCC.
 
 Every function returns a matplotlib ``Figure`` (the notebook shows it and may ``savefig`` it).
 Figures of the whole grid (one axis, all axes) live in ``stflib.book``.
