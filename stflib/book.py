@@ -349,3 +349,16 @@ def axis_report(axis: str, metric: str = "pcc_hvg50", results_dir: str | Path | 
         for arm in arms:
             display(Markdown(f"`{arm}`"))
             display(Image(filename=str(run_figure(axis, arm, "gene_maps.png", results_dir=results_dir))))
+
+
+def loss_terms(axis: str, arms: list[str], fold: int = 0, epoch: int = 0,
+               results_dir: str | Path | None = None) -> pd.DataFrame:
+    """The size of each training-loss term (``train_<term>`` columns of ``history.csv``) at one epoch.
+
+    Weights such as ``pcc_weight`` and ``pathway_loss_weight`` only mean something relative to the
+    other terms: this shows the terms' magnitudes side by side.
+    """
+    history = histories(axis, arms, fold, results_dir)
+    terms = [c for c in history.columns if c.startswith("train_") and c != "train_loss"]
+    rows = history[history["epoch"] == epoch].set_index("arm")[["train_loss", *terms]]
+    return rows.rename(columns=lambda c: c.removeprefix("train_"))

@@ -96,3 +96,12 @@ def test_histories_and_grid_runs_read_run_folders(tmp_path):
     book.plot_histories(curves)
     with pytest.raises(FileNotFoundError, match="no history.csv"):
         book.histories("baselines", ["missing"], results_dir=tmp_path)
+
+
+def test_loss_terms_side_by_side(tmp_path):
+    folder = tmp_path / "losses" / "mse_pcc" / "fold0"
+    folder.mkdir(parents=True)
+    pd.DataFrame({"epoch": [0, 1], "train_loss": [601.0, 500.0], "val_loss": [1, 1], "val_pcc": [0.1, 0.2],
+                  "train_mse": [600.0, 499.0], "train_pcc": [1.0, 1.0]}).to_csv(folder / "history.csv", index=False)
+    terms = book.loss_terms("losses", ["mse_pcc"], results_dir=tmp_path)
+    assert terms.loc["mse_pcc"].to_dict() == {"loss": 601.0, "mse": 600.0, "pcc": 1.0}

@@ -1,0 +1,67 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Losses
+#
+# ## Motivation
+#
+# The seed trains with MSE by default and offers PCC, MSE + PCC and a ZINB likelihood on raw
+# counts. The metric is a correlation, so a loss that rewards the spatial pattern should help;
+# ZINB models the counts' noise but has to learn library-size-offset rates.
+#
+# ## The idea
+#
+# Four arms, identical except for `loss` (with `pcc_weight` 1 for MSE + PCC). Every model's output is
+# converted to log1p CP10k before evaluation, so the arms are scored on the same scale.
+#
+# ## Runnable code
+#
+# The numbers below are read from `results/summary.csv` (one row per run, written by
+# `python -m stflib collect` after `python -m stflib ablate params/losses`); nothing is typed by
+# hand. Re-run one arm with
+# `papermill notebooks/ablation.ipynb out.ipynb -f params/losses/mse.yaml -p fold 0`.
+
+# %% [markdown]
+# ## What we measured
+
+# %%
+from stflib import book
+
+book.axis_report("losses")
+
+# %% [markdown]
+# ### How large is each term of the training loss?
+#
+# A weight such as `pcc_weight` or `pathway_loss_weight` acts relative to the other terms. The
+# table gives each term's value at the first epoch of fold 0 (from the runs' `history.csv`): when
+# one term is orders of magnitude larger than another, the smaller one barely moves the gradients.
+
+# %%
+book.loss_terms("losses", ["mse", "mse_pcc", "pcc"]).round(3)
+
+# %% [markdown]
+# **What we expected before running the grid.** PCC-based losses optimise (a slide-level version of) the metric itself; MSE optimises magnitude.
+# The ZINB arm's result depends on how well a per-gene dispersion fits the simulator's counts,
+# which are ZINB by construction: a favourable setting for it, stated so that it is not over-read.
+#
+# ## Key takeaways
+#
+# - The generated reading above states which differences exceed their fold spread; only those
+#   are findings on this cohort.
+# - Results on the simulated cohort test whether a design choice can use the structure we built
+#   in; they do not replace the same grid on real HEST-1k (see the real-data chapter).
+#
+# ## References
+#
+# {cite}`jaume2024hest`

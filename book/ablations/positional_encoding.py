@@ -1,0 +1,55 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Positional encoding
+#
+# ## Motivation
+#
+# Patch tokens carry their position on the slide through a 2-D encoding of (x, y). Without one,
+# attention is permutation-invariant: a spot cannot tell a near neighbour from a far one.
+#
+# ## The idea
+#
+# Three arms: the seed's 2-D sinusoidal encoding, a learned encoding, and none.
+#
+# ## Runnable code
+#
+# The numbers below are read from `results/summary.csv` (one row per run, written by
+# `python -m stflib collect` after `python -m stflib ablate params/positional_encoding`); nothing is typed by
+# hand. Re-run one arm with
+# `papermill notebooks/ablation.ipynb out.ipynb -f params/positional_encoding/sinusoidal.yaml -p fold 0`.
+
+# %% [markdown]
+# ## What we measured
+
+# %%
+from stflib import book
+
+book.axis_report("positional_encoding")
+
+# %% [markdown]
+# **What we expected before running the grid.** Absolute position is not biologically meaningful across slides (tissue is placed anywhere on the
+# capture area), so the encoding can only help through relative structure; a small or null effect
+# is a plausible outcome.
+#
+# ## Key takeaways
+#
+# - The generated reading above states which differences exceed their fold spread; only those
+#   are findings on this cohort.
+# - Results on the simulated cohort test whether a design choice can use the structure we built
+#   in; they do not replace the same grid on real HEST-1k (see the real-data chapter).
+#
+# ## References
+#
+# {cite}`jaume2024hest`
