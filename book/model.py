@@ -156,6 +156,30 @@ for quads in ["all", "p2p,p2h,h2p", "p2h,h2p", "p2p,h2h"]:
 pd.DataFrame(rows)
 
 # %% [markdown]
+# ### Attention maps from a trained model
+#
+# A pathway-bottleneck STF trained for a few seconds on the `tiny` simulated cohort with the
+# library's training loop (`stflib.train.run`, the same code the ablation notebook runs), then
+# asked for its attention on a held-out slide (`return_attention=True`). The maps are exactly those
+# of the forward pass that produced the prediction. Left: the head-averaged attention of the last
+# layer over $[\text{pathways} \mid \text{patches}]$; the patch-to-patch block is empty apart from
+# the diagonal, as the mask demands. Right: where three pathway tokens look on the slide. This is a
+# small demonstration model; `papermill notebooks/ablation.ipynb out.ipynb -p return_attention True`
+# draws the same figure for a full run.
+
+# %%
+from stflib import plots, train
+
+demo = train.run(preset="tiny", backbone="ctranspath", interactions="bottleneck", epochs=10,
+                 return_attention=True, output_dir="demo-run", write=False, progress=False, log=None)
+held_out = demo.predictions[0]
+slide_coords = demo.adata.obsm["spatial"][: len(held_out["pred"])]
+names = demo.model.pathway_names_
+print(f"held-out slide {held_out['sample_id']}: {len(slide_coords)} spots; "
+      f"{len(held_out['attention'])} layers of attention maps {tuple(held_out['attention'][0].shape)}")
+fig = plots.attention_maps(held_out["attention"], slide_coords, len(names), names)
+
+# %% [markdown]
 # ### The model zoo
 #
 # Every model is built by name from one registry (`stflib.models.MODELS`), the same table the
