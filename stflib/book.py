@@ -362,3 +362,27 @@ def loss_terms(axis: str, arms: list[str], fold: int = 0, epoch: int = 0,
     terms = [c for c in history.columns if c.startswith("train_") and c != "train_loss"]
     rows = history[history["epoch"] == epoch].set_index("arm")[["train_loss", *terms]]
     return rows.rename(columns=lambda c: c.removeprefix("train_"))
+
+
+QUADRANTS = ("p2p", "p2h", "h2p", "h2h")
+
+
+def quadrant_effects(summary: pd.DataFrame, metric: str = "pcc_hvg50", axis: str = "interactions") -> pd.DataFrame:
+    """Main effect of each information flow in the 15-subset design: for every fold, the mean over the
+    arms that have the quadrant minus the mean over the arms that do not; then mean and sd over folds.
+
+    Arm names are the enabled quadrants joined by '-', with 'full' (all four) and 'bottleneck'
+    (p2p, p2h, h2p) as the seed's named variants.
+    """
+    named = {"full": set(QUADRANTS), "bottleneck": {"p2p", "p2h", "h2p"}}
+    rows = _axis_rows(summary, axis).copy()
+    quads = rows["arm"].map(lambda a: named.get(a, set(a.split("-"))))
+    out = []
+    for q in QUADRANTS:
+        has = quads.map(lambda s, q=q: q in s)
+        per_fold = rows[has].groupby("fold")[metric].mean() - rows[~has].groupby("fold")[metric].mean()
+        out.append({"quadrant": q, "arms_with": int(rows.loc[has, "arm"].nunique()),
+                    "arms_without": int(rows.loc[~has, "arm"].nunique()),
+                    "mean_effect": per_fold.mean(), "sd_over_folds": per_fold.std(ddof=1),
+                    "folds_positive": int((per_fold > 0).sum()), "folds": int(per_fold.notna().sum())})
+    return pd.DataFrame(out).set_index("quadrant")

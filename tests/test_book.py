@@ -105,3 +105,15 @@ def test_loss_terms_side_by_side(tmp_path):
                   "train_mse": [600.0, 499.0], "train_pcc": [1.0, 1.0]}).to_csv(folder / "history.csv", index=False)
     terms = book.loss_terms("losses", ["mse_pcc"], results_dir=tmp_path)
     assert terms.loc["mse_pcc"].to_dict() == {"loss": 601.0, "mse": 600.0, "pcc": 1.0}
+
+
+def test_quadrant_effects_main_effect_per_fold():
+    rows = []
+    for fold in range(2):
+        for arm in ["full", "bottleneck", "h2h", "p2p-h2h", "p2h", "p2p"]:
+            value = 0.3 - (0.1 if ("p2h" in arm or arm in ("full", "bottleneck")) else 0.0) + 0.01 * fold
+            rows.append(dict(axis="interactions", arm=arm, fold=fold, pcc_hvg50=value))
+    effects = book.quadrant_effects(pd.DataFrame(rows))
+    assert effects.loc["p2h", "mean_effect"] == pytest.approx(-0.1)
+    assert effects.loc["p2h", "folds_positive"] == 0 and effects.loc["p2h", "arms_with"] == 3
+    assert effects.loc["h2h", "arms_with"] == 3  # full, h2h, p2p-h2h

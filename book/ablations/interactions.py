@@ -45,6 +45,20 @@ from stflib import book
 book.axis_report("interactions")
 
 # %% [markdown]
+# ### Which flow matters? Main effects over the 15-subset design
+#
+# The 15 arms form a factorial design over four on/off flows, so each flow's main effect can be
+# estimated from all arms at once: in every fold, the mean over the 8 arms that have the flow minus
+# the mean over the 7 that do not; then the mean and spread over folds. This pools many arms, so it
+# is less noisy than any single pairwise comparison above. An effect of the same sign in every
+# fold (`folds_positive` 0 or 3) and larger than its spread is the strongest statement this grid
+# can make about a flow. With `p2h`, pathway tokens read the slide's patches and so become
+# slide-specific; without it they are the same learned vectors for every slide.
+
+# %%
+book.quadrant_effects(book.load_summary()).round(3)
+
+# %% [markdown]
 # **What we expected before running the grid.** What the table can and cannot say: the simulated cohort rewards spatial context (see the data
 # chapter), so arms that let information move between spots (through `h2h` directly, or through
 # `p2h` then `h2p`) should beat arms that cannot. A difference smaller than its fold spread is not a
