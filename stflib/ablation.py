@@ -70,6 +70,14 @@ ARMS: dict[str, dict[str, dict[str, Any]]] = {
         "small": {"backbone": "ctranspath", "token_dim": 256, "n_heads": 4, "n_layers": 4},
         "medium": {"backbone": "ctranspath", "token_dim": 384, "n_heads": 6, "n_layers": 6},
     },
+    # whole-slide attention vs a local neighbourhood (the seed's --n-neighbors): each spot's h2h
+    # attention restricted to its k nearest spots (k = 6 is the first hexagonal ring, 18 the second)
+    "context": {
+        "whole-slide": {},
+        "k6": {"n_neighbors": 6},
+        "k18": {"n_neighbors": 18},
+        "k6_pcc": {"n_neighbors": 6, "loss": "pcc"},
+    },
     "baselines": {
         "stf": {},  # the default SpatialTranscriptFormer, for reference (shared with interactions/full)
         "he2rna": {"model": "he2rna"},

@@ -26,6 +26,7 @@ AXIS_REFERENCES = {
     "log_transform": "off",
     "positional_encoding": "sinusoidal",
     "model_size": "small",
+    "context": "whole-slide",
     "baselines": "stf",
 }
 HIGHER_IS_BETTER = {"pcc_hvg50": True, "pcc_all": True, "mse": False, "pathway_pcc_truth": True,
@@ -386,3 +387,23 @@ def quadrant_effects(summary: pd.DataFrame, metric: str = "pcc_hvg50", axis: str
                     "mean_effect": per_fold.mean(), "sd_over_folds": per_fold.std(ddof=1),
                     "folds_positive": int((per_fold > 0).sum()), "folds": int(per_fold.notna().sum())})
     return pd.DataFrame(out).set_index("quadrant")
+
+
+def deltas_to(summary: pd.DataFrame, arms: list[tuple[str, str]], reference: tuple[str, str],
+              metric: str = "pcc_hvg50") -> pd.DataFrame:
+    """Fold-paired differences of runs from any axes to one reference run, e.g. every context arm
+    against ``("baselines", "ridge_probe")``: rows (axis, arm), mean and sd over folds, folds won."""
+    def per_fold(axis: str, arm: str) -> pd.Series:
+        rows = summary[(summary["axis"] == axis) & (summary["arm"] == arm)]
+        if rows.empty:
+            raise ValueError(f"no completed runs for {axis}/{arm}")
+        return rows.set_index("fold")[metric]
+
+    ref = per_fold(*reference)
+    out = []
+    for axis, arm in arms:
+        diff = (per_fold(axis, arm) - ref).dropna()
+        better = diff > 0 if HIGHER_IS_BETTER.get(metric, True) else diff < 0
+        out.append({"axis": axis, "arm": arm, "mean_delta": diff.mean(), "sd_delta": diff.std(ddof=1),
+                    "folds_better": int(better.sum()), "folds": int(len(diff))})
+    return pd.DataFrame(out).set_index(["axis", "arm"])

@@ -117,3 +117,10 @@ def test_quadrant_effects_main_effect_per_fold():
     assert effects.loc["p2h", "mean_effect"] == pytest.approx(-0.1)
     assert effects.loc["p2h", "folds_positive"] == 0 and effects.loc["p2h", "arms_with"] == 3
     assert effects.loc["h2h", "arms_with"] == 3  # full, h2h, p2p-h2h
+
+
+def test_deltas_to_a_run_of_another_axis(summary):
+    deltas = book.deltas_to(summary, [("interactions", "bottleneck")], reference=("interactions", "full"))
+    assert deltas.loc[("interactions", "bottleneck"), "mean_delta"] == pytest.approx(0.03)
+    with pytest.raises(ValueError, match="no completed runs for losses/zinb"):
+        book.deltas_to(summary, [("losses", "zinb")], reference=("interactions", "full"))
