@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "bench": ("stflib.bench", "add_arguments", "run", "benchmarks that print figures (attention, backbones)"),
     "ablate": ("stflib.ablation", "add_arguments_ablate", "run_ablate", "run the ablation grid through papermill (Dask)"),
     "collect": ("stflib.ablation", "add_arguments_collect", "run_collect", "collect run metrics into results/summary.csv"),
+    "import-visium": ("stflib.visium_import", "add_arguments", "run",
+                      "import a Visium section (Space Ranger folder or AnnData + H&E image) into the HEST-1k layout"),
 }
 
 

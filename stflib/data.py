@@ -169,7 +169,12 @@ def read_hest_sample(root: str | Path, sample_id: str, backbone: str | None = No
             f"{st_path}: counts must be raw, finite, non-negative UMI counts; found {bad_nan} NaN or infinite and "
             f"{bad_neg} negative entries"
         )
-    genes = _gene_symbols(adata.var, np.asarray(adata.var_names), st_path)
+    if adata.uns.get("gene_names") == "ensembl_ids":  # an imported section whose source had no symbols
+        genes = np.asarray(adata.var_names, dtype=str)
+        warnings.warn(f"{st_path}: genes are Ensembl ids (the source had no symbols); Hallmark pathways will not "
+                      "match them", stacklevel=2)
+    else:
+        genes = _gene_symbols(adata.var, np.asarray(adata.var_names), st_path)
     counts, genes, gene_agg = _sum_duplicate_genes(counts, genes)
 
     # metadata json (HEST ships one per sample; tolerate its absence)

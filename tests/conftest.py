@@ -1,13 +1,15 @@
 """Shared pytest fixtures."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# ../shared/data next to the project; STFLIB_SHARED_DATA points elsewhere (a git worktree, CI)
+SHARED = Path(os.environ.get("STFLIB_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 HEST_CSV = SHARED / "hest" / "HEST_v1_1_0.csv"
 
 FAKE_GENES = ["MT-CO1", "MT-ND1", "EPCAM", "VIM", "CD3E", "KRT20", "COL1A1", "PTPRC"] + [f"GENE{i}" for i in range(32)]

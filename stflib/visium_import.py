@@ -1,0 +1,528 @@
+"""Import one's own Visium section into the HEST-1k layout: ``python -m stflib import-visium``.
+
+Two inputs are accepted:
+
+(a) a Space Ranger output folder (``filtered_feature_bc_matrix.h5``, ``spatial/tissue_positions*.csv``,
+    ``spatial/scalefactors_json.json``) plus its H&E image: the full-resolution image (scale 1), or
+    Space Ranger's ``tissue_hires_image.png`` / ``tissue_lowres_image.png`` (``--image-scale hires`` or
+    ``lowres`` reads the factor from ``scalefactors_json.json``; a number is taken as is);
+(b) an AnnData (``.h5ad``, or an AnnData ``.h5``) with spot centres in ``obsm['spatial']`` plus the
+    image those coordinates index (``--image-scale`` when the image is a scaled copy of that frame).
+
+One sample is written into ``--out`` exactly as HEST-1k lays it out, so every later step
+(``extract-features``, ``ablate``, the notebook) reads it like a downloaded HEST sample:
+
+* ``st/<id>.h5ad``: counts (spots x genes), ``obsm['spatial']`` spot centres in full-resolution pixels,
+  gene symbols as var_names (10x Ensembl ids kept in ``var['gene_ids']``);
+* ``metadata/<id>.json``: ``pixel_size_um_estimated`` (um per full-resolution pixel), the image's own
+  pixel size and the upsampling. Visium spots are 55 um wide and 100 um apart; Space Ranger's
+  ``spot_diameter_fullres`` is the diameter of a *65 um* circle (10x's definition, slightly larger than
+  the spot), so the pixel size is 65 um / ``spot_diameter_fullres``; 55 um would make it 15 % too
+  small. On the real sections in ``../shared/data/real_st`` the ratio spot_diameter_fullres / spot pitch
+  is 0.653 (Space Ranger 1.0.0 folder) and 0.650 (stLearn's scale factors), i.e. 65 / 100. An AnnData
+  without Space Ranger's files takes its pixel size from the measured spot pitch (100 um);
+* ``patches/<id>.h5``: ``img`` (N, 224, 224, 3) uint8 patches of 112 um (224 px at 0.5 um/px, HEST's
+  patch) centred on each spot, ``barcode`` (N, 1) bytes, ``coords`` (N, 2) top-left corners in
+  full-resolution pixels (HEST's convention: ``int(centre - patch_size_src // 2)``);
+* one row in ``metadata.csv`` (HEST's columns), replaced when the id is imported again.
+
+Images are read with Pillow (JPEG, PNG, TIFF; tifffile is used for TIFF when installed). An image much
+coarser than 0.5 um/px is accepted with a warning that says by how much its patches are upsampled.
+Bad input stops with a ``ValueError``/``FileNotFoundError`` naming the file and the value.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+__all__ = ["VisiumSection", "read_spaceranger", "read_anndata_section", "write_hest_sample", "import_visium",
+           "read_image", "spot_pitch", "add_arguments", "run"]
+
+SPACERANGER_SPOT_DIAMETER_UM = 65.0  # what spot_diameter_fullres measures (10x)
+SPOT_PITCH_UM = 100.0  # Visium centre-to-centre distance
+PATCH_PX = 224  # HEST patch: 224 px at 0.5 um/px
+TARGET_UM_PER_PX = 0.5
+COARSE_UPSAMPLING = 2.0  # warn when patches are upsampled more than this
+EXPRESSION_KINDS = ("counts", "log1p", "scaled")
+METADATA_COLUMNS = ["id", "organ", "species", "oncotree_code", "st_technology", "patient", "subseries",
+                    "dataset_title", "spots_under_tissue", "pixel_size_um_estimated", "fullres_px_width",
+                    "fullres_px_height", "image_pixel_size_um", "patch_upsampling", "expression", "source"]
+
+
+@dataclass
+class VisiumSection:
+    """What an import needs, whatever the input: expression, spot centres and the image frame."""
+
+    counts: sp.csr_matrix  # (N, G) float32
+    genes: np.ndarray  # (G,) str: symbols when the input has them
+    gene_ids: np.ndarray | None  # (G,) Ensembl ids, when the input has them
+    barcodes: np.ndarray  # (N,) str
+    centres: np.ndarray  # (N, 2) full-resolution pixels (x, y)
+    um_per_px: float  # size of one full-resolution pixel
+    expression: str  # "counts" or a note on what the values are
+    source: str
+
+
+# --------------------------------------------------------------------------------------- helpers
+def _decode(values) -> np.ndarray:
+    return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(values).reshape(-1)], dtype=str)
+
+
+def spot_pitch(centres: np.ndarray) -> float:
+    """Median nearest-neighbour distance between spot centres (Visium: 100 um), in the centres' units."""
+    from scipy.spatial import cKDTree
+
+    centres = np.asarray(centres, np.float64)
+    if len(centres) < 2:
+        return float("nan")
+    dist, _ = cKDTree(centres).query(centres, k=2)
+    return float(np.median(dist[:, 1]))
+
+
+def _check_expression(counts: sp.csr_matrix, expression: str, path: Path) -> tuple[sp.csr_matrix, str]:
+    """Raw counts stay as they are; other kinds are converted, recorded and warned about."""
+    if expression not in EXPRESSION_KINDS:
+        raise ValueError(f"expression: unknown kind {expression!r}; allowed: {', '.join(EXPRESSION_KINDS)}")
+    data = counts.data
+    if not np.isfinite(data).all():
+        raise ValueError(f"{path}: expression has {int((~np.isfinite(data)).sum())} NaN or infinite values")
+    lowest = float(data.min()) if data.size else 0.0
+    integral = bool(np.all(data == np.round(data)))
+    if expression == "counts":
+        if lowest < 0 or not integral:
+            hint = ("negative values: looks z-scored or scaled (--expression scaled)" if lowest < 0 else
+                    "non-integer values: looks normalised (--expression log1p if it is log1p of normalised counts)")
+            example = data[(data < 0) | (data != np.round(data))][0]
+            raise ValueError(
+                f"{path}: expression is not raw UMI counts (e.g. value {example:g}; min {lowest:g}): {hint}. "
+                "Give the raw counts (Space Ranger's filtered_feature_bc_matrix.h5, layers['counts'] or .raw), "
+                f"or --expression one of {', '.join(EXPRESSION_KINDS)}")
+        return counts, "counts"
+    if expression == "log1p":
+        if lowest < 0:
+            raise ValueError(f"{path}: --expression log1p but values are negative (min {lowest:g}); "
+                             "log1p of counts is >= 0 (try --expression scaled)")
+        out = counts.copy()
+        out.data = np.expm1(out.data).astype(np.float32)
+        warnings.warn(f"{path}: expression is log1p-normalised, not raw counts: imported as expm1 (normalised "
+                      "values); count models (loss zinb) and QC thresholds in UMIs do not apply", stacklevel=3)
+        return out, "expm1 of log1p-normalised values (not raw counts)"
+    # scaled: per-gene shift so each gene's minimum is 0; only the within-gene ordering survives
+    dense = counts.toarray().astype(np.float64)
+    dense -= dense.min(axis=0, keepdims=True)
+    warnings.warn(f"{path}: expression is scaled (z-scores, min {lowest:g}), not counts: each gene is shifted to a "
+                  "minimum of 0; the values keep only the within-gene ordering of spots (pipeline checks, not "
+                  "biology)", stacklevel=3)
+    return sp.csr_matrix(dense.astype(np.float32)), "scaled values shifted per gene to min 0 (not counts)"
+
+
+def _symbols_from_10x(ids: np.ndarray, names: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """10x features: ``name`` holds symbols and ``id`` Ensembl ids; both kept (symbols as gene names)."""
+    from .data import ENSEMBL
+
+    names_are_ids = np.mean([bool(ENSEMBL.match(n)) for n in names]) >= 0.5 if len(names) else False
+    if names_are_ids:
+        warnings.warn(f"{path}: the feature names are Ensembl ids (e.g. {str(names[0])!r}), no gene symbols: genes "
+                      "are kept as Ensembl ids, so Hallmark pathways and other cohorts' genes will not match them",
+                      stacklevel=3)
+    return names, ids
+
+
+# ------------------------------------------------------------------------------------ readers
+def _read_10x_h5(path: Path) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray | None, np.ndarray]:
+    """Space Ranger >= 3 ``filtered_feature_bc_matrix.h5`` (CSC genes x barcodes) -> spots x genes."""
+    if not path.is_file():
+        raise FileNotFoundError(f"10x matrix not found: {path}")
+    with h5py.File(path, "r") as f:
+        if "matrix" not in f:
+            raise ValueError(f"{path}: not a 10x Genomics feature-barcode matrix (no 'matrix' group; has {list(f)})")
+        m = f["matrix"]
+        shape = tuple(int(v) for v in m["shape"][:])
+        mat = sp.csc_matrix((m["data"][:], m["indices"][:], m["indptr"][:]), shape=shape)
+        barcodes = _decode(m["barcodes"][:])
+        feats = m["features"]
+        ids = _decode(feats["id"][:])
+        names = _decode(feats["name"][:]) if "name" in feats else ids
+        if "feature_type" in feats:
+            keep = _decode(feats["feature_type"][:]) == "Gene Expression"
+            mat, ids, names = mat[keep], ids[keep], names[keep]
+    genes, gene_ids = _symbols_from_10x(ids, names, path)
+    return sp.csr_matrix(mat.T, dtype=np.float32), genes, gene_ids, barcodes
+
+
+def _read_positions(spatial: Path) -> tuple[pd.DataFrame, Path]:
+    """``tissue_positions.csv`` (Space Ranger >= 2, header) or ``tissue_positions_list.csv`` (1.x, none)."""
+    cols = ["barcode", "in_tissue", "array_row", "array_col", "pxl_row_in_fullres", "pxl_col_in_fullres"]
+    for name, header in (("tissue_positions.csv", 0), ("tissue_positions_list.csv", None)):
+        p = spatial / name
+        if p.is_file():
+            df = pd.read_csv(p, header=header)
+            if df.shape[1] != 6:
+                raise ValueError(f"{p}: expected 6 columns ({', '.join(cols)}), found {df.shape[1]}")
+            df.columns = cols
+            return df.set_index(df["barcode"].astype(str)), p
+    raise FileNotFoundError(f"no tissue_positions.csv or tissue_positions_list.csv in {spatial}")
+
+
+def read_spaceranger(folder: str | Path, expression: str = "counts") -> tuple[VisiumSection, dict]:
+    """A Space Ranger output folder -> (section, scalefactors)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Space Ranger folder not found: {folder}")
+    matrix = folder / "filtered_feature_bc_matrix.h5"
+    counts, genes, gene_ids, barcodes = _read_10x_h5(matrix)
+    positions, pos_path = _read_positions(folder / "spatial")
+    missing = [str(b) for b in barcodes if b not in positions.index]
+    if missing:
+        raise ValueError(f"{pos_path}: {len(missing)} of the {len(barcodes)} barcodes of {matrix} are missing "
+                         f"(e.g. {missing[:3]}; the file has e.g. {list(positions.index[:3])}); "
+                         "the positions file must come from the same Space Ranger run")
+    pos = positions.loc[barcodes]
+    centres = pos[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(np.float64)  # (x, y)
+    sf_path = folder / "spatial" / "scalefactors_json.json"
+    if not sf_path.is_file():
+        raise FileNotFoundError(f"scale factors not found: {sf_path}")
+    scalefactors = json.loads(sf_path.read_text())
+    diameter = scalefactors.get("spot_diameter_fullres")
+    if not isinstance(diameter, (int, float)) or not diameter > 0:
+        raise ValueError(f"{sf_path}: spot_diameter_fullres must be a positive number, got {diameter!r}")
+    counts, kind = _check_expression(counts, expression, matrix)
+    um_per_px = SPACERANGER_SPOT_DIAMETER_UM / float(diameter)
+    _check_pitch(positions[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(np.float64), um_per_px,
+                 f"{sf_path} (spot_diameter_fullres {diameter:g})")
+    section = VisiumSection(counts, genes, gene_ids, barcodes, centres, um_per_px, kind, str(folder))
+    return section, {**scalefactors, "_path": str(sf_path)}
+
+
+def _check_pitch(centres: np.ndarray, um_per_px: float, where: str) -> None:
+    """Warn when a pixel size disagrees (> 10 %) with the 100 um Visium spot pitch measured on the centres."""
+    pitch = spot_pitch(centres)
+    if np.isfinite(pitch) and pitch > 0:
+        from_pitch = SPOT_PITCH_UM / pitch
+        if abs(um_per_px / from_pitch - 1) > 0.10:
+            warnings.warn(f"{where}: pixel size {um_per_px:.3f} um/px disagrees with the spot pitch ({pitch:.1f} px "
+                          f"centre to centre = {from_pitch:.3f} um/px for Visium's 100 um)", stacklevel=3)
+
+
+def read_anndata_section(path: str | Path, expression: str = "counts", pixel_size_um: float | None = None,
+                         layer: str | None = None) -> tuple[VisiumSection, dict]:
+    """An AnnData with ``obsm['spatial']`` -> (section, scale factors found in ``uns['spatial']``, or {}).
+
+    Counts come from ``layer``, else ``layers['counts']``, else ``.raw``, else ``X``. The pixel size (um
+    per ``obsm['spatial']`` unit) is ``pixel_size_um`` when given, else 100 um / the spot pitch measured
+    on the coordinates. ``uns['spatial']``'s ``spot_diameter_fullres`` refers to the original
+    full-resolution frame, which the coordinates of a cropped or rescaled image need not share (the
+    squidpy crop's do not), so it is only compared.
+    """
+    import anndata as ad
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"AnnData file not found: {path}")
+    try:
+        adata = ad.read_h5ad(path)
+    except Exception as exc:  # noqa: BLE001 - anndata raises many types on a foreign file
+        raise ValueError(f"{path}: not an AnnData file ({type(exc).__name__}: {exc})") from exc
+    if "spatial" not in adata.obsm:
+        raise ValueError(f"{path}: obsm['spatial'] (spot centres in image pixels) is missing; obsm has {list(adata.obsm)}")
+    if layer is not None:
+        if layer not in adata.layers:
+            raise ValueError(f"{path}: layer {layer!r} not found; layers: {list(adata.layers) or 'none'}")
+        X, var = adata.layers[layer], adata.var
+    elif "counts" in adata.layers:
+        X, var = adata.layers["counts"], adata.var
+    elif adata.raw is not None:
+        X, var = adata.raw.X, adata.raw.var
+    else:
+        X, var = adata.X, adata.var
+    counts = sp.csr_matrix(X, dtype=np.float32)
+    from .data import _gene_symbols
+
+    names = np.asarray(var.index, dtype=str)
+    try:
+        genes = np.asarray(_gene_symbols(var, names, path), dtype=str)
+    except ValueError:
+        warnings.warn(f"{path}: var_names are Ensembl ids with no symbol column: kept as Ensembl ids", stacklevel=2)
+        genes = names
+    gene_ids = var["gene_ids"].astype(str).to_numpy() if "gene_ids" in var.columns else None
+    centres = np.asarray(adata.obsm["spatial"], np.float64)[:, :2]
+    scalefactors: dict = {}
+    spatial_uns = adata.uns.get("spatial")
+    if isinstance(spatial_uns, dict) and len(spatial_uns) == 1:
+        lib = next(iter(spatial_uns.values()))
+        if isinstance(lib, dict) and isinstance(lib.get("scalefactors"), dict):
+            scalefactors = {k: float(v) for k, v in lib["scalefactors"].items()}
+    if pixel_size_um is None:
+        pitch = spot_pitch(centres)
+        if not np.isfinite(pitch) or pitch <= 0:
+            raise ValueError(f"{path}: cannot measure the spot pitch from obsm['spatial'] ({len(centres)} spots); "
+                             "give --pixel-size (um per obsm['spatial'] unit)")
+        pixel_size_um = SPOT_PITCH_UM / pitch
+        if scalefactors.get("spot_diameter_fullres", 0) > 0:
+            from_sf = SPACERANGER_SPOT_DIAMETER_UM / scalefactors["spot_diameter_fullres"]
+            if abs(from_sf / pixel_size_um - 1) > 0.10:
+                warnings.warn(f"{path}: uns['spatial'] scale factors imply {from_sf:.3f} um/px but the spot pitch in "
+                              f"obsm['spatial'] gives {pixel_size_um:.3f} um/px: using the pitch (the coordinates "
+                              "are not in the scale factors' full-resolution frame)", stacklevel=2)
+    elif not pixel_size_um > 0:
+        raise ValueError(f"pixel size must be > 0 um, got {pixel_size_um!r}")
+    else:
+        _check_pitch(centres, float(pixel_size_um), f"{path} (--pixel-size {pixel_size_um:g})")
+    counts, kind = _check_expression(counts, expression, path)
+    barcodes = np.asarray(adata.obs_names, dtype=str)
+    return VisiumSection(counts, genes, gene_ids, barcodes, centres, float(pixel_size_um), kind, str(path)), scalefactors
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB from a JPEG, PNG or TIFF (alpha dropped, 16-bit scaled to 8-bit)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    if path.suffix.lower() in (".tif", ".tiff"):
+        try:
+            import tifffile
+
+            arr = np.asarray(tifffile.imread(path))
+        except ImportError:
+            arr = None
+    else:
+        arr = None
+    if arr is None:
+        from PIL import Image
+
+        Image.MAX_IMAGE_PIXELS = None  # full-resolution H&E scans are ~0.5-1 gigapixel
+        try:
+            with Image.open(path) as im:
+                arr = np.asarray(im.convert("RGB"))
+        except Exception as exc:  # noqa: BLE001
+            raise ValueError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from exc
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] < 3:
+        raise ValueError(f"{path}: expected an RGB image, got an array of shape {arr.shape}")
+    arr = arr[..., :3]
+    if arr.dtype != np.uint8:
+        top = float(arr.max()) or 1.0
+        arr = np.clip(arr.astype(np.float64) * (255.0 / (65535.0 if top > 255 else 255.0)), 0, 255).astype(np.uint8)
+    return arr
+
+
+def _resolve_scale(image_scale: str | float | None, scalefactors: dict, image_path: Path) -> float:
+    if image_scale is None:
+        return 1.0
+    if isinstance(image_scale, str) and image_scale.lower() in ("hires", "lowres"):
+        key = f"tissue_{image_scale.lower()}_scalef"
+        if key not in scalefactors:
+            raise ValueError(f"--image-scale {image_scale}: no {key!r} in the scale factors "
+                             f"({scalefactors.get('_path', 'none found')}); give the factor as a number")
+        return float(scalefactors[key])
+    try:
+        value = float(image_scale)
+    except (TypeError, ValueError):
+        raise ValueError(f"--image-scale: expected hires, lowres or a number (image px per full-res px), "
+                         f"got {image_scale!r}") from None
+    if not 0 < value <= 1.0 + 1e-9:
+        raise ValueError(f"--image-scale for {image_path}: must be in (0, 1] (image px per full-resolution px), "
+                         f"got {value!r}")
+    return value
+
+
+# ------------------------------------------------------------------------------------- writer
+def _cut_patches(image: np.ndarray, centres_img: np.ndarray, window_img: float) -> np.ndarray:
+    """(N, 224, 224, 3) patches of ``window_img`` image pixels centred on each spot (bilinear,
+    off-image parts white, as on an empty slide)."""
+    from PIL import Image
+
+    pad = int(np.ceil(window_img / 2)) + 2
+    padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), constant_values=255)
+    pil = Image.fromarray(padded)
+    out = np.empty((len(centres_img), PATCH_PX, PATCH_PX, 3), np.uint8)
+    half = window_img / 2
+    for i, (x, y) in enumerate(centres_img):
+        box = (x - half + pad, y - half + pad, x + half + pad, y + half + pad)
+        out[i] = np.asarray(pil.resize((PATCH_PX, PATCH_PX), Image.Resampling.BILINEAR, box=box))
+    return out
+
+
+def write_hest_sample(section: VisiumSection, image: np.ndarray, image_scale: float, out: str | Path,
+                      sample_id: str, patient: str, organ: str, oncotree: str, species: str = "Homo sapiens",
+                      image_path: str | Path = "image", dataset_title: str | None = None) -> dict:
+    """Write ``section`` as one HEST-1k sample under ``out``; returns its metadata row."""
+    import anndata as ad
+
+    out = Path(out)
+    if not sample_id or any(c in sample_id for c in "/\\ ") or sample_id.startswith("."):
+        raise ValueError(f"sample id must be a plain name (no '/', '\\\\', spaces or leading '.'), got {sample_id!r}")
+    for name, value in (("patient", patient), ("organ", organ), ("oncotree", oncotree), ("species", species)):
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{name}: give a non-empty value (got {value!r})")
+    n = len(section.barcodes)
+    if n == 0:
+        raise ValueError(f"{section.source}: no spots to import")
+    if section.counts.shape != (n, len(section.genes)):
+        raise ValueError(f"{section.source}: counts {section.counts.shape} do not match {n} barcodes x "
+                         f"{len(section.genes)} genes")
+    um_per_px = section.um_per_px
+    image_um_per_px = um_per_px / image_scale
+    height, width = image.shape[:2]
+    centres_img = section.centres * image_scale
+    outside = ((centres_img[:, 0] < 0) | (centres_img[:, 0] >= width) | (centres_img[:, 1] < 0)
+               | (centres_img[:, 1] >= height))
+    if outside.any():
+        i = int(np.flatnonzero(outside)[0])
+        raise ValueError(
+            f"{image_path}: {int(outside.sum())} of {n} spot centres fall outside the image ({width} x {height} px) "
+            f"with scale factor {image_scale:g} (e.g. {str(section.barcodes[i])} at ({centres_img[i, 0]:.0f}, "
+            f"{centres_img[i, 1]:.0f}) px); check --image-scale: it must map the spot coordinates onto this image "
+            "(hires/lowres images need their tissue_*_scalef)")
+    if int(image.max()) == int(image.min()):
+        warnings.warn(f"{image_path}: the image is uniform (every pixel = {int(image.min())}): no tissue is visible, so "
+                      "every patch is blank and image features carry no information", stacklevel=2)
+    upsampling = image_um_per_px / TARGET_UM_PER_PX
+    if upsampling > COARSE_UPSAMPLING:
+        warnings.warn(f"{image_path}: {image_um_per_px:.2f} um/px is much coarser than HEST's 0.5 um/px: each 112 um "
+                      f"patch is {PATCH_PX / upsampling:.0f} image px upsampled {upsampling:.1f}x to {PATCH_PX} px "
+                      "(features will see blurred tissue)", stacklevel=2)
+    window_img = PATCH_PX * TARGET_UM_PER_PX / image_um_per_px
+    patches = _cut_patches(image, centres_img, window_img)
+
+    # HEST's patch coordinates: top-left corners in full-resolution px of a patch_size_src window
+    patch_size_src = PATCH_PX * TARGET_UM_PER_PX / um_per_px
+    top_left = (section.centres - patch_size_src // 2).astype(np.int64)
+
+    for sub in ("st", "patches", "metadata"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    var = pd.DataFrame(index=pd.Index(section.genes.astype(str), name=None))
+    if section.gene_ids is not None:
+        var["gene_ids"] = section.gene_ids.astype(str)
+    var.index = var.index.astype(str)
+    if var.index.has_duplicates:  # anndata wants unique var_names; the reader sums columns sharing a symbol
+        var["gene_symbols"] = var.index.to_numpy()
+        ids = section.gene_ids
+        unique_ids = ids is not None and len(set(ids)) == len(ids)
+        var.index = pd.Index(ids.astype(str) if unique_ids else [f"{g}-{i}" for i, g in enumerate(var.index)])
+    adata = ad.AnnData(X=section.counts.astype(np.float32), obs=pd.DataFrame(index=section.barcodes.astype(str)), var=var)
+    adata.obsm["spatial"] = section.centres.astype(np.float64)
+    adata.uns["expression"] = section.expression
+    if all(g.startswith("ENS") for g in section.genes[:50]):
+        adata.uns["gene_names"] = "ensembl_ids"  # read_hest_sample keeps them (with a warning)
+    _atomic(lambda p: adata.write_h5ad(p), out / "st" / f"{sample_id}.h5ad")
+
+    def write_patches(p):
+        with h5py.File(p, "w") as f:
+            f.create_dataset("img", data=patches, chunks=(1, PATCH_PX, PATCH_PX, 3))
+            f.create_dataset("coords", data=top_left)
+            width_b = max(len(b.encode()) for b in section.barcodes)
+            f.create_dataset("barcode", data=np.array([[b.encode()] for b in section.barcodes], dtype=f"S{width_b}"))
+            f.attrs.update({"patch_size_um": PATCH_PX * TARGET_UM_PER_PX, "pixel_size_um": TARGET_UM_PER_PX,
+                            "patch_size_src": patch_size_src, "upsampling": upsampling})
+    _atomic(write_patches, out / "patches" / f"{sample_id}.h5")
+
+    fullres_w = int(round(width / image_scale))
+    fullres_h = int(round(height / image_scale))
+    row = {"id": sample_id, "organ": organ, "species": species, "oncotree_code": oncotree, "st_technology": "Visium",
+           "patient": patient, "subseries": sample_id, "dataset_title": dataset_title or f"imported {sample_id}",
+           "spots_under_tissue": n, "pixel_size_um_estimated": um_per_px, "fullres_px_width": fullres_w,
+           "fullres_px_height": fullres_h, "image_pixel_size_um": image_um_per_px, "patch_upsampling": upsampling,
+           "expression": section.expression, "source": section.source}
+    meta = {**row, "image": str(image_path),
+            "image_scale": image_scale, "patch_size_src": patch_size_src, "imported_by": "stflib import-visium"}
+    _atomic(lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"), out / "metadata" / f"{sample_id}.json")
+    _upsert_metadata_csv(out / "metadata.csv", row)
+    return row
+
+
+def _atomic(write, dst: Path) -> None:
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, dst)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _upsert_metadata_csv(path: Path, row: dict) -> None:
+    new = pd.DataFrame([row])
+    if path.is_file():
+        old = pd.read_csv(path)
+        if "id" not in old.columns:
+            raise ValueError(f"{path}: has no 'id' column; columns: {list(old.columns)}")
+        old = old[old["id"].astype(str) != row["id"]]
+        new = pd.concat([old, new], ignore_index=True)
+    _atomic(lambda p: new.to_csv(p, index=False), path)
+
+
+# ---------------------------------------------------------------------------------- entry point
+def import_visium(out: str | Path, sample_id: str, patient: str, organ: str, oncotree: str, image: str | Path,
+                  spaceranger: str | Path | None = None, adata: str | Path | None = None,
+                  image_scale: str | float | None = None, species: str = "Homo sapiens", expression: str = "counts",
+                  pixel_size_um: float | None = None, layer: str | None = None,
+                  dataset_title: str | None = None) -> dict:
+    """Import one section (a Space Ranger folder or an AnnData, plus its image); returns its metadata row."""
+    if (spaceranger is None) == (adata is None):
+        raise ValueError("give exactly one of a Space Ranger folder (--spaceranger) or an AnnData (--adata)")
+    if spaceranger is not None:
+        if layer is not None or pixel_size_um is not None:
+            raise ValueError("--layer and --pixel-size apply to --adata; a Space Ranger folder has its own scale factors")
+        section, scalefactors = read_spaceranger(spaceranger, expression)
+    else:
+        section, scalefactors = read_anndata_section(adata, expression, pixel_size_um, layer)
+    image = Path(image)
+    scale = _resolve_scale(image_scale, scalefactors, image)
+    pixels = read_image(image)
+    return write_hest_sample(section, pixels, scale, out, sample_id, patient, organ, oncotree, species, image,
+                             dataset_title)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--spaceranger", help="Space Ranger output folder (filtered_feature_bc_matrix.h5, spatial/)")
+    src.add_argument("--adata", help="AnnData (.h5ad) with obsm['spatial'] in pixels of --image (times --image-scale)")
+    parser.add_argument("--image", required=True, help="H&E image (TIFF, JPEG or PNG)")
+    parser.add_argument("--image-scale", default=None,
+                        help="image px per full-resolution px: hires, lowres (from the scale factors) or a number "
+                             "(default 1: the full-resolution image, or the frame of obsm['spatial'])")
+    parser.add_argument("--out", required=True, help="HEST-layout folder to write into (created if needed)")
+    parser.add_argument("--id", required=True, dest="sample_id", help="sample id (file names and metadata.csv)")
+    parser.add_argument("--patient", required=True, help="patient (donor) id: folds never split a patient")
+    parser.add_argument("--organ", required=True, help="organ as HEST spells it (e.g. Bowel, Breast, Brain)")
+    parser.add_argument("--oncotree", required=True, help="OncoTree code (e.g. COAD, IDC; 'healthy' if none)")
+    parser.add_argument("--species", default="Homo sapiens", help="species as HEST spells it (default Homo sapiens)")
+    parser.add_argument("--expression", default="counts", choices=EXPRESSION_KINDS,
+                        help="what the matrix holds: raw counts (default), log1p-normalised, or scaled (z-scores)")
+    parser.add_argument("--layer", default=None, help="AnnData layer with the counts (default: layers['counts'], .raw, X)")
+    parser.add_argument("--pixel-size", type=float, default=None, dest="pixel_size_um",
+                        help="um per obsm['spatial'] unit (AnnData; default 100 um / the measured spot pitch)")
+    parser.add_argument("--title", default=None, dest="dataset_title", help="dataset title for metadata.csv")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            row = import_visium(args.out, args.sample_id, args.patient, args.organ, args.oncotree, args.image,
+                                spaceranger=args.spaceranger, adata=args.adata, image_scale=args.image_scale,
+                                species=args.species, expression=args.expression,
+                                pixel_size_um=args.pixel_size_um, layer=args.layer,
+                                dataset_title=args.dataset_title)
+        for w in caught:
+            print(f"import-visium: warning: {w.message}", file=sys.stderr)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"import-visium: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"import-visium: {row['id']}: {row['spots_under_tissue']} spots, full-res {row['pixel_size_um_estimated']:.3f} "
+          f"um/px, image {row['image_pixel_size_um']:.2f} um/px (patches upsampled {row['patch_upsampling']:.1f}x) "
+          f"-> {args.out}")
+    print(f"next: python -m stflib extract-features --data-dir {args.out} --backbone resnet50")
+    return 0
