@@ -89,9 +89,9 @@ ARMS: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 
-# real HEST-1k on a GPU: the same arms with these settings (data_dir: pass --set data_dir=... or edit)
+# real HEST-1k on a GPU: the same arms with these settings. data_dir is not in the files: it is given
+# once, on the command line (`ablate params/hest --set data_dir=/path/to/hest`), for every run
 HEST_OVERRIDES: dict[str, Any] = {
-    "data_dir": "data/hest",
     "device": "cuda",
     "epochs": 100,
     "patience": 15,

@@ -71,6 +71,14 @@ PARAMETERS: tuple[Param, ...] = (
     Param("data_dir", None, str, "HEST-1k style folder; None: the embedded simulated cohort (generated on first use)", "data", nullable=True),
     Param("preset", "default", str, "simulated cohort preset used when data_dir is None", "data", PRESETS),
     Param("n_genes", 1000, int, "gene vocabulary size (the most expressed genes of the training fold; the 50 evaluation HVGs are chosen among them)", "data"),
+    # the cohort: rows of data_dir/metadata.csv kept (HEST columns organ, species, st_technology,
+    # oncotree_code; comma-separated values or a YAML list; None = no filter on that column)
+    Param("organ", "Bowel", str, "cohort filter: organ(s) as HEST spells them (None: any)", "data", nullable=True),
+    Param("species", "Homo sapiens", str, "cohort filter: species (None: any)", "data", nullable=True),
+    Param("technology", "Visium", str, "cohort filter: st_technology, exact (Visium excludes Visium HD; None: any)", "data", nullable=True),
+    Param("oncotree", "COAD,READ,COADREAD", str, "cohort filter: OncoTree code(s) (None: any)", "data", nullable=True),
+    Param("qc_min_umis", 200.0, float, "spot QC: minimum total UMIs (failing spots are masked out of losses and metrics)", "data"),
+    Param("qc_min_genes", 100, int, "spot QC: minimum detected genes", "data"),
     Param("n_folds", 3, int, "patient-grouped folds", "data"),
     Param("fold", 0, int, "which fold is held out for testing", "data"),
     Param("val_fraction", 0.2, float, "fraction of the training patients held out for early stopping", "data"),
@@ -88,6 +96,19 @@ PARAMETERS: tuple[Param, ...] = (
     Param("progress", True, bool, "show a progress bar", "run"),
 )
 PARAM_BY_NAME = {p.name: p for p in PARAMETERS}
+# cohort-filter parameter -> stflib.data.select_samples keyword
+COHORT_FILTERS = {"organ": "organ", "species": "species", "technology": "technology", "oncotree": "oncotree"}
+
+
+def cohort_filter(cfg: dict[str, Any]) -> dict[str, list[str] | None]:
+    """The run's cohort filter as ``select_samples`` keywords (lists; None = no filter)."""
+    return {kw: (None if cfg.get(name) is None else str(cfg[name]).split(","))
+            for name, kw in COHORT_FILTERS.items()}
+
+
+def describe_cohort(cfg: dict[str, Any]) -> str:
+    """'organ=Bowel species=Homo sapiens ...' for messages."""
+    return " ".join(f"{name}={cfg.get(name)}" for name in COHORT_FILTERS)
 
 
 def defaults() -> dict[str, Any]:
@@ -170,6 +191,12 @@ def _coerce(p: Param, value):
     if p.type is str:
         if p.name == "interactions":
             return value  # parsed below
+        if p.name in COHORT_FILTERS:  # one canonical spelling: "COAD,READ" (from "COAD, READ" or a list)
+            items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+            items = [str(v).strip() for v in items if str(v).strip()]
+            if not items:
+                raise ValueError(f"{p.name}: empty cohort filter {value!r}; give values or None (no filter)")
+            return ",".join(items)
         return str(value)
     return value
 
@@ -206,7 +233,7 @@ def validate(params: dict[str, Any] | None = None, check_paths: bool = True, **o
     for name in ("token_dim", "n_heads", "num_pathways", "n_genes", "epochs", "batch_size", "lr", "n_folds"):
         positive(name)
     for name in ("pcc_weight", "pathway_loss_weight", "n_neighbors", "weight_decay", "warmup_epochs",
-                 "grad_clip", "patience", "dropout", "time_limit_s", "seed"):
+                 "grad_clip", "patience", "dropout", "time_limit_s", "seed", "qc_min_umis", "qc_min_genes"):
         positive(name, strict=False)
     if cfg["n_layers"] < 2:
         raise ValueError(f"n_layers: the seed's minimum is 2 (pathways gather, then patches read), got {cfg['n_layers']}")

@@ -308,8 +308,11 @@ def download_hest(sample_ids: Iterable[str], local_dir: str | Path, token: str |
     """Download the st, patches and metadata files of ``sample_ids`` (plus the metadata CSV) from the
     gated HEST-1k dataset on Hugging Face into ``local_dir``, in the layout ``read_hest_sample`` reads.
 
-    Accept the dataset's terms on huggingface.co first; the token defaults to ``$HF_TOKEN``.
-    Whole-slide images and other HEST folders are not downloaded (features come from the patches).
+    HEST's own CSV (``HEST_v1_1_0.csv``, all 1,229 samples) is kept as downloaded; ``metadata.csv``,
+    the file the loader reads, is written next to it with the rows of the downloaded samples only, so
+    the folder is ready for ``--set data_dir=local_dir``. Accept the dataset's terms on huggingface.co
+    first; the token defaults to ``$HF_TOKEN``. Whole-slide images and other HEST folders are not
+    downloaded (features come from the patches).
     """
     from huggingface_hub import snapshot_download
 
@@ -323,7 +326,39 @@ def download_hest(sample_ids: Iterable[str], local_dir: str | Path, token: str |
     local_dir.mkdir(parents=True, exist_ok=True)
     snapshot_download(repo_id=repo_id, repo_type="dataset", local_dir=str(local_dir),
                       allow_patterns=patterns, token=token if token is not None else os.environ.get("HF_TOKEN"))
+    write_downloaded_metadata(local_dir, ids, metadata_file)
     return local_dir
+
+
+def write_downloaded_metadata(local_dir: str | Path, sample_ids: Sequence[str],
+                              metadata_file: str = "HEST_v1_1_0.csv") -> Path:
+    """``local_dir/metadata.csv``: the rows of HEST's CSV for ``sample_ids`` whose st file is present.
+
+    Raises naming the ids that HEST's CSV does not list or whose ``st/<id>.h5ad`` is missing (a download
+    that stopped part-way), so a folder never lists samples it does not hold.
+    """
+    local_dir = Path(local_dir)
+    source = local_dir / metadata_file
+    if not source.is_file():
+        raise FileNotFoundError(f"HEST metadata {source} not found (the download should have fetched it)")
+    full = pd.read_csv(source)
+    if "id" not in full.columns:
+        raise ValueError(f"{source}: no 'id' column; columns: {list(full.columns)}")
+    ids = [str(s) for s in sample_ids]
+    unknown = [s for s in ids if s not in set(full["id"].astype(str))]
+    if unknown:
+        raise ValueError(f"{source} does not list {unknown[:10]} ({len(unknown)} of {len(ids)} ids); "
+                         f"e.g. it has {list(full['id'].astype(str)[:5])}")
+    missing = [s for s in ids if not (local_dir / "st" / f"{s}.h5ad").is_file()]
+    if missing:
+        raise FileNotFoundError(f"download incomplete: no st file for {missing[:10]} under {local_dir / 'st'}; "
+                                "run download_hest again (it resumes)")
+    subset = full[full["id"].astype(str).isin(ids)].reset_index(drop=True)
+    out = local_dir / "metadata.csv"
+    tmp = out.with_name(".metadata.csv.tmp")
+    subset.to_csv(tmp, index=False)
+    os.replace(tmp, out)
+    return out
 
 
 # -------------------------------------------------------------------------------- patient splits
@@ -416,6 +451,26 @@ def patient_folds(metadata_df: pd.DataFrame, k: int, seed: int = 0) -> list[tupl
     fold = groups.map(fold_of)
     ids = list(groups.index)
     return [([i for i in ids if fold[i] != f], [i for i in ids if fold[i] == f]) for f in range(k)]
+
+
+def check_cohort_folds(metadata_df: pd.DataFrame, k: int, described: str = "the cohort") -> None:
+    """Raise a ``ValueError`` naming what ``described`` matched when its patient groups cannot make ``k``
+    folds in which every training part still has 2 groups (one is split off for validation)."""
+    groups = patient_groups(metadata_df)
+    n_groups = groups.nunique()
+    matched = (f"{described} matched {len(metadata_df)} sample(s) ({', '.join(map(str, groups.index[:10]))}"
+               f"{', ...' if len(groups) > 10 else ''}) of {n_groups} patient group(s)")
+    if n_groups < 3:
+        raise ValueError(f"{matched}; patient-grouped folds with a validation patient need >= 3 groups "
+                         f"(one to test, one to validate, one to train): widen the cohort filter "
+                         f"(organ, species, technology, oncotree) or add patients")
+    if k > n_groups:
+        raise ValueError(f"{matched}; n_folds={k} needs >= {k} groups: use n_folds <= {n_groups}")
+    for f, (train, _test) in enumerate(patient_folds(metadata_df, k)):
+        if groups.loc[list(train)].nunique() < 2:
+            raise ValueError(f"{matched}; with n_folds={k}, fold {f} leaves {groups.loc[list(train)].nunique()} "
+                             f"patient group to train and validate on: use n_folds={n_groups} (one group per fold) "
+                             "or add patients")
 
 
 def train_val_split(train_ids: Sequence[str], metadata_df: pd.DataFrame, val_fraction: float = 0.2,

@@ -573,18 +573,21 @@ def load_fold(cfg: dict, log: Callable[[str], None] | None = None) -> FoldData:
         root = Path(default_cohort(cfg["preset"]))
     else:
         root = Path(cfg["data_dir"])
-    meta = D.select_samples(root / "metadata.csv")
-    if len(meta) == 0:
-        raise ValueError(f"no Bowel/Homo sapiens/Visium COAD/READ sample in {root / 'metadata.csv'}")
+    from stflib import config as C
+
+    meta = D.select_samples(root / "metadata.csv", **C.cohort_filter(cfg))
+    D.check_cohort_folds(meta, cfg["n_folds"], f"the cohort filter {C.describe_cohort(cfg)} on {root / 'metadata.csv'}")
+    qc = {"min_umis": cfg["qc_min_umis"], "min_genes": cfg["qc_min_genes"]}
     folds = D.patient_folds(meta, cfg["n_folds"], seed=0)
     train_all, test_ids = folds[cfg["fold"]]
     train_ids, val_ids = D.train_val_split(train_all, meta, cfg["val_fraction"], seed=0)
     ids = list(train_ids) + list(val_ids) + list(test_ids)
     samples = {i: D.read_hest_sample(root, i, backbone=cfg["backbone"]) for i in ids}
-    genes, hvg = D.select_genes([samples[i] for i in list(train_ids) + list(val_ids)], n_genes=cfg["n_genes"], n_hvg=50)
+    genes, hvg = D.select_genes([samples[i] for i in list(train_ids) + list(val_ids)], n_genes=cfg["n_genes"], n_hvg=50,
+                                qc=qc)
     membership = P.membership_matrix(P.hallmarks(), genes)
     ds = D.SlideDataset([samples[i] for i in ids], genes, membership=membership.matrix,
-                        log_transform=cfg["log_transform"])
+                        log_transform=cfg["log_transform"], qc=qc)
     items = {}
     for j in range(len(ds)):
         it = ds[j]

@@ -53,6 +53,8 @@ SPOT_PITCH_UM = 100.0  # Visium centre-to-centre distance
 PATCH_PX = 224  # HEST patch: 224 px at 0.5 um/px
 TARGET_UM_PER_PX = 0.5
 COARSE_UPSAMPLING = 2.0  # warn when patches are upsampled more than this
+# patient groups are "dataset_title | patient": one title for all imports, so a patient's sections stay together
+IMPORTED_TITLE = "imported Visium sections"
 EXPRESSION_KINDS = ("counts", "log1p", "scaled")
 METADATA_COLUMNS = ["id", "organ", "species", "oncotree_code", "st_technology", "patient", "subseries",
                     "dataset_title", "spots_under_tissue", "pixel_size_um_estimated", "fullres_px_width",
@@ -431,7 +433,7 @@ def write_hest_sample(section: VisiumSection, image: np.ndarray, image_scale: fl
     fullres_w = int(round(width / image_scale))
     fullres_h = int(round(height / image_scale))
     row = {"id": sample_id, "organ": organ, "species": species, "oncotree_code": oncotree, "st_technology": "Visium",
-           "patient": patient, "subseries": sample_id, "dataset_title": dataset_title or f"imported {sample_id}",
+           "patient": patient, "subseries": sample_id, "dataset_title": dataset_title or IMPORTED_TITLE,
            "spots_under_tissue": n, "pixel_size_um_estimated": um_per_px, "fullres_px_width": fullres_w,
            "fullres_px_height": fullres_h, "image_pixel_size_um": image_um_per_px, "patch_upsampling": upsampling,
            "expression": section.expression, "source": section.source}
@@ -504,7 +506,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layer", default=None, help="AnnData layer with the counts (default: layers['counts'], .raw, X)")
     parser.add_argument("--pixel-size", type=float, default=None, dest="pixel_size_um",
                         help="um per obsm['spatial'] unit (AnnData; default 100 um / the measured spot pitch)")
-    parser.add_argument("--title", default=None, dest="dataset_title", help="dataset title for metadata.csv")
+    parser.add_argument("--title", default=None, dest="dataset_title", help="dataset title for metadata.csv (patients are grouped within a title; default: one title for all imports)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from unittest import mock
 
+from pathlib import Path
+
 import anndata as ad
 import h5py
 import numpy as np
@@ -128,10 +130,31 @@ def test_select_samples_missing_file(tmp_path):
         select_samples(tmp_path / "x.csv")
 
 
+def fake_snapshot_download(all_ids=("TENX29", "MISC33", "ZEN36", "NCBI1")):
+    """A stand-in for huggingface_hub.snapshot_download that writes the files a real call would: HEST's
+    full CSV (``all_ids``, more than were asked for) and each requested per-sample file."""
+    def download(repo_id, repo_type, local_dir, allow_patterns, token):
+        root = Path(local_dir)
+        for pattern in allow_patterns:
+            path = root / pattern
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if pattern.endswith(".csv"):
+                pd.DataFrame({"id": list(all_ids), "organ": "Bowel", "species": "Homo sapiens",
+                              "st_technology": "Visium", "oncotree_code": "COAD",
+                              "patient": [f"P{i}" for i in range(len(all_ids))]}).to_csv(path, index=False)
+            else:
+                path.write_bytes(b"")
+        return str(root)
+    return download
+
+
 def test_download_hest_uses_per_sample_patterns_and_env_token(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_secret")
-    with mock.patch("huggingface_hub.snapshot_download") as snap:
+    with mock.patch("huggingface_hub.snapshot_download", side_effect=fake_snapshot_download()) as snap:
         out = data.download_hest(["TENX29", "MISC33"], tmp_path / "hest")
+    # the loader's metadata.csv lists the downloaded samples only; HEST's full CSV is kept beside it
+    assert pd.read_csv(out / "metadata.csv")["id"].tolist() == ["TENX29", "MISC33"]
+    assert len(pd.read_csv(out / "HEST_v1_1_0.csv")) == 4
     assert out == tmp_path / "hest"
     kw = snap.call_args.kwargs
     assert kw["repo_id"] == "MahmoodLab/hest" and kw["repo_type"] == "dataset" and kw["token"] == "hf_secret"
@@ -139,11 +162,29 @@ def test_download_hest_uses_per_sample_patterns_and_env_token(tmp_path, monkeypa
     assert set(kw["allow_patterns"]) == {"HEST_v1_1_0.csv", "st/TENX29.h5ad", "patches/TENX29.h5",
                                          "metadata/TENX29.json", "st/MISC33.h5ad", "patches/MISC33.h5",
                                          "metadata/MISC33.json"}
-    with mock.patch("huggingface_hub.snapshot_download") as snap:
+    with mock.patch("huggingface_hub.snapshot_download", side_effect=fake_snapshot_download()) as snap:
         data.download_hest("TENX29", tmp_path, token="explicit")
     assert snap.call_args.kwargs["token"] == "explicit"
     with pytest.raises(ValueError, match="sample_ids"):
         data.download_hest([], tmp_path)
+    with mock.patch("huggingface_hub.snapshot_download", side_effect=fake_snapshot_download()):
+        with pytest.raises(ValueError, match=r"does not list \['NOPE1'\]"):
+            data.download_hest(["TENX29", "NOPE1"], tmp_path / "bad")
+    (tmp_path / "hest" / "st" / "MISC33.h5ad").unlink()  # a download that stopped part-way
+    with pytest.raises(FileNotFoundError, match=r"download incomplete: no st file for \['MISC33'\]"):
+        data.write_downloaded_metadata(tmp_path / "hest", ["TENX29", "MISC33"])
+
+
+def test_too_few_patients_for_the_folds_is_a_clear_error():
+    meta = pd.DataFrame({"id": ["A", "B", "C", "D"], "patient": ["P1", "P1", "P2", "P3"]})
+    with pytest.raises(ValueError, match=r"the filter X matched 4 sample\(s\) \(A, B, C, D\) of 3 patient group\(s\); "
+                                         r"n_folds=4 needs >= 4 groups: use n_folds <= 3"):
+        data.check_cohort_folds(meta, 4, "the filter X")
+    with pytest.raises(ValueError, match=r"fold \d leaves 1 patient group to train and validate on: use n_folds=3"):
+        data.check_cohort_folds(meta, 2, "the filter X")
+    data.check_cohort_folds(meta, 3, "the filter X")  # one group per fold: 2 left to train and validate
+    with pytest.raises(ValueError, match=r"2 patient group\(s\); .* need >= 3 groups"):
+        data.check_cohort_folds(meta.iloc[:3], 2, "the filter X")
 
 
 # -------------------------------------------------------------------------------- patient splits
