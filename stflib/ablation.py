@@ -464,7 +464,10 @@ def add_arguments_ablate(p: argparse.ArgumentParser) -> None:
                    help="override a parameter in every run (e.g. --set data_dir=/data/hest --set device=cuda)")
     p.add_argument("--timeout", type=float, default=None, help="per-cell timeout in seconds")
     p.add_argument("--force", action="store_true", help="re-run complete runs too")
-    p.add_argument("--dry-run", action="store_true", help="list the runs, run nothing")
+    p.add_argument("--dry-run", action="store_true",
+                   help="run nothing: list the runs, check the data folder (cohort, folds, features per backbone, "
+                        "weights), estimate the time from results/bench/ and print the command for each missing piece "
+                        "(exit 3 when something is missing)")
     p.add_argument("--write-params", action="store_true", help="regenerate params/ from stflib.ablation.ARMS first")
 
 
@@ -492,10 +495,17 @@ def run_ablate(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.dry_run:
+        from stflib.plan import plan
+
+        complete = set()
         for t in tasks:
             state = "complete" if is_complete(t.out_dir, t.run_hash) else "to run"
+            if state == "complete":
+                complete.add(t.run_hash)
             print(f"{t.axis}/{t.arm}/fold{t.fold} [{state}] {t.run_hash}" + (f" (+{len(t.copies)} copies)" if t.copies else ""))
-        return 0
+        report = plan(tasks, complete=complete)
+        print(report.text())
+        return 0 if report.ready else 3
     t0 = time.perf_counter()
     infos = run_grid(tasks, args.scheduler, args.workers, force=args.force)
     failed = [i for i in infos if i and i.get("status") != "ok"]

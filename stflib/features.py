@@ -242,6 +242,8 @@ def extract_features(data_dir: str | os.PathLike, sample_id: str, backbone: str 
                 "std": list(model.normalization["std"]), "timm_name": model.spec.timm_name,
                 "precision": dtype_name, "device": dev.type, "seconds": float(seconds),
                 "stflib_version": __version__, "source": str(src.name),
+                # explicit, so no reader mistakes a test cache for a foundation model's features
+                "random_weights": version == "random-init",
             }
             for k, v in attrs.items():
                 g.attrs[k] = v
@@ -300,8 +302,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", nargs="+", default=None, help="sample ids (default: all in patches/)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--random-init", action="store_true",
-                        help="random weights instead of pretrained ones (tests, the simulator)")
+    parser.add_argument("--random-init", "--random-weights", action="store_true", dest="random_init",
+                        help="random weights instead of pretrained ones (tests, demos, the simulator); the feature "
+                             "file says so (attrs random_weights=True, backbone_version='random-init')")
     parser.add_argument("--overwrite", action="store_true", help="recompute even if the cache is current")
     parser.add_argument("--no-amp", action="store_true", help="fp32 on CUDA (default: bf16/fp16 autocast)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")

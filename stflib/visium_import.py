@@ -470,8 +470,10 @@ def import_visium(out: str | Path, sample_id: str, patient: str, organ: str, onc
                   spaceranger: str | Path | None = None, adata: str | Path | None = None,
                   image_scale: str | float | None = None, species: str = "Homo sapiens", expression: str = "counts",
                   pixel_size_um: float | None = None, layer: str | None = None,
-                  dataset_title: str | None = None) -> dict:
-    """Import one section (a Space Ranger folder or an AnnData, plus its image); returns its metadata row."""
+                  dataset_title: str | None = None, uppercase_genes: bool = False) -> dict:
+    """Import one section (a Space Ranger folder or an AnnData, plus its image); returns its metadata row.
+
+    ``uppercase_genes`` writes symbols in upper case (mouse -> human-style symbols, an approximation)."""
     if (spaceranger is None) == (adata is None):
         raise ValueError("give exactly one of a Space Ranger folder (--spaceranger) or an AnnData (--adata)")
     if spaceranger is not None:
@@ -480,6 +482,8 @@ def import_visium(out: str | Path, sample_id: str, patient: str, organ: str, onc
         section, scalefactors = read_spaceranger(spaceranger, expression)
     else:
         section, scalefactors = read_anndata_section(adata, expression, pixel_size_um, layer)
+    if uppercase_genes:
+        section.genes = np.char.upper(section.genes.astype(str))
     image = Path(image)
     scale = _resolve_scale(image_scale, scalefactors, image)
     pixels = read_image(image)
@@ -503,6 +507,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--species", default="Homo sapiens", help="species as HEST spells it (default Homo sapiens)")
     parser.add_argument("--expression", default="counts", choices=EXPRESSION_KINDS,
                         help="what the matrix holds: raw counts (default), log1p-normalised, or scaled (z-scores)")
+    parser.add_argument("--uppercase-genes", action="store_true",
+                        help="write gene symbols in upper case (mouse Gabrd -> GABRD): the usual first approximation "
+                             "to human orthologs, so a mouse section shares names with human sections and the "
+                             "Hallmark sets (not an ortholog table)")
     parser.add_argument("--layer", default=None, help="AnnData layer with the counts (default: layers['counts'], .raw, X)")
     parser.add_argument("--pixel-size", type=float, default=None, dest="pixel_size_um",
                         help="um per obsm['spatial'] unit (AnnData; default 100 um / the measured spot pitch)")
@@ -517,7 +525,7 @@ def run(args: argparse.Namespace) -> int:
                                 spaceranger=args.spaceranger, adata=args.adata, image_scale=args.image_scale,
                                 species=args.species, expression=args.expression,
                                 pixel_size_um=args.pixel_size_um, layer=args.layer,
-                                dataset_title=args.dataset_title)
+                                dataset_title=args.dataset_title, uppercase_genes=args.uppercase_genes)
         for w in caught:
             print(f"import-visium: warning: {w.message}", file=sys.stderr)
     except (FileNotFoundError, ValueError) as exc:

@@ -62,6 +62,7 @@ def test_cache_layout_alignment_and_readback(tmp_path, resnet):
         assert f["coords"].shape == (5, 2)
         assert f.attrs["backbone"] == "resnet50" and f.attrs["feature_dim"] == 2048
         assert f.attrs["backbone_version"] == "random-init"
+        assert bool(f.attrs["random_weights"]) is True  # flagged, not only implied by the version
     cache = Fe.read_feature_cache(out)
     assert list(cache["barcodes"]) == barcodes
     # 0.25 um/px: HEST patch covers 224 * 0.5 / 0.25 = 448 full-res px, centre = top-left + 224

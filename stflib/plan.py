@@ -1,0 +1,208 @@
+"""Plan a grid before spending GPU hours: ``python -m stflib ablate params/hest --dry-run --set data_dir=D``.
+
+``plan(tasks)`` checks each data folder the runs read (metadata, the cohort each filter selects, its
+patient groups and folds, st and patch files, the feature cache of each backbone, the backbone
+weights), estimates the runs' time from the committed benchmarks in ``results/bench/`` and returns a
+report whose every missing piece comes with the exact command that makes it.
+
+The time estimate is an upper bound: ``epochs`` full passes (early stopping ends sooner) of one
+training step per training slide, each timed by ``bench attention`` at the slide's spot count
+(``spots_under_tissue``), interpolated on a log-log scale between benchmarked sizes and extrapolated
+beyond them with the mode's growth (S^2 with whole-slide h2h attention, S without), scaled by
+``n_layers / 2 * token_dim / 256`` (the benchmark's model); validation and test slides add a third of
+a step each (a forward pass). CUDA figures (``*_cuda.json``, from ``python -m stflib bench gpu-check``)
+are used when present, else the CPU figures, and the report says which.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stflib import config as C
+
+BENCH_DIR = Path(__file__).resolve().parents[1] / "results" / "bench"
+BENCH_MODEL = {"token_dim": 256, "n_layers": 2}
+GROWTH = {"full": 2.0, "bottleneck": 1.0}
+
+
+@dataclass
+class Plan:
+    lines: list[str] = field(default_factory=list)
+    missing: list[tuple[str, str]] = field(default_factory=list)  # (what is missing, command that makes it)
+    hours: float = 0.0
+    clock: str = ""
+
+    @property
+    def ready(self) -> bool:
+        return not self.missing
+
+    def text(self) -> str:
+        out = list(self.lines)
+        if self.missing:
+            out.append(f"\nmissing ({len(self.missing)}), with the command that makes each:")
+            for what, command in self.missing:
+                out.append(f"  - {what}\n      {command}")
+        else:
+            out.append("\nnothing missing: the grid can run")
+        return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------------ timing model
+def load_step_times(bench_dir: str | Path = BENCH_DIR) -> tuple[dict[str, list[tuple[int, float]]], str]:
+    """mode -> [(S, seconds per training step)] from ``attention_cuda.json`` (preferred) or
+    ``attention_cpu.json``; and the device they were measured on ('' when neither exists)."""
+    bench_dir = Path(bench_dir)
+    for device in ("cuda", "cpu"):
+        path = bench_dir / f"attention_{device}.json"
+        if path.is_file():
+            rows = json.loads(path.read_text())
+            times: dict[str, list[tuple[int, float]]] = defaultdict(list)
+            for r in rows:
+                if r.get("seconds") is not None and r.get("mode") in GROWTH:
+                    times[r["mode"]].append((int(r["S"]), float(r["seconds"])))
+            return {m: sorted(v) for m, v in times.items()}, device
+    return {}, ""
+
+
+def step_seconds(times: list[tuple[int, float]], spots: float, growth: float) -> float:
+    """Seconds per training step at ``spots`` from benchmarked (S, seconds), log-log interpolation,
+    power-law extrapolation with exponent ``growth`` beyond the measured range."""
+    if not times:
+        raise ValueError("no benchmark figures for this mode")
+    s = np.array([t[0] for t in times], float)
+    y = np.array([t[1] for t in times], float)
+    if spots <= s[0]:
+        return float(y[0] * (spots / s[0]))
+    if spots >= s[-1]:
+        return float(y[-1] * (spots / s[-1]) ** growth)
+    return float(np.exp(np.interp(np.log(spots), np.log(s), np.log(y))))
+
+
+def run_seconds(cfg: dict, train_spots: list[float], eval_spots: list[float],
+                times: dict[str, list[tuple[int, float]]]) -> float:
+    """Upper-bound seconds of one run (see the module docstring)."""
+    mode = "full" if ("h2h" in cfg["interactions"] and not cfg["n_neighbors"]) else "bottleneck"
+    if mode not in times:
+        mode = next(iter(times))
+    scale = cfg["n_layers"] / BENCH_MODEL["n_layers"] * cfg["token_dim"] / BENCH_MODEL["token_dim"]
+    per = lambda s: step_seconds(times[mode], s, GROWTH[mode]) * scale  # noqa: E731
+    return cfg["epochs"] * sum(per(s) for s in train_spots) + sum(per(s) / 3 for s in eval_spots) * cfg["epochs"]
+
+
+# ------------------------------------------------------------------------------------ the plan
+def _q(value) -> str:
+    """A Python literal with double quotes (so the shell-quoted ``python -c '...'`` stays readable)."""
+    return json.dumps(value)
+
+
+def _cmd(*parts: str) -> str:
+    return " ".join(shlex.quote(str(p)) for p in parts)
+
+
+def plan(tasks: list, bench_dir: str | Path = BENCH_DIR, complete: set[str] | frozenset = frozenset()) -> Plan:
+    """Check the folders and files every task needs; estimate the time of those whose ``run_hash`` is not
+    in ``complete``. ``tasks``: ``ablation.Task``."""
+    import pandas as pd
+
+    from stflib import data as D
+    from stflib.backbones import WeightsError, find_weights
+
+    p = Plan()
+    times, device = load_step_times(bench_dir)
+    p.clock = device
+    by_dir: dict[Any, list] = defaultdict(list)
+    for t in tasks:
+        by_dir[t.params.get("data_dir")].append(t)
+    for data_dir, dir_tasks in by_dir.items():
+        if data_dir is None:
+            p.lines.append(f"data: the embedded simulated cohort (generated on first use); {len(dir_tasks)} runs")
+            continue
+        root = Path(data_dir)
+        p.lines.append(f"data_dir {root}: {len(dir_tasks)} runs")
+        meta_csv = root / "metadata.csv"
+        if not root.is_dir():
+            p.missing.append((f"the folder {root}", _cmd("python", "-c", f"from stflib.data import download_hest; "
+                                                         f"download_hest(['TENX29', ...], {_q(str(root))})")))
+            continue
+        if not meta_csv.is_file():
+            ids = sorted(x.stem for x in (root / "st").glob("*.h5ad"))
+            if (root / "HEST_v1_1_0.csv").is_file() and ids:
+                p.missing.append((f"{meta_csv} (the loader's list of the downloaded samples)",
+                                  _cmd("python", "-c", f"from stflib.data import write_downloaded_metadata as w; "
+                                                       f"w({_q(str(root))}, {_q(ids)})")))
+            else:
+                p.missing.append((f"{meta_csv}", _cmd("python", "-c", f"from stflib.data import download_hest; "
+                                                      f"download_hest([...], {_q(str(root))})")))
+            continue
+        # one cohort per distinct filter and fold count
+        cohorts: dict[tuple, list] = defaultdict(list)
+        for t in dir_tasks:
+            cfg = C.validate(t.params, check_paths=False)
+            cohorts[(tuple(C.describe_cohort(cfg).split(" ")), cfg["n_folds"])].append((t, cfg))
+        for (_, k), members in cohorts.items():
+            cfg0 = members[0][1]
+            described = f"the cohort filter {C.describe_cohort(cfg0)} on {meta_csv}"
+            try:
+                meta = D.select_samples(meta_csv, **C.cohort_filter(cfg0))
+                D.check_cohort_folds(meta, k, described)
+            except ValueError as exc:
+                p.missing.append((f"a cohort for {len(members)} runs: {exc}",
+                                  "change the filter: --set organ=... --set oncotree=... (None: no filter), "
+                                  f"or --folds fewer than {k}"))
+                continue
+            ids = meta["id"].astype(str).tolist()
+            groups = D.patient_groups(meta)
+            p.lines.append(f"  cohort {C.describe_cohort(cfg0)}: {len(ids)} samples, {groups.nunique()} patient groups")
+            for f, (_train, test) in enumerate(D.patient_folds(meta, k)):
+                p.lines.append(f"    fold {f}: test {len(test)} samples ({', '.join(test[:6])}{', ...' if len(test) > 6 else ''})")
+            absent = [i for i in ids if not (root / "st" / f"{i}.h5ad").is_file() or not (root / "patches" / f"{i}.h5").is_file()]
+            if absent:
+                p.missing.append((f"st/patches files of {len(absent)} samples ({', '.join(absent[:8])})",
+                                  _cmd("python", "-c", f"from stflib.data import download_hest; "
+                                                       f"download_hest({_q(absent)}, {_q(str(root))})")))
+            backbones = sorted({cfg["backbone"] for _, cfg in members})
+            for bb in backbones:
+                have = [i for i in ids if (root / "features" / bb / f"{i}.h5").is_file()]
+                lacking = [i for i in ids if i not in have]
+                try:
+                    weights = find_weights(bb)
+                    w_text = f"weights {weights}" if weights else "no weights found"
+                except WeightsError as exc:
+                    weights, w_text = None, f"weights unusable: {exc}"
+                p.lines.append(f"  features {bb}: {len(have)}/{len(ids)} samples; {w_text}")
+                if lacking:
+                    if weights is None:
+                        p.missing.append((f"{bb} weights (for {len(lacking)} samples' features)",
+                                          _cmd("python", "-c", f"from stflib.backbones import download_weights; "
+                                                               f"download_weights({_q(bb)})")))
+                    cmd = ["python", "-m", "stflib", "extract-features", "--data-dir", str(root), "--backbone", bb]
+                    if len(lacking) < len(ids):
+                        cmd += ["--samples", *lacking]
+                    p.missing.append((f"{bb} features of {len(lacking)} samples ({', '.join(lacking[:8])}"
+                                      f"{', ...' if len(lacking) > 8 else ''})", _cmd(*cmd)))
+            # time
+            spots = meta.set_index(meta["id"].astype(str))["spots_under_tissue"] if "spots_under_tissue" in meta else None
+            if times and spots is not None:
+                spots = pd.to_numeric(spots, errors="coerce").fillna(pd.to_numeric(spots, errors="coerce").median())
+                folds = D.patient_folds(meta, k)
+                for t, cfg in members:
+                    if t.run_hash in complete:
+                        continue
+                    train_all, test = folds[cfg["fold"]]
+                    train, val = D.train_val_split(train_all, meta, cfg["val_fraction"], seed=0)
+                    p.hours += run_seconds(cfg, [spots[i] for i in train], [spots[i] for i in list(val) + list(test)],
+                                           times) / 3600
+    n = len([t for t in tasks if t.run_hash not in complete])
+    if device:
+        unit = "GPU-hours" if device == "cuda" else "CPU-hours (one core; no CUDA benchmark yet: run `python -m stflib bench gpu-check` on the GPU)"
+        p.lines.append(f"estimate: {p.hours:.1f} {unit} for the {n} runs to do, upper bound at each run's epochs "
+                       f"(from {Path(bench_dir) / f'attention_{device}.json'})")
+    else:
+        p.lines.append(f"estimate: none (no results/bench/attention_*.json; run `python -m stflib bench gpu-check`)")
+    return p

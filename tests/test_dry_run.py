@@ -1,0 +1,103 @@
+"""`ablate --dry-run` on a folder laid out exactly as `download_hest` leaves it (a mocked download):
+cohort, folds, features per backbone, weights, the time estimate, and the command for each missing piece."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from unittest import mock
+
+import pandas as pd
+import pytest
+
+from conftest import write_fake_hest_sample
+from stflib import data
+from stflib.cli import main
+from stflib.plan import step_seconds
+
+DOWNLOADED = ["TENX1", "TENX2", "ZEN1", "ZEN2"]
+
+
+def mock_hest_download(all_rows: int = 8):
+    """snapshot_download stand-in: HEST's full CSV (``all_rows`` samples, more than were asked for)
+    and real-format st/patches/metadata files for each asked id, resnet50 features included."""
+    def download(repo_id, repo_type, local_dir, allow_patterns, token):
+        root = Path(local_dir)
+        ids = sorted({p.split("/")[1].rsplit(".", 1)[0] for p in allow_patterns if p.startswith("st/")})
+        for i, sid in enumerate(ids):
+            write_fake_hest_sample(root, sid, n_spots=30, seed=i, backbone="resnet50")
+        extra = [f"OTHER{i}" for i in range(all_rows - len(ids))]
+        pd.DataFrame({"id": ids + extra, "organ": "Bowel", "species": "Homo sapiens", "st_technology": "Visium",
+                      "oncotree_code": "COAD", "patient": [f"P{i}" for i in range(all_rows)],
+                      "dataset_title": "T", "spots_under_tissue": 3000}).to_csv(root / "HEST_v1_1_0.csv", index=False)
+        return str(root)
+    return download
+
+
+@pytest.fixture
+def hest_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("STFLIB_WEIGHTS_DIR", str(tmp_path / "no-weights"))
+    with mock.patch("huggingface_hub.snapshot_download", side_effect=mock_hest_download()):
+        root = data.download_hest(DOWNLOADED, tmp_path / "hest")
+    params = tmp_path / "params" / "backbones"
+    params.mkdir(parents=True)
+    (params / "resnet50.yaml").write_text("backbone: resnet50\nepochs: 10\n")
+    (params / "ctranspath.yaml").write_text("backbone: ctranspath\nepochs: 10\n")
+    return root, tmp_path / "params"
+
+
+def test_dry_run_names_missing_features_and_prints_the_command(hest_folder, tmp_path, capsys):
+    root, params = hest_folder
+    assert pd.read_csv(root / "metadata.csv")["id"].tolist() == DOWNLOADED  # the downloaded subset
+    rc = main(["ablate", str(params), "--dry-run", "--folds", "3", "--results", str(tmp_path / "results"),
+               "--set", f"data_dir={root}"])
+    out = capsys.readouterr().out
+    assert rc == 3  # something is missing
+    assert out.count("[to run]") == 6  # 2 arms x 3 folds
+    assert "cohort organ=Bowel species=Homo sapiens technology=Visium oncotree=COAD,READ,COADREAD: 4 samples, 4 patient groups" in out
+    assert "features resnet50: 4/4 samples" in out
+    assert "features ctranspath: 0/4 samples; no weights found" in out
+    assert f"python -m stflib extract-features --data-dir {root} --backbone ctranspath" in out
+    assert 'download_weights("ctranspath")' in out
+    assert "estimate:" in out and ("GPU-hours" in out or "CPU-hours" in out)
+    # one backbone's features made: only the other remains
+    for sid in DOWNLOADED:
+        src = root / "features" / "resnet50" / f"{sid}.h5"
+        (root / "features" / "ctranspath").mkdir(exist_ok=True)
+        (root / "features" / "ctranspath" / f"{sid}.h5").write_bytes(src.read_bytes())
+    (root / "features" / "ctranspath" / "ZEN2.h5").unlink()
+    main(["ablate", str(params), "--dry-run", "--folds", "3", "--results", str(tmp_path / "results"),
+          "--set", f"data_dir={root}"])
+    out = capsys.readouterr().out
+    assert "features ctranspath: 3/4 samples" in out
+    assert f"--backbone ctranspath --samples ZEN2" in out
+
+
+def test_dry_run_without_metadata_csv_and_with_too_few_patients(hest_folder, tmp_path, capsys):
+    root, params = hest_folder
+    (root / "metadata.csv").unlink()  # e.g. a folder downloaded by hand with HEST's CSV only
+    rc = main(["ablate", str(params), "--dry-run", "--folds", "3", "--set", f"data_dir={root}",
+               "--results", str(tmp_path / "r")])
+    out = capsys.readouterr().out
+    assert rc == 3 and "write_downloaded_metadata" in out and str(root / "metadata.csv") in out
+    data.write_downloaded_metadata(root, DOWNLOADED)
+    rc = main(["ablate", str(params), "--dry-run", "--folds", "3", "--set", f"data_dir={root}", "--set", "organ=Breast",
+               "--results", str(tmp_path / "r")])
+    captured = capsys.readouterr()
+    assert rc == 3 and "no sample of" in captured.out and "organ" in captured.out
+
+
+def test_step_time_model():
+    times = [(1000, 1.0), (4000, 4.0)]
+    assert step_seconds(times, 2000, 1.0) == pytest.approx(2.0)
+    assert step_seconds(times, 8000, 2.0) == pytest.approx(16.0)  # quadratic beyond the measured range
+    assert step_seconds(times, 500, 2.0) == pytest.approx(0.5)
+
+
+def test_estimate_prefers_cuda_figures(tmp_path):
+    from stflib.plan import load_step_times
+
+    (tmp_path / "attention_cpu.json").write_text(json.dumps([{"mode": "full", "S": 1000, "seconds": 1.0}]))
+    assert load_step_times(tmp_path)[1] == "cpu"
+    (tmp_path / "attention_cuda.json").write_text(json.dumps([{"mode": "full", "S": 1000, "seconds": 0.01}]))
+    times, device = load_step_times(tmp_path)
+    assert device == "cuda" and times["full"] == [(1000, 0.01)]
