@@ -343,8 +343,10 @@ def _cost_estimate(t: Task) -> float:
 
 
 def run_grid(tasks: list[Task], scheduler: str | None = None, workers: int | None = None, log=print,
-             force: bool = False) -> list[dict]:
-    """Run the tasks that are not complete through Dask; returns the run.json of each task."""
+             force: bool = False, resources: dict[str, int] | None = None) -> list[dict]:
+    """Run the tasks that are not complete through Dask; returns the run.json of each task.
+
+    ``resources``: what each run asks of a worker (e.g. ``{"GPU": 1}`` on a SLURM GPU cluster)."""
     todo, done = [], []
     for t in tasks:
         targets = [t.out_dir] + [c[2] for c in t.copies]
@@ -376,7 +378,7 @@ def run_grid(tasks: list[Task], scheduler: str | None = None, workers: int | Non
     t0 = time.perf_counter()
     results = list(done)
     try:
-        futures = client.map(execute, todo, pure=False, key=[f"run-{t.axis.replace('/', '.')}-{t.arm}-fold{t.fold}-{t.run_hash}" for t in todo])
+        futures = client.map(execute, todo, pure=False, resources=resources, key=[f"run-{t.axis.replace('/', '.')}-{t.arm}-fold{t.fold}-{t.run_hash}" for t in todo])
         for i, fut in enumerate(as_completed(futures), 1):
             try:
                 info = fut.result()
@@ -456,6 +458,10 @@ def add_arguments_ablate(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="*", help="params YAML files or folders (default: params/ without params/hest/)")
     p.add_argument("--folds", type=int, default=3, help="patient-grouped folds; every fold of every arm is run")
     p.add_argument("--scheduler", default=None, help="Dask scheduler address (default: a LocalCluster)")
+    p.add_argument("--cluster", default=None, choices=["slurm"],
+                   help="start a dask-jobqueue cluster of this kind (described by --cluster-config) and run the grid on it")
+    p.add_argument("--cluster-config", default=None, metavar="YAML",
+                   help="the cluster's jobs: queue, account, cores, memory, gpus, walltime, jobs (see stflib.cluster)")
     p.add_argument("--workers", type=int, default=None, help="LocalCluster worker processes (default: CPU cores)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores / workers)")
     p.add_argument("--results", default="results", help="results folder")
@@ -489,6 +495,19 @@ def run_ablate(args) -> int:
     overrides = _parse_sets(args.set)
     workers = args.workers or (os.cpu_count() or 2)
     threads = args.threads or max(1, (os.cpu_count() or 2) // (1 if args.scheduler else workers))
+    cluster_cfg = None
+    if args.cluster or args.cluster_config:
+        from stflib import cluster as K
+
+        if not (args.cluster and args.cluster_config) or args.scheduler:
+            print("error: --cluster and --cluster-config go together, without --scheduler", file=sys.stderr)
+            return 2
+        try:
+            cluster_cfg = K.read_config(args.cluster_config)
+        except (OSError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        threads = args.threads or K.run_threads(cluster_cfg)
     try:
         tasks = make_tasks(args.paths, args.folds, args.results, args.notebook, overrides, threads, args.timeout)
     except ValueError as e:
@@ -505,9 +524,20 @@ def run_ablate(args) -> int:
             print(f"{t.axis}/{t.arm}/fold{t.fold} [{state}] {t.run_hash}" + (f" (+{len(t.copies)} copies)" if t.copies else ""))
         report = plan(tasks, complete=complete)
         print(report.text())
+        if cluster_cfg is not None:
+            print(f"\n{args.cluster} job script ({cluster_cfg['jobs']} jobs would be submitted):\n{K.job_script(cluster_cfg)}")
         return 0 if report.ready else 3
     t0 = time.perf_counter()
-    infos = run_grid(tasks, args.scheduler, args.workers, force=args.force)
+    if cluster_cfg is not None:
+        cluster = K.make_cluster(args.cluster, cluster_cfg)
+        print(f"{args.cluster} cluster: scheduler {cluster.scheduler_address}, {cluster_cfg['jobs']} jobs requested; "
+              f"job script:\n{cluster.job_script()}")
+        try:
+            infos = run_grid(tasks, cluster.scheduler_address, force=args.force, resources=K.run_resources(cluster_cfg))
+        finally:
+            cluster.close()
+    else:
+        infos = run_grid(tasks, args.scheduler, args.workers, force=args.force)
     failed = [i for i in infos if i and i.get("status") != "ok"]
     print(f"grid done in {time.perf_counter() - t0:.0f} s: {len(infos) - len(failed)} ok, {len(failed)} failed")
     df = collect(args.results)
