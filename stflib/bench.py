@@ -29,6 +29,8 @@ import subprocess
 import sys
 import time
 
+BENCH_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results", "bench")
+GPU_CHECK_PARTS = ("reference", "attention", "backbones")
 MODES = {
     "reference": dict(interactions="all", attention_impl="reference"),
     "full": dict(interactions="all", attention_impl="fast"),
@@ -60,6 +62,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="wall: elapsed time; cpu: this process's CPU time (robust on a shared machine; "
                         "use with --threads 1, where it equals the wall time of an idle machine)")
     a.add_argument("--json", default=None, help="also write the results to this JSON file")
+    g = sub.add_parser("gpu-check", help="the one-command GPU check: reference arm (full preset, AMP), attention at "
+                                         "16k-128k spots, backbone throughput; writes results/bench/*_cuda.json")
+    g.add_argument("--device", default="auto", help="auto (CUDA when present, else the small CPU fallback), cuda, cpu")
+    g.add_argument("--out", default=str(BENCH_DIR), help="folder for the JSON files (default results/bench)")
+    g.add_argument("--parts", nargs="+", default=list(GPU_CHECK_PARTS), choices=list(GPU_CHECK_PARTS))
+    g.add_argument("--epochs", type=int, default=None, help="reference-arm epochs (default 30 on CUDA, 1 on CPU)")
+    g.add_argument("--sizes", type=int, nargs="+", default=None,
+                   help="attention sizes S (default 16000 32000 64000 128000 on CUDA, 500 1000 on CPU)")
+    g.add_argument("--backbones", nargs="+", default=None, help="default: all six on CUDA, resnet50 on CPU")
+    g.add_argument("--time-budget", type=float, default=60.0, help="attention: per-configuration budget, s")
     b = sub.add_parser("backbones", help="backbone feature-extraction throughput (stflib.features)")
     try:
         from stflib.features import add_benchmark_arguments
@@ -70,6 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.bench == "gpu-check":
+        return gpu_check(args)
     if args.bench == "backbones":
         if getattr(args, "_features_error", None):
             print(f"bench backbones needs stflib.features: {args._features_error}", file=sys.stderr)
@@ -326,6 +340,78 @@ def summarise(results: dict, sizes, limit: float) -> list[str]:
         out.append(f"bottleneck at S=64000: {bott[64000]['seconds']:.1f} s per step, peak {_fmt_bytes(peak)} "
                    f"({'PASS' if peak <= 24 * 2**30 else 'FAIL'}: target <= 24 GB)")
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# gpu-check: the GPU paths in one command
+# ---------------------------------------------------------------------------------------------
+def gpu_check(args: argparse.Namespace) -> int:
+    """Reference arm (AMP on CUDA), attention benchmark, backbone throughput -> ``<part>_<tag>.json``.
+
+    On CUDA the tag is ``cuda`` (the files the performance chapter shows); without a GPU the same code
+    runs small (tiny preset, 1 epoch, S = 500 and 1000, resnet50 on a few patches) with the tag
+    ``cpu-check``, so the committed CPU benchmarks are never overwritten by a smoke run.
+    """
+    import platform
+
+    import torch
+
+    want = args.device.strip().lower()
+    if want == "auto":
+        want = "cuda" if torch.cuda.is_available() else "cpu"
+    if want.startswith("cuda") and not torch.cuda.is_available():
+        print("gpu-check: error: --device cuda but torch sees no CUDA device "
+              f"(torch {torch.__version__}, CUDA build {torch.version.cuda})", file=sys.stderr)
+        return 2
+    cuda = want.startswith("cuda")
+    tag = "cuda" if cuda else "cpu-check"
+    if not cuda:
+        print("gpu-check: no CUDA device: running the small CPU fallback (files *_cpu-check.json)", flush=True)
+    out = args.out
+    os.makedirs(out, exist_ok=True)
+    device_name = torch.cuda.get_device_name(0) if cuda else platform.processor() or platform.machine()
+    env = {"device": want, "device_name": device_name, "torch": torch.__version__, "cuda": torch.version.cuda,
+           "date": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    written = []
+
+    def dump(name: str, payload) -> None:
+        path = os.path.join(out, f"{name}_{tag}.json")
+        with open(path, "w") as f:
+            json.dump(payload, f, indent=1, default=str)
+        written.append(path)
+
+    if "reference" in args.parts:
+        from stflib.train import run as train_run
+
+        preset, epochs = ("full", args.epochs or 30) if cuda else ("tiny", args.epochs or 1)
+        t0 = time.perf_counter()
+        result = train_run(preset=preset, device=want, epochs=epochs, progress=False, log=print, write=False)
+        m = result.metrics
+        dump("reference", {**env, "preset": preset, "epochs": epochs, "amp": cuda,
+                           "wall_seconds": time.perf_counter() - t0,
+                           **{k: m.get(k) for k in ("pcc_hvg50", "pcc_all", "mse", "pathway_pcc_truth", "train_seconds",
+                                                    "epochs_run", "best_epoch", "n_params")}})
+        print(f"reference arm ({preset}, {epochs} epochs, {want}): pcc_hvg50 {m.get('pcc_hvg50'):.3f}, "
+              f"train {m.get('train_seconds'):.0f} s", flush=True)
+    if "attention" in args.parts:
+        sizes = args.sizes or ([16000, 32000, 64000, 128000] if cuda else [500, 1000])
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)
+        a = parser.parse_args(["attention", "--device", want, "--time-budget", str(args.time_budget),
+                               "--json", os.path.join(out, f"attention_{tag}.json"), "--sizes", *map(str, sizes)])
+        run_attention(a)
+        written.append(a.json)
+    if "backbones" in args.parts:
+        from stflib.features import benchmark_backbones
+
+        names = args.backbones or (None if cuda else ["resnet50"])
+        rows = benchmark_backbones(names, devices=[want], batch_size=None if cuda else 2,
+                                   n_patches=None if cuda else 4)
+        dump("backbones", [{**env, **r} for r in rows])
+        for r in rows:
+            print(f"  {r['backbone']:<11} {r['precision']:<9} {r['patches_per_s']:10.1f} patches/s", flush=True)
+    print("gpu-check wrote: " + ", ".join(written))
+    return 0
 
 
 if __name__ == "__main__":  # child process: python -m stflib.bench --child '{json config}'
