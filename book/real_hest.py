@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -27,22 +29,32 @@
 #    COADREAD (`stflib.data.select_samples`).
 # 2. **Download** only those samples (`st/<id>.h5ad`, `patches/<id>.h5`, `metadata/<id>.json`) from
 #    the gated Hugging Face dataset `MahmoodLab/hest` with your token in `HF_TOKEN`
-#    (`stflib.data.download_hest`).
-# 3. **Extract features once** per backbone on a GPU (mixed precision, resumable per sample):
-#    `python -m stflib extract-features --data-dir /data/hest --backbone ctranspath --weights ctranspath.pth`.
+#    (`stflib.data.download_hest`). It keeps HEST's `HEST_v1_1_0.csv` and writes `metadata.csv`, the
+#    loader's list, with the downloaded rows only.
+# 3. **Plan** before spending GPU hours: the dry run checks the folder (samples, patient groups and
+#    folds, features per backbone, weights), lists the runs, estimates their GPU time from
+#    `results/bench/` and prints the exact command for each missing piece.
+# 4. **Extract features once** per backbone on a GPU (mixed precision, resumable per sample).
 #    Weights are never fetched at run time; put them in `$STFLIB_WEIGHTS_DIR/<backbone>/` or pass `--weights`.
-# 4. **Run the grid** with the `params/hest/` parameter set, which points every arm at the real data
-#    and at a GPU, through a Dask cluster (one GPU per worker):
+# 5. **Run the grid** with `params/hest/` (every arm on a GPU); the data folder is given once, with
+#    `--set data_dir=...`, on a local Dask cluster, an existing scheduler, or SLURM:
 #
 # ```bash
-# python -m stflib ablate params/hest --folds 5 --scheduler tcp://scheduler:8786
+# python -m stflib ablate params/hest --folds 3 --dry-run --set data_dir=/data/hest
+# python -m stflib extract-features --data-dir /data/hest --backbone ctranspath
+# python -m stflib ablate params/hest --folds 3 --set data_dir=/data/hest \
+#     --cluster slurm --cluster-config slurm.yaml      # or --scheduler tcp://scheduler:8786
 # python -m stflib collect
-# make book
 # ```
 #
-# On SLURM, `dask-jobqueue` starts the workers (`SLURMCluster(cores=8, memory="64GB",
-# job_extra_directives=["--gres=gpu:1"])`, then `cluster.scale(jobs=8)`) and its scheduler address
-# goes to `--scheduler`.
+# The SLURM YAML names the partition, account, cores, memory, GPUs, walltime and number of jobs
+# (`stflib.cluster`; the README has an example); the workers need the repository, the data and the
+# results folder on a shared file system. The cohort is a parameter (`organ`, `species`, `technology`,
+# `oncotree`), so the same recipe runs on another HEST organ, e.g. `--set organ=Breast --set oncotree=IDC`.
+#
+# **Your own sections** enter the same way: `python -m stflib import-visium` writes a Space Ranger
+# folder (or an AnnData with `obsm['spatial']`) plus its H&E image as one HEST-1k sample, with patches
+# of 112 um (224 px at 0.5 um/px) around each spot, keyed by barcode.
 #
 # ## Runnable code: the cohort in the real metadata
 #
@@ -71,6 +83,52 @@ else:
     display(cohort.groupby("oncotree_code").agg(samples=("id", "size"), spots=("spots_under_tissue", "sum")))
 
 # %% [markdown]
+# The grid's fold count is the same everywhere (the notebook's `n_folds` and `ablate --folds`):
+
+# %%
+from stflib import config
+
+print(f"n_folds = {config.PARAM_BY_NAME['n_folds'].default}; "
+      f"cohort filter: {config.describe_cohort(config.defaults())}")
+
+# %% [markdown]
+# ## Runnable code: importing a real Visium section
+#
+# The squidpy test crop of a 10x mouse-brain section (49 spots; its matrix is log-normalised, so it is
+# imported with `--expression log1p` and a warning) goes through the importer when the project's
+# reference data is beside the repository. The patches are cut at HEST's scale from an image of
+# ~0.73 um/px, so they are upsampled 1.5x.
+
+# %%
+import tempfile
+import warnings
+
+import h5py
+import matplotlib.pyplot as plt
+
+from stflib.visium_import import import_visium
+
+real_st = Path(os.environ.get("STFLIB_SHARED_DATA") or root.parent / "shared/data") / "real_st/squidpy_mouse_brain"
+if not real_st.is_dir():
+    print(f"reference data not found at {real_st}: skipping the import example")
+else:
+    out = Path(tempfile.mkdtemp()) / "my_sections"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        row = import_visium(out, "MB1", patient="P1", organ="Brain", oncotree="healthy", species="Mus musculus",
+                            image=real_st / "test_img.jpg", adata=real_st / "test_data.h5ad", expression="log1p")
+    for w in caught:
+        print("warning:", str(w.message).replace(str(real_st) + "/", ""))
+    display(pd.read_csv(out / "metadata.csv").drop(columns="source").T)
+    with h5py.File(out / "patches" / "MB1.h5") as f:
+        fig, axes = plt.subplots(1, 4, figsize=(9, 2.4))
+        for ax, img, barcode in zip(axes, f["img"][:4], f["barcode"][:4, 0]):
+            ax.imshow(img)
+            ax.set_title(barcode.decode(), fontsize=8)
+            ax.axis("off")
+        fig.suptitle("112 um patches around the first four spots (224 px at 0.5 um/px)", fontsize=9)
+
+# %% [markdown]
 # ## What we measured: the reference to beat
 #
 # HEST-Bench's published results for the two bowel tasks (ridge regression on PCA-256 of frozen
@@ -91,10 +149,13 @@ published.drop(columns="source").set_index("model")
 # ## Key takeaways
 #
 # - Real and simulated data share one reader, one feature cache and one notebook; only `data_dir`
-#   and `backbone` change.
+#   (given once, on the command line), the cohort filter and `backbone` change.
+# - `ablate --dry-run` says what is missing, with the command that makes it, before any GPU time is spent.
+# - One's own Visium sections become HEST samples with `import-visium`; a coarse image (Space
+#   Ranger's hires/lowres) is accepted, with a warning that says how much the patches are upsampled.
 # - On real bowel cancer the published probe is far from saturated, and rectal (READ) samples are
 #   harder than colon (COAD): the table above gives the exact figures.
 #
 # ## References
 #
-# HEST-1k and HEST-Bench {cite}`jaume2024hest`; backbones {cite}`wang2022ctranspath,filiot2023phikon,xu2024gigapath,he2016resnet`.
+# HEST-1k and HEST-Bench {cite}`jaume2024hest`; Space Ranger's spatial outputs (10x Genomics documentation); backbones {cite}`wang2022ctranspath,filiot2023phikon,xu2024gigapath,he2016resnet`.
