@@ -21,7 +21,7 @@ needs_real = pytest.mark.skipif(not REAL.is_dir(), reason=f"real Visium test dat
 
 
 def write_spaceranger(folder: Path, n: int = 12, pitch_px: float = 200.0, diameter_px: float = 130.0,
-                      image_scale: float = 0.5, symbols: bool = True, seed: int = 0) -> dict:
+                      image_scale: float = 0.5, symbols: bool = True, seed: int = 0, n_extra_genes: int = 0) -> dict:
     """A Space Ranger-style folder on a hexagonal grid, and an image at ``image_scale`` with a coloured
     disc at each spot centre (its colour encodes the spot index), so patch alignment can be checked."""
     from PIL import Image
@@ -50,6 +50,11 @@ def write_spaceranger(folder: Path, n: int = 12, pitch_px: float = 200.0, diamet
         img[(xx - cx) ** 2 + (yy - cy) ** 2 <= (0.2 * pitch_px * image_scale) ** 2] = (10 * i, 255 - 10 * i, 0)
     Image.fromarray(img).save(spatial / "tissue_hires_image.png")
     genes = ["EPCAM", "VIM", "PTPRC", "KRT20", "MT-CO1", "EPCAM"]  # a symbol shared by two ids
+    if n_extra_genes:  # real symbols (Hallmark members), so the pathway bottleneck has genes to hold
+        from stflib.pathways import hallmarks
+
+        pool = sorted({g for members in hallmarks().values() for g in members} - set(genes))
+        genes += pool[:n_extra_genes]
     ids = [f"ENSG{i:011d}" for i in range(len(genes))]
     counts = rng.poisson(5, size=(len(genes), n)).astype(np.float64)  # genes x barcodes, as 10x stores it
     import scipy.sparse as sp
@@ -201,3 +206,32 @@ def test_read_spaceranger_ensembl_only_names_warn(tmp_path):
     with pytest.warns(UserWarning, match="feature names are Ensembl ids"):
         section, _ = read_spaceranger(tmp_path / "sr")
     assert section.genes[0] == "ENSG00000000000"
+
+
+def test_imported_sections_run_end_to_end(tmp_path):
+    """Three generated Space Ranger sections (three patients) -> import -> random-weight features ->
+    a training run with data_dir and a cohort filter that matches them -> metrics.json, predictions."""
+    from stflib import train
+    from stflib.features import extract_cohort
+
+    out = tmp_path / "sections"
+    for i in range(3):
+        write_spaceranger(tmp_path / f"sr{i}", n=12, seed=i, n_extra_genes=60)
+        _import(tmp_path / f"sr{i}", out, sample_id=f"S{i}", patient=f"P{i}", organ="Breast", oncotree="IDC")
+    extract_cohort(out, "resnet50", pretrained=False, batch_size=12, device="cpu", progress=False, log=None)
+    with h5py.File(out / "features" / "resnet50" / "S0.h5") as f:
+        assert bool(f.attrs["random_weights"]) and f["features"].shape == (12, 2048)
+    params = dict(data_dir=str(out), organ="Breast", oncotree="IDC", n_folds=3, fold=0, n_genes=60,
+                  qc_min_umis=1, qc_min_genes=1, epochs=1, warmup_epochs=0, device="cpu", progress=False,
+                  output_dir=str(tmp_path / "run"))
+    with pytest.raises(ValueError, match=r"organ=Bowel .* matched|no sample of .* matches"):
+        train.run({**params, "organ": "Bowel"}, log=None)
+    with pytest.raises(ValueError, match=r"matched 3 sample\(s\) \(S0, S1, S2\) of 3 patient group\(s\); n_folds=4 needs >= 4"):
+        train.run({**params, "n_folds": 4}, log=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = train.run(params, log=None)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["config"]["organ"] == "Breast" and np.isfinite(metrics["mse"])
+    assert (tmp_path / "run" / "predictions.h5ad").is_file()
+    assert result.fold.test_ids and set(result.fold.test_ids) <= {"S0", "S1", "S2"}
