@@ -139,7 +139,8 @@ def write_params(root: str | Path = DEFAULT_PARAMS, hest: bool = True) -> list[P
 
 # ------------------------------------------------------------------------------- run bookkeeping
 # files whose content changes what a run computes (the others: CLI, book, plotting, this runner)
-_NOT_RESULT_FILES = {"cli.py", "book.py", "bench.py", "ablation.py", "plots.py", "__main__.py"}
+_NOT_RESULT_FILES = {"cli.py", "book.py", "bench.py", "ablation.py", "plots.py", "__main__.py", "cluster.py", "plan.py",
+                     "visium_import.py"}
 
 
 def code_version(notebook: str | Path = DEFAULT_NOTEBOOK) -> str:
