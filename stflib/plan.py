@@ -201,7 +201,8 @@ def plan(tasks: list, bench_dir: str | Path = BENCH_DIR, complete: set[str] | fr
     n = len([t for t in tasks if t.run_hash not in complete])
     if device:
         unit = "GPU-hours" if device == "cuda" else "CPU-hours (one core; no CUDA benchmark yet: run `python -m stflib bench gpu-check` on the GPU)"
-        p.lines.append(f"estimate: {p.hours:.1f} {unit} for the {n} runs to do, upper bound at each run's epochs "
+        amount = f"{p.hours:.1f}" if p.hours >= 1 else f"{p.hours * 60:.1f} min, i.e. {p.hours:.3f}"
+        p.lines.append(f"estimate: {amount} {unit} for the {n} runs to do, upper bound at each run's epochs "
                        f"(from {Path(bench_dir) / f'attention_{device}.json'})")
     else:
         p.lines.append(f"estimate: none (no results/bench/attention_*.json; run `python -m stflib bench gpu-check`)")
