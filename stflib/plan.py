@@ -96,6 +96,16 @@ def run_seconds(cfg: dict, train_spots: list[float], eval_spots: list[float],
 
 
 # ------------------------------------------------------------------------------------ the plan
+def _random_weights(path: Path) -> bool:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return bool(f.attrs.get("random_weights", False)) or f.attrs.get("backbone_version") == "random-init"
+    except OSError:
+        return False
+
+
 def _q(value) -> str:
     """A Python literal with double quotes (so the shell-quoted ``python -c '...'`` stays readable)."""
     return json.dumps(value)
@@ -175,7 +185,9 @@ def plan(tasks: list, bench_dir: str | Path = BENCH_DIR, complete: set[str] | fr
                     w_text = f"weights {weights}" if weights else "no weights found"
                 except WeightsError as exc:
                     weights, w_text = None, f"weights unusable: {exc}"
-                p.lines.append(f"  features {bb}: {len(have)}/{len(ids)} samples; {w_text}")
+                random = [i for i in have if _random_weights(root / "features" / bb / f"{i}.h5")]
+                note = f" ({len(random)} from random weights: test features, not {bb}'s)" if random else ""
+                p.lines.append(f"  features {bb}: {len(have)}/{len(ids)} samples{note}; {w_text}")
                 if lacking:
                     if weights is None:
                         p.missing.append((f"{bb} weights (for {len(lacking)} samples' features)",
