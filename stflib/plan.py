@@ -96,6 +96,42 @@ def run_seconds(cfg: dict, train_spots: list[float], eval_spots: list[float],
 
 
 # ------------------------------------------------------------------------------------ the plan
+def sample_genes(root: Path, sample_id: str) -> set[str]:
+    """The gene symbols ``read_hest_sample`` would give a sample, from its st file's var only."""
+    import anndata as ad
+    import h5py
+
+    from stflib import data as D
+
+    path = root / "st" / f"{sample_id}.h5ad"
+    with h5py.File(path, "r") as f:
+        var = ad.io.read_elem(f["var"])
+        ensembl_only = "uns" in f and "gene_names" in f["uns"] and ad.io.read_elem(f["uns/gene_names"]) == "ensembl_ids"
+    names = var.index.to_numpy().astype(str)
+    return {str(g) for g in (names if ensembl_only else D._gene_symbols(var, names, path))}
+
+
+def _check_gene_overlap(p: Plan, root: Path, meta, k: int) -> None:
+    """A test sample that shares no gene with its fold's training and validation samples cannot be
+    predicted (the vocabulary comes from them): say which, before the run fails on it."""
+    from stflib import data as D
+
+    ids = meta["id"].astype(str).tolist()
+    try:
+        genes = {i: sample_genes(root, i) for i in ids}
+    except (OSError, KeyError, ValueError) as exc:
+        p.missing.append((f"readable genes in {root / 'st'}: {exc}", "re-download or re-import the sample"))
+        return
+    for f, (train, test) in enumerate(D.patient_folds(meta, k)):
+        pool = set().union(*(genes[i] for i in train))
+        for i in test:
+            if not genes[i] & pool:
+                p.missing.append((f"fold {f}: test sample {i} shares no gene with its training samples "
+                                  f"({i} has e.g. {sorted(genes[i])[:3]}, training e.g. {sorted(pool)[:3]}): "
+                                  "the run would stop", "no command: give the sample gene symbols (re-import) or "
+                                  "leave it out with the cohort filter"))
+
+
 def _random_weights(path: Path) -> bool:
     import h5py
 
@@ -176,6 +212,8 @@ def plan(tasks: list, bench_dir: str | Path = BENCH_DIR, complete: set[str] | fr
                 p.missing.append((f"st/patches files of {len(absent)} samples ({', '.join(absent[:8])})",
                                   _cmd("python", "-c", f"from stflib.data import download_hest; "
                                                        f"download_hest({_q(absent)}, {_q(str(root))})")))
+            if not absent:
+                _check_gene_overlap(p, root, meta, k)
             backbones = sorted({cfg["backbone"] for _, cfg in members})
             for bb in backbones:
                 have = [i for i in ids if (root / "features" / bb / f"{i}.h5").is_file()]

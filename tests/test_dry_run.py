@@ -101,3 +101,13 @@ def test_estimate_prefers_cuda_figures(tmp_path):
     (tmp_path / "attention_cuda.json").write_text(json.dumps([{"mode": "full", "S": 1000, "seconds": 0.01}]))
     times, device = load_step_times(tmp_path)
     assert device == "cuda" and times["full"] == [(1000, 0.01)]
+
+
+def test_dry_run_names_a_test_sample_without_shared_genes(hest_folder, tmp_path, capsys):
+    root, params = hest_folder
+    write_fake_hest_sample(root, "ZEN2", n_spots=30, genes=[f"OTHER{i}" for i in range(40)], ensembl=False)
+    rc = main(["ablate", str(params / "backbones" / "resnet50.yaml"), "--dry-run", "--folds", "3",
+               "--results", str(tmp_path / "r"), "--set", f"data_dir={root}"])
+    out = capsys.readouterr().out
+    assert rc == 3
+    assert "test sample ZEN2 shares no gene with its training samples (ZEN2 has e.g. ['OTHER0', 'OTHER1'" in out
