@@ -75,7 +75,7 @@ def patch_mosaic(patches_h5: str | Path, max_px: int = THUMBNAIL_MAX_PX) -> tupl
         scalef = min(1.0, max_px / float(extent.max()))
         size = max(1, int(round(patch_px * scalef)))
         pick = ((np.arange(size) + 0.5) * patch_px / size).astype(int)
-        width, height = (np.ceil(extent * scalef).astype(int) + 1).tolist()
+        width, height = np.ceil(extent * scalef - 1e-9).astype(int).tolist()
         canvas = np.full((height, width, 3), 255, np.uint8)
         for start in range(0, len(corners), MOSAIC_READ_CHUNK):
             small = np.asarray(images[start:start + MOSAIC_READ_CHUNK])[:, pick][:, :, pick, :3]
