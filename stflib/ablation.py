@@ -407,10 +407,12 @@ def run_grid(tasks: list[Task], scheduler: str | None = None, workers: int | Non
 # -------------------------------------------------------------------------------------- collect
 SUMMARY_COLUMNS = ["axis", "arm", "fold", "model", "status", "pcc_hvg50", "pcc_all", "mse", "pathway_pcc_truth",
                    "pathway_pcc_truth_matched", "pcc_hvg50_within_slide", "collapse_ratio", "noise_ceiling_hvg50",
+                   "moran_i_pred_median", "moran_i_true_median", "moran_rank_spearman",
                    "n_params", "train_seconds", "total_seconds", "epochs_run", "best_epoch", "run_seconds",
                    "config_hash", "run_hash", "error"]
 METRICS = ["pcc_hvg50", "pcc_all", "mse", "pathway_pcc_truth", "pathway_pcc_truth_matched", "pcc_hvg50_within_slide",
-           "collapse_ratio", "noise_ceiling_hvg50", "train_seconds"]
+           "collapse_ratio", "noise_ceiling_hvg50", "moran_i_pred_median", "moran_i_true_median",
+           "moran_rank_spearman", "train_seconds"]
 
 
 def collect(results: str | Path = "results"):

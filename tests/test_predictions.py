@@ -166,3 +166,19 @@ def test_moran_metrics_from_the_predictions_file(adata):
     assert m["moran_rank_spearman"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="genes not in the predictions: \\['NOPE'\\]"):
         P.moran_metrics(adata, genes=["NOPE"])
+
+
+def test_collect_carries_the_moran_columns(tmp_path):
+    import json
+
+    from stflib import ablation as A
+
+    run = tmp_path / "demo" / "arm" / "fold0"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"axis": "demo", "arm": "arm", "fold": 0, "status": "ok"}))
+    (run / "metrics.json").write_text(json.dumps({"pcc_hvg50": 0.3, "moran_i_pred_median": 0.39,
+                                                  "moran_i_true_median": 0.29, "moran_rank_spearman": 0.16}))
+    row = A.collect(tmp_path).iloc[0]
+    assert (row["moran_i_pred_median"], row["moran_i_true_median"], row["moran_rank_spearman"]) == (0.39, 0.29, 0.16)
+    by_arm = A.summarise(A.collect(tmp_path))
+    assert by_arm["moran_rank_spearman_mean"].item() == pytest.approx(0.16)
