@@ -63,16 +63,25 @@ def quiet_kernel_manager_class():
 
 
 def parse_value(text: str) -> Any:
-    """A ``-p`` value as papermill reads it: int, float, bool, None or a YAML list; otherwise the string."""
-    import yaml
-
+    """A ``-p`` value as papermill's command line reads it: None, a bool, an int, a float (``1e-3`` too),
+    a YAML list (``[p2p, p2h]``); otherwise the string itself (``p2p,p2h``)."""
     if text in ("None", "none", "null"):
         return None
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    return value if isinstance(value, (int, float, bool, list)) else text
+    if text in ("True", "true", "False", "false"):
+        return text in ("True", "true")
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    if text.startswith("["):
+        import yaml
+
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError:
+            return text
+    return text
 
 
 def gather_parameters(files: list[str], pairs: list[list[str]]) -> dict[str, Any]:

@@ -121,3 +121,21 @@ def test_ctrl_c_during_the_grid_says_how_to_resume(tmp_path):
     assert "interrupted; re-run the same command to resume" in output
     for noise in ("Traceback", "KeyboardInterrupt", "WARNING", "distributed."):
         assert noise not in output, output
+
+
+@pytest.mark.parametrize("text, value", [("5", 5), ("1e-3", 1e-3), ("0.5", 0.5), ("True", True), ("false", False),
+                                         ("None", None), ("p2p,p2h", "p2p,p2h"), ("[p2p, h2h]", ["p2p", "h2h"]),
+                                         ("/data/hest", "/data/hest"), ("resnet50", "resnet50")])
+def test_parameter_values_are_read_as_papermill_reads_them(text, value):
+    assert arm.parse_value(text) == value and type(arm.parse_value(text)) is type(value)
+
+
+def test_parameters_file_then_command_line(tmp_path):
+    f = tmp_path / "arm.yaml"
+    f.write_text("interactions: [p2p, p2h]\nepochs: 4\n")
+    assert arm.gather_parameters([str(f)], [["epochs", "2"]]) == {"interactions": ["p2p", "p2h"], "epochs": 2}
+    with pytest.raises(ValueError, match="parameters file not found: nope.yaml"):
+        arm.gather_parameters(["nope.yaml"], [])
+    f.write_text("- a list\n")
+    with pytest.raises(ValueError, match="a YAML mapping of name: value, got list"):
+        arm.gather_parameters([str(f)], [])
