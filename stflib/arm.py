@@ -105,7 +105,8 @@ def gather_parameters(files: list[str], pairs: list[list[str]]) -> dict[str, Any
 def format_metrics(metrics: dict) -> str:
     rows = [(label, metrics[key]) for key, label in SUMMARY_KEYS if metrics.get(key) is not None]
     width = max(len(label) for label, _ in rows) if rows else 0
-    return "\n".join(f"  {label:<{width}}  {value:.4f}" if isinstance(value, float) else f"  {label:<{width}}  {value}"
+    return "\n".join(f"  {label:<{width}}  {value:.1f}" if label.endswith(" s") else
+                     f"  {label:<{width}}  {value:.4f}" if isinstance(value, float) else f"  {label:<{width}}  {value}"
                      for label, value in rows)
 
 
