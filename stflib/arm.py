@@ -130,6 +130,12 @@ def _fail(message: str, exc: BaseException | None, show_traceback: bool) -> int:
     return 2 if isinstance(exc, ValueError) else 1
 
 
+def _interrupted(out_dir: Path) -> int:
+    print(f"\ninterrupted; re-run the same command to resume from the last finished epoch ({out_dir})",
+          file=sys.stderr)
+    return 130
+
+
 def run(args) -> int:
     from stflib import config
 
@@ -153,10 +159,10 @@ def run(args) -> int:
                             progress_bar=False, stdout_file=sys.stdout, stderr_file=sys.stderr, cwd=os.getcwd(),
                             kernel_manager_class=quiet_kernel_manager_class())
     except KeyboardInterrupt:
-        print(f"\ninterrupted; re-run the same command to resume from the last finished epoch ({out_dir})",
-              file=sys.stderr)
-        return 130
+        return _interrupted(out_dir)
     except pm.PapermillExecutionError as e:
+        if e.ename == "KeyboardInterrupt":  # the kernel alone was interrupted
+            return _interrupted(out_dir)
         if args.traceback:
             print("\n".join(e.traceback), file=sys.stderr)
         print(f"error: {e.ename}: {e.evalue}", file=sys.stderr)

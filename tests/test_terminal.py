@@ -139,3 +139,24 @@ def test_parameters_file_then_command_line(tmp_path):
     f.write_text("- a list\n")
     with pytest.raises(ValueError, match="a YAML mapping of name: value, got list"):
         arm.gather_parameters([str(f)], [])
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_one_arm_says_how_to_resume(tmp_path):
+    nb = stand_in_notebook(tmp_path / "stand_in.ipynb", sleep_s=30)
+    proc = subprocess.Popen([sys.executable, "-m", "stflib", "run", "--notebook", str(nb), "-p", "output_dir", "arm"],
+                            cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not (tmp_path / "arm" / "executed.ipynb").is_file():
+            time.sleep(0.5)
+        time.sleep(3)  # the kernel is inside the long cell
+        os.killpg(proc.pid, signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, output
+    assert "interrupted; re-run the same command to resume" in output and "Traceback" not in output
+    assert "stand-in finished" not in output
