@@ -819,7 +819,7 @@ def write_artefacts(result: Run, out_dir: str | Path) -> None:
     result.per_gene.to_csv(out_dir / "per_gene.csv", index=False, float_format="%.5f")
     pd.DataFrame(result.history).to_csv(out_dir / "history.csv", index=False, float_format="%.6g")
     genes = None if os.environ.get("STFLIB_PREDICTION_GENES", "all") == "all" else result.fold.hvg
-    a = result.adata if genes is None else predictions_anndata(result, genes)
+    a = result.adata if genes is None else result.adata[:, genes].copy()  # no second pass over the thumbnails
     tmp = out_dir / "predictions.h5ad.tmp"
     a.write_h5ad(tmp, compression="gzip")
     os.replace(tmp, out_dir / "predictions.h5ad")

@@ -182,3 +182,18 @@ def test_collect_carries_the_moran_columns(tmp_path):
     assert (row["moran_i_pred_median"], row["moran_i_true_median"], row["moran_rank_spearman"]) == (0.39, 0.29, 0.16)
     by_arm = A.summarise(A.collect(tmp_path))
     assert by_arm["moran_rank_spearman_mean"].item() == pytest.approx(0.16)
+
+
+def test_grid_writes_the_hvg_subset_with_its_thumbnails(tmp_path, monkeypatch):
+    import anndata as ad
+
+    from stflib import train
+
+    run = fake_run(tmp_path)
+    run.history, run.adata = [], P.predictions_anndata(run)
+    monkeypatch.setenv("STFLIB_PREDICTION_GENES", "hvg50")  # what the grid runner sets
+    train.write_artefacts(run, tmp_path / "out")
+    written = ad.read_h5ad(tmp_path / "out" / "predictions.h5ad")
+    assert list(written.var_names) == run.fold.hvg and written.var["is_hvg"].all()
+    assert sorted(written.uns["spatial"]) == ["S1", "S2"]
+    assert written.uns["spatial"]["S1"]["images"]["lowres"].shape == run.adata.uns["spatial"]["S1"]["images"]["lowres"].shape
