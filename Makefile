@@ -4,15 +4,31 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stflib-installed
 export PATH := $(abspath $(BIN)):$(PATH)
+# TORCH=cpu (or `make install-cpu`): the CPU build of the same torch/torchvision versions from PyTorch's CPU
+# wheel index instead of PyPI's default build with its CUDA wheels; everything else is the same pinned set.
+TORCH ?= default
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_VERSION := $(shell sed -n 's/^torch==//p' requirements.txt)
+TORCHVISION_VERSION := $(shell sed -n 's/^torchvision==//p' requirements.txt)
 
 
-.PHONY: install test test-lib test-notebooks book sync-notebooks grid collect clean
+.PHONY: install install-cpu test test-lib test-notebooks book sync-notebooks grid collect clean
 
 install: $(STAMP)
+
+## A CPU-only .venv (no CUDA wheels): run it on a fresh clone, or after `rm -rf .venv`.
+install-cpu:
+	$(MAKE) install TORCH=cpu
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+ifeq ($(TORCH),cpu)
+	$(BIN)/python -m pip install --quiet --index-url $(TORCH_CPU_INDEX) \
+		torch==$(TORCH_VERSION)+cpu torchvision==$(TORCHVISION_VERSION)+cpu
+else ifneq ($(TORCH),default)
+	$(error TORCH=$(TORCH): unknown torch build; allowed: default (PyPI, with CUDA), cpu)
+endif
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@

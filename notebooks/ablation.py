@@ -21,6 +21,7 @@
 # (`predictions.h5ad`: obs = spots, var = genes, `obsm['spatial']`) and the figures below.
 #
 # ```bash
+# python -m stflib run -p interactions p2p,p2h                              # live progress, final metrics
 # papermill notebooks/ablation.ipynb out.ipynb -p interactions p2p,p2h      # one parameter
 # papermill notebooks/ablation.ipynb out.ipynb -f params/losses/pcc.yaml    # an arm of the grid
 # python -m stflib ablate params/ --folds 3                                 # the whole grid (Dask)
@@ -84,6 +85,7 @@ cfg = config.validate({name: globals()[name] for name in config.defaults()})
 print(config.format_config(cfg))
 
 # %%
+import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -91,6 +93,7 @@ import pandas as pd
 
 from stflib import plots, train
 
+warnings.filterwarnings("ignore", message="IProgress not found")  # no ipywidgets: tqdm draws a text bar instead
 figures = Path(cfg["output_dir"])
 figures.mkdir(parents=True, exist_ok=True)
 result = train.run(cfg)  # load the fold, train (early stopping on held-out training patients), evaluate, write
@@ -100,11 +103,14 @@ result = train.run(cfg)  # load the fold, train (early stopping on held-out trai
 # All on log1p(CP10k). `pcc_hvg50`: mean PCC over the 50 most variable genes of the training fold
 # (HEST-Bench); `pathway_pcc_truth`: predicted pathway scores vs the simulator's true activities;
 # `collapse_ratio`: predicted / true spatial variance (0 = a flat map); `noise_ceiling_hvg50`: what
-# an oracle that knows the simulator's expected expression reaches.
+# an oracle that knows the simulator's expected expression reaches; `moran_i_*_median`: median over the
+# 50 HVGs of Moran's I of the predicted and the measured maps (spatial patterning, 6 nearest spots) and
+# `moran_rank_spearman` whether the model ranks the patterned genes as the tissue does.
 
 # %%
 keys = ["pcc_hvg50", "pcc_all", "mse", "pathway_pcc_truth", "pathway_pcc_truth_matched", "pcc_hvg50_within_slide",
-        "collapse_ratio", "noise_ceiling_hvg50", "n_params", "train_seconds", "epochs_run", "best_epoch"]
+        "collapse_ratio", "noise_ceiling_hvg50", "moran_i_pred_median", "moran_i_true_median",
+        "moran_rank_spearman", "n_params", "train_seconds", "epochs_run", "best_epoch"]
 pd.Series({k: result.metrics.get(k) for k in keys}, name=f"{cfg['model']} fold {cfg['fold']}").to_frame()
 
 # %%

@@ -18,6 +18,7 @@ done; a failure writes ``error.json`` and the grid carries on.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -274,6 +275,8 @@ def execute(task: Task) -> dict:
     """Run one task through papermill (in a Dask worker or inline). Never raises: returns run.json."""
     import papermill as pm
 
+    from stflib.arm import quiet_kernel_manager_class
+
     final = Path(task.out_dir)
     final.parent.mkdir(parents=True, exist_ok=True)
     work = final.with_name(f".{final.name}.partial")  # kept on interruption: the run resumes from its checkpoint
@@ -294,7 +297,11 @@ def execute(task: Task) -> dict:
         pm.execute_notebook(task.notebook, str(work / "executed.ipynb"),
                             parameters={**task.params, "output_dir": str(work)},
                             kernel_name="python3", progress_bar=False, cwd=task.cwd,
-                            execution_timeout=task.timeout_s, log_output=False)
+                            execution_timeout=task.timeout_s, log_output=False,
+                            # IPC sockets, no SIGINT at shutdown; the kernel's own warnings (e.g. "parent
+                            # appears to have exited" on Ctrl-C) stay out of the grid's terminal
+                            kernel_manager_class=quiet_kernel_manager_class(),
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"])
         if not (work / "metrics.json").is_file():
             raise RuntimeError("the notebook finished without writing metrics.json")
         info["status"] = "ok"
@@ -367,6 +374,8 @@ def run_grid(tasks: list[Task], scheduler: str | None = None, workers: int | Non
         return done
     # longest first (bigger models, more layers), so the grid's tail is short
     todo.sort(key=_cost_estimate, reverse=True)
+    import logging
+
     from dask.distributed import Client, LocalCluster, as_completed
 
     cluster = None
@@ -374,7 +383,10 @@ def run_grid(tasks: list[Task], scheduler: str | None = None, workers: int | Non
         client = Client(scheduler)
     else:
         n = workers or max(1, min(len(todo), (os.cpu_count() or 2)))
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0")
+        # silence_logs: the workers' warnings (tasks cancelled by Ctrl-C, closed comms) are noise here;
+        # their errors still show, and a failed run is recorded in its run.json
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                               silence_logs=logging.ERROR)
         client = Client(cluster)
     t0 = time.perf_counter()
     results = list(done)
@@ -398,10 +410,12 @@ def run_grid(tasks: list[Task], scheduler: str | None = None, workers: int | Non
 # -------------------------------------------------------------------------------------- collect
 SUMMARY_COLUMNS = ["axis", "arm", "fold", "model", "status", "pcc_hvg50", "pcc_all", "mse", "pathway_pcc_truth",
                    "pathway_pcc_truth_matched", "pcc_hvg50_within_slide", "collapse_ratio", "noise_ceiling_hvg50",
+                   "moran_i_pred_median", "moran_i_true_median", "moran_rank_spearman",
                    "n_params", "train_seconds", "total_seconds", "epochs_run", "best_epoch", "run_seconds",
                    "config_hash", "run_hash", "error"]
 METRICS = ["pcc_hvg50", "pcc_all", "mse", "pathway_pcc_truth", "pathway_pcc_truth_matched", "pcc_hvg50_within_slide",
-           "collapse_ratio", "noise_ceiling_hvg50", "train_seconds"]
+           "collapse_ratio", "noise_ceiling_hvg50", "moran_i_pred_median", "moran_i_true_median",
+           "moran_rank_spearman", "train_seconds"]
 
 
 def collect(results: str | Path = "results"):
@@ -490,6 +504,28 @@ def _parse_sets(items: list[str]) -> dict[str, Any]:
     return out
 
 
+@contextlib.contextmanager
+def _quiet_interrupt():
+    """Ctrl-C: silence the cluster's shutdown chatter (distributed's logs and warnings about closed
+    workers and comms), then raise KeyboardInterrupt so the caller can say how to resume."""
+    import logging
+    import signal
+    import warnings
+
+    def handler(signum, frame):
+        for name in ("distributed", "tornado", "asyncio"):
+            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+        warnings.simplefilter("ignore")
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not break the clean-up
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_ablate(args) -> int:
     if args.write_params:
         write_params()
@@ -529,16 +565,23 @@ def run_ablate(args) -> int:
             print(f"\n{args.cluster} job script ({cluster_cfg['jobs']} jobs would be submitted):\n{K.job_script(cluster_cfg)}")
         return 0 if report.ready else 3
     t0 = time.perf_counter()
-    if cluster_cfg is not None:
-        cluster = K.make_cluster(args.cluster, cluster_cfg)
-        print(f"{args.cluster} cluster: scheduler {cluster.scheduler_address}, {cluster_cfg['jobs']} jobs requested; "
-              f"job script:\n{cluster.job_script()}")
-        try:
-            infos = run_grid(tasks, cluster.scheduler_address, force=args.force, resources=K.run_resources(cluster_cfg))
-        finally:
-            cluster.close()
-    else:
-        infos = run_grid(tasks, args.scheduler, args.workers, force=args.force)
+    try:
+        with _quiet_interrupt():
+            if cluster_cfg is not None:
+                cluster = K.make_cluster(args.cluster, cluster_cfg)
+                print(f"{args.cluster} cluster: scheduler {cluster.scheduler_address}, {cluster_cfg['jobs']} jobs "
+                      f"requested; job script:\n{cluster.job_script()}")
+                try:
+                    infos = run_grid(tasks, cluster.scheduler_address, force=args.force,
+                                     resources=K.run_resources(cluster_cfg))
+                finally:
+                    cluster.close()
+            else:
+                infos = run_grid(tasks, args.scheduler, args.workers, force=args.force)
+    except KeyboardInterrupt:
+        print("\ninterrupted; re-run the same command to resume (finished runs are kept, unfinished ones "
+              "restart from their last finished epoch)", file=sys.stderr)
+        return 130
     failed = [i for i in infos if i and i.get("status") != "ok"]
     print(f"grid done in {time.perf_counter() - t0:.0f} s: {len(infos) - len(failed)} ok, {len(failed)} failed")
     df = collect(args.results)

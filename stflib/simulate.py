@@ -930,7 +930,10 @@ def default_cohort(preset: str = "default", seed: int = 0) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".sim-{preset}-seed{int(seed)}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
+        print(f"simulating the {preset!r} cohort (seed {seed}) into {target}: first use only, cached afterwards", flush=True)
+        t0 = time.time()
         simulate_cohort(tmp, preset=preset, seed=seed)
+        print(f"simulated cohort ready in {time.time() - t0:.0f} s", flush=True)
         (tmp / COMPLETE_MARKER).write_text(json.dumps({"preset": preset, "seed": int(seed),
                                                        "version": SIMULATOR_VERSION,
                                                        "fingerprint": fingerprint}))

@@ -34,6 +34,7 @@ import torch
 
 from stflib import config as C
 from stflib import metrics as M
+from stflib.predictions import moran_metrics, predictions_anndata  # noqa: F401 - predictions_anndata: re-exported
 
 WINDOW_BATCH = 256  # spot windows per step in n_neighbors mode (times batch_size / 2)
 
@@ -775,6 +776,7 @@ def run(cfg: dict | None = None, log: Callable[[str], None] | None = print, writ
         per_gene["noise_ceiling"] = arrays["ceiling"]
     result = Run(cfg, metrics, fitres.history, preds, fold, model, per_gene)
     result.adata = predictions_anndata(result)
+    metrics.update(moran_metrics(result.adata))
     if write:
         write_artefacts(result, out_dir)
         (out_dir / "checkpoint.pt").unlink(missing_ok=True)  # finished: only best.pt is worth keeping
@@ -787,48 +789,6 @@ def run(cfg: dict | None = None, log: Callable[[str], None] | None = print, writ
 def train_and_evaluate(config: dict | None = None, **overrides) -> dict:
     """Train and evaluate one arm; returns the metrics dict (also written to ``output_dir/metrics.json``)."""
     return run(config, **overrides).metrics
-
-
-def predictions_anndata(result: Run, genes: list[str] | None = None):
-    """Held-out predictions as AnnData: X = predicted log1p(CP10k), layers['truth'] the measurement,
-    obs = spots (sample_id, barcode, valid), obsm['spatial'] spot centres, pathway scores in obsm."""
-    import anndata as ad
-    import pandas as pd
-
-    fold = result.fold
-    cols = np.arange(len(fold.genes)) if genes is None else np.array([fold.genes.index(g) for g in genes])
-    var = pd.DataFrame(index=[fold.genes[i] for i in cols])
-    var["is_hvg"] = np.isin(var.index, fold.hvg)
-    if len(result.per_gene):
-        var["pcc"] = result.per_gene["pcc"].to_numpy()[cols]
-    obs, X, T, xy, sc, tp = [], [], [], [], [], []
-    for p in result.predictions:
-        s = fold.samples[p["sample_id"]]
-        n = len(p["pred"])
-        obs.append(pd.DataFrame({"sample_id": p["sample_id"], "barcode": np.asarray(s.barcodes)[:n], "valid": p["valid"]}))
-        X.append(p["pred"][:, cols])
-        T.append(p["true"][:, cols])
-        xy.append(np.asarray(s.coords)[:n])
-        sc.append(p["pathway_scores"])
-        tp.append(fold.items[p["sample_id"]].get("true_pathways"))
-    obs = pd.concat(obs, ignore_index=True)
-    obs.index = (obs["sample_id"].astype(str) + ":" + obs["barcode"].astype(str)).to_numpy()
-    obs["sample_id"] = obs["sample_id"].astype("category")
-    a = ad.AnnData(X=np.concatenate(X).astype(np.float32), obs=obs, var=var)
-    a.layers["truth"] = np.concatenate(T).astype(np.float32)
-    a.obsm["spatial"] = np.concatenate(xy).astype(np.float64)
-    if all(s is not None for s in sc):
-        a.obsm["pathway_scores"] = np.concatenate(sc).astype(np.float32)
-        names = getattr(result.model, "pathway_names_", None)
-        a.uns["pathway_names"] = list(names) if names and len(names) == a.obsm["pathway_scores"].shape[1] else \
-            [f"token_{i}" for i in range(a.obsm["pathway_scores"].shape[1])]
-    if all(t is not None for t in tp) and fold.truth_pathway_names:
-        a.obsm["true_pathway_activity"] = np.concatenate([t.cpu().numpy() for t in tp]).astype(np.float32)
-        a.uns["true_pathway_names"] = list(fold.truth_pathway_names)
-    a.uns["hvg50"] = list(fold.hvg)
-    a.uns["scale"] = "log1p(CP10k)"
-    a.uns["config_hash"] = result.metrics.get("config_hash", "")
-    return a
 
 
 def _json_safe(x):
@@ -862,7 +822,7 @@ def write_artefacts(result: Run, out_dir: str | Path) -> None:
     result.per_gene.to_csv(out_dir / "per_gene.csv", index=False, float_format="%.5f")
     pd.DataFrame(result.history).to_csv(out_dir / "history.csv", index=False, float_format="%.6g")
     genes = None if os.environ.get("STFLIB_PREDICTION_GENES", "all") == "all" else result.fold.hvg
-    a = result.adata if genes is None else predictions_anndata(result, genes)
+    a = result.adata if genes is None else result.adata[:, genes].copy()  # no second pass over the thumbnails
     tmp = out_dir / "predictions.h5ad.tmp"
     a.write_h5ad(tmp, compression="gzip")
     os.replace(tmp, out_dir / "predictions.h5ad")

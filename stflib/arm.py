@@ -1,0 +1,179 @@
+"""``python -m stflib run``: one ablation arm through ``notebooks/ablation.ipynb`` with a live terminal.
+
+The parameters are checked before any kernel starts (a bad one prints its one-line message and
+exits 2; ``--traceback`` shows where it came from). The notebook then runs through papermill's API
+with the kernel's stdout and stderr streamed to this terminal as they arrive: the fold summary, the
+epoch progress bar (tqdm), the held-out metrics; the executed notebook and every artefact go to
+``output_dir``. A failing cell prints ``error: <exception>: <message>`` and the executed notebook's path.
+
+Two kernel lines that alarm users are removed at their source, a ``KernelManager`` subclass:
+- ``[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel``: jupyter_client's ``shutdown_kernel``
+  sends SIGINT to the kernel before its shutdown request; if ipykernel is still inside a message
+  handler it logs that error. The run has finished by then; this manager shuts down without the SIGINT
+  (a kernel that does not exit on the request is still killed after ``shutdown_wait_time``).
+- ``[IPKernelApp] WARNING | Kernel is running over TCP without encryption``: the kernel talks to
+  this process over local IPC sockets instead of TCP ports.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from stflib.ablation import DEFAULT_NOTEBOOK
+
+# printed after a run: (metrics.json key, label)
+SUMMARY_KEYS = [
+    ("pcc_hvg50", "PCC, 50 HVGs"), ("pcc_all", "PCC, all genes"), ("mse", "MSE"),
+    ("pathway_pcc_truth", "pathway PCC vs truth"), ("collapse_ratio", "collapse ratio"),
+    ("moran_i_pred_median", "Moran's I predicted (median)"), ("moran_i_true_median", "Moran's I measured (median)"),
+    ("moran_rank_spearman", "Moran's I rank Spearman"), ("epochs_run", "epochs run"), ("train_seconds", "training s"),
+]
+
+
+def quiet_kernel_manager_class():
+    """An ``AsyncKernelManager`` that uses IPC sockets and skips the SIGINT before shutdown (see module doc)."""
+    import uuid
+
+    from jupyter_client import AsyncKernelManager
+    from jupyter_core.paths import jupyter_runtime_dir
+    from traitlets import default
+
+    class QuietKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _transport_default(self) -> str:
+            return "ipc"
+
+        @default("ip")
+        def _ip_default(self) -> str:
+            runtime = Path(jupyter_runtime_dir())
+            runtime.mkdir(parents=True, exist_ok=True)
+            return str(runtime / f"stflib-{uuid.uuid4().hex[:12]}-ipc")
+
+        async def _async_interrupt_kernel(self) -> None:
+            if self.shutting_down:  # a shutdown, not a user's interrupt: nothing to interrupt
+                return
+            await super()._async_interrupt_kernel()
+
+    return QuietKernelManager
+
+
+def parse_value(text: str) -> Any:
+    """A ``-p`` value as papermill's command line reads it: None, a bool, an int, a float (``1e-3`` too),
+    a YAML list (``[p2p, p2h]``); otherwise the string itself (``p2p,p2h``)."""
+    if text in ("None", "none", "null"):
+        return None
+    if text in ("True", "true", "False", "false"):
+        return text in ("True", "true")
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    if text.startswith("["):
+        import yaml
+
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError:
+            return text
+    return text
+
+
+def gather_parameters(files: list[str], pairs: list[list[str]]) -> dict[str, Any]:
+    """Parameters from YAML files (in order) then ``-p KEY VALUE`` pairs (later ones win)."""
+    import yaml
+
+    params: dict[str, Any] = {}
+    for f in files:
+        path = Path(f)
+        if not path.is_file():
+            raise ValueError(f"parameters file not found: {f}")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{f}: a parameters file is a YAML mapping of name: value, got {type(loaded).__name__}")
+        params.update(loaded)
+    for key, value in pairs:
+        params[key] = parse_value(value)
+    return params
+
+
+def format_metrics(metrics: dict) -> str:
+    rows = [(label, metrics[key]) for key, label in SUMMARY_KEYS if metrics.get(key) is not None]
+    width = max(len(label) for label, _ in rows) if rows else 0
+    return "\n".join(f"  {label:<{width}}  {value:.1f}" if label.endswith(" s") else
+                     f"  {label:<{width}}  {value:.4f}" if isinstance(value, float) else f"  {label:<{width}}  {value}"
+                     for label, value in rows)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="a notebook parameter, e.g. -p interactions p2p,p2h -p epochs 5 (repeatable)")
+    p.add_argument("-f", "--parameters-file", action="append", default=[], metavar="YAML",
+                   help="a YAML file of parameters, e.g. params/interactions/bottleneck.yaml (-p wins)")
+    p.add_argument("--notebook", default=str(DEFAULT_NOTEBOOK), help="the parameterised notebook")
+    p.add_argument("--executed", default=None,
+                   help="where the executed notebook goes (default: OUTPUT_DIR/executed.ipynb)")
+    p.add_argument("--traceback", action="store_true", help="show the full traceback of an error")
+
+
+def _fail(message: str, exc: BaseException | None, show_traceback: bool) -> int:
+    if show_traceback and exc is not None:
+        traceback.print_exception(exc, file=sys.stderr)
+    print(f"error: {message}", file=sys.stderr)
+    if not show_traceback:
+        print("(add --traceback for the full traceback)", file=sys.stderr)
+    return 2 if isinstance(exc, ValueError) else 1
+
+
+def _interrupted(out_dir: Path) -> int:
+    print(f"\ninterrupted; re-run the same command to resume from the last finished epoch ({out_dir})",
+          file=sys.stderr)
+    return 130
+
+
+def run(args) -> int:
+    from stflib import config
+
+    try:
+        params = gather_parameters(args.parameters_file, args.parameter)
+        cfg = config.validate(params)
+    except ValueError as e:
+        return _fail(str(e), e, args.traceback)
+    notebook = Path(args.notebook)
+    if not notebook.is_file():
+        return _fail(f"notebook not found: {notebook}", ValueError(), False)
+    out_dir = Path(cfg["output_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    executed = Path(args.executed) if args.executed else out_dir / "executed.ipynb"
+    print(f"running {notebook} -> {executed}", flush=True)  # the notebook prints the parameters
+
+    import papermill as pm
+
+    try:
+        pm.execute_notebook(str(notebook), str(executed), parameters=params, kernel_name="python3",
+                            progress_bar=False, stdout_file=sys.stdout, stderr_file=sys.stderr, cwd=os.getcwd(),
+                            kernel_manager_class=quiet_kernel_manager_class())
+    except KeyboardInterrupt:
+        return _interrupted(out_dir)
+    except pm.PapermillExecutionError as e:
+        if e.ename == "KeyboardInterrupt":  # the kernel alone was interrupted
+            return _interrupted(out_dir)
+        if args.traceback:
+            print("\n".join(e.traceback), file=sys.stderr)
+        print(f"error: {e.ename}: {e.evalue}", file=sys.stderr)
+        print(f"(executed notebook with the failing cell: {executed}"
+              f"{'' if args.traceback else '; add --traceback for the full traceback'})", file=sys.stderr)
+        return 1
+    metrics_path = out_dir / "metrics.json"
+    if not metrics_path.is_file():
+        print(f"error: the notebook finished without writing {metrics_path}", file=sys.stderr)
+        return 1
+    metrics = json.loads(metrics_path.read_text())
+    print(f"\nheld-out metrics ({cfg['model']}, fold {cfg['fold']}; {metrics_path}):")
+    print(format_metrics(metrics), flush=True)
+    return 0
