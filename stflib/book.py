@@ -241,16 +241,17 @@ def run_flags(summary: pd.DataFrame) -> pd.DataFrame:
     summary = with_design_columns(summary)
     flags = pd.DataFrame(index=summary.index, columns=["at_cap", "fit_below_simple"], dtype=object)
     caps = [("epochs_run", "epochs_max"), ("steps_run", "max_steps")]
-    at_cap = pd.Series(np.nan, index=summary.index, dtype=object)
+    cap_known, cap_hit = pd.Series(False, index=summary.index), pd.Series(False, index=summary.index)
     for done, cap in caps:
         if done in summary and cap in summary:
-            known = summary[done].notna() & summary[cap].notna() & (pd.to_numeric(summary[cap], errors="coerce") > 0)
-            hit = pd.to_numeric(summary[done], errors="coerce") >= pd.to_numeric(summary[cap], errors="coerce")
-            at_cap[known] = (at_cap[known].fillna(False).astype(bool) | hit[known])
-    flags["at_cap"] = at_cap
+            ran, limit = pd.to_numeric(summary[done], errors="coerce"), pd.to_numeric(summary[cap], errors="coerce")
+            known = ran.notna() & (limit > 0)
+            cap_known |= known
+            cap_hit |= known & (ran >= limit)
+    flags["at_cap"] = cap_hit.astype(object).where(cap_known)
     keys = ["world", *PAIR_COLUMNS]
     simple = pd.concat([summary[(summary["axis"] == a) & (summary["arm"] == m)] for a, m in SIMPLE_MODELS])
-    below = pd.Series(np.nan, index=summary.index, dtype=object)
+    fit_known, fit_below = pd.Series(False, index=summary.index), pd.Series(False, index=summary.index)
     for column, lower_is_worse in (("train_pcc_hvg50", True), ("train_mse_ratio", False)):
         if column not in summary or summary[column].isna().all() or simple.empty:
             continue
@@ -258,7 +259,9 @@ def run_flags(summary: pd.DataFrame) -> pd.DataFrame:
         joined = summary[keys + [column]].join(bar, on=keys)
         known = joined[column].notna() & joined["bar"].notna()
         worse = joined[column] < joined["bar"] if lower_is_worse else joined[column] > joined["bar"]
-        below[known] = below[known].fillna(False).astype(bool) | worse[known]
+        fit_known |= known
+        fit_below |= known & worse
+    below = fit_below.astype(object).where(fit_known)
     is_simple = pd.Series(False, index=summary.index)
     for a, m in SIMPLE_MODELS:
         is_simple |= (summary["axis"] == a) & (summary["arm"] == m)

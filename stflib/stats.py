@@ -25,8 +25,8 @@ EFFECT_COLUMNS = ["pairs", "mean_delta", "ci_low", "ci_high", "p_value", "p_holm
 def paired_interval(differences, confidence: float = 1 - ALPHA) -> dict[str, float]:
     """Mean of paired differences with its t interval and the paired t-test's two-sided p-value.
 
-    Fewer than two pairs, or pairs that are all identical, give no interval (NaN bounds, NaN
-    p-value): there is no spread to estimate one from.
+    Fewer than two pairs, or pairs that are all identical (up to rounding), give no interval (NaN
+    bounds, NaN p-value): there is no spread to estimate one from.
     """
     from scipy import stats
 
@@ -36,8 +36,8 @@ def paired_interval(differences, confidence: float = 1 - ALPHA) -> dict[str, flo
     diff = diff[~np.isnan(diff)]
     out = {"pairs": int(diff.size), "mean_delta": float(diff.mean()) if diff.size else np.nan,
            "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan}
-    if diff.size < 2 or np.ptp(diff) == 0:
-        return out
+    if diff.size < 2 or np.allclose(diff, diff[0], rtol=1e-9, atol=1e-12):
+        return out  # no spread (identical up to rounding): a t interval would be meaningless
     test = stats.ttest_1samp(diff, 0.0)
     ci = test.confidence_interval(confidence_level=confidence)
     out.update(ci_low=float(ci.low), ci_high=float(ci.high), p_value=float(test.pvalue))
