@@ -715,7 +715,7 @@ def findings_text(summary: pd.DataFrame, references: dict[str, str] | None = Non
     lines = [f"Each comparison pairs an arm with its axis's reference on the same patient fold and seed "
              f"(up to {n_pairs} pairs per arm). A difference is a finding when its paired t-test p-value, "
              f"Holm-adjusted across the arms of its axis, is below 0.05; intervals are unadjusted 95 % t intervals "
-             f"of the mean difference in {name}.", "", "### Findings", ""]
+             f"of the mean difference in {name}.", "", "**Findings**", ""]
     found = deltas[deltas["finding"]].sort_values(["axis", "mean_delta"], ascending=[True, not up])
     for _, f in found.iterrows():
         direction = "better" if (f["mean_delta"] > 0) == up else "worse"
@@ -729,8 +729,51 @@ def findings_text(summary: pd.DataFrame, references: dict[str, str] | None = Non
     if found.empty:
         lines.append(f"- None: no arm of any axis differs from its axis's reference after the Holm correction, "
                      f"with {n_pairs} pairs per arm.")
-    lines += ["", "### No measurable difference", ""]
+    lines += ["", "**No measurable difference**", ""]
     for axis, rows in deltas[~deltas["finding"]].groupby("axis", sort=False):
         lines.append(f"- **{axis}** (vs `{rows['reference'].iloc[0]}`): "
                      + ", ".join(f"`{a}` {_interval(r)}" for a, r in rows.set_index("arm").iterrows()))
     return "\n".join(lines)
+
+
+def headline(summary: pd.DataFrame, references: dict[str, str] | None = None, metric: str = "pcc_hvg50") -> str:
+    """The book's headline findings in Markdown bullets (the findings page's takeaways, linked from the
+    introduction): how many arms are findings, the largest of them, and how much of the grid is null."""
+    references = references or AXIS_REFERENCES
+    deltas = overview(summary, references, metric)
+    found = deltas[deltas["finding"]]
+    name = METRICS.get(metric, metric)
+    n_pairs = int(deltas["pairs"].max())
+    bullets = [f"{len(found)} of the {len(deltas)} arms compared differ from their axis's reference on {name} "
+               f"(Holm-adjusted p < 0.05 across each axis's arms; at most {n_pairs} (fold, seed) pairs per arm); "
+               f"the other {len(deltas) - len(found)} made no measurable difference."]
+    if len(found):
+        top = found.reindex(found["mean_delta"].abs().sort_values(ascending=False).index).head(3)
+        bullets.append("Largest findings: " + "; ".join(
+            f"{r['axis']}: `{r['arm']}` vs `{r['reference']}` {_interval(r)}" for _, r in top.iterrows()) + ".")
+        robust = world_robustness(summary, references, metric)
+        other_worlds = sorted(set(with_design_columns(summary)["world"]) - {DEFAULT_WORLD})
+        if other_worlds:
+            everywhere = robust[(robust["does not hold in"] == "-") & (robust["not run in"] == "-")]
+            bullets.append(f"{len(everywhere)} of the {len(robust)} findings hold in every other simulated world "
+                           f"({', '.join(other_worlds)}).")
+        else:
+            bullets.append("No other simulated world has been run yet, so no finding has been checked for "
+                           "robustness to the simulator's assumptions.")
+    bullets.append(simulation_note(summary))
+    return "\n".join(f"- {b}" for b in bullets)
+
+
+def flag_counts(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per axis: runs, runs that ended at their epoch cap, runs whose training fit is below the simple
+    models', and how many runs do not record what a flag needs."""
+    summary = with_design_columns(summary)
+    flags = run_flags(summary)
+    table = pd.DataFrame({
+        "runs": summary.groupby("axis").size(),
+        "at epoch cap": flags["at_cap"].eq(True).groupby(summary["axis"]).sum(),
+        "cap not recorded": flags["at_cap"].isna().groupby(summary["axis"]).sum(),
+        "fit below simple models": flags["fit_below_simple"].eq(True).groupby(summary["axis"]).sum(),
+        "fit not recorded": flags["fit_below_simple"].isna().groupby(summary["axis"]).sum(),
+    })
+    return table.astype(int)

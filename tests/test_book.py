@@ -105,7 +105,7 @@ def test_world_robustness_says_where_a_finding_holds():
         ("no-context", "strong-patient", "pathway-misspecified")
     text = book.findings_text(summary, {"interactions": "full"})
     assert "`bottleneck` is better than `full` by +0.05" in text and "Holds in the worlds: no-context" in text
-    assert "### No measurable difference" in text and "`p2p`" in text.split("### No measurable difference")[1]
+    assert "**No measurable difference**" in text and "`p2p`" in text.split("**No measurable difference**")[1]
 
 
 def test_stale_banner_counts_runs_of_an_earlier_library():
