@@ -248,14 +248,16 @@ def make_tasks(paths, folds: int, results: str | Path, notebook: str | Path = DE
                seeds: list[int] | tuple[int, ...] = (0,)) -> list[Task]:
     """One task per (arm, fold, seed); arms with identical parameters share one task (``copies``).
 
-    A params file or ``--set`` that fixes ``seed`` itself wins over ``seeds`` (one run per fold).
+    A params file or ``--set`` that fixes ``seed`` itself wins over ``seeds``: one run per fold, in
+    ``fold<k>`` (the seed is then part of the arm's definition, not a replicate).
     """
     results = Path(results).resolve()
     version = code_version(notebook)
     tasks: dict[str, Task] = {}
     for axis, arm, path in discover(paths):
         base = {**load_params(path), **(overrides or {})}
-        arm_seeds = [int(base["seed"])] if "seed" in base else list(seeds)
+        fixed_seed = "seed" in base
+        arm_seeds = [int(base["seed"])] if fixed_seed else list(seeds)
         for k in range(folds):
             for seed in arm_seeds:
                 params = {**base, "n_folds": folds, "fold": k}
@@ -263,7 +265,7 @@ def make_tasks(paths, folds: int, results: str | Path, notebook: str | Path = DE
                     params["seed"] = seed
                 cfg = C.validate(params, check_paths=False)  # fail here, not in a worker
                 run_hash = hashlib.sha256(f"{C.config_hash(cfg)}:{version}".encode()).hexdigest()[:16]
-                out_dir = str(results / axis / arm / run_folder_name(k, seed))
+                out_dir = str(results / axis / arm / run_folder_name(k, 0 if fixed_seed else seed))
                 if run_hash in tasks:
                     tasks[run_hash].copies.append((axis, arm, out_dir))
                     continue
@@ -541,7 +543,7 @@ def run_ablate(args) -> int:
     if args.dry_run:
         for t in tasks:
             state = "complete" if is_complete(t.out_dir, t.run_hash) else "to run"
-            print(f"{t.axis}/{t.arm}/{run_folder_name(t.fold, t.seed)} [{state}] {t.run_hash}" + (f" (+{len(t.copies)} copies)" if t.copies else ""))
+            print(f"{t.axis}/{t.arm}/{Path(t.out_dir).name} [{state}] {t.run_hash}" + (f" (+{len(t.copies)} copies)" if t.copies else ""))
         return 0
     t0 = time.perf_counter()
     infos = run_grid(tasks, args.scheduler, args.workers, force=args.force)

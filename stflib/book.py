@@ -326,7 +326,7 @@ def spot_maps(coords: np.ndarray, fields: dict[str, np.ndarray], ncols: int = 4,
 
 
 API_MODULES = ("pathways", "data", "simulate", "calibration", "backbones", "features", "models", "losses",
-               "config", "train", "metrics", "plots", "ablation", "bench", "book")
+               "config", "train", "metrics", "plots", "ablation", "bench", "stats", "book")
 
 
 def api_table(module_name: str) -> pd.DataFrame:
