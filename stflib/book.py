@@ -508,12 +508,15 @@ def stale_banner(runs: pd.DataFrame | None = None, current: str | None = None) -
             "them (only the stale ones; finished current runs are kept).")
 
 
-def page_banner(results_dir: str | Path | None = None) -> None:
-    """Display the top-of-page notes of a results page: simulated or real data, and stale runs."""
+def page_banner(axis: str | None = None, results_dir: str | Path | None = None) -> None:
+    """Display the top-of-page notes of a results page (of one ``axis``, or of the whole grid):
+    simulated or real data, and runs made by an earlier library version."""
     from IPython.display import Markdown, display
 
-    summary = load_summary(results_dir)
-    display(Markdown(simulation_note(summary) + "\n\n" + stale_banner(grid_runs(results_dir))))
+    summary, runs = load_summary(results_dir), grid_runs(results_dir)
+    if axis is not None:
+        summary, runs = _axis_rows(summary, axis, world=None), runs[runs["axis"] == axis]
+    display(Markdown(simulation_note(summary) + "\n\n" + stale_banner(runs)))
 
 
 def table_csv(table: pd.DataFrame, name: str, static_dir: str | Path | None = None) -> Path:

@@ -45,8 +45,8 @@ book.page_banner()
 # ## Runnable code
 #
 # ```bash
-# python -m stflib ablate params --folds 3 --seeds 0,1   # the grid (resumes; re-runs stale runs)
-# python -m stflib collect                               # results/summary.csv, which this page reads
+# python -m stflib ablate params --folds 3 --seeds 0,1   # the grid (resumes)
+# python -m stflib collect                               # results/summary.csv
 # ```
 #
 # Every sentence below is written by `stflib.book.findings_text` from `results/summary.csv`.

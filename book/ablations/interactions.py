@@ -19,7 +19,7 @@
 # %% tags=["remove-input"]
 from stflib import book
 
-book.page_banner()
+book.page_banner("interactions")
 
 # %% [markdown]
 # ## Motivation
