@@ -79,7 +79,7 @@ else:
 # All arms against their axis's reference (the table behind the sentences above):
 
 # %%
-book.show_table(book.overview(summary, book.AXIS_REFERENCES).round(4), "findings-all-comparisons")
+book.show_table(book.overview(summary, book.AXIS_REFERENCES).set_index(["axis", "arm"]).round(4), "findings-all-comparisons")
 
 # %% [markdown]
 # ### Runs to read with care

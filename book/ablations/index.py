@@ -60,4 +60,4 @@ deltas = book.overview(summary, book.AXIS_REFERENCES)
 fig = book.plot_overview(deltas)
 
 # %%
-book.show_table(deltas.round(4), "overview-paired-differences")
+book.show_table(deltas.set_index(["axis", "arm"]).round(4), "overview-paired-differences")
