@@ -124,6 +124,12 @@ else:
     span = (executed["finished"].max() - executed["started"].min()).total_seconds()
     print(f"{len(runs)} run folders, {len(executed)} executions ({(executed['status'] == 'ok').sum()} ok); "
           f"wall-clock span {span / 60:.1f} min; sum of run durations {executed['seconds'].sum() / 60:.1f} min")
+    book.show_table(book.grid_cost(runs), "grid-cost-per-axis")
+
+# %% [markdown]
+# The table is the grid's cost per axis from the runs' `run.json` (a run shared by two axes, such
+# as the default STF, is executed once: it counts as an execution in the axis that ran it and as a
+# run folder in both). `python -m stflib ablate params --folds 3 --seeds 0,1` reproduces the grid.
 
 # %% [markdown]
 # ### On a GPU

@@ -140,8 +140,8 @@ def write_params(root: str | Path = DEFAULT_PARAMS, hest: bool = True) -> list[P
 
 # ------------------------------------------------------------------------------- run bookkeeping
 # files whose content changes what a run computes (the others: CLI, book, plotting, this runner)
-_NOT_RESULT_FILES = {"cli.py", "book.py", "bench.py", "ablation.py", "plots.py", "__main__.py", "cluster.py", "plan.py",
-                     "visium_import.py"}
+_NOT_RESULT_FILES = {"cli.py", "book.py", "stats.py", "bench.py", "ablation.py", "plots.py", "__main__.py",
+                     "cluster.py", "plan.py", "visium_import.py"}
 
 
 def code_version(notebook: str | Path = DEFAULT_NOTEBOOK) -> str:
@@ -175,6 +175,7 @@ class Task:
     threads: int = 1
     timeout_s: float | None = None
     copies: list[tuple[str, str, str]] = field(default_factory=list)  # (axis, arm, out_dir) sharing this run
+    seed: int = 0
 
 
 def axis_of(path: Path) -> str:
@@ -219,24 +220,60 @@ def load_params(path: Path) -> dict[str, Any]:
     return data
 
 
+def run_folder_name(fold: int, seed: int = 0) -> str:
+    """``fold<k>`` for seed 0 (the first grid's folders stay valid), ``fold<k>-seed<s>`` otherwise."""
+    return f"fold{fold}" if seed == 0 else f"fold{fold}-seed{seed}"
+
+
+def parse_run_folder(name: str) -> tuple[int | None, int]:
+    """(fold, seed) from a run folder's name (``fold2`` -> (2, 0), ``fold2-seed1`` -> (2, 1))."""
+    fold, _, seed = name.partition("-seed")
+    try:
+        return int(fold.removeprefix("fold")), int(seed or 0)
+    except ValueError:
+        return None, 0
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1"`` -> [0, 1]: distinct non-negative integers."""
+    try:
+        seeds = [int(s) for s in str(text).split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds: expected comma-separated non-negative integers such as 0,1; got {text!r}") from None
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds: expected distinct non-negative integers such as 0,1; got {text!r}")
+    return seeds
+
+
 def make_tasks(paths, folds: int, results: str | Path, notebook: str | Path = DEFAULT_NOTEBOOK,
-               overrides: dict[str, Any] | None = None, threads: int = 1, timeout_s: float | None = None) -> list[Task]:
-    """One task per (arm, fold); arms with identical parameters share one task (``copies``)."""
+               overrides: dict[str, Any] | None = None, threads: int = 1, timeout_s: float | None = None,
+               seeds: list[int] | tuple[int, ...] = (0,)) -> list[Task]:
+    """One task per (arm, fold, seed); arms with identical parameters share one task (``copies``).
+
+    A params file or ``--set`` that fixes ``seed`` itself wins over ``seeds``: one run per fold, in
+    ``fold<k>`` (the seed is then part of the arm's definition, not a replicate).
+    """
     results = Path(results).resolve()
     version = code_version(notebook)
     tasks: dict[str, Task] = {}
     for axis, arm, path in discover(paths):
         base = {**load_params(path), **(overrides or {})}
+        fixed_seed = "seed" in base
+        arm_seeds = [int(base["seed"])] if fixed_seed else list(seeds)
         for k in range(folds):
-            params = {**base, "n_folds": folds, "fold": k}
-            cfg = C.validate(params, check_paths=False)  # fail here, not in a worker
-            run_hash = hashlib.sha256(f"{C.config_hash(cfg)}:{version}".encode()).hexdigest()[:16]
-            out_dir = str(results / axis / arm / f"fold{k}")
-            if run_hash in tasks:
-                tasks[run_hash].copies.append((axis, arm, out_dir))
-                continue
-            tasks[run_hash] = Task(axis, arm, k, {**params, "progress": False}, out_dir, run_hash,
-                                   str(Path(notebook).resolve()), version, os.getcwd(), threads, timeout_s)
+            for seed in arm_seeds:
+                params = {**base, "n_folds": folds, "fold": k}
+                if seed != 0:  # seed 0 is the default: its runs keep the first grid's parameters and hashes
+                    params["seed"] = seed
+                cfg = C.validate(params, check_paths=False)  # fail here, not in a worker
+                run_hash = hashlib.sha256(f"{C.config_hash(cfg)}:{version}".encode()).hexdigest()[:16]
+                out_dir = str(results / axis / arm / run_folder_name(k, 0 if fixed_seed else seed))
+                if run_hash in tasks:
+                    tasks[run_hash].copies.append((axis, arm, out_dir))
+                    continue
+                tasks[run_hash] = Task(axis, arm, k, {**params, "progress": False}, out_dir, run_hash,
+                                       str(Path(notebook).resolve()), version, os.getcwd(), threads, timeout_s,
+                                       seed=seed)
     return list(tasks.values())
 
 
@@ -286,7 +323,7 @@ def execute(task: Task) -> dict:
     threads = str(max(1, task.threads))
     os.environ.update({"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "STFLIB_TORCH_THREADS": threads,
                        "STFLIB_PREDICTION_GENES": os.environ.get("STFLIB_PREDICTION_GENES", "hvg50")})
-    info = {"axis": task.axis, "arm": task.arm, "fold": task.fold, "run_hash": task.run_hash,
+    info = {"axis": task.axis, "arm": task.arm, "fold": task.fold, "seed": task.seed, "run_hash": task.run_hash,
             "code_version": task.code_version, "params": task.params,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "host": os.uname().nodename}
     now = code_version(task.notebook)
@@ -391,14 +428,17 @@ def run_grid(tasks: list[Task], scheduler: str | None = None, workers: int | Non
     t0 = time.perf_counter()
     results = list(done)
     try:
-        futures = client.map(execute, todo, pure=False, resources=resources, key=[f"run-{t.axis.replace('/', '.')}-{t.arm}-fold{t.fold}-{t.run_hash}" for t in todo])
+        futures = client.map(execute, todo, pure=False, resources=resources,
+                             key=[f"run-{t.axis.replace('/', '.')}-{t.arm}-{run_folder_name(t.fold, t.seed)}-{t.run_hash}"
+                                  for t in todo])
         for i, fut in enumerate(as_completed(futures), 1):
             try:
                 info = fut.result()
             except Exception as e:  # noqa: BLE001 - a lost worker: record and carry on
                 info = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
             results.append(info)
-            log(f"[{i}/{len(todo)} {time.perf_counter() - t0:6.0f}s] {info.get('axis')}/{info.get('arm')}/fold{info.get('fold')}: "
+            log(f"[{i}/{len(todo)} {time.perf_counter() - t0:6.0f}s] {info.get('axis')}/{info.get('arm')}/"
+                f"{run_folder_name(info.get('fold'), info.get('seed') or 0)}: "
                 f"{info.get('status')} ({info.get('seconds', '?')} s){' ' + info['error'] if info.get('error') else ''}")
     finally:
         client.close()
@@ -408,11 +448,11 @@ def run_grid(tasks: list[Task], scheduler: str | None = None, workers: int | Non
 
 
 # -------------------------------------------------------------------------------------- collect
-SUMMARY_COLUMNS = ["axis", "arm", "fold", "model", "status", "pcc_hvg50", "pcc_all", "mse", "pathway_pcc_truth",
+SUMMARY_COLUMNS = ["axis", "arm", "world", "fold", "seed", "model", "status", "pcc_hvg50", "pcc_all", "mse", "pathway_pcc_truth",
                    "pathway_pcc_truth_matched", "pcc_hvg50_within_slide", "collapse_ratio", "noise_ceiling_hvg50",
                    "moran_i_pred_median", "moran_i_true_median", "moran_rank_spearman",
                    "n_params", "train_seconds", "total_seconds", "epochs_run", "best_epoch", "run_seconds",
-                   "config_hash", "run_hash", "error"]
+                   "config_hash", "run_hash", "error", "epochs_max", "data_dir", "code_version"]
 METRICS = ["pcc_hvg50", "pcc_all", "mse", "pathway_pcc_truth", "pathway_pcc_truth_matched", "pcc_hvg50_within_slide",
            "collapse_ratio", "noise_ceiling_hvg50", "moran_i_pred_median", "moran_i_true_median",
            "moran_rank_spearman", "train_seconds"]
@@ -429,10 +469,13 @@ def collect(results: str | Path = "results"):
         if any(part.startswith(".") for part in d.relative_to(results).parts):
             continue  # partial or temporary folders
         info = read_run(d) or {}
+        folder_fold, folder_seed = parse_run_folder(d.name)
+        params = info.get("params") or {}
         row = {"axis": info.get("axis", str(d.parent.parent.relative_to(results))), "arm": info.get("arm", d.parent.name),
-               "fold": info.get("fold", int(d.name.removeprefix("fold")) if d.name.startswith("fold") else None),
+               "fold": info.get("fold", folder_fold), "seed": info.get("seed", params.get("seed", folder_seed)),
                "status": info.get("status"), "run_seconds": info.get("seconds"), "run_hash": info.get("run_hash"),
-               "error": info.get("error", "")}
+               "error": info.get("error", ""), "code_version": info.get("code_version"),
+               "world": params.get("world"), "data_dir": params.get("data_dir")}
         mpath = d / "metrics.json"
         if mpath.is_file():
             m = json.loads(mpath.read_text())
@@ -440,6 +483,10 @@ def collect(results: str | Path = "results"):
                 if k in m and k not in row:
                     row[k] = m[k]
             row["model"] = m.get("model", (m.get("config") or {}).get("model"))
+            config = m.get("config") or {}
+            row["epochs_max"] = config.get("epochs")
+            row["data_dir"] = config.get("data_dir", row["data_dir"])
+            row["world"] = config.get("world", row["world"])
         else:
             row["model"] = (info.get("params") or {}).get("model", "interaction")
         rows.append(row)
@@ -447,20 +494,21 @@ def collect(results: str | Path = "results"):
     for c in SUMMARY_COLUMNS:
         if c not in df:
             df[c] = None
+    df["world"] = df["world"].fillna("default")  # runs made before simulator worlds existed
     extra = [c for c in df.columns if c not in SUMMARY_COLUMNS]
-    return df[SUMMARY_COLUMNS + extra].sort_values(["axis", "arm", "fold"], kind="stable").reset_index(drop=True)
+    return df[SUMMARY_COLUMNS + extra].sort_values(["world", "axis", "arm", "fold", "seed"], kind="stable").reset_index(drop=True)
 
 
 def summarise(df):
-    """Mean, sd and n over folds of each metric, per (axis, arm)."""
+    """Mean, sd and n over runs (folds x seeds) of each metric, per (world, axis, arm)."""
     import pandas as pd
 
     ok = df[df["status"] == "ok"].copy()
     if ok.empty:
-        return pd.DataFrame(columns=["axis", "arm", "model", "n_folds"])
+        return pd.DataFrame(columns=["world", "axis", "arm", "model", "n_folds"])
     for m in METRICS:
         ok[m] = pd.to_numeric(ok[m], errors="coerce")
-    g = ok.groupby(["axis", "arm"], sort=True)
+    g = ok.groupby(["world", "axis", "arm"], sort=True)
     out = g[METRICS].agg(["mean", "std"])
     out.columns = [f"{a}_{b}" for a, b in out.columns]
     out.insert(0, "n_folds", g.size())
@@ -472,6 +520,8 @@ def summarise(df):
 def add_arguments_ablate(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="*", help="params YAML files or folders (default: params/ without params/hest/)")
     p.add_argument("--folds", type=int, default=3, help="patient-grouped folds; every fold of every arm is run")
+    p.add_argument("--seeds", default="0", help="comma-separated training seeds, each run on every fold "
+                   "(e.g. 0,1: folders fold<k> for seed 0, fold<k>-seed<s> for the others)")
     p.add_argument("--scheduler", default=None, help="Dask scheduler address (default: a LocalCluster)")
     p.add_argument("--cluster", default=None, choices=["slurm"],
                    help="start a dask-jobqueue cluster of this kind (described by --cluster-config) and run the grid on it")
@@ -546,7 +596,8 @@ def run_ablate(args) -> int:
             return 2
         threads = args.threads or K.run_threads(cluster_cfg)
     try:
-        tasks = make_tasks(args.paths, args.folds, args.results, args.notebook, overrides, threads, args.timeout)
+        tasks = make_tasks(args.paths, args.folds, args.results, args.notebook, overrides, threads, args.timeout,
+                           seeds=parse_seeds(getattr(args, "seeds", "0")))
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -558,7 +609,7 @@ def run_ablate(args) -> int:
             state = "complete" if is_complete(t.out_dir, t.run_hash) else "to run"
             if state == "complete":
                 complete.add(t.run_hash)
-            print(f"{t.axis}/{t.arm}/fold{t.fold} [{state}] {t.run_hash}" + (f" (+{len(t.copies)} copies)" if t.copies else ""))
+            print(f"{t.axis}/{t.arm}/{Path(t.out_dir).name} [{state}] {t.run_hash}" + (f" (+{len(t.copies)} copies)" if t.copies else ""))
         report = plan(tasks, complete=complete)
         print(report.text())
         if cluster_cfg is not None:

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from stflib import stats
+
 METRICS = {
     "pcc_hvg50": "PCC, 50 HVGs",
     "pcc_all": "PCC, all genes",
@@ -51,10 +53,31 @@ def load_summary(results_dir: str | Path | None = None) -> pd.DataFrame:
     summary = pd.read_csv(path)
     if "status" in summary:
         summary = summary[summary["status"].fillna("ok") == "ok"]
+    return with_design_columns(summary)
+
+
+DEFAULT_WORLD = "default"
+# a pair is one (fold, seed): the arm and its reference saw the same test patients and the same seed
+PAIR_COLUMNS = ["fold", "seed"]
+
+
+def with_design_columns(summary: pd.DataFrame) -> pd.DataFrame:
+    """Fill the design columns older summaries lack: ``seed`` 0 and ``world`` 'default'.
+
+    Runs of the first grid were one seed (0) on the default simulated world; their rows keep
+    pairing with the seed-0 runs of later grids.
+    """
+    summary = summary.copy()
+    summary["seed"] = pd.to_numeric(summary["seed"], errors="coerce").fillna(0).astype(int) if "seed" in summary else 0
+    summary["world"] = summary["world"].fillna(DEFAULT_WORLD).astype(str) if "world" in summary else DEFAULT_WORLD
     return summary
 
 
-def _axis_rows(summary: pd.DataFrame, axis: str) -> pd.DataFrame:
+def _axis_rows(summary: pd.DataFrame, axis: str, world: str | None = DEFAULT_WORLD) -> pd.DataFrame:
+    """The runs of one axis (of one simulator world; ``world=None``: all worlds)."""
+    summary = with_design_columns(summary)
+    if world is not None:
+        summary = summary[summary["world"] == world]
     rows = summary[summary["axis"] == axis]
     if rows.empty:
         known = sorted(summary["axis"].unique())
@@ -63,11 +86,12 @@ def _axis_rows(summary: pd.DataFrame, axis: str) -> pd.DataFrame:
 
 
 def arm_table(summary: pd.DataFrame, axis: str, metrics: tuple[str, ...] = tuple(METRICS)) -> pd.DataFrame:
-    """Mean ± standard deviation over folds for every arm of ``axis``, best ``pcc_hvg50`` first."""
+    """Mean ± standard deviation over runs (folds x seeds) for every arm of ``axis``, best
+    ``pcc_hvg50`` first, with the runs' flags (:func:`run_flags`)."""
     rows = _axis_rows(summary, axis)
     metrics = tuple(m for m in metrics if m in rows and rows[m].notna().any())
     grouped = rows.groupby("arm")
-    table = pd.DataFrame({"folds": grouped.size()})
+    table = pd.DataFrame({"runs": grouped.size()})
     for metric in metrics:
         mean, sd = grouped[metric].mean(), grouped[metric].std(ddof=1)
         digits = 1 if metric == "train_seconds" else 3
@@ -75,23 +99,38 @@ def arm_table(summary: pd.DataFrame, axis: str, metrics: tuple[str, ...] = tuple
             "n/a" if np.isnan(m) else (f"{m:.{digits}f}" if np.isnan(s) else f"{m:.{digits}f} ± {s:.{digits}f}")
             for m, s in zip(mean, sd)
         ]
+    table["flags"] = arm_flags(summary, axis)
     order = grouped["pcc_hvg50"].mean().sort_values(ascending=False).index
     return table.loc[order].rename_axis(axis)
 
 
-def paired_deltas(summary: pd.DataFrame, axis: str, reference: str, metric: str = "pcc_hvg50") -> pd.DataFrame:
-    """Per arm: the fold-paired difference to ``reference`` (mean, sd over folds, folds where it wins)."""
-    rows = _axis_rows(summary, axis)
-    wide = rows.pivot_table(index="fold", columns="arm", values=metric)
+def _per_pair(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One row per pair (fold, seed), one column per arm."""
+    return rows.pivot_table(index=PAIR_COLUMNS, columns="arm", values=metric)
+
+
+def paired_deltas(summary: pd.DataFrame, axis: str, reference: str, metric: str = "pcc_hvg50",
+                  world: str = DEFAULT_WORLD) -> pd.DataFrame:
+    """Per arm of ``axis``: the (fold, seed)-paired difference to ``reference`` in ``metric``.
+
+    Columns (see :mod:`stflib.stats`): ``pairs``, ``mean_delta`` with its 95 % t interval
+    (``ci_low``, ``ci_high``), the paired t-test's ``p_value`` and its Holm-adjusted ``p_holm``
+    across the arms of the axis, ``wins`` (pairs where the arm is better) and ``finding``
+    (Holm-adjusted p < 0.05). Differences are arm minus reference whichever way the metric points;
+    ``wins`` follows the metric's direction.
+    """
+    rows = _axis_rows(summary, axis, world)
+    wide = _per_pair(rows, metric)
     if reference not in wide:
         raise ValueError(f"reference arm {reference!r} not among the {axis} arms: {sorted(wide.columns)}")
-    diff = wide.sub(wide[reference], axis=0).drop(columns=reference)
-    better = diff > 0 if HIGHER_IS_BETTER.get(metric, True) else diff < 0
-    out = pd.DataFrame({
-        "mean_delta": diff.mean(), "sd_delta": diff.std(ddof=1),
-        "folds_better": better.sum(), "folds": diff.notna().sum(),
-    })
+    out = stats.paired_effects(wide, reference, HIGHER_IS_BETTER.get(metric, True))
     return out.sort_values("mean_delta", ascending=not HIGHER_IS_BETTER.get(metric, True)).rename_axis(axis)
+
+
+def _interval(row) -> str:
+    if np.isnan(row["ci_low"]):
+        return f"{row['mean_delta']:+.3f} (no interval: {int(row['pairs'])} pair{'s' if row['pairs'] != 1 else ''})"
+    return f"{row['mean_delta']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
 
 
 def plot_axis(summary: pd.DataFrame, axis: str, metric: str = "pcc_hvg50", ax=None, reference: str | None = None):
@@ -117,26 +156,142 @@ def plot_axis(summary: pd.DataFrame, axis: str, metric: str = "pcc_hvg50", ax=No
 
 
 def describe_axis(summary: pd.DataFrame, axis: str, reference: str, metric: str = "pcc_hvg50") -> str:
-    """A plain-language reading of an axis, written from the numbers (mean, fold-paired deltas, spread)."""
+    """A plain-language reading of an axis, written from the numbers: the best arm, and which paired
+    differences to the reference are findings (Holm-adjusted p < 0.05 across the axis's arms)."""
     rows = _axis_rows(summary, axis)
     means = rows.groupby("arm")[metric].mean().sort_values(ascending=not HIGHER_IS_BETTER.get(metric, True))
     deltas = paired_deltas(summary, axis, reference, metric)
     name = METRICS.get(metric, metric)
-    n_folds = rows["fold"].nunique()
-    lines = [f"Over {n_folds} patient folds, the best arm on {name} is `{means.index[0]}` "
-             f"({means.iloc[0]:.3f}); the reference `{reference}` reaches {means.get(reference, np.nan):.3f}."]
-    consistent = (deltas["folds_better"] == deltas["folds"]) | (deltas["folds_better"] == 0)
-    clear = deltas[consistent & (deltas["mean_delta"].abs() > deltas["sd_delta"].fillna(0))]
-    if len(clear):
-        items = ", ".join(f"`{a}` ({d:+.3f} ± {s:.3f})" for a, d, s in zip(clear.index, clear["mean_delta"], clear["sd_delta"]))
-        lines.append(f"Arms on the same side of the reference in every fold, by more than their fold spread: {items}.")
+    n_pairs = int(deltas["pairs"].max()) if len(deltas) else 0
+    lines = [f"Over {n_pairs} (fold, seed) pairs ({rows['fold'].nunique()} patient folds x "
+             f"{rows['seed'].nunique()} seed{'s' if rows['seed'].nunique() != 1 else ''}), the best arm on {name} is "
+             f"`{means.index[0]}` ({means.iloc[0]:.3f}); the reference `{reference}` reaches "
+             f"{means.get(reference, np.nan):.3f}."]
+    found = deltas[deltas["finding"]]
+    if len(found):
+        items = ", ".join(f"`{a}` ({_interval(r)}, Holm p = {r['p_holm']:.3g})" for a, r in found.iterrows())
+        lines.append(f"Differences to the reference that are findings (Holm-adjusted p < 0.05 across the "
+                     f"{len(deltas)} arms): {items}.")
     else:
-        lines.append("No arm is on the same side of the reference in every fold by more than its fold spread.")
-    noisy = deltas[deltas["mean_delta"].abs() <= deltas["sd_delta"].fillna(np.inf)]
-    if len(noisy):
-        lines.append(f"{len(noisy)} of {len(deltas)} arms are within one fold-standard-deviation of the "
-                     "reference: on this cohort those differences are not distinguishable from fold noise.")
+        lines.append(f"None of the {len(deltas)} arms differs from the reference after the Holm correction "
+                     "(adjusted p < 0.05): on this grid no difference on this axis is a finding.")
     return " ".join(lines)
+
+
+def takeaways(summary: pd.DataFrame, axis: str, reference: str | None = None, metric: str = "pcc_hvg50") -> str:
+    """The "Key takeaways" bullets of an axis page, written from its own paired intervals."""
+    reference = reference or AXIS_REFERENCES[axis]
+    deltas = paired_deltas(summary, axis, reference, metric)
+    name = METRICS.get(metric, metric)
+    up = HIGHER_IS_BETTER.get(metric, True)
+    better = deltas[deltas["finding"] & ((deltas["mean_delta"] > 0) == up)]
+    worse = deltas[deltas["finding"] & ((deltas["mean_delta"] > 0) != up)]
+    null = deltas[~deltas["finding"]]
+    bullets = []
+    for label, found in (("better than", better), ("worse than", worse)):
+        for arm, r in found.iterrows():
+            bullets.append(f"`{arm}` is {label} `{reference}` on {name}: {_interval(r)} "
+                           f"(95 % interval; Holm-adjusted p = {r['p_holm']:.3g}; wins {r['wins']} of {r['pairs']} pairs).")
+    if len(null):
+        widest = null["ci_high"].sub(null["ci_low"]).max()
+        span = f" (95 % intervals up to {widest:.3f} wide)" if np.isfinite(widest) else ""
+        bullets.append(f"No measurable difference from `{reference}`{span}: "
+                       + ", ".join(f"`{a}`" for a in null.index) + ". With "
+                       f"{int(deltas['pairs'].max())} pairs, smaller effects than these intervals cannot be told apart.")
+    if not len(deltas):
+        bullets.append(f"The axis has only its reference arm `{reference}`: nothing to compare.")
+    flags = arm_flags(summary, axis)
+    flagged = flags[flags.str.contains("at epoch cap|below", regex=True)]
+    if len(flagged):
+        bullets.append("Read with care: " + "; ".join(f"`{a}`: {f}" for a, f in flagged.items()) + ".")
+    bullets.append(simulation_note(_axis_rows(summary, axis, world=None)))
+    return "\n".join(f"- {b}" for b in bullets)
+
+
+def simulation_note(summary: pd.DataFrame) -> str:
+    """One sentence saying which data the runs used: the simulated world(s) or a real data folder
+    (from the runs' ``data_dir`` and ``world`` columns; no ``data_dir`` means the simulated cohort)."""
+    summary = with_design_columns(summary)
+    data_dir = summary["data_dir"] if "data_dir" in summary else pd.Series(np.nan, index=summary.index, dtype=object)
+    real = data_dir.notna() & ~data_dir.astype(str).isin(["", "None", "nan"])
+    worlds = sorted(summary.loc[~real, "world"].unique())
+    parts = []
+    if worlds:
+        parts.append(f"**These results are simulated.** {int((~real).sum())} of the {len(summary)} runs shown here "
+                     f"use the simulated cohort (world{'s' if len(worlds) > 1 else ''} "
+                     f"{', '.join(f'`{w}`' for w in worlds)}), not real patients: they show what a design choice "
+                     "can exploit in a cohort whose structure we built, not what it does on HEST-1k.")
+    if real.any():
+        parts.append(f"{int(real.sum())} runs read real data from "
+                     + ", ".join(f"`{d}`" for d in sorted(data_dir[real].astype(str).unique())) + ".")
+    return " ".join(parts)
+
+
+# the simple models a trained STF should at least match on its own training slides
+SIMPLE_MODELS = (("baselines", "mlp"), ("baselines", "ridge_probe"))
+
+
+def run_flags(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per run: ``at_cap`` (training ended at its epoch/step cap rather than by early stopping) and
+    ``fit_below_simple`` (training fit below both simple models of :data:`SIMPLE_MODELS` on the same
+    world, fold and seed: lower ``train_pcc_hvg50`` or higher ``train_mse_ratio``).
+
+    A flag is NaN where the summary does not record what it needs (older grids).
+    """
+    summary = with_design_columns(summary)
+    flags = pd.DataFrame(index=summary.index, columns=["at_cap", "fit_below_simple"], dtype=object)
+    caps = [("epochs_run", "epochs_max"), ("steps_run", "max_steps")]
+    cap_known, cap_hit = pd.Series(False, index=summary.index), pd.Series(False, index=summary.index)
+    for done, cap in caps:
+        if done in summary and cap in summary:
+            ran, limit = pd.to_numeric(summary[done], errors="coerce"), pd.to_numeric(summary[cap], errors="coerce")
+            known = ran.notna() & (limit > 0)
+            cap_known |= known
+            cap_hit |= known & (ran >= limit)
+    flags["at_cap"] = cap_hit.astype(object).where(cap_known)
+    keys = ["world", *PAIR_COLUMNS]
+    simple = pd.concat([summary[(summary["axis"] == a) & (summary["arm"] == m)] for a, m in SIMPLE_MODELS])
+    fit_known, fit_below = pd.Series(False, index=summary.index), pd.Series(False, index=summary.index)
+    for column, lower_is_worse in (("train_pcc_hvg50", True), ("train_mse_ratio", False)):
+        if column not in summary or summary[column].isna().all() or simple.empty:
+            continue
+        bar = simple.groupby(keys)[column].agg("min" if lower_is_worse else "max").rename("bar")
+        joined = summary[keys + [column]].join(bar, on=keys)
+        known = joined[column].notna() & joined["bar"].notna()
+        worse = joined[column] < joined["bar"] if lower_is_worse else joined[column] > joined["bar"]
+        fit_known |= known
+        fit_below |= known & worse
+    below = fit_below.astype(object).where(fit_known)
+    is_simple = pd.Series(False, index=summary.index)
+    for a, m in SIMPLE_MODELS:
+        is_simple |= (summary["axis"] == a) & (summary["arm"] == m)
+    below[is_simple] = np.nan  # they define the bar
+    flags["fit_below_simple"] = below
+    return flags
+
+
+def arm_flags(summary: pd.DataFrame, axis: str) -> pd.Series:
+    """Per arm of ``axis``: its runs' flags in words ("2/6 at epoch cap; fit not recorded")."""
+    rows = _axis_rows(summary, axis)
+    flags = run_flags(summary).loc[rows.index]
+    out = {}
+    for arm, idx in rows.groupby("arm").groups.items():
+        f, words = flags.loc[idx], []
+        n = len(f)
+        cap = f["at_cap"].dropna()
+        if cap.empty:
+            words.append("cap not recorded")
+        elif cap.astype(bool).any():
+            words.append(f"{int(cap.astype(bool).sum())}/{n} at epoch cap")
+        fit = f["fit_below_simple"].dropna()
+        if any((axis, arm) == s for s in SIMPLE_MODELS):
+            pass
+        elif fit.empty:
+            words.append("fit not recorded")
+        elif fit.astype(bool).any():
+            words.append(f"{int(fit.astype(bool).sum())}/{n} fit below simple models")
+        out[arm] = "; ".join(words) if words else "none"
+    return pd.Series(out, name="flags")
 
 
 def spot_maps(coords: np.ndarray, fields: dict[str, np.ndarray], ncols: int = 4, cmap: str = "viridis",
@@ -171,7 +326,7 @@ def spot_maps(coords: np.ndarray, fields: dict[str, np.ndarray], ncols: int = 4,
 
 
 API_MODULES = ("pathways", "data", "simulate", "calibration", "backbones", "features", "models", "losses",
-               "config", "train", "metrics", "plots", "ablation", "bench", "book")
+               "config", "train", "metrics", "plots", "ablation", "bench", "stats", "book")
 
 
 def api_table(module_name: str) -> pd.DataFrame:
@@ -225,23 +380,27 @@ def example_arms(summary: pd.DataFrame, axis: str, reference: str, metric: str =
     return list(dict.fromkeys(chosen))
 
 
-def overview(summary: pd.DataFrame, references: dict[str, str], metric: str = "pcc_hvg50") -> pd.DataFrame:
-    """Every arm of every axis as a fold-paired difference to its axis's reference arm (long format)."""
+def overview(summary: pd.DataFrame, references: dict[str, str], metric: str = "pcc_hvg50",
+             world: str = DEFAULT_WORLD) -> pd.DataFrame:
+    """Every arm of every axis as a paired difference to its axis's reference arm (long format,
+    the columns of :func:`paired_deltas`; Holm families are the axes)."""
+    summary = with_design_columns(summary)
+    summary = summary[summary["world"] == world]
     frames = []
     for axis, reference in references.items():
         rows = summary[summary["axis"] == axis]
         if rows.empty or reference not in set(rows["arm"]):
             continue  # an axis (or its reference arm) not run yet: nothing to compare with
-        deltas = paired_deltas(summary, axis, reference, metric).reset_index().rename(columns={axis: "arm"})
+        deltas = paired_deltas(summary, axis, reference, metric, world).reset_index().rename(columns={axis: "arm"})
         frames.append(deltas.assign(axis=axis, reference=reference))
     if not frames:
-        raise ValueError(f"none of the axes {list(references)} has results in the summary")
-    return pd.concat(frames, ignore_index=True)[["axis", "reference", "arm", "mean_delta", "sd_delta",
-                                                 "folds_better", "folds"]]
+        raise ValueError(f"none of the axes {list(references)} has results in the summary (world {world!r})")
+    return pd.concat(frames, ignore_index=True)[["axis", "reference", "arm", *stats.EFFECT_COLUMNS]]
 
 
 def plot_overview(deltas: pd.DataFrame, metric: str = "pcc_hvg50"):
-    """One panel per axis: each arm's mean paired difference to the reference, with its fold sd."""
+    """One panel per axis: each arm's mean paired difference to the reference with its 95 % interval;
+    filled markers are findings (Holm-adjusted p < 0.05 across the axis), open ones are not."""
     import matplotlib.pyplot as plt
 
     axes_names = list(dict.fromkeys(deltas["axis"]))
@@ -250,15 +409,19 @@ def plot_overview(deltas: pd.DataFrame, metric: str = "pcc_hvg50"):
                              gridspec_kw={"height_ratios": heights}, squeeze=False)
     for ax, name in zip(axes[:, 0], axes_names):
         rows = deltas[deltas["axis"] == name].sort_values("mean_delta")
-        colours = ["C2" if d > 0 else "C3" for d in rows["mean_delta"]]
-        ax.errorbar(rows["mean_delta"], range(len(rows)), xerr=rows["sd_delta"].fillna(0), fmt="none",
-                    ecolor="grey", lw=1)
-        ax.scatter(rows["mean_delta"], range(len(rows)), c=colours, zorder=3, s=22)
+        y = np.arange(len(rows))
+        lo = (rows["mean_delta"] - rows["ci_low"]).fillna(0).clip(lower=0)
+        hi = (rows["ci_high"] - rows["mean_delta"]).fillna(0).clip(lower=0)
+        ax.errorbar(rows["mean_delta"], y, xerr=[lo, hi], fmt="none", ecolor="grey", lw=1)
+        colours = np.where(rows["mean_delta"] > 0, "C2", "C3")
+        found = rows["finding"].to_numpy(bool)
+        ax.scatter(rows["mean_delta"][found], y[found], c=colours[found], zorder=3, s=26)
+        ax.scatter(rows["mean_delta"][~found], y[~found], facecolors="white", edgecolors=colours[~found], zorder=3, s=26)
         ax.axvline(0, color="black", lw=0.8)
-        ax.set_yticks(range(len(rows)), rows["arm"], fontsize=7)
+        ax.set_yticks(y, rows["arm"], fontsize=7)
         ax.set_title(f"{name} (vs {rows['reference'].iloc[0]})", fontsize=9, loc="left")
-    axes[-1, 0].set_xlabel(f"difference in {METRICS.get(metric, metric)} to the axis's reference "
-                           "(mean over folds ± sd of the paired difference)")
+    axes[-1, 0].set_xlabel(f"difference in {METRICS.get(metric, metric)} to the axis's reference: mean over "
+                           "(fold, seed) pairs, 95 % t interval; filled = finding after Holm")
     fig.tight_layout()
     return fig
 
@@ -278,7 +441,8 @@ def figures_to_commit(summary: pd.DataFrame, results_dir: str | Path | None = No
 
 
 def grid_runs(results_dir: str | Path | None = None) -> pd.DataFrame:
-    """One row per run folder from its ``run.json`` (status, seconds, start and finish times).
+    """One row per run folder from its ``run.json`` (status, seconds, start and finish times, the
+    library version that produced it).
 
     Runs shared between arms (identical parameters) are executed once and copied; copies are
     marked ``copied`` so the grid's cost counts each execution once.
@@ -289,11 +453,99 @@ def grid_runs(results_dir: str | Path | None = None) -> pd.DataFrame:
     rows = []
     for path in sorted(results_dir.glob("*/*/fold*/run.json")):
         info = json.loads(path.read_text())
+        params = info.get("params") or {}
         rows.append({"axis": info.get("axis"), "arm": info.get("arm"), "fold": info.get("fold"),
+                     "seed": info.get("seed", params.get("seed", 0)),
+                     "world": info.get("world", params.get("world", DEFAULT_WORLD)),
                      "status": info.get("status"), "seconds": info.get("seconds"),
                      "started": pd.to_datetime(info.get("started")), "finished": pd.to_datetime(info.get("finished")),
-                     "copied": "copied_from" in info})
-    return pd.DataFrame(rows, columns=["axis", "arm", "fold", "status", "seconds", "started", "finished", "copied"])
+                     "copied": "copied_from" in info, "code_version": info.get("code_version"),
+                     "folder": str(path.parent.relative_to(results_dir))})
+    return pd.DataFrame(rows, columns=["axis", "arm", "fold", "seed", "world", "status", "seconds", "started",
+                                       "finished", "copied", "code_version", "folder"])
+
+
+def grid_cost(runs: pd.DataFrame) -> pd.DataFrame:
+    """The grid's cost per axis from :func:`grid_runs`: run folders, executions (copies of a shared
+    run count once), and the executions' summed and median durations."""
+    if runs.empty:
+        raise ValueError("no runs under results/: run `python -m stflib ablate params` first")
+    executed = runs[~runs["copied"].astype(bool)]
+    table = pd.DataFrame({
+        "run folders": runs.groupby("axis").size(),
+        "executions": executed.groupby("axis").size(),
+        "median minutes per execution": executed.groupby("axis")["seconds"].median() / 60,
+        "executed hours": executed.groupby("axis")["seconds"].sum() / 3600,
+    }).fillna(0)
+    table.loc["all axes"] = [len(runs), len(executed), executed["seconds"].median() / 60, executed["seconds"].sum() / 3600]
+    return table.astype({"run folders": int, "executions": int}).round(2)
+
+
+def stale_runs(runs: pd.DataFrame, current: str | None = None) -> pd.DataFrame:
+    """The runs whose ``code_version`` (in ``run.json``) differs from the current library's
+    (:func:`stflib.ablation.code_version`): their numbers came from an earlier version of the code."""
+    if current is None:
+        from stflib.ablation import code_version
+
+        current = code_version()
+    return runs[runs["code_version"].astype(str) != current]
+
+
+def stale_banner(runs: pd.DataFrame | None = None, current: str | None = None) -> str:
+    """A sentence saying how many committed runs an earlier library version produced, and the command
+    that re-runs exactly those (the runner re-runs a run whose code version changed)."""
+    runs = grid_runs() if runs is None else runs
+    if runs.empty:
+        return "No runs are committed under `results/` yet: `python -m stflib ablate params` runs the grid."
+    stale = stale_runs(runs, current)
+    if stale.empty:
+        return f"All {len(runs)} committed runs were produced by the current version of the library."
+    axes = sorted(stale["axis"].dropna().unique())
+    return (f"**Stale results**: {len(stale)} of the {len(runs)} committed runs "
+            f"({len(axes)} ax{'es' if len(axes) != 1 else 'is'}: {', '.join(axes)}) were produced by an earlier "
+            "version of the library than the one this book was built with, so their numbers may differ from "
+            "what the current code gives. `python -m stflib ablate params && python -m stflib collect` re-runs "
+            "them (only the stale ones; finished current runs are kept).")
+
+
+def page_banner(axis: str | None = None, results_dir: str | Path | None = None) -> None:
+    """Display the top-of-page notes of a results page (of one ``axis``, or of the whole grid):
+    simulated or real data, and runs made by an earlier library version."""
+    from IPython.display import Markdown, display
+
+    summary, runs = load_summary(results_dir), grid_runs(results_dir)
+    if axis is not None:
+        summary, runs = _axis_rows(summary, axis, world=None), runs[runs["axis"] == axis]
+    display(Markdown(simulation_note(summary) + "\n\n" + stale_banner(runs)))
+
+
+def table_csv(table: pd.DataFrame, name: str, static_dir: str | Path | None = None) -> Path:
+    """Write a results table to ``_static/tables/<name>.csv`` at the book's root; Jupyter Book copies
+    ``_static/`` into the built site, so the page can link to it (:func:`csv_link`)."""
+    if not name or any(c in name for c in "/\\ ") or name.startswith("."):
+        raise ValueError(f"table name {name!r}: use a plain file stem such as 'backbones-deltas'")
+    folder = Path(static_dir) if static_dir else repo_root() / "_static" / "tables"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.csv"
+    table.to_csv(path, float_format="%.6g")
+    return path
+
+
+def csv_link(table: pd.DataFrame, name: str, label: str = "Download this table as CSV") -> str:
+    """Write the table (:func:`table_csv`) and return a Markdown link to it relative to the page
+    being executed (Jupyter Book runs each page in its own folder, which is where its HTML lands)."""
+    import os
+
+    path = table_csv(table, name)
+    return f"[{label}]({Path(os.path.relpath(path, Path.cwd())).as_posix()})"
+
+
+def show_table(table: pd.DataFrame, name: str) -> None:
+    """Display a table and a link to its CSV download."""
+    from IPython.display import Markdown, display
+
+    display(table)
+    display(Markdown(csv_link(table, name)))
 
 
 def histories(axis: str, arms: list[str], fold: int = 0, results_dir: str | Path | None = None) -> pd.DataFrame:
@@ -327,19 +579,25 @@ def plot_histories(history: pd.DataFrame):
 
 
 def axis_report(axis: str, metric: str = "pcc_hvg50", results_dir: str | Path | None = None) -> None:
-    """Display an ablation axis's results page body (in a notebook): the arm table, the fold-paired
-    differences to the axis's reference, the figure, the generated reading and example maps."""
+    """Display an ablation axis's results page body (in a notebook): the arm table with its flags, the
+    paired differences to the axis's reference with intervals, the figure, the generated reading and
+    example maps. Both tables are downloadable as CSV."""
     import matplotlib.pyplot as plt
     from IPython.display import Image, Markdown, display
 
     reference = AXIS_REFERENCES[axis]
     summary = load_summary(results_dir)
-    display(Markdown(f"**Mean ± standard deviation over the patient folds** (reference arm: `{reference}`)"))
-    display(arm_table(summary, axis))
-    display(Markdown(f"**Fold-paired difference to `{reference}`** in {METRICS.get(metric, metric)}: the folds "
-                     "share their test patients, so the per-fold difference is the fair comparison; "
-                     "`folds_better` counts the folds an arm wins."))
-    display(paired_deltas(summary, axis, reference, metric).round(3))
+    display(Markdown(f"**Mean ± standard deviation over the runs (patient folds x seeds)** (reference arm: "
+                     f"`{reference}`). `flags`: runs that ended at their epoch cap instead of stopping early, "
+                     "and runs whose fit on their own training slides is below both simple models "
+                     "(MLP and ridge probe) of the same fold and seed."))
+    show_table(arm_table(summary, axis), f"{axis}-arms")
+    display(Markdown(f"**Paired difference to `{reference}`** in {METRICS.get(metric, metric)} (arm minus "
+                     "reference): a pair is one patient fold and seed, so both saw the same test patients. "
+                     "`ci_low`/`ci_high`: 95 % t interval of the mean difference; `p_holm`: paired t-test "
+                     "p-value, Holm-adjusted across the arms of this axis; `finding`: `p_holm` < 0.05; "
+                     "`wins`: pairs the arm is better in."))
+    show_table(paired_deltas(summary, axis, reference, metric).round(4), f"{axis}-paired-differences")
     plot_axis(summary, axis, metric, reference=reference)
     plt.show()
     display(Markdown("**Reading, generated from the numbers above.** " + describe_axis(summary, axis, reference, metric)))
@@ -350,6 +608,13 @@ def axis_report(axis: str, metric: str = "pcc_hvg50", results_dir: str | Path | 
         for arm in arms:
             display(Markdown(f"`{arm}`"))
             display(Image(filename=str(run_figure(axis, arm, "gene_maps.png", results_dir=results_dir))))
+
+
+def show_takeaways(axis: str, metric: str = "pcc_hvg50", results_dir: str | Path | None = None) -> None:
+    """Display an axis page's "Key takeaways", generated by :func:`takeaways` from its intervals."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(takeaways(load_summary(results_dir), axis, metric=metric)))
 
 
 def loss_terms(axis: str, arms: list[str], fold: int = 0, epoch: int = 0,
@@ -368,42 +633,150 @@ def loss_terms(axis: str, arms: list[str], fold: int = 0, epoch: int = 0,
 QUADRANTS = ("p2p", "p2h", "h2p", "h2h")
 
 
-def quadrant_effects(summary: pd.DataFrame, metric: str = "pcc_hvg50", axis: str = "interactions") -> pd.DataFrame:
-    """Main effect of each information flow in the 15-subset design: for every fold, the mean over the
-    arms that have the quadrant minus the mean over the arms that do not; then mean and sd over folds.
+def quadrant_effects(summary: pd.DataFrame, metric: str = "pcc_hvg50", axis: str = "interactions",
+                     world: str = DEFAULT_WORLD) -> pd.DataFrame:
+    """Main effect of each information flow in the 15-subset factorial design: for every (fold, seed)
+    pair, the mean over the arms that have the quadrant minus the mean over the arms that do not;
+    then the mean over pairs with its 95 % t interval, Holm-adjusted p-value across the four flows,
+    and the pairs where the effect is positive (:func:`stflib.stats.factorial_effects`).
 
     Arm names are the enabled quadrants joined by '-', with 'full' (all four) and 'bottleneck'
     (p2p, p2h, h2p) as the seed's named variants.
     """
     named = {"full": set(QUADRANTS), "bottleneck": {"p2p", "p2h", "h2p"}}
-    rows = _axis_rows(summary, axis).copy()
+    rows = _axis_rows(summary, axis, world)
     quads = rows["arm"].map(lambda a: named.get(a, set(a.split("-"))))
-    out = []
-    for q in QUADRANTS:
-        has = quads.map(lambda s, q=q: q in s)
-        per_fold = rows[has].groupby("fold")[metric].mean() - rows[~has].groupby("fold")[metric].mean()
-        out.append({"quadrant": q, "arms_with": int(rows.loc[has, "arm"].nunique()),
-                    "arms_without": int(rows.loc[~has, "arm"].nunique()),
-                    "mean_effect": per_fold.mean(), "sd_over_folds": per_fold.std(ddof=1),
-                    "folds_positive": int((per_fold > 0).sum()), "folds": int(per_fold.notna().sum())})
-    return pd.DataFrame(out).set_index("quadrant")
+    factors = {q: quads.map(lambda s, q=q: q in s) for q in QUADRANTS}
+    return stats.factorial_effects(rows, factors, PAIR_COLUMNS, metric).rename_axis("quadrant")
 
 
 def deltas_to(summary: pd.DataFrame, arms: list[tuple[str, str]], reference: tuple[str, str],
-              metric: str = "pcc_hvg50") -> pd.DataFrame:
-    """Fold-paired differences of runs from any axes to one reference run, e.g. every context arm
-    against ``("baselines", "ridge_probe")``: rows (axis, arm), mean and sd over folds, folds won."""
-    def per_fold(axis: str, arm: str) -> pd.Series:
+              metric: str = "pcc_hvg50", world: str = DEFAULT_WORLD) -> pd.DataFrame:
+    """Paired differences of runs from any axes to one reference run, e.g. every context arm against
+    ``("baselines", "ridge_probe")``: rows (axis, arm) with the columns of :func:`paired_deltas`
+    (the Holm family is the arms listed)."""
+    summary = with_design_columns(summary)
+    summary = summary[summary["world"] == world]
+
+    def per_pair(axis: str, arm: str) -> pd.Series:
         rows = summary[(summary["axis"] == axis) & (summary["arm"] == arm)]
         if rows.empty:
-            raise ValueError(f"no completed runs for {axis}/{arm}")
-        return rows.set_index("fold")[metric]
+            raise ValueError(f"no completed runs for {axis}/{arm} (world {world!r})")
+        return rows.set_index(PAIR_COLUMNS)[metric]
 
-    ref = per_fold(*reference)
-    out = []
+    columns = {"/".join(reference): per_pair(*reference)}
     for axis, arm in arms:
-        diff = (per_fold(axis, arm) - ref).dropna()
-        better = diff > 0 if HIGHER_IS_BETTER.get(metric, True) else diff < 0
-        out.append({"axis": axis, "arm": arm, "mean_delta": diff.mean(), "sd_delta": diff.std(ddof=1),
-                    "folds_better": int(better.sum()), "folds": int(len(diff))})
-    return pd.DataFrame(out).set_index(["axis", "arm"])
+        columns[f"{axis}/{arm}"] = per_pair(axis, arm)
+    wide = pd.DataFrame(columns)
+    out = stats.paired_effects(wide, "/".join(reference), HIGHER_IS_BETTER.get(metric, True))
+    out.index = pd.MultiIndex.from_tuples([tuple(i.split("/", 1)) for i in out.index], names=["axis", "arm"])
+    return out
+
+
+def world_robustness(summary: pd.DataFrame, references: dict[str, str] | None = None,
+                     metric: str = "pcc_hvg50") -> pd.DataFrame:
+    """For each finding of the default world, in which other worlds it holds.
+
+    A finding holds in a world when that world's paired difference to the same reference has the
+    same sign and its 95 % interval excludes zero (the Holm family there is the arms re-run in that
+    world). Worlds where the arm or its reference was not run are listed as ``not run``.
+    """
+    references = references or AXIS_REFERENCES
+    summary = with_design_columns(summary)
+    findings = overview(summary, references, metric)
+    findings = findings[findings["finding"]]
+    worlds = [w for w in sorted(summary["world"].unique()) if w != DEFAULT_WORLD]
+    rows = []
+    for _, f in findings.iterrows():
+        holds, fails, missing = [], [], []
+        for world in worlds:
+            there = summary[(summary["world"] == world) & (summary["axis"] == f["axis"])]
+            if not {f["arm"], f["reference"]} <= set(there["arm"]):
+                missing.append(world)
+                continue
+            d = paired_deltas(summary, f["axis"], f["reference"], metric, world).loc[f["arm"]]
+            same_side = np.sign(d["mean_delta"]) == np.sign(f["mean_delta"])
+            excludes_zero = d["ci_low"] > 0 or d["ci_high"] < 0
+            (holds if same_side and excludes_zero else fails).append(world)
+        rows.append({"axis": f["axis"], "arm": f["arm"], "reference": f["reference"],
+                     "effect (default world)": _interval(f), "holds in": ", ".join(holds) or "-",
+                     "does not hold in": ", ".join(fails) or "-", "not run in": ", ".join(missing) or "-"})
+    return pd.DataFrame(rows, columns=["axis", "arm", "reference", "effect (default world)", "holds in",
+                                       "does not hold in", "not run in"])
+
+
+def findings_text(summary: pd.DataFrame, references: dict[str, str] | None = None,
+                  metric: str = "pcc_hvg50") -> str:
+    """The findings page's body in Markdown: one sentence per finding (effect, interval, worlds where
+    it holds), then the arms that made no measurable difference, axis by axis."""
+    references = references or AXIS_REFERENCES
+    deltas = overview(summary, references, metric)
+    robust = world_robustness(summary, references, metric).set_index(["axis", "arm"])
+    name = METRICS.get(metric, metric)
+    up = HIGHER_IS_BETTER.get(metric, True)
+    n_pairs = int(deltas["pairs"].max())
+    lines = [f"Each comparison pairs an arm with its axis's reference on the same patient fold and seed "
+             f"(up to {n_pairs} pairs per arm). A difference is a finding when its paired t-test p-value, "
+             f"Holm-adjusted across the arms of its axis, is below 0.05; intervals are unadjusted 95 % t intervals "
+             f"of the mean difference in {name}.", "", "**Findings**", ""]
+    found = deltas[deltas["finding"]].sort_values(["axis", "mean_delta"], ascending=[True, not up])
+    for _, f in found.iterrows():
+        direction = "better" if (f["mean_delta"] > 0) == up else "worse"
+        worlds = ""
+        if (f["axis"], f["arm"]) in robust.index:
+            r = robust.loc[(f["axis"], f["arm"])]
+            worlds = (f" Holds in the worlds: {r['holds in']}; does not hold in: {r['does not hold in']}; "
+                      f"not run in: {r['not run in']}.")
+        lines.append(f"- **{f['axis']}**: `{f['arm']}` is {direction} than `{f['reference']}` by {_interval(f)} "
+                     f"(Holm-adjusted p = {f['p_holm']:.3g}; wins {f['wins']} of {f['pairs']} pairs).{worlds}")
+    if found.empty:
+        lines.append(f"- None: no arm of any axis differs from its axis's reference after the Holm correction, "
+                     f"with {n_pairs} pairs per arm.")
+    lines += ["", "**No measurable difference**", ""]
+    for axis, rows in deltas[~deltas["finding"]].groupby("axis", sort=False):
+        lines.append(f"- **{axis}** (vs `{rows['reference'].iloc[0]}`): "
+                     + ", ".join(f"`{a}` {_interval(r)}" for a, r in rows.set_index("arm").iterrows()))
+    return "\n".join(lines)
+
+
+def headline(summary: pd.DataFrame, references: dict[str, str] | None = None, metric: str = "pcc_hvg50") -> str:
+    """The book's headline findings in Markdown bullets (the findings page's takeaways, linked from the
+    introduction): how many arms are findings, the largest of them, and how much of the grid is null."""
+    references = references or AXIS_REFERENCES
+    deltas = overview(summary, references, metric)
+    found = deltas[deltas["finding"]]
+    name = METRICS.get(metric, metric)
+    n_pairs = int(deltas["pairs"].max())
+    bullets = [f"{len(found)} of the {len(deltas)} arms compared differ from their axis's reference on {name} "
+               f"(Holm-adjusted p < 0.05 across each axis's arms; at most {n_pairs} (fold, seed) pairs per arm); "
+               f"the other {len(deltas) - len(found)} made no measurable difference."]
+    if len(found):
+        top = found.reindex(found["mean_delta"].abs().sort_values(ascending=False).index).head(3)
+        bullets.append("Largest findings: " + "; ".join(
+            f"{r['axis']}: `{r['arm']}` vs `{r['reference']}` {_interval(r)}" for _, r in top.iterrows()) + ".")
+        robust = world_robustness(summary, references, metric)
+        other_worlds = sorted(set(with_design_columns(summary)["world"]) - {DEFAULT_WORLD})
+        if other_worlds:
+            everywhere = robust[(robust["does not hold in"] == "-") & (robust["not run in"] == "-")]
+            bullets.append(f"{len(everywhere)} of the {len(robust)} findings hold in every other simulated world "
+                           f"({', '.join(other_worlds)}).")
+        else:
+            bullets.append("No other simulated world has been run yet, so no finding has been checked for "
+                           "robustness to the simulator's assumptions.")
+    bullets.append(simulation_note(summary))
+    return "\n".join(f"- {b}" for b in bullets)
+
+
+def flag_counts(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per axis: runs, runs that ended at their epoch cap, runs whose training fit is below the simple
+    models', and how many runs do not record what a flag needs."""
+    summary = with_design_columns(summary)
+    flags = run_flags(summary)
+    table = pd.DataFrame({
+        "runs": summary.groupby("axis").size(),
+        "at epoch cap": flags["at_cap"].eq(True).groupby(summary["axis"]).sum(),
+        "cap not recorded": flags["at_cap"].isna().groupby(summary["axis"]).sum(),
+        "fit below simple models": flags["fit_below_simple"].eq(True).groupby(summary["axis"]).sum(),
+        "fit not recorded": flags["fit_below_simple"].isna().groupby(summary["axis"]).sum(),
+    })
+    return table.astype(int)

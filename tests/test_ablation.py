@@ -56,6 +56,38 @@ def test_axis_names_and_dedup(tmp_path):
     assert {t.fold for t in tasks} == {0, 1} and all(t.params["n_folds"] == 2 for t in tasks)
 
 
+def test_seeds_make_one_run_per_fold_and_seed(tmp_path):
+    yaml_file = REPO / "params" / "losses" / "pcc.yaml"
+    one_seed = A.make_tasks([yaml_file], folds=2, results=tmp_path)
+    tasks = A.make_tasks([yaml_file], folds=2, results=tmp_path, seeds=[0, 1])
+    assert sorted(Path(t.out_dir).name for t in tasks) == ["fold0", "fold0-seed1", "fold1", "fold1-seed1"]
+    # seed 0 keeps the first grid's folders and hashes, so its finished runs stay complete
+    assert {t.run_hash for t in one_seed} == {t.run_hash for t in tasks if t.seed == 0}
+    assert all(t.params.get("seed", 0) == t.seed for t in tasks)
+    assert A.parse_run_folder("fold2-seed1") == (2, 1) and A.parse_run_folder("fold2") == (2, 0)
+    assert A.parse_seeds("0, 1,2") == [0, 1, 2]
+    for bad in ("0,x", "1,1", "-1", ""):
+        with pytest.raises(ValueError, match="--seeds"):
+            A.parse_seeds(bad)
+
+
+def test_collect_reads_seed_and_world(tmp_path):
+    for folder, params, config in (("fold0", {}, {"epochs": 30}),
+                                   ("fold0-seed1", {"seed": 1}, {"epochs": 30, "seed": 1}),
+                                   ("fold1", {"world": "no-context"}, {"epochs": 30, "world": "no-context"})):
+        d = tmp_path / "losses" / "pcc" / folder
+        d.mkdir(parents=True)
+        fold = int(folder[4])
+        (d / "run.json").write_text(json.dumps({"axis": "losses", "arm": "pcc", "fold": fold, "status": "ok",
+                                                "params": params, "code_version": "abc"}))
+        (d / "metrics.json").write_text(json.dumps({"pcc_hvg50": 0.2, "model": "interaction", "epochs_run": 30,
+                                                    "config": config}))
+    df = A.collect(tmp_path).set_index(["fold", "seed"])
+    assert df.loc[(0, 1), "world"] == "default" and df.loc[(1, 0), "world"] == "no-context"
+    assert df.loc[(0, 0), "epochs_max"] == 30 and df.loc[(0, 0), "code_version"] == "abc"
+    assert set(A.summarise(df.reset_index())["world"]) == {"default", "no-context"}
+
+
 TRIVIAL = '''
 import json, os, time
 from pathlib import Path
@@ -101,7 +133,8 @@ def test_grid_on_a_local_cluster(tmp_path):
     A.run_grid(A.make_tasks([params], folds=2, results=results, notebook=nb), workers=1, log=logs.append)
     assert "2 complete, 2 to run" in logs[0]
     df = A.collect(results)
-    assert list(df.columns[:9]) == ["axis", "arm", "fold", "model", "status", "pcc_hvg50", "pcc_all", "mse", "pathway_pcc_truth"]
+    assert list(df.columns[:11]) == ["axis", "arm", "world", "fold", "seed", "model", "status", "pcc_hvg50", "pcc_all",
+                                     "mse", "pathway_pcc_truth"]
     assert len(df) == 4 and set(df["axis"]) == {"demo"}
     by_arm = A.summarise(df)
     assert by_arm.loc[by_arm["arm"] == "good", "pcc_hvg50_mean"].item() == pytest.approx(0.15)

@@ -25,24 +25,109 @@ def test_arm_table_mean_sd_and_order(summary):
     table = book.arm_table(summary, "interactions")
     assert list(table.index) == ["bottleneck", "full", "p2p"]
     assert table.loc["full", "PCC, 50 HVGs"] == "0.310 ± 0.010"
-    assert table.loc["full", "folds"] == 3
+    assert table.loc["full", "runs"] == 3
+    assert table.loc["full", "flags"] == "cap not recorded; fit not recorded"  # older summaries: said, not guessed
     assert "PCC with true pathways" not in table  # all NaN for this axis: left out, not printed as nan
 
 
 def test_paired_deltas_are_fold_paired(summary):
     deltas = book.paired_deltas(summary, "interactions", reference="full")
     assert deltas.loc["bottleneck", "mean_delta"] == pytest.approx(0.03)
-    assert deltas.loc["bottleneck", "sd_delta"] == pytest.approx(0.0, abs=1e-12)
-    assert deltas.loc["bottleneck", "folds_better"] == 3
-    assert deltas.loc["p2p", "folds_better"] == 0
+    assert np.isnan(deltas.loc["bottleneck", "ci_low"])  # identical differences in every fold: no interval
+    assert deltas.loc["bottleneck", "wins"] == 3 and deltas.loc["bottleneck", "pairs"] == 3
+    assert deltas.loc["p2p", "wins"] == 0 and not deltas["finding"].any()
     with pytest.raises(ValueError, match="reference arm 'nope'"):
         book.paired_deltas(summary, "interactions", reference="nope")
 
 
-def test_describe_axis_reads_the_numbers(summary):
+def _noisy_summary(n_folds=3, seeds=(0, 1), worlds=("default",), effect=0.05, rng_seed=0):
+    """Interactions-axis runs over folds x seeds x worlds: `bottleneck` better than `full` by
+    ``effect`` (a world -> effect dict allowed), `p2p` the same as `full`, plus the simple models."""
+    rng = np.random.default_rng(rng_seed)
+    rows = []
+    for world in worlds:
+        gain = effect[world] if isinstance(effect, dict) else effect
+        for fold in range(n_folds):
+            for seed in seeds:
+                base = 0.3 + rng.normal(0, 0.03)
+                for axis, arm, value, fit in (("interactions", "full", base, 0.5),
+                                              ("interactions", "bottleneck", base + gain + rng.normal(0, 0.004), 0.6),
+                                              ("interactions", "p2p", base + 0.004 * (-1) ** (fold + seed), 0.2),
+                                              ("baselines", "mlp", base, 0.4), ("baselines", "ridge_probe", base, 0.35)):
+                    rows.append(dict(axis=axis, arm=arm, world=world, fold=fold, seed=seed, pcc_hvg50=value,
+                                     train_pcc_hvg50=fit, epochs_run=30 if arm == "full" else 12, epochs_max=30))
+    return pd.DataFrame(rows)
+
+
+def test_describe_axis_and_takeaways_read_the_intervals():
+    summary = _noisy_summary()
     text = book.describe_axis(summary, "interactions", reference="full")
-    assert "`bottleneck` (0.340)" in text and "3 patient folds" in text
-    assert "`bottleneck` (+0.030" in text and "`p2p` (-0.200" in text
+    assert "Over 6 (fold, seed) pairs (3 patient folds x 2 seeds)" in text
+    assert "findings" in text and "`bottleneck` (+0.05" in text and "`p2p`" not in text.split("findings")[1]
+    bullets = book.takeaways(summary, "interactions").splitlines()
+    assert bullets[0].startswith("- `bottleneck` is better than `full`") and "wins 6 of 6 pairs" in bullets[0]
+    assert any(b.startswith("- No measurable difference from `full`") and "`p2p`" in b for b in bullets)
+    assert any("`full`: 6/6 at epoch cap" in b and "`p2p`: 6/6 fit below simple models" in b for b in bullets)
+    assert "**These results are simulated.**" in bullets[-1] and "`default`" in bullets[-1]
+    null = book.takeaways(_noisy_summary(effect=0.0), "interactions")
+    assert "better than" not in null and "No measurable difference" in null
+
+
+def test_run_flags_compare_with_the_simple_models_of_the_same_pair():
+    summary = _noisy_summary()
+    flags = book.run_flags(summary)
+    rows = summary.assign(**flags)
+    assert rows.loc[rows["arm"] == "full", "at_cap"].all() and not rows.loc[rows["arm"] == "p2p", "at_cap"].any()
+    assert rows.loc[rows["arm"] == "p2p", "fit_below_simple"].all()  # 0.2 < both 0.4 and 0.35
+    assert not rows.loc[rows["arm"] == "full", "fit_below_simple"].any()  # 0.5: above both
+    assert rows.loc[rows["arm"] == "mlp", "fit_below_simple"].isna().all()  # the bar itself
+    no_fit = book.run_flags(summary.drop(columns=["train_pcc_hvg50", "epochs_max"]))
+    assert no_fit.isna().all().all()
+
+
+def test_simulation_note_names_worlds_and_real_data():
+    summary = _noisy_summary(worlds=("default", "no-context"))
+    assert "world" in book.simulation_note(summary) and "`default`, `no-context`" in book.simulation_note(summary)
+    real = summary.assign(data_dir=np.where(summary["world"] == "no-context", "/data/hest", None))
+    note = book.simulation_note(real)
+    assert "world `default`" in note and "read real data from `/data/hest`" in note
+
+
+def test_world_robustness_says_where_a_finding_holds():
+    summary = _noisy_summary(worlds=("default", "no-context", "strong-patient", "pathway-misspecified"),
+                             effect={"default": 0.05, "no-context": 0.06, "strong-patient": -0.05,
+                                     "pathway-misspecified": 0.05})
+    summary = summary[~((summary["world"] == "pathway-misspecified") & (summary["arm"] == "bottleneck"))]
+    table = book.world_robustness(summary, {"interactions": "full"}).set_index("arm")
+    assert list(table.index) == ["bottleneck"]  # the only finding of the default world
+    row = table.loc["bottleneck"]
+    assert (row["holds in"], row["does not hold in"], row["not run in"]) == \
+        ("no-context", "strong-patient", "pathway-misspecified")
+    text = book.findings_text(summary, {"interactions": "full"})
+    assert "`bottleneck` is better than `full` by +0.05" in text and "Holds in the worlds: no-context" in text
+    assert "**No measurable difference**" in text and "`p2p`" in text.split("**No measurable difference**")[1]
+
+
+def test_stale_banner_counts_runs_of_an_earlier_library():
+    runs = pd.DataFrame({"axis": ["losses", "losses", "context"], "code_version": ["old", "new", "old"]})
+    text = book.stale_banner(runs, current="new")
+    assert "2 of the 3 committed runs" in text and "context, losses" in text and "python -m stflib ablate" in text
+    assert "All 3 committed runs" in book.stale_banner(runs.assign(code_version="new"), current="new")
+
+
+def test_tables_are_written_as_csv_and_linked(tmp_path):
+    table = pd.DataFrame({"mean_delta": [0.1]}, index=pd.Index(["k6"], name="arm"))
+    path = book.table_csv(table, "context-deltas", static_dir=tmp_path)
+    assert pd.read_csv(path, index_col="arm").loc["k6", "mean_delta"] == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="table name '../x'"):
+        book.table_csv(table, "../x", static_dir=tmp_path)
+
+
+def test_grid_cost_counts_each_execution_once():
+    runs = pd.DataFrame({"axis": ["a", "a", "b"], "seconds": [60.0, 60.0, 120.0], "copied": [False, True, False]})
+    cost = book.grid_cost(runs)
+    assert cost.loc["a", "run folders"] == 2 and cost.loc["a", "executions"] == 1
+    assert cost.loc["all axes", "executed hours"] == pytest.approx(180 / 3600, abs=0.005)
 
 
 def test_unknown_axis_names_the_present_ones(summary):
@@ -114,8 +199,8 @@ def test_quadrant_effects_main_effect_per_fold():
             value = 0.3 - (0.1 if ("p2h" in arm or arm in ("full", "bottleneck")) else 0.0) + 0.01 * fold
             rows.append(dict(axis="interactions", arm=arm, fold=fold, pcc_hvg50=value))
     effects = book.quadrant_effects(pd.DataFrame(rows))
-    assert effects.loc["p2h", "mean_effect"] == pytest.approx(-0.1)
-    assert effects.loc["p2h", "folds_positive"] == 0 and effects.loc["p2h", "arms_with"] == 3
+    assert effects.loc["p2h", "mean_delta"] == pytest.approx(-0.1)
+    assert effects.loc["p2h", "wins"] == 0 and effects.loc["p2h", "arms_with"] == 3 and effects.loc["p2h", "pairs"] == 2
     assert effects.loc["h2h", "arms_with"] == 3  # full, h2h, p2p-h2h
 
 

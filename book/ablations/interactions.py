@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -13,7 +15,13 @@
 
 # %% [markdown]
 # # Information flows (interactions)
-#
+
+# %% tags=["remove-input"]
+from stflib import book
+
+book.page_banner("interactions")
+
+# %% [markdown]
 # ## Motivation
 #
 # The seed's central knob: which of the four information flows between pathway tokens and patch
@@ -48,15 +56,15 @@ book.axis_report("interactions")
 # ### Which flow matters? Main effects over the 15-subset design
 #
 # The 15 arms form a factorial design over four on/off flows, so each flow's main effect can be
-# estimated from all arms at once: in every fold, the mean over the 8 arms that have the flow minus
-# the mean over the 7 that do not; then the mean and spread over folds. This pools many arms, so it
-# is less noisy than any single pairwise comparison above. An effect of the same sign in every
-# fold (`folds_positive` 0 or 3) and larger than its spread is the strongest statement this grid
-# can make about a flow. With `p2h`, pathway tokens read the slide's patches and so become
+# estimated from all arms at once: in every (fold, seed) pair, the mean over the 8 arms that have
+# the flow minus the mean over the 7 that do not; then the mean over pairs with its 95 % t interval,
+# the paired t-test's p-value Holm-adjusted across the four flows (`p_holm`; `finding` when below
+# 0.05) and the pairs where the effect is positive (`wins`). This pools many arms, so it is less
+# noisy than any single pairwise comparison above. With `p2h`, pathway tokens read the slide's patches and so become
 # slide-specific; without it they are the same learned vectors for every slide.
 
 # %%
-book.quadrant_effects(book.load_summary()).round(3)
+book.show_table(book.quadrant_effects(book.load_summary()).round(4), "interactions-main-effects")
 
 # %% [markdown]
 # **What we expected before running the grid.** What the table can and cannot say: the simulated cohort rewards spatial context (see the data
@@ -66,11 +74,13 @@ book.quadrant_effects(book.load_summary()).round(3)
 #
 # ## Key takeaways
 #
-# - The generated reading above states which differences exceed their fold spread; only those
-#   are findings on this cohort.
-# - Results on the simulated cohort test whether a design choice can use the structure we built
-#   in; they do not replace the same grid on real HEST-1k (see the real-data chapter).
-#
+# Written by `stflib.book.takeaways` from this page's paired intervals (a difference is a finding
+# when its Holm-adjusted p-value across the arms of the axis is below 0.05):
+
+# %%
+book.show_takeaways("interactions")
+
+# %% [markdown]
 # ## References
 #
 # {cite}`jaume2024hest`

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -13,7 +15,13 @@
 
 # %% [markdown]
 # # Biological initialisation and the auxiliary pathway loss
-#
+
+# %% tags=["remove-input"]
+from stflib import book
+
+book.page_banner("pathways")
+
+# %% [markdown]
 # ## Motivation
 #
 # Two of the seed's ways to make the pathway tokens mean their names: initialising the gene
@@ -58,11 +66,13 @@ book.loss_terms("pathways", ["init-off_aux-0", "init-off_aux-0.5", "init-on_aux-
 #
 # ## Key takeaways
 #
-# - The generated reading above states which differences exceed their fold spread; only those
-#   are findings on this cohort.
-# - Results on the simulated cohort test whether a design choice can use the structure we built
-#   in; they do not replace the same grid on real HEST-1k (see the real-data chapter).
-#
+# Written by `stflib.book.takeaways` from this page's paired intervals (a difference is a finding
+# when its Holm-adjusted p-value across the arms of the axis is below 0.05):
+
+# %%
+book.show_takeaways("pathways")
+
+# %% [markdown]
 # ## References
 #
 # {cite}`jaume2024hest`

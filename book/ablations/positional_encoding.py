@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -13,7 +15,13 @@
 
 # %% [markdown]
 # # Positional encoding
-#
+
+# %% tags=["remove-input"]
+from stflib import book
+
+book.page_banner("positional_encoding")
+
+# %% [markdown]
 # ## Motivation
 #
 # Patch tokens carry their position on the slide through a 2-D encoding of (x, y). Without one,
@@ -45,11 +53,13 @@ book.axis_report("positional_encoding")
 #
 # ## Key takeaways
 #
-# - The generated reading above states which differences exceed their fold spread; only those
-#   are findings on this cohort.
-# - Results on the simulated cohort test whether a design choice can use the structure we built
-#   in; they do not replace the same grid on real HEST-1k (see the real-data chapter).
-#
+# Written by `stflib.book.takeaways` from this page's paired intervals (a difference is a finding
+# when its Holm-adjusted p-value across the arms of the axis is below 0.05):
+
+# %%
+book.show_takeaways("positional_encoding")
+
+# %% [markdown]
 # ## References
 #
 # {cite}`jaume2024hest`
