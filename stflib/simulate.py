@@ -1,8 +1,15 @@
 """A simulated colorectal-cancer Visium cohort in HEST-1k layout, with known ground truth.
 
 Real HEST-1k cannot be downloaded here, so every notebook's default data is this simulator's output:
-``python -m stflib simulate --out DIR [--preset tiny|default|full] [--seed N]`` or, from Python,
-``default_cohort(preset, seed)`` (generated once into ``$STFLIB_CACHE`` or ``~/.cache/stflib``).
+``python -m stflib simulate --out DIR [--preset tiny|default|full] [--seed N] [--world NAME]`` or,
+from Python, ``default_cohort(preset, seed, world)`` (generated once into ``$STFLIB_CACHE`` or
+``~/.cache/stflib``, one folder per world, ``cohort_name``).
+
+Worlds (``WORLDS``): the named, frozen assumptions that decide what can be found. ``default`` is
+calibrated against real anchors (HEST-Bench ridge-probe range; STFlow's +16-18 % relative gain of
+spatial context over spot-only probes); ``pathway-misspecified`` puts most expression variance on
+non-Hallmark programmes; ``no-context`` turns the context fields off; ``strong-patient`` makes patient
+effects 2.5x larger. ``stflib.calibration.calibration_report`` measures each against its anchor.
 
 What is simulated (per slide; all fields live on the real Visium v1 array, 100 um pitch, 55 um spots)
 --------------------------------------------------------------------------------------------------
@@ -32,9 +39,12 @@ What is simulated (per slide; all fields live on the real Visium v1 array, 100 u
    karyorrhectic debris), gland lumens, eosin by compartment, Beer-Lambert H&E colour with
    per-slide stain vectors and intensity.
 8. **Stand-in features** per backbone name (``BACKBONES``): latent morphology of the spot's OWN
-   patch = [composition, 8 morphologically visible pathways (proliferation, EMT, hypoxia,
-   inflammation, apoptosis, angiogenesis, myogenesis, interferon-gamma)] + Gaussian noise of
-   std ``BACKBONES[name].noise`` (the information level), plus nuisance (slide stain 3 dims, spot
+   patch = [composition, 8 morphologically visible pathways (proliferation: E2F and G2M, EMT,
+   hypoxia, inflammation, apoptosis, angiogenesis, interferon-gamma)] + noise of scale
+   ``BACKBONES[name].noise`` (the information level) made of three parts (``World``): i.i.d.
+   per-spot noise (neighbour averaging removes it), spatially smooth fields (300 um) and one offset
+   per slide (neighbour averaging keeps both; shared by all backbones of a slide, like stain and
+   section effects), plus nuisance (slide stain 3 dims, spot
    focus/thickness 2 dims) -> a fixed random 2-layer tanh map -> width D, + output noise.
    Noise levels follow HEST-Bench's encoder ranking: gigapath ~ hibou-l < hibou-b ~ phikon ~
    ctranspath < resnet50. These are NOT real embeddings of the patches: they are stand-ins with a
@@ -60,7 +70,10 @@ Files written (the HEST-1k layout, see docs_dev/CONTRACTS.md)
   names); ``layers['expected_counts']`` (N,G) dense float32, the ZINB mean before dropout
   (stored to ~4 significant digits); ``obsm['true_composition']`` (N,10) + ``uns['cell_types']``;
   ``obsm['true_compartments']`` (N,6) + ``uns['compartments']``; ``obsm['true_context']`` (N,5) +
-  ``uns['contexts']``; ``uns['simulator']`` (preset, seed, patient, parameters);
+  ``uns['contexts']``; ``obsm['true_latent_morphology']`` (N,18) the noise-free latent the stand-in
+  features are made from (what a patch can tell at most); ``obsm['true_hidden_programme_activity']``
+  (N,K) the non-Hallmark programmes (only in worlds that have them); ``uns['simulator']`` (version,
+  preset, seed, world, patient, parameters);
   ``uns['thumbnail']`` (H,W,3) uint8 low-resolution image of the section,
   ``uns['thumbnail_um_per_px']``.
 """
