@@ -83,6 +83,9 @@ ARMS: dict[str, dict[str, dict[str, Any]]] = {
         "he2rna": {"model": "he2rna"},
         "mlp": {"model": "mlp"},
         "ridge_probe": {"model": "ridge_probe"},
+        # context-matched: [own features, mean of the 6 nearest spots' features], as STF's k6 context arm
+        "ridge_probe_k6": {"model": "ridge_probe", "n_neighbors": 6},
+        "mlp_k6": {"model": "mlp", "n_neighbors": 6},
         "abmil": {"model": "abmil"},
         "transmil": {"model": "transmil"},
         "mean": {"model": "mean"},
