@@ -396,7 +396,7 @@ def run_grid(tasks: list[Task], scheduler: str | None = None, workers: int | Non
 
 
 # -------------------------------------------------------------------------------------- collect
-SUMMARY_COLUMNS = ["axis", "arm", "fold", "model", "status", "pcc_hvg50", "pcc_all", "mse", "pathway_pcc_truth",
+SUMMARY_COLUMNS = ["axis", "arm", "world", "fold", "model", "status", "pcc_hvg50", "pcc_all", "mse", "pathway_pcc_truth",
                    "pathway_pcc_truth_matched", "pcc_hvg50_within_slide", "collapse_ratio", "noise_ceiling_hvg50",
                    "n_params", "train_seconds", "total_seconds", "epochs_run", "best_epoch", "run_seconds",
                    "config_hash", "run_hash", "error"]
@@ -426,6 +426,8 @@ def collect(results: str | Path = "results"):
                 if k in m and k not in row:
                     row[k] = m[k]
             row["model"] = m.get("model", (m.get("config") or {}).get("model"))
+            cfg = m.get("config") or {}  # runs on real data have no world; older runs ran the default one
+            row["world"] = None if cfg.get("data_dir") else cfg.get("world", "default")
         else:
             row["model"] = (info.get("params") or {}).get("model", "interaction")
         rows.append(row)
