@@ -242,8 +242,12 @@ def expression_morans_i(samples: list, genes: Sequence[str]) -> pd.Series:
     return pd.Series(np.nanmean(np.stack(rows), 0), index=list(genes), name="morans_i")
 
 
+def _percentiles(values: np.ndarray) -> dict:
+    return {"median": float(np.nanmedian(values)), "p90": float(np.nanpercentile(values, 90))}
+
+
 def real_morans_i(shared_data: str | Path) -> dict:
-    """Median Moran's I (hex-neighbour weights) of the genes of the real Visium sections in
+    """Median and 90th percentile of Moran's I (hex-neighbour weights) of the genes of the real Visium sections in
     ``shared_data/real_st`` (each as shipped, log-normalised or z-scored: Moran's I is scale-free);
     {} when the folder is absent."""
     import anndata as ad
@@ -255,7 +259,7 @@ def real_morans_i(shared_data: str | Path) -> dict:
         a = ad.read_h5ad(brain)
         x = a.X.toarray() if hasattr(a.X, "toarray") else np.asarray(a.X)
         xy = np.asarray(a.obsm["spatial"], np.float64)
-        out["squidpy_mouse_brain (49 spots, 1,999 genes)"] = float(np.nanmedian(morans_i(x, xy, spatial.spot_pitch(xy))))
+        out["squidpy_mouse_brain (49 spots, 1,999 genes)"] = _percentiles(morans_i(x, xy, spatial.spot_pitch(xy)))
     breast = root / "stlearn_breast" / "test_data.h5"
     if breast.is_file():
         try:
@@ -265,7 +269,7 @@ def real_morans_i(shared_data: str | Path) -> dict:
         if a is not None and "spatial" in a.obsm:
             x = a.X.toarray() if hasattr(a.X, "toarray") else np.asarray(a.X)
             xy = np.asarray(a.obsm["spatial"], np.float64)
-            out["stlearn_breast (316 spots, 100 genes)"] = float(np.nanmedian(morans_i(x, xy, spatial.spot_pitch(xy))))
+            out["stlearn_breast (316 spots, 100 genes)"] = _percentiles(morans_i(x, xy, spatial.spot_pitch(xy)))
     return out
 
 
@@ -316,7 +320,8 @@ def calibration_report(data_dir: str | Path, backbone: str = "resnet50", n_folds
 
     Keys: ``probe_pcc`` (own features of ``backbone``), ``probe_pcc_context`` ([own, mean of the
     ``n_neighbors`` nearest]), ``context_gain`` and ``context_gain_relative``, ``median_umis``,
-    ``zero_fraction``, ``expression_morans_i_median`` (the 50 HVGs of the whole cohort), ``n_samples``,
+    ``zero_fraction``, ``expression_morans_i_median`` (the 50 HVGs of the whole cohort) and
+    ``expression_morans_i_vocabulary`` (median, p90 over its 1,000 most expressed genes), ``n_samples``,
     ``n_spots``, ``n_patients``, ``seconds``; for simulated cohorts (``truth``): ``noise_ceiling``,
     ``latent_ceiling`` (ridge on the noise-free latent morphology), ``latent_context_ceiling`` (latent
     + the true context fields) and ``context_biology_gain`` (their difference), ``morans_i`` (per
@@ -339,8 +344,9 @@ def calibration_report(data_dir: str | Path, backbone: str = "resnet50", n_folds
         "probe_pcc_per_gene": own["per_gene"],
     }
     report.update(counts_summary(samples))
-    hvg = _fold_hvgs(samples, 50)
+    vocabulary, hvg = stdata.select_genes(samples, n_genes=1000, n_hvg=50)
     report["expression_morans_i_median"] = float(expression_morans_i(samples, hvg).median())
+    report["expression_morans_i_vocabulary"] = _percentiles(expression_morans_i(samples, vocabulary).to_numpy())
     simulated = all("expected_counts" in s.truth and "pathway_activity" in s.truth for s in samples)
     if truth and simulated:
         report["noise_ceiling"] = noise_ceiling(meta, samples, n_folds=n_folds, seed=seed)["pcc"]
