@@ -396,7 +396,7 @@ def run_grid(tasks: list[Task], scheduler: str | None = None, workers: int | Non
 
 
 # -------------------------------------------------------------------------------------- collect
-SUMMARY_COLUMNS = ["axis", "arm", "world", "fold", "model", "status", "pcc_hvg50", "pcc_all", "mse", "pathway_pcc_truth",
+SUMMARY_COLUMNS = ["axis", "arm", "fold", "model", "status", "pcc_hvg50", "pcc_all", "mse", "pathway_pcc_truth", "world",
                    "pathway_pcc_truth_matched", "pcc_hvg50_within_slide", "collapse_ratio", "noise_ceiling_hvg50",
                    "n_params", "train_seconds", "total_seconds", "epochs_run", "best_epoch", "run_seconds",
                    "config_hash", "run_hash", "error"]
