@@ -162,9 +162,9 @@ class World:
     """
 
     description: str
-    noise_spot: float = 0.6
-    noise_smooth: float = 0.6
-    noise_slide: float = 0.3
+    noise_spot: float = 0.7
+    noise_smooth: float = 0.5
+    noise_slide: float = 0.25
     noise_length_um: float = 300.0
     context_scale: float = 1.0  # 0: the context fields (and so their pathway effects) are off
     patient_scale: float = 1.0  # multiplies the patient effects (tumour/immune bias, pathway offsets)
@@ -180,12 +180,12 @@ WORLDS: dict[str, World] = {
         "neighbours] gains +10-20 % relative over own features (resnet50 stand-in), as STFlow (ICML 2025) "
         "reports for spatial context over spot-only probes on HEST-Bench; own-feature probes in HEST-Bench's "
         "0.25-0.45 range",
-        anchor="HEST-Bench (Jaume et al. 2024) ridge probes 0.25-0.45; STFlow (Lee et al., ICML 2025) +16-18 %"),
+        anchor="HEST-Bench (Jaume et al. 2024) ridge probes 0.25-0.45; STFlow (Huang et al., ICML 2025) about +18 %"),
     "pathway-misspecified": World(
         "most expression variance comes from 24 programmes on random non-Hallmark gene sets (composition-linked "
         "and spatially smooth); the Hallmark loadings are scaled by 0.4: a Hallmark prior names the wrong sets",
         hallmark_scale=0.4, hidden_programmes=24, hidden_scale=1.0,
-        anchor="MSigDB Hallmarks cover ~4.4k genes; most spatially variable genes of real CRC sections lie outside them"),
+        anchor="stress test without a real anchor: the 50 Hallmarks (4,383 genes) are a prior, not a measured fact"),
     "no-context": World(
         "the spatial context fields are zero: a spot's expression depends on its own composition, patient, "
         "slide and smooth noise only, so neighbourhood models can only denoise",
@@ -193,7 +193,7 @@ WORLDS: dict[str, World] = {
     "strong-patient": World(
         "patient effects 2.5x the default (tumour and immune bias, pathway offsets): inter-patient variation "
         "dominates, as between real HEST-1k CRC patients",
-        patient_scale=2.5, anchor="between-patient differences of pathway scores in real CRC cohorts"),
+        patient_scale=2.5, anchor="stress test without a measured anchor: real between-patient spread is not measured here"),
 }
 
 
