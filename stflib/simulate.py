@@ -144,8 +144,8 @@ BACKBONES: dict[str, BackboneSpec] = {
     "ctranspath": BackboneSpec(768, 1.00, 0.7, 0.20),
     "phikon": BackboneSpec(768, 0.95, 0.6, 0.20),
     "hibou-b": BackboneSpec(768, 0.95, 0.6, 0.20),
-    "hibou-l": BackboneSpec(1024, 0.75, 0.5, 0.20),
-    "gigapath": BackboneSpec(1536, 0.70, 0.5, 0.20),
+    "hibou-l": BackboneSpec(1024, 0.80, 0.5, 0.20),
+    "gigapath": BackboneSpec(1536, 0.78, 0.5, 0.20),
 }
 
 
