@@ -300,16 +300,20 @@ def pathway_ceiling(meta: pd.DataFrame, samples: list, inputs, n_folds: int = 3,
 
 VISIBLE_PCC = 0.5  # a pathway is "visible in morphology" when the noise-free latent predicts it this well
 CONTEXT_PCC_GAIN = 0.1  # ... "visible only through context" when the neighbourhood adds at least this
+CONTEXT_MIN_PCC = 0.3  # ... and reaches at least this (a gain between two useless probes is not visibility)
 
 
 def pathway_visibility(morphology: dict, with_context: dict) -> pd.DataFrame:
     """Per pathway: PCC from the noise-free latent (own spot) and from [latent, neighbours' mean latent,
     true context fields], and a class: ``morphology`` (>= ``VISIBLE_PCC`` from the own latent),
-    ``context only`` (the neighbourhood adds >= ``CONTEXT_PCC_GAIN``), else ``invisible``."""
+    ``context only`` (the neighbourhood adds >= ``CONTEXT_PCC_GAIN`` and reaches >= ``CONTEXT_MIN_PCC``),
+    else ``invisible``. Both are held-out-patient PCCs pooled over patients, so patient offsets that
+    no input shows keep even the noise-free latent below 1 (or below 0) for many pathways."""
     df = pd.DataFrame({"own_latent": pd.Series(morphology), "with_context": pd.Series(with_context)})
     df["context_adds"] = df["with_context"] - df["own_latent"]
     df["visible"] = np.where(df["own_latent"] >= VISIBLE_PCC, "morphology",
-                             np.where(df["context_adds"] >= CONTEXT_PCC_GAIN, "context only", "invisible"))
+                             np.where((df["context_adds"] >= CONTEXT_PCC_GAIN) & (df["with_context"] >= CONTEXT_MIN_PCC),
+                                      "context only", "invisible"))
     df.index = [str(i).removeprefix("HALLMARK_") for i in df.index]
     return df.sort_values("with_context", ascending=False)
 

@@ -117,11 +117,12 @@ def test_ceilings_and_pathway_visibility_on_tiny(tiny):
 
 
 def test_pathway_visibility_classes():
-    df = C.pathway_visibility({"HALLMARK_A": 0.8, "HALLMARK_B": 0.2, "HALLMARK_C": 0.2},
-                              {"HALLMARK_A": 0.85, "HALLMARK_B": 0.45, "HALLMARK_C": 0.25})
+    df = C.pathway_visibility({"HALLMARK_A": 0.8, "HALLMARK_B": 0.2, "HALLMARK_C": 0.2, "HALLMARK_D": -0.3},
+                              {"HALLMARK_A": 0.85, "HALLMARK_B": 0.45, "HALLMARK_C": 0.25, "HALLMARK_D": 0.0})
     assert df.loc["A", "visible"] == "morphology"
     assert df.loc["B", "visible"] == "context only" and df.loc["B", "context_adds"] == pytest.approx(0.25)
     assert df.loc["C", "visible"] == "invisible"
+    assert df.loc["D", "visible"] == "invisible"  # a large gain that still predicts nothing
 
 
 def test_no_context_world_has_no_context_biology_gain(tmp_path):
