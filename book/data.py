@@ -259,8 +259,9 @@ pd.DataFrame({w: r["pathway_ceiling"] for w, r in reports.items()}).rename(
 # >= 0.5), **context only** (adding the neighbours' latent and the true context fields adds >= 0.1
 # and reaches >= 0.3), else **invisible**. The PCCs pool held-out patients, so patient offsets
 # that no input shows keep many pathways low even from the noise-free latent. In the default world the morphologically visible set follows what H&E shows
-# (proliferation, EMT, hypoxia, inflammatory and interferon responses, apoptosis, angiogenesis);
-# signalling pathways without a morphological correlate should land in the other classes.
+# (proliferation, EMT, hypoxia, inflammatory and interferon responses, apoptosis, angiogenesis are
+# planted in the latent); pathways tied to a cell type that the patch shows are recovered through
+# composition, and signalling pathways without either stay low. The tables say which is which.
 
 # %%
 visibility = {w: calibration.pathway_visibility(pd.DataFrame(r["pathway_visibility"]).T["own_latent"].to_dict(),
