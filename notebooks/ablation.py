@@ -54,6 +54,7 @@ center_targets = True  # add the training folds mean profile to the output and s
 dropout = 0.0  # dropout (0 on CPU: attention dropout is ~4x slower)
 data_dir = None  # HEST-1k style folder; None: the embedded simulated cohort (generated on first use)
 preset = 'default'  # simulated cohort preset used when data_dir is None
+world = 'default'  # simulator world (named assumptions, stflib.simulate.WORLDS) used when data_dir is None
 n_genes = 1000  # gene vocabulary size (the most expressed genes of the training fold; the 50 evaluation ...
 organ = 'Bowel'  # cohort filter: organ(s) as HEST spells them (None: any)
 species = 'Homo sapiens'  # cohort filter: species (None: any)

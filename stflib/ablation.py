@@ -84,6 +84,9 @@ ARMS: dict[str, dict[str, dict[str, Any]]] = {
         "he2rna": {"model": "he2rna"},
         "mlp": {"model": "mlp"},
         "ridge_probe": {"model": "ridge_probe"},
+        # context-matched: [own features, mean of the 6 nearest spots' features], as STF's k6 context arm
+        "ridge_probe_k6": {"model": "ridge_probe", "n_neighbors": 6},
+        "mlp_k6": {"model": "mlp", "n_neighbors": 6},
         "abmil": {"model": "abmil"},
         "transmil": {"model": "transmil"},
         "mean": {"model": "mean"},
@@ -486,7 +489,8 @@ def collect(results: str | Path = "results"):
             config = m.get("config") or {}
             row["epochs_max"] = config.get("epochs")
             row["data_dir"] = config.get("data_dir", row["data_dir"])
-            row["world"] = config.get("world", row["world"])
+            # runs on real data have no simulator world; runs from before worlds existed ran the default one
+            row["world"] = "real" if config.get("data_dir") else config.get("world", "default")
         else:
             row["model"] = (info.get("params") or {}).get("model", "interaction")
         rows.append(row)

@@ -33,6 +33,8 @@ BACKBONE_DIMS = {"resnet50": 2048, "ctranspath": 768, "phikon": 768, "hibou-b": 
 POSITIONAL_ENCODINGS = ("sinusoidal", "learned", "none")
 OUTPUT_MODES = ("dense", "global")
 PRESETS = ("tiny", "default", "full")
+WORLDS = ("default", "pathway-misspecified", "no-context", "strong-patient")  # stflib.simulate.WORLDS
+CONTEXT_FEATURE_MODELS = ("ridge_probe", "mlp")  # per-spot baselines: n_neighbors=k feeds [own, kNN mean]
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ PARAMETERS: tuple[Param, ...] = (
     Param("interactions", "all", str, "enabled attention quadrants: 'all', 'full', 'bottleneck', or a subset of p2p,p2h,h2p,h2h (string or list)", "seed flag"),
     Param("log_transform", False, bool, "train on log1p(CP10k) targets instead of CP10k", "seed flag"),
     Param("return_attention", False, bool, "return attention maps (diagnostics; the notebook plots them)", "seed flag"),
-    Param("n_neighbors", 0, int, "0: patches attend to the whole slide; k > 0: h2h attention restricted to each spot's k nearest spots", "seed flag"),
+    Param("n_neighbors", 0, int, "0: patches attend to the whole slide; k > 0: h2h attention restricted to each spot's k nearest spots (ridge_probe and mlp: input [own features, mean of the k nearest spots' features])", "seed flag"),
     # additions
     Param("positional_encoding", "sinusoidal", str, "2D positional encoding of the patch tokens", "model", POSITIONAL_ENCODINGS),
     Param("output_mode", "dense", str, "dense: one prediction per spot; global: one (mean-pooled) prediction per slide", "model", OUTPUT_MODES),
@@ -70,6 +72,7 @@ PARAMETERS: tuple[Param, ...] = (
     Param("dropout", 0.0, float, "dropout (0 on CPU: attention dropout is ~4x slower)", "model"),
     Param("data_dir", None, str, "HEST-1k style folder; None: the embedded simulated cohort (generated on first use)", "data", nullable=True),
     Param("preset", "default", str, "simulated cohort preset used when data_dir is None", "data", PRESETS),
+    Param("world", "default", str, "simulator world (named assumptions, stflib.simulate.WORLDS) used when data_dir is None", "data", WORLDS),
     Param("n_genes", 1000, int, "gene vocabulary size (the most expressed genes of the training fold; the 50 evaluation HVGs are chosen among them)", "data"),
     # the cohort: rows of data_dir/metadata.csv kept (HEST columns organ, species, st_technology,
     # oncotree_code; comma-separated values or a YAML list; None = no filter on that column)

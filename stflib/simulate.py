@@ -1,8 +1,15 @@
 """A simulated colorectal-cancer Visium cohort in HEST-1k layout, with known ground truth.
 
 Real HEST-1k cannot be downloaded here, so every notebook's default data is this simulator's output:
-``python -m stflib simulate --out DIR [--preset tiny|default|full] [--seed N]`` or, from Python,
-``default_cohort(preset, seed)`` (generated once into ``$STFLIB_CACHE`` or ``~/.cache/stflib``).
+``python -m stflib simulate --out DIR [--preset tiny|default|full] [--seed N] [--world NAME]`` or,
+from Python, ``default_cohort(preset, seed, world)`` (generated once into ``$STFLIB_CACHE`` or
+``~/.cache/stflib``, one folder per world, ``cohort_name``).
+
+Worlds (``WORLDS``): the named, frozen assumptions that decide what can be found. ``default`` is
+calibrated against real anchors (HEST-Bench ridge-probe range; STFlow's +16-18 % relative gain of
+spatial context over spot-only probes); ``pathway-misspecified`` puts most expression variance on
+non-Hallmark programmes; ``no-context`` turns the context fields off; ``strong-patient`` makes patient
+effects 2.5x larger. ``stflib.calibration.calibration_report`` measures each against its anchor.
 
 What is simulated (per slide; all fields live on the real Visium v1 array, 100 um pitch, 55 um spots)
 --------------------------------------------------------------------------------------------------
@@ -32,9 +39,12 @@ What is simulated (per slide; all fields live on the real Visium v1 array, 100 u
    karyorrhectic debris), gland lumens, eosin by compartment, Beer-Lambert H&E colour with
    per-slide stain vectors and intensity.
 8. **Stand-in features** per backbone name (``BACKBONES``): latent morphology of the spot's OWN
-   patch = [composition, 8 morphologically visible pathways (proliferation, EMT, hypoxia,
-   inflammation, apoptosis, angiogenesis, myogenesis, interferon-gamma)] + Gaussian noise of
-   std ``BACKBONES[name].noise`` (the information level), plus nuisance (slide stain 3 dims, spot
+   patch = [composition, 8 morphologically visible pathways (proliferation: E2F and G2M, EMT,
+   hypoxia, inflammation, apoptosis, angiogenesis, interferon-gamma)] + noise of scale
+   ``BACKBONES[name].noise`` (the information level) made of three parts (``World``): i.i.d.
+   per-spot noise (neighbour averaging removes it), spatially smooth fields (300 um) and one offset
+   per slide (neighbour averaging keeps both; shared by all backbones of a slide, like stain and
+   section effects), plus nuisance (slide stain 3 dims, spot
    focus/thickness 2 dims) -> a fixed random 2-layer tanh map -> width D, + output noise.
    Noise levels follow HEST-Bench's encoder ranking: gigapath ~ hibou-l < hibou-b ~ phikon ~
    ctranspath < resnet50. These are NOT real embeddings of the patches: they are stand-ins with a
@@ -60,7 +70,10 @@ Files written (the HEST-1k layout, see docs_dev/CONTRACTS.md)
   names); ``layers['expected_counts']`` (N,G) dense float32, the ZINB mean before dropout
   (stored to ~4 significant digits); ``obsm['true_composition']`` (N,10) + ``uns['cell_types']``;
   ``obsm['true_compartments']`` (N,6) + ``uns['compartments']``; ``obsm['true_context']`` (N,5) +
-  ``uns['contexts']``; ``uns['simulator']`` (preset, seed, patient, parameters);
+  ``uns['contexts']``; ``obsm['true_latent_morphology']`` (N,18) the noise-free latent the stand-in
+  features are made from (what a patch can tell at most); ``obsm['true_hidden_programme_activity']``
+  (N,K) the non-Hallmark programmes (only in worlds that have them); ``uns['simulator']`` (version,
+  preset, seed, world, patient, parameters);
   ``uns['thumbnail']`` (H,W,3) uint8 low-resolution image of the section,
   ``uns['thumbnail_um_per_px']``.
 """
@@ -80,7 +93,10 @@ from pathlib import Path
 
 import numpy as np
 
-SIMULATOR_VERSION = "1"
+from .spatial import gaussian_smoother as _smoother
+from .spatial import hex_neighbours  # noqa: F401  (re-exported: stflib.simulate.hex_neighbours)
+
+SIMULATOR_VERSION = "2"
 BIOLOGY_SEED = 20240611
 PIXEL_SIZE_UM = 0.5
 SPOT_PITCH_UM = 100.0
@@ -128,9 +144,63 @@ BACKBONES: dict[str, BackboneSpec] = {
     "ctranspath": BackboneSpec(768, 1.00, 0.7, 0.20),
     "phikon": BackboneSpec(768, 0.95, 0.6, 0.20),
     "hibou-b": BackboneSpec(768, 0.95, 0.6, 0.20),
-    "hibou-l": BackboneSpec(1024, 0.75, 0.5, 0.20),
-    "gigapath": BackboneSpec(1536, 0.70, 0.5, 0.20),
+    "hibou-l": BackboneSpec(1024, 0.80, 0.5, 0.20),
+    "gigapath": BackboneSpec(1536, 0.78, 0.5, 0.20),
 }
+
+
+@dataclass(frozen=True)
+class World:
+    """The simulator's named assumptions (frozen): what can be found in a cohort is decided here.
+
+    Feature noise on the standardised latent morphology is ``BACKBONES[name].noise`` times the sum of
+    three parts with these weights: ``noise_spot`` (i.i.d. per spot and per backbone: neighbour
+    averaging removes it), ``noise_smooth`` (a Gaussian random field of correlation length
+    ``noise_length_um`` per latent dimension, shared by all backbones: section thickness, fixation and
+    staining gradients; neighbour averaging keeps it) and ``noise_slide`` (one offset per slide and
+    latent dimension: batch/stain effects that no neighbourhood removes).
+    """
+
+    description: str
+    noise_spot: float = 0.7
+    noise_smooth: float = 0.5
+    noise_slide: float = 0.25
+    noise_length_um: float = 300.0
+    context_scale: float = 1.0  # 0: the context fields (and so their pathway effects) are off
+    patient_scale: float = 1.0  # multiplies the patient effects (tumour/immune bias, pathway offsets)
+    hallmark_scale: float = 1.0  # multiplies the Hallmark pathway loadings of the genes
+    hidden_programmes: int = 0  # programmes on non-Hallmark gene sets (not among the 50 named pathways)
+    hidden_scale: float = 0.0  # loading scale of those programmes
+    anchor: str = ""  # the real figure this world is calibrated against, with its source
+
+
+WORLDS: dict[str, World] = {
+    "default": World(
+        "the calibrated world: structured feature noise so that a ridge probe on [own, mean of 6 nearest "
+        "neighbours] gains +10-20 % relative over own features (resnet50 stand-in), as STFlow (ICML 2025) "
+        "reports for spatial context over spot-only probes on HEST-Bench; own-feature probes in HEST-Bench's "
+        "0.25-0.45 range",
+        anchor="HEST-Bench (Jaume et al. 2024) ridge probes 0.25-0.45; STFlow (Huang et al., ICML 2025) about +18 %"),
+    "pathway-misspecified": World(
+        "most expression variance comes from 24 programmes on random non-Hallmark gene sets (composition-linked "
+        "and spatially smooth); the Hallmark loadings are scaled by 0.4: a Hallmark prior names the wrong sets",
+        hallmark_scale=0.4, hidden_programmes=24, hidden_scale=1.0,
+        anchor="stress test without a real anchor: the 50 Hallmarks (4,383 genes) are a prior, not a measured fact"),
+    "no-context": World(
+        "the spatial context fields are zero: a spot's expression depends on its own composition, patient, "
+        "slide and smooth noise only, so neighbourhood models can only denoise",
+        context_scale=0.0, anchor="null world (no designed context biology)"),
+    "strong-patient": World(
+        "patient effects 2.5x the default (tumour and immune bias, pathway offsets): inter-patient variation "
+        "dominates, as between real HEST-1k CRC patients",
+        patient_scale=2.5, anchor="stress test without a measured anchor: real between-patient spread is not measured here"),
+}
+
+
+def _check_world(world: str) -> World:
+    if world not in WORLDS:
+        raise ValueError(f"unknown world {world!r}; allowed: {', '.join(WORLDS)}")
+    return WORLDS[world]
 
 
 def _check_preset(preset: str) -> Preset:
@@ -459,30 +529,6 @@ def _grf(rng: np.random.Generator, length_um: float, xy_um: np.ndarray) -> np.nd
     return field[iy, ix]
 
 
-def _smoother(xy_um: np.ndarray, sigma_um: float):
-    """Row-normalised Gaussian smoothing matrix over spots (sparse)."""
-    import scipy.sparse as sp
-    from scipy.spatial import cKDTree
-
-    tree = cKDTree(xy_um)
-    d = tree.sparse_distance_matrix(tree, 3 * sigma_um, output_type="coo_matrix")
-    w = np.exp(-0.5 * (d.data / sigma_um) ** 2)
-    n = len(xy_um)
-    m = sp.coo_matrix((w, (d.row, d.col)), shape=(n, n)).tocsr() + sp.identity(n, format="csr")
-    return sp.diags(1.0 / np.asarray(m.sum(1)).ravel()) @ m
-
-
-def hex_neighbours(xy: np.ndarray, pitch: float) -> "scipy.sparse.csr_matrix":  # noqa: F821
-    """Binary adjacency of spots within 1.2 pitches (the 6 hex neighbours on a full grid), no self loops."""
-    import scipy.sparse as sp
-    from scipy.spatial import cKDTree
-
-    tree = cKDTree(xy)
-    d = tree.sparse_distance_matrix(tree, 1.2 * pitch, output_type="coo_matrix")
-    keep = d.row != d.col
-    return sp.coo_matrix((np.ones(keep.sum()), (d.row[keep], d.col[keep])), shape=(len(xy), len(xy))).tocsr()
-
-
 def _tissue_mask(rng: np.random.Generator, xy_um: np.ndarray, n_target: int) -> np.ndarray:
     """A lobed tissue outline holding about ``n_target`` spots."""
     centre = np.array([N_COLS * 25.0, N_ROWS * 43.3]) + rng.normal(0, 250, 2)
@@ -506,7 +552,8 @@ def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return e / e.sum(axis, keepdims=True)
 
 
-def _simulate_tissue(rng: np.random.Generator, bio: Biology, xy: np.ndarray, patient: dict) -> dict:
+def _simulate_tissue(rng: np.random.Generator, bio: Biology, xy: np.ndarray, patient: dict,
+                     world: World | None = None) -> dict:
     """Compartments, composition, context and pathway activities of one slide's spots."""
     n = len(xy)
     sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
@@ -543,21 +590,48 @@ def _simulate_tissue(rng: np.random.Generator, bio: Biology, xy: np.ndarray, pat
         s250 @ necro_frac,                   # necrosis proximity
         s250 @ stroma_frac,                  # stromal neighbourhood
     ], 1)
+    world = world or WORLDS["default"]
+    ctx = world.context_scale * ctx
 
     P = len(bio.pathway_names)
     smooth_noise = np.stack([_grf(rng, 300, xy) for _ in range(P)], 1)
     act = (comp @ bio.w_comp + ctx @ bio.w_ctx + patient["pathway_offset"] + rng.normal(0, 0.1, P)
            + 0.3 * smooth_noise + rng.normal(0, 0.08, (n, P)))
-    return dict(compartments=compart, composition=comp, context=ctx, activity=act)
+    out = dict(compartments=compart, composition=comp, context=ctx, activity=act)
+    if world.hidden_programmes:
+        out["hidden_activity"] = _hidden_activity(rng, bio, xy, comp, world.hidden_programmes)
+    return out
 
 
-def _expression(rng: np.random.Generator, bio: Biology, xy: np.ndarray, tissue: dict, slide_median: float
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _hidden_programmes(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(composition loadings (C, n), gene loadings (G, n)) of ``n`` programmes on random non-Hallmark
+    gene sets of 40 genes (markers, ribosomal and background genes; fixed by ``BIOLOGY_SEED``)."""
+    bio = biology()
+    rng = np.random.default_rng([BIOLOGY_SEED, 7, n])
+    pool = np.flatnonzero(np.isin(bio.gene_class, ["marker", "ribo", "background"]))
+    w_comp = rng.normal(0, 1.0, (len(CELL_TYPES), n))
+    load = np.zeros((len(bio.genes), n))
+    for j in range(n):
+        genes = rng.choice(pool, 40, replace=False)
+        load[genes, j] = rng.normal(0.8, 0.2, 40) * np.where(rng.random(40) < 0.85, 1.0, -0.6)
+    return w_comp, load
+
+
+def _hidden_activity(rng: np.random.Generator, bio: Biology, xy: np.ndarray, comp: np.ndarray, n: int) -> np.ndarray:
+    """Activities (N, n) of the non-Hallmark programmes: composition-linked plus 300 um smooth fields."""
+    w_comp, _ = _hidden_programmes(n)
+    typical = np.full(len(CELL_TYPES), 1.0 / len(CELL_TYPES))
+    smooth = np.stack([_grf(rng, 300, xy) for _ in range(n)], 1)
+    return (comp - typical) @ w_comp + 0.5 * smooth
+
+
+def _expression(rng: np.random.Generator, bio: Biology, xy: np.ndarray, tissue: dict, slide_median: float,
+                world: World | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(counts (N,G) float32, expected counts (N,G) float32, library sizes (N,))."""
     comp, act = tissue["composition"], tissue["activity"]
     profiles = np.exp(bio.log_profiles)  # (G, C)
-    act_c = act - tissue["activity_ref"]  # modulation around a fixed typical activity
-    rate = (comp @ profiles.T) * np.exp(act_c @ bio.pathway_loadings.T)
+    log_mod = programme_log_modulation(bio, tissue, world or WORLDS["default"])
+    rate = (comp @ profiles.T) * np.exp(log_mod["hallmark"] + log_mod["hidden"])
     rate /= rate.sum(1, keepdims=True)
     log_lib = (np.log(slide_median) + comp @ bio.lib_effect + 0.25 * _grf(rng, 500, xy)
                + rng.normal(0, 0.2, len(xy)))
@@ -568,6 +642,17 @@ def _expression(rng: np.random.Generator, bio: Biology, xy: np.ndarray, tissue: 
     counts = rng.poisson(lam).astype(np.float32)
     counts *= rng.random(mu.shape, dtype=np.float32) >= bio.dropout[None, :].astype(np.float32)
     return counts, mu, lib
+
+
+def programme_log_modulation(bio: Biology, tissue: dict, world: World) -> dict[str, np.ndarray]:
+    """Log-rate modulation (N, G) of each gene by the Hallmark pathways and by the hidden programmes."""
+    act_c = tissue["activity"] - tissue["activity_ref"]  # modulation around a fixed typical activity
+    hallmark = world.hallmark_scale * (act_c @ bio.pathway_loadings.T)
+    hidden = np.zeros_like(hallmark)
+    if world.hidden_programmes:
+        _, load = _hidden_programmes(world.hidden_programmes)
+        hidden = world.hidden_scale * (tissue["hidden_activity"] @ load.T)
+    return {"hallmark": hallmark, "hidden": hidden}
 
 
 # ---------------------------------------------------------------------------------------- features
@@ -588,11 +673,23 @@ def _feature_map(name: str, in_dim: int, hidden: int = 128):
     return w1, b1, w2, b2
 
 
-def stand_in_features(rng: np.random.Generator, name: str, latent: np.ndarray, nuisance: np.ndarray) -> np.ndarray:
-    """Stand-in embeddings of width ``BACKBONES[name].dim`` (see the module docstring)."""
+def structured_noise(rng: np.random.Generator, xy_um: np.ndarray, dim: int, world: World) -> np.ndarray:
+    """The image-level part of the feature noise (N, dim), shared by all backbones of a slide:
+    ``noise_smooth`` x unit smooth fields (``noise_length_um``) + ``noise_slide`` x one offset per slide."""
+    smooth = np.stack([_grf(rng, world.noise_length_um, xy_um) for _ in range(dim)], 1)
+    return world.noise_smooth * smooth + world.noise_slide * rng.normal(0, 1, dim)[None, :]
+
+
+def stand_in_features(rng: np.random.Generator, name: str, latent: np.ndarray, nuisance: np.ndarray,
+                      image_noise: np.ndarray | None = None, noise_spot: float = 1.0) -> np.ndarray:
+    """Stand-in embeddings of width ``BACKBONES[name].dim`` (see the module docstring): the latent plus
+    ``noise`` x (``noise_spot`` x i.i.d. spot noise + ``image_noise``), with the nuisance dims, through a
+    fixed random 2-layer tanh map, plus output noise."""
     spec = BACKBONES[name]
-    u = np.concatenate([latent + spec.noise * rng.standard_normal(latent.shape),
-                        spec.stain_sensitivity * nuisance], 1)
+    noise = noise_spot * rng.standard_normal(latent.shape)
+    if image_noise is not None:
+        noise = noise + image_noise
+    u = np.concatenate([latent + spec.noise * noise, spec.stain_sensitivity * nuisance], 1)
     w1, b1, w2, b2 = _feature_map(name, u.shape[1])
     h = np.tanh(u @ w1 + b1)
     out = h @ w2 + b2 + spec.out_noise * rng.standard_normal((len(u), spec.dim))
@@ -705,10 +802,10 @@ def _cohort_plan(preset: Preset, seed: int) -> list[dict]:
     return plan
 
 
-def _patient_effects(seed: int, p: int, n_pathways: int) -> dict:
+def _patient_effects(seed: int, p: int, n_pathways: int, scale: float = 1.0) -> dict:
     rng = _rng(seed, 1, p)
-    return dict(tumour_bias=float(rng.normal(0.3, 0.4)), immune_bias=float(rng.normal(0.0, 0.6)),
-                pathway_offset=rng.normal(0, 0.3, n_pathways))
+    return dict(tumour_bias=float(rng.normal(0.3, 0.4 * scale)), immune_bias=float(rng.normal(0.0, 0.6 * scale)),
+                pathway_offset=rng.normal(0, 0.3 * scale, n_pathways))
 
 
 def _round_mantissa(a: np.ndarray, keep_bits: int) -> np.ndarray:
@@ -741,12 +838,13 @@ HEST_COLUMNS = ["dataset_title", "id", "image_filename", "organ", "disease_state
 
 
 def simulate_slide(plan: dict, seed: int, preset_name: str, grid=None, with_patches: bool = True,
-                   backbones: list[str] | None = None) -> dict:
+                   backbones: list[str] | None = None, world: str = "default") -> dict:
     """Simulate one slide in memory: AnnData, patches, features (by backbone) and its metadata row."""
     import anndata as ad
     import pandas as pd
     import scipy.sparse as sp
 
+    spec_world = _check_world(world)
     bio = biology()
     barcodes_all, rows_all, cols_all = grid if grid is not None else visium_grid()
     k = int(plan["id"][3:])
@@ -754,10 +852,10 @@ def simulate_slide(plan: dict, seed: int, preset_name: str, grid=None, with_patc
     xy_all = _grid_um(rows_all, cols_all)
     mask = _tissue_mask(rng_t, xy_all, plan["n_spots"])
     xy, barcodes, rows, cols = xy_all[mask], barcodes_all[mask], rows_all[mask], cols_all[mask]
-    patient = _patient_effects(seed, plan["patient"], len(bio.pathway_names))
-    tissue = _simulate_tissue(rng_t, bio, xy, patient)
+    patient = _patient_effects(seed, plan["patient"], len(bio.pathway_names), spec_world.patient_scale)
+    tissue = _simulate_tissue(rng_t, bio, xy, patient, spec_world)
     tissue["activity_ref"] = _activity_reference()
-    counts, mu, lib = _expression(rng_x, bio, xy, tissue, plan["lib_median"])
+    counts, mu, lib = _expression(rng_x, bio, xy, tissue, plan["lib_median"], spec_world)
     n, G = counts.shape
 
     centres_px = MARGIN_PX + xy / PIXEL_SIZE_UM
@@ -775,11 +873,13 @@ def simulate_slide(plan: dict, seed: int, preset_name: str, grid=None, with_patc
     adata.obsm["true_composition"] = tissue["composition"].astype(np.float32)
     adata.obsm["true_compartments"] = tissue["compartments"].astype(np.float32)
     adata.obsm["true_context"] = tissue["context"].astype(np.float32)
+    if "hidden_activity" in tissue:
+        adata.obsm["true_hidden_programme_activity"] = tissue["hidden_activity"].astype(np.float32)
     adata.uns["true_pathway_names"] = np.array(bio.pathway_names)
     adata.uns["cell_types"] = np.array(CELL_TYPES)
     adata.uns["compartments"] = np.array(COMPARTMENTS)
     adata.uns["contexts"] = np.array(CONTEXTS)
-    adata.uns["simulator"] = {"version": SIMULATOR_VERSION, "preset": preset_name, "seed": int(seed),
+    adata.uns["simulator"] = {"version": SIMULATOR_VERSION, "preset": preset_name, "seed": int(seed), "world": world,
                               "patient": int(plan["patient"]), "replicate": int(plan["replicate"]),
                               "library_median": float(plan["lib_median"]),
                               "biology_seed": BIOLOGY_SEED, "pixel_size_um": PIXEL_SIZE_UM}
@@ -790,7 +890,10 @@ def simulate_slide(plan: dict, seed: int, preset_name: str, grid=None, with_patc
     stain = {"vectors": np.clip(1 + 0.08 * np.stack([stain_latent, np.roll(stain_latent, 1)]), 0.7, 1.3),
              "h": float(np.exp(0.15 * stain_latent[0])), "e": float(np.exp(0.15 * stain_latent[1]))}
     latent = latent_morphology(bio, tissue)
-    features = {name: stand_in_features(_rng(seed, 3, k, zlib.crc32(name.encode())), name, latent, nuisance)
+    adata.obsm["true_latent_morphology"] = latent.astype(np.float32)
+    image_noise = structured_noise(_rng(seed, 4, k), xy, latent.shape[1], spec_world)
+    features = {name: stand_in_features(_rng(seed, 3, k, zlib.crc32(name.encode())), name, latent, nuisance,
+                                        image_noise, spec_world.noise_spot)
                 for name in (backbones if backbones is not None else BACKBONES)}
 
     patches = None
@@ -814,11 +917,11 @@ def simulate_slide(plan: dict, seed: int, preset_name: str, grid=None, with_patc
         "pixel_size_um_embedded": PIXEL_SIZE_UM, "pixel_size_um_estimated": PIXEL_SIZE_UM, "magnification": "20x",
         "fullres_px_width": width, "fullres_px_height": height,
         "tissue": "Colon" if plan["oncotree"] == "COAD" else "Rectum", "disease_comment": "simulated",
-        "subseries": f"sim-{preset_name}-seed{seed}-P{plan['patient'] + 1:02d}-S{plan['replicate'] + 1}",
+        "subseries": f"sim-{preset_name}-{world}-seed{seed}-P{plan['patient'] + 1:02d}-S{plan['replicate'] + 1}",
         "hest_version_added": f"stflib-sim-v{SIMULATOR_VERSION}",
     }
     return dict(adata=adata, expected=mu, patches=patches, features=features, meta=meta, barcodes=barcodes,
-                centres_px=centres_px)
+                centres_px=centres_px, latent=latent)
 
 
 @lru_cache(maxsize=1)
@@ -869,11 +972,12 @@ def write_slide(out: Path, sim: dict, gzip_level: int = 4) -> None:
 
 
 def simulate_cohort(out: str | Path, preset: str = "default", seed: int = 0, with_patches: bool = True,
-                    backbones: list[str] | None = None, verbose: bool = False) -> Path:
-    """Simulate a whole cohort into ``out`` (HEST layout); returns ``out``. Deterministic by ``seed``."""
+                    backbones: list[str] | None = None, verbose: bool = False, world: str = "default") -> Path:
+    """Simulate a whole cohort of ``world`` into ``out`` (HEST layout); returns ``out``. Deterministic by ``seed``."""
     import pandas as pd
 
     spec = _check_preset(preset)
+    _check_world(world)
     if backbones is not None:
         unknown = [b for b in backbones if b not in BACKBONES]
         if unknown:
@@ -884,7 +988,8 @@ def simulate_cohort(out: str | Path, preset: str = "default", seed: int = 0, wit
     rows = []
     t0 = time.time()
     for plan in _cohort_plan(spec, seed):
-        sim = simulate_slide(plan, seed, preset, grid=grid, with_patches=with_patches, backbones=backbones)
+        sim = simulate_slide(plan, seed, preset, grid=grid, with_patches=with_patches, backbones=backbones,
+                             world=world)
         write_slide(out, sim, spec.gzip_level)
         rows.append(sim["meta"])
         if verbose:
@@ -914,27 +1019,38 @@ def _cached_fingerprint(folder: Path) -> str | None:
         return None
 
 
-def default_cohort(preset: str = "default", seed: int = 0) -> Path:
-    """The simulated cohort ``sim-<preset>-seed<seed>`` in the cache, generated on first use.
+def cohort_name(preset: str = "default", seed: int = 0, world: str = "default") -> str:
+    """Cache folder name of a cohort: ``sim-<preset>-seed<seed>`` for the default world (the name
+    other parts of the project already know), ``sim-<preset>-<world>-seed<seed>`` for the others."""
+    return f"sim-{preset}-seed{int(seed)}" if world == "default" else f"sim-{preset}-{world}-seed{int(seed)}"
+
+
+def default_cohort(preset: str = "default", seed: int = 0, world: str = "default") -> Path:
+    """The simulated cohort of ``world`` (``cohort_name``) in the cache, generated on first use.
 
     Generation writes into a temporary sibling folder and renames it into place when complete, so
     an interrupted run never leaves a half-written cohort that looks usable. A cached cohort written
     by a different version of this module (``simulator_fingerprint``) is regenerated, never reused.
     """
     _check_preset(preset)
+    _check_world(world)
     root = cache_dir()
-    target = root / f"sim-{preset}-seed{int(seed)}"
+    target = root / cohort_name(preset, seed, world)
     fingerprint = simulator_fingerprint()
     if _cached_fingerprint(target) == fingerprint:
         return target
     root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".sim-{preset}-seed{int(seed)}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = root / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
-        print(f"simulating the {preset!r} cohort (seed {seed}) into {target}: first use only, cached afterwards", flush=True)
+        print(f"simulating the {preset!r} cohort, world {world!r} (seed {seed}) into {target}: first use only, "
+              "cached afterwards", flush=True)
         t0 = time.time()
-        simulate_cohort(tmp, preset=preset, seed=seed)
+        if world == "default":  # keeps the call the same for code that replaces simulate_cohort
+            simulate_cohort(tmp, preset=preset, seed=seed)
+        else:
+            simulate_cohort(tmp, preset=preset, seed=seed, world=world)
         print(f"simulated cohort ready in {time.time() - t0:.0f} s", flush=True)
-        (tmp / COMPLETE_MARKER).write_text(json.dumps({"preset": preset, "seed": int(seed),
+        (tmp / COMPLETE_MARKER).write_text(json.dumps({"preset": preset, "seed": int(seed), "world": world,
                                                        "version": SIMULATOR_VERSION,
                                                        "fingerprint": fingerprint}))
         if target.exists() and _cached_fingerprint(target) != fingerprint:
@@ -959,6 +1075,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="default",
                         help=f"cohort size: {', '.join(f'{k} ({v.n_slides} slides)' for k, v in PRESETS.items())}")
     parser.add_argument("--seed", type=int, default=0, help="cohort seed (deterministic)")
+    parser.add_argument("--world", default="default",
+                        help=f"simulator world (named assumptions, see stflib.simulate.WORLDS): {', '.join(WORLDS)}")
     parser.add_argument("--no-patches", action="store_true", help="skip rendering patches (faster, smaller)")
 
 
@@ -966,12 +1084,13 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.time()
     try:
         _check_preset(args.preset)
+        _check_world(args.world)
     except ValueError as err:
         print(f"error: {err}")
         return 2
-    print(f"simulating preset {args.preset!r}, seed {args.seed} into {args.out}", flush=True)
+    print(f"simulating preset {args.preset!r}, world {args.world!r}, seed {args.seed} into {args.out}", flush=True)
     out = simulate_cohort(args.out, preset=args.preset, seed=args.seed, with_patches=not args.no_patches,
-                          verbose=True)
+                          verbose=True, world=args.world)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(f"done in {time.time() - t0:.1f}s; {size / 1e6:.1f} MB in {out}")
     return 0

@@ -571,7 +571,7 @@ def load_fold(cfg: dict, log: Callable[[str], None] | None = None) -> FoldData:
     if cfg["data_dir"] is None:
         from stflib.simulate import default_cohort
 
-        root = Path(default_cohort(cfg["preset"]))
+        root = Path(default_cohort(cfg["preset"], world=cfg["world"]))
     else:
         root = Path(cfg["data_dir"])
     from stflib import config as C
@@ -714,6 +714,14 @@ def run(cfg: dict | None = None, log: Callable[[str], None] | None = print, writ
     train_items = [fold.items[i] for i in fold.train_ids]
     val_items = [fold.items[i] for i in fold.val_ids]
     test_items = [fold.items[i] for i in fold.test_ids]
+    context_features = bool(cfg["n_neighbors"]) and cfg["model"] in C.CONTEXT_FEATURE_MODELS
+    if context_features:  # per-spot baselines: n_neighbors=k means the input [own, mean of the k nearest spots']
+        from stflib.spatial import with_neighbour_mean
+
+        for it in fold.items.values():
+            it["features"] = torch.as_tensor(with_neighbour_mean(it["features"].numpy(), it["coords"].numpy(),
+                                                                 cfg["n_neighbors"]), dtype=torch.float32)
+        fold.feature_dim *= 2
     if cfg["standardize_features"]:
         standardize_features(fold.items, train_items)
     set_seed(cfg["seed"])
@@ -725,6 +733,8 @@ def run(cfg: dict | None = None, log: Callable[[str], None] | None = print, writ
         preds = predict_sklearn(model, test_items, cfg)
     else:
         model = build_model(cfg, fold.feature_dim, len(fold.genes), fold.membership)
+        if context_features:  # the features already carry the neighbourhood: no spot windows
+            model.n_neighbors = cfg["n_neighbors"]
         if cfg["center_targets"] and cfg["loss"] != "zinb":
             model = CenteredOutput(model, *target_statistics(train_items))
         if log:

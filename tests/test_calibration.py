@@ -84,3 +84,81 @@ def test_calibration_needs_features(tiny):
         C.probe_pcc(meta, samples)
     with pytest.raises(FileNotFoundError, match="metadata.csv"):
         C.load_cohort(tiny / "st")
+
+
+def test_calibration_and_baseline_share_one_ridge_probe():
+    from stflib.models.baselines import RidgeProbe
+
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(300, 40)), rng.normal(size=(300, 5))
+    expected = RidgeProbe(fit_intercept=True).fit(x[:200], y[:200]).predict(x[200:])
+    np.testing.assert_allclose(C.ridge_probe(x[:200], y[:200], x[200:]), expected, rtol=1e-6)
+
+
+def test_context_probe_uses_the_context_matched_input(tiny):
+    from stflib import spatial
+
+    meta, samples = C.load_cohort(tiny, backbone="ctranspath")
+    via_flag = C.probe_pcc(meta, samples, context=True)
+    via_inputs = C.probe_pcc(meta, samples, inputs=lambda s: spatial.with_neighbour_mean(np.asarray(s.features, np.float64), s.coords, 6))
+    assert via_flag["pcc"] == pytest.approx(via_inputs["pcc"], abs=1e-6)
+
+
+def test_ceilings_and_pathway_visibility_on_tiny(tiny):
+    r = C.calibration_report(tiny, backbone="ctranspath")
+    assert r["probe_pcc"] < r["latent_ceiling"] < r["noise_ceiling"]
+    assert r["context_gain_relative"] == pytest.approx(r["probe_pcc_context"] / r["probe_pcc"] - 1)
+    assert r["context_biology_gain"] == pytest.approx(r["latent_context_ceiling"] - r["latent_ceiling"])
+    ceil = r["pathway_ceiling"]
+    assert ceil["noise-free latent"] > ceil["ctranspath own features"]
+    vis = r["pathway_visibility"]
+    assert len(vis) == 50 and {v["visible"] for v in vis.values()} <= {"morphology", "context only", "invisible"}
+    assert vis["G2M_CHECKPOINT"]["own_latent"] > vis["NOTCH_SIGNALING"]["own_latent"]  # planted as visible / not
+
+
+def test_pathway_visibility_classes():
+    df = C.pathway_visibility({"HALLMARK_A": 0.8, "HALLMARK_B": 0.2, "HALLMARK_C": 0.2, "HALLMARK_D": -0.3},
+                              {"HALLMARK_A": 0.85, "HALLMARK_B": 0.45, "HALLMARK_C": 0.25, "HALLMARK_D": 0.0})
+    assert df.loc["A", "visible"] == "morphology"
+    assert df.loc["B", "visible"] == "context only" and df.loc["B", "context_adds"] == pytest.approx(0.25)
+    assert df.loc["C", "visible"] == "invisible"
+    assert df.loc["D", "visible"] == "invisible"  # a large gain that still predicts nothing
+
+
+def test_no_context_world_has_no_context_biology_gain(tmp_path):
+    out = tmp_path / "nc"
+    S.simulate_cohort(out, preset="tiny", seed=0, with_patches=False, backbones=["ctranspath"], world="no-context")
+    r = C.calibration_report(out, backbone="ctranspath")
+    assert r["context_biology_gain"] == pytest.approx(0.0, abs=1e-3)  # zero columns: numerical noise only
+
+
+def test_anchor_table_flags_values_outside_their_range():
+    reports = {"default": {"probe_pcc": 0.30, "context_gain_relative": 0.35, "latent_ceiling": 0.5}}
+    t = C.anchor_table(reports)
+    row = t.set_index("figure")
+    assert bool(row.loc["probe_pcc", "within"]) and not bool(row.loc["context_gain_relative", "within"])
+    assert "STFlow" in row.loc["context_gain_relative", "source"] and "HEST-Bench" in row.loc["probe_pcc", "source"]
+    assert row.loc["latent_ceiling", "measured"] == 0.5 and np.isnan(row.loc["latent_ceiling", "anchor_low"])
+
+
+def test_world_calibration_is_cached_in_the_cohort_folder(tiny, monkeypatch):
+    import shutil
+
+    folder = tiny.parent / "cached-world"
+    if not folder.exists():
+        shutil.copytree(tiny, folder)
+    monkeypatch.setattr(S, "default_cohort", lambda preset, seed, world: folder)
+    calls = []
+    real = C.calibration_report
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(C, "calibration_report", counting)
+    first = C.world_calibration("no-context", preset="tiny", backbone="ctranspath")
+    again = C.world_calibration("no-context", preset="tiny", backbone="ctranspath")
+    assert len(calls) == 1 and (folder / "calibration.json").is_file()
+    assert again["probe_pcc"] == pytest.approx(first["probe_pcc"]) and again["world"] == "no-context"
+    with pytest.raises(ValueError, match="unknown world 'mars'"):
+        C.world_calibration("mars")

@@ -236,3 +236,122 @@ def test_default_cohort_regenerates_one_written_by_another_simulator_version(tmp
     assert (path / "metadata.csv").read_text() == "new simulator"
     assert S._cached_fingerprint(path) == S.simulator_fingerprint()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sim-tiny-seed6"]  # stale copy removed
+
+
+# ------------------------------------------------------------------------------------------ worlds
+def _slides(world: str, n: int = 4) -> list[dict]:
+    plans = S._cohort_plan(S.PRESETS["tiny"], 0)[:n]
+    return [S.simulate_slide(p, 0, "tiny", with_patches=False, backbones=["resnet50"], world=world) for p in plans]
+
+
+@pytest.fixture(scope="module")
+def worlds() -> dict[str, list[dict]]:
+    return {w: _slides(w) for w in ("default", "no-context", "pathway-misspecified", "strong-patient")}
+
+
+def test_worlds_are_named_documented_and_selectable():
+    from stflib import config
+
+    assert {"default", "pathway-misspecified", "no-context", "strong-patient"} <= set(S.WORLDS)
+    assert tuple(S.WORLDS) == config.WORLDS and config.PARAM_BY_NAME["world"].allowed == config.WORLDS
+    for name, w in S.WORLDS.items():
+        assert len(w.description) > 40 and w.anchor, name
+    with pytest.raises(ValueError, match="unknown world 'mars'; allowed: default, pathway-misspecified"):
+        S.simulate_cohort("unused", preset="tiny", world="mars")
+    with pytest.raises(ValueError, match="unknown world"):
+        S.default_cohort("tiny", world="mars")
+    with pytest.raises(ValueError, match="world: unknown value 'mars'"):
+        config.validate({"world": "mars"})
+
+
+def test_cli_world(tmp_path, capsys):
+    import anndata as ad
+
+    out = tmp_path / "nc"
+    assert cli_main(["simulate", "--out", str(out), "--preset", "tiny", "--world", "no-context", "--no-patches"]) == 0
+    a = ad.read_h5ad(out / "st" / "SIM000.h5ad")
+    assert a.uns["simulator"]["world"] == "no-context"
+    assert np.all(a.obsm["true_context"] == 0)
+    assert a.obsm["true_latent_morphology"].shape == (a.n_obs, 18)
+    assert cli_main(["simulate", "--out", str(tmp_path / "x"), "--world", "mars"]) == 2
+    assert "allowed: default, pathway-misspecified" in capsys.readouterr().out
+
+
+def test_no_context_world_turns_the_context_fields_off(worlds):
+    for sim in worlds["no-context"]:
+        assert np.all(sim["adata"].obsm["true_context"] == 0)
+    assert all(np.abs(sim["adata"].obsm["true_context"]).max() > 0.05 for sim in worlds["default"])
+    # same tissue, same composition: only the context-driven part of the activities differs
+    one, other = worlds["default"][0]["adata"], worlds["no-context"][0]["adata"]
+    np.testing.assert_array_equal(one.obsm["true_composition"], other.obsm["true_composition"])
+    assert not np.allclose(one.obsm["true_pathway_activity"], other.obsm["true_pathway_activity"])
+
+
+def _modulation_variance(sim: dict, world: str) -> tuple[float, float]:
+    a = sim["adata"]
+    tissue = {"activity": np.asarray(a.obsm["true_pathway_activity"], np.float64),
+              "activity_ref": S._activity_reference()}
+    if "true_hidden_programme_activity" in a.obsm:
+        tissue["hidden_activity"] = np.asarray(a.obsm["true_hidden_programme_activity"], np.float64)
+    mod = S.programme_log_modulation(S.biology(), tissue, S.WORLDS[world])
+    return float(mod["hallmark"].var(0).sum()), float(mod["hidden"].var(0).sum())
+
+
+def test_pathway_misspecified_world_puts_most_variance_outside_the_hallmarks(worlds):
+    for sim in worlds["pathway-misspecified"]:
+        hallmark, hidden = _modulation_variance(sim, "pathway-misspecified")
+        assert hidden > 2 * hallmark > 0
+        assert sim["adata"].obsm["true_hidden_programme_activity"].shape[1] == S.WORLDS["pathway-misspecified"].hidden_programmes
+    for sim in worlds["default"]:
+        hallmark, hidden = _modulation_variance(sim, "default")
+        assert hidden == 0 and hallmark > 0
+        assert "true_hidden_programme_activity" not in sim["adata"].obsm
+
+
+def test_strong_patient_world_spreads_patients_apart(worlds):
+    def between_slide_sd(sims):
+        means = np.stack([np.asarray(s["adata"].obsm["true_pathway_activity"]).mean(0) for s in sims])
+        return float(means.std(0).mean())
+
+    assert between_slide_sd(worlds["strong-patient"]) > 1.5 * between_slide_sd(worlds["default"])
+
+
+def test_feature_noise_has_parts_that_neighbour_averaging_keeps():
+    from stflib import spatial
+
+    rows, cols = np.meshgrid(np.arange(30), np.arange(60), indexing="ij")
+    even = (rows + cols) % 2 == 0  # the Visium hex lattice
+    xy = S._grid_um(rows[even], cols[even])
+    world = S.WORLDS["default"]
+    image = S.structured_noise(S._rng(0, 9), xy, 18, world)
+    spot = world.noise_spot * np.random.default_rng(1).standard_normal(image.shape)
+    keep = lambda v: np.mean([np.corrcoef(spatial.knn_mean(v, xy, 6)[:, j], v[:, j])[0, 1]  # noqa: E731
+                              for j in range(v.shape[1])])
+    assert keep(image - image.mean(0)) > 0.8  # smooth fields and slide offsets survive averaging
+    assert keep(spot) < 0.1  # i.i.d. spot noise does not
+    assert np.abs(image.mean(0)).max() > 0  # a slide offset per dimension
+    assert world.noise_smooth > 0 and world.noise_slide > 0 and world.noise_spot > 0
+
+
+def test_worlds_are_deterministic_and_cached_under_their_name(tmp_path, monkeypatch):
+    plan = S._cohort_plan(S.PRESETS["tiny"], 0)[1]
+    one = S.simulate_slide(plan, 0, "tiny", with_patches=False, backbones=["gigapath"], world="strong-patient")
+    two = S.simulate_slide(plan, 0, "tiny", with_patches=False, backbones=["gigapath"], world="strong-patient")
+    assert (one["adata"].X != two["adata"].X).nnz == 0
+    np.testing.assert_array_equal(one["features"]["gigapath"], two["features"]["gigapath"])
+    monkeypatch.setenv("STFLIB_CACHE", str(tmp_path))
+    calls = []
+
+    def fake(out, preset, seed, world="default", **kwargs):
+        calls.append(world)
+        Path(out).mkdir(parents=True)
+        (Path(out) / "metadata.csv").write_text("id\n")
+        return Path(out)
+
+    monkeypatch.setattr(S, "simulate_cohort", fake)
+    assert S.default_cohort("tiny", 3, "no-context") == tmp_path / "sim-tiny-no-context-seed3"
+    assert S.default_cohort("tiny", 3) == tmp_path / "sim-tiny-seed3"
+    assert S.default_cohort("tiny", 3, "no-context") == tmp_path / "sim-tiny-no-context-seed3"  # cached
+    assert calls == ["no-context", "default"]
+    marker = json.loads((tmp_path / "sim-tiny-no-context-seed3" / S.COMPLETE_MARKER).read_text())
+    assert marker["world"] == "no-context" and marker["fingerprint"] == S.simulator_fingerprint()

@@ -192,3 +192,19 @@ def test_run_end_to_end_on_tiny_cohort(tiny_cohort, tmp_path, over):
         assert len(pd.read_csv(tmp_path / "history.csv")) == 2 and (tmp_path / "best.pt").is_file()
     if over["model"] == "mean":
         assert m["pcc_hvg50"] == 0.0
+
+
+@pytest.mark.parametrize("model", ["ridge_probe", "mlp"])
+def test_context_matched_baselines_see_own_and_neighbour_mean_features(tiny_cohort, tmp_path, model):
+    from stflib.config import BACKBONE_DIMS
+
+    common = dict(preset="tiny", model=model, epochs=2, progress=False, output_dir=str(tmp_path))
+    plain = T.run(None, log=None, write=False, **common)
+    matched = T.run(None, log=None, write=False, n_neighbors=6, **common)
+    width = BACKBONE_DIMS[matched.config["backbone"]]
+    assert plain.fold.feature_dim == width and matched.fold.feature_dim == 2 * width
+    item = next(iter(matched.fold.items.values()))
+    assert item["features"].shape[1] == 2 * width
+    assert matched.metrics["pcc_hvg50"] != plain.metrics["pcc_hvg50"]
+    if model == "mlp":  # per-spot on [own, kNN mean]: one prediction per spot, no spot windows
+        assert matched.metrics["n_params"] > plain.metrics["n_params"]

@@ -1,0 +1,110 @@
+"""Spot-neighbourhood helpers shared by the simulator, the calibration probes and the per-spot baselines.
+
+One home for "who are a spot's neighbours" so that the simulator's smoothing, the calibration's
+context probe and the context-matched baseline arms (``ridge_probe`` / ``mlp`` with
+``n_neighbors=k``) all mean the same thing:
+
+- ``spot_pitch(coords)``: centre-to-centre distance of the spot grid (median nearest-neighbour
+  distance; Visium: 100 um).
+- ``hex_neighbours(coords, pitch)``: binary adjacency of spots within 1.2 pitches (the 6 hex
+  neighbours on a full Visium grid), used for Moran's I.
+- ``knn_indices(coords, k)`` / ``knn_mean(values, coords, k)``: the k nearest other spots and the
+  mean of their rows.
+- ``with_neighbour_mean(features, coords, k)``: [own features, mean of the k nearest neighbours'
+  features], the context-matched input of the per-spot baselines (k = 6 is the first hex ring).
+- ``gaussian_smoother(coords, sigma)``: row-normalised Gaussian smoothing matrix (simulator fields).
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def _coords(coords) -> np.ndarray:
+    xy = np.asarray(coords, np.float64)
+    if xy.ndim != 2 or xy.shape[1] != 2:
+        raise ValueError(f"coords must have shape (N, 2); got {xy.shape}")
+    return xy
+
+
+def spot_pitch(coords) -> float:
+    """Median distance from each spot to its nearest other spot (the grid's pitch, in coords' unit)."""
+    from scipy.spatial import cKDTree
+
+    xy = _coords(coords)
+    if len(xy) < 2:
+        raise ValueError(f"spot_pitch needs at least 2 spots; got {len(xy)}")
+    d, _ = cKDTree(xy).query(xy, k=2)
+    return float(np.median(d[:, 1]))
+
+
+def hex_neighbours(coords, pitch: float) -> sp.csr_matrix:
+    """Binary adjacency of spots within 1.2 pitches (the 6 hex neighbours on a full grid), no self loops."""
+    from scipy.spatial import cKDTree
+
+    xy = _coords(coords)
+    if not pitch > 0:
+        raise ValueError(f"pitch must be > 0; got {pitch!r}")
+    tree = cKDTree(xy)
+    d = tree.sparse_distance_matrix(tree, 1.2 * pitch, output_type="coo_matrix")
+    keep = d.row != d.col
+    return sp.coo_matrix((np.ones(keep.sum()), (d.row[keep], d.col[keep])), shape=(len(xy), len(xy))).tocsr()
+
+
+def neighbour_mean(values: np.ndarray, coords, pitch: float) -> np.ndarray:
+    """Mean of each spot's hex neighbours' rows of ``values`` (its own row when it has none)."""
+    adj = hex_neighbours(coords, pitch)
+    deg = np.asarray(adj.sum(1)).reshape(-1)
+    nb = adj @ np.asarray(values, np.float64)
+    out = np.array(values, dtype=np.float64, copy=True)
+    has = deg > 0
+    out[has] = nb[has] / deg[has, None]
+    return out
+
+
+def knn_indices(coords, k: int) -> np.ndarray:
+    """(N, min(k, N-1)) indices of each spot's k nearest other spots, nearest first."""
+    from scipy.spatial import cKDTree
+
+    xy = _coords(coords)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be an integer >= 1; got {k!r}")
+    if len(xy) < 2:
+        raise ValueError(f"knn needs at least 2 spots; got {len(xy)}")
+    kk = min(int(k), len(xy) - 1)
+    _, idx = cKDTree(xy).query(xy, k=kk + 1)
+    idx = np.asarray(idx).reshape(len(xy), kk + 1)
+    own = idx == np.arange(len(xy))[:, None]
+    # drop the spot itself (column 0 unless coordinates are duplicated); if absent, drop the farthest
+    own[~own.any(1), -1] = True
+    return idx[~own].reshape(len(xy), kk).astype(np.int64)
+
+
+def knn_mean(values: np.ndarray, coords, k: int) -> np.ndarray:
+    """Mean of the rows of ``values`` over each spot's k nearest other spots."""
+    values = np.asarray(values)
+    if len(values) != len(coords):
+        raise ValueError(f"values have {len(values)} rows but coords {len(coords)}")
+    idx = knn_indices(coords, k)
+    return np.asarray(values, np.float64)[idx].mean(1)
+
+
+def with_neighbour_mean(features: np.ndarray, coords, k: int) -> np.ndarray:
+    """[own features, mean of the k nearest neighbours' features] (N, 2F): the context-matched input."""
+    x = np.asarray(features)
+    return np.concatenate([x, knn_mean(x, coords, k).astype(x.dtype, copy=False)], 1)
+
+
+def gaussian_smoother(coords, sigma: float) -> sp.csr_matrix:
+    """Row-normalised Gaussian smoothing matrix over spots (sparse, cut at 3 sigma, plus the identity)."""
+    from scipy.spatial import cKDTree
+
+    xy = _coords(coords)
+    if not sigma > 0:
+        raise ValueError(f"sigma must be > 0; got {sigma!r}")
+    tree = cKDTree(xy)
+    d = tree.sparse_distance_matrix(tree, 3 * sigma, output_type="coo_matrix")
+    w = np.exp(-0.5 * (d.data / sigma) ** 2)
+    n = len(xy)
+    m = sp.coo_matrix((w, (d.row, d.col)), shape=(n, n)).tocsr() + sp.identity(n, format="csr")
+    return sp.diags(1.0 / np.asarray(m.sum(1)).ravel()) @ m
