@@ -80,6 +80,7 @@ ARMS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "baselines": {
         "stf": {},  # the default SpatialTranscriptFormer, for reference (shared with interactions/full)
+        "seed_defaults": C.seed_flag_overrides(),  # the seed's own command-line defaults in the same loop
         "he2rna": {"model": "he2rna"},
         "mlp": {"model": "mlp"},
         "ridge_probe": {"model": "ridge_probe"},
@@ -93,10 +94,11 @@ ARMS: dict[str, dict[str, dict[str, Any]]] = {
 HEST_OVERRIDES: dict[str, Any] = {
     "data_dir": "data/hest",
     "device": "cuda",
-    "epochs": 100,
+    "max_steps": 4000,
+    "eval_every": 100,
     "patience": 15,
     "batch_size": 1,
-    "warmup_epochs": 5,
+    "warmup_steps": 200,
     "lr": 5e-4,
 }
 
@@ -395,10 +397,12 @@ def run_grid(tasks: list[Task], scheduler: str | None = None, workers: int | Non
 # -------------------------------------------------------------------------------------- collect
 SUMMARY_COLUMNS = ["axis", "arm", "fold", "model", "status", "pcc_hvg50", "pcc_all", "mse", "pathway_pcc_truth",
                    "pathway_pcc_truth_matched", "pcc_hvg50_within_slide", "collapse_ratio", "noise_ceiling_hvg50",
-                   "n_params", "train_seconds", "total_seconds", "epochs_run", "best_epoch", "run_seconds",
-                   "config_hash", "run_hash", "error"]
+                   "train_pcc_hvg50", "train_mse_ratio", "pathway_ceiling",
+                   "n_params", "train_seconds", "total_seconds", "epochs_run", "best_epoch", "steps_run", "best_step",
+                   "hit_step_cap", "run_seconds", "config_hash", "run_hash", "error"]
 METRICS = ["pcc_hvg50", "pcc_all", "mse", "pathway_pcc_truth", "pathway_pcc_truth_matched", "pcc_hvg50_within_slide",
-           "collapse_ratio", "noise_ceiling_hvg50", "train_seconds"]
+           "collapse_ratio", "noise_ceiling_hvg50", "train_pcc_hvg50", "train_mse_ratio", "pathway_ceiling",
+           "train_seconds"]
 
 
 def collect(results: str | Path = "results"):

@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "bench": ("stflib.bench", "add_arguments", "run", "benchmarks that print figures (attention, backbones)"),
     "ablate": ("stflib.ablation", "add_arguments_ablate", "run_ablate", "run the ablation grid through papermill (Dask)"),
     "collect": ("stflib.ablation", "add_arguments_collect", "run_collect", "collect run metrics into results/summary.csv"),
+    "recipe": ("stflib.recipe", "add_arguments", "run", "the training recipe's reference search and must-show measurements"),
 }
 
 
