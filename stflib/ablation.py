@@ -50,7 +50,7 @@ ARMS: dict[str, dict[str, dict[str, Any]]] = {
         "mse": {"loss": "mse"},
         "pcc": {"loss": "pcc"},
         "mse_pcc": {"loss": "mse_pcc"},
-        "zinb": {"loss": "zinb"},
+        "zinb": {"loss": "zinb", "log_transform": False},  # ZINB models raw counts
     },
     "backbones": {b: {"backbone": b} for b in C.BACKBONES},
     "pathways": {
