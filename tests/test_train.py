@@ -165,7 +165,8 @@ def test_mean_predictor_and_json(tmp_path):
 
 
 # ------------------------------------------------------------------ end to end on the simulator's tiny cohort
-DESIGN_KEYS = {"pcc_hvg50", "pcc_all", "mse", "pathway_pcc_truth", "n_params", "train_seconds", "config", "stflib_version"}
+DESIGN_KEYS = {"pcc_hvg50", "pcc_all", "mse", "pathway_pcc_truth", "train_pcc_hvg50", "train_mse_ratio", "pathway_ceiling",
+               "n_params", "train_seconds", "config", "stflib_version"}
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +178,7 @@ def tiny_cohort():
 @pytest.mark.slow
 @pytest.mark.parametrize("over", [dict(model="interaction", return_attention=True, interactions="bottleneck"),
                                   dict(model="ridge_probe"), dict(model="mean"), dict(model="he2rna"),
-                                  dict(model="interaction", loss="zinb", n_neighbors=4)])
+                                  dict(model="interaction", loss="zinb", log_transform=False, n_neighbors=4)])
 def test_run_end_to_end_on_tiny_cohort(tiny_cohort, tmp_path, over):
     import anndata as ad
     import pandas as pd
@@ -194,8 +195,9 @@ def test_run_end_to_end_on_tiny_cohort(tiny_cohort, tmp_path, over):
     if over["model"] == "interaction":
         assert "pathway_scores" in a.obsm and math.isfinite(m["pathway_pcc_truth"])
         assert len(pd.read_csv(tmp_path / "history.csv")) == 2 and (tmp_path / "best.pt").is_file()
+    assert -1 <= m["pathway_ceiling"] <= 1 and m["train_mse_ratio"] > 0
     if over["model"] == "mean":
-        assert m["pcc_hvg50"] == 0.0
+        assert m["pcc_hvg50"] == 0.0 and m["train_mse_ratio"] == pytest.approx(1.0)
 
 
 # ------------------------------------------------------------------ the recipe: scale, crops, selection
