@@ -67,7 +67,7 @@ PARAMETERS: tuple[Param, ...] = (
     Param("positional_encoding", "sinusoidal", str, "2D positional encoding of the patch tokens", "model", POSITIONAL_ENCODINGS),
     Param("output_mode", "dense", str, "dense: one prediction per spot; global: one (mean-pooled) prediction per slide", "model", OUTPUT_MODES),
     Param("standardize_features", True, bool, "z-score each feature with the training fold's mean and sd (as HEST-Bench's probe does)", "training"),
-    Param("center_targets", True, bool, "add the training fold's mean profile to the output and scale it by the targets' sd (fixed; the model learns deviations, the loss is unchanged)", "training"),
+    Param("center_targets", True, bool, "standardise every gene with the training fold's mean and sd: the model predicts standardised targets and the MSE is computed on them (False: raw targets, the seed's scale)", "training"),
     Param("dropout", 0.0, float, "dropout (0 on CPU: attention dropout is ~4x slower)", "model"),
     Param("data_dir", None, str, "HEST-1k style folder; None: the embedded simulated cohort (generated on first use)", "data", nullable=True),
     Param("preset", "default", str, "simulated cohort preset used when data_dir is None", "data", PRESETS),
