@@ -6,11 +6,15 @@
    simulated one) and split it by patient: ``fold`` of ``n_folds`` is the test set, and a
    ``val_fraction`` of the remaining *patients* is held out for early stopping;
 2. choose the gene vocabulary and the 50 evaluation HVGs on the training fold only;
-3. train (torch models: whole-slide batches with padding masks, AdamW, linear warm-up + cosine
-   decay, gradient clipping, early stopping on the validation PCC with the best checkpoint kept,
-   mixed precision on CUDA, resumable checkpoints) or fit (the ridge probe, the mean predictor);
+3. train (torch models: targets standardised per gene with the training fold's statistics
+   (``StandardizedOutput``), a schedule counted in optimiser steps (AdamW, linear warm-up + cosine
+   decay, gradient clipping), batches of slides cut to random spot subsets (``crop_spots``), a
+   validation evaluation every ``eval_every`` steps, the checkpoint with the best median-smoothed
+   validation PCC kept, mixed precision on CUDA, resumable checkpoints) or fit (the ridge probe,
+   whose penalty is chosen on the same validation patients, and the mean predictor);
 4. predict the held-out slides, bring every output to log1p(CP10k) and compute the metrics
-   (``stflib.metrics``); write ``metrics.json``, ``per_gene.csv``, ``history.csv`` and
+   (``stflib.metrics``), the fit on the training slides (``train_pcc_hvg50``, ``train_mse_ratio``)
+   and the pathway ceiling of the arm's inputs (``pathway_ceiling``); write ``metrics.json``, ``per_gene.csv``, ``history.csv`` and
    ``predictions.h5ad`` into ``output_dir``.
 
 ``fit``/``predict`` work on lists of slide items (the dicts of ``stflib.data.SlideDataset``) and on
