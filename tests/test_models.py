@@ -400,7 +400,7 @@ def test_zinb_heads_and_library_offset(batch):
     with pytest.raises(ValueError, match="log mean fractions"):
         model.init_rate_bias(frac[:3])
     doubled = model(features, coords, pad, library_size=lib * 2).genes
-    torch.testing.assert_close(doubled[valid], 2 * out.genes[valid])
+    torch.testing.assert_close(doubled[valid], 2 * mu[valid])
     assert torch.isfinite(model(features, coords, pad, library_size=torch.zeros(B, S)).genes).all()
     with pytest.raises(ValueError, match="zinb"):
         small_model(zinb=True, output_mode="global")
