@@ -82,7 +82,7 @@ PARAMETERS: tuple[Param, ...] = (
     Param("batch_size", 2, int, "slides per optimiser step (padded, with a padding mask)", "training"),
     Param("crop_spots", 256, int, "training only: a random subset of this many spots per slide and step (0: whole slides); evaluation always uses whole slides", "training"),
     Param("lr", 1e-3, float, "AdamW peak learning rate", "training"),
-    Param("weight_decay", 1e-2, float, "AdamW weight decay", "training"),
+    Param("weight_decay", 0.1, float, "AdamW weight decay", "training"),
     Param("warmup_steps", 50, int, "linear warm-up optimiser steps before cosine decay", "training"),
     Param("grad_clip", 1.0, float, "gradient-norm clipping (0: off)", "training"),
     Param("seed", 0, int, "random seed (weights, batching)", "run"),

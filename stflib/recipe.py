@@ -227,13 +227,14 @@ def run_check(folds: int = 3, out: str | Path = "results/recipe", jobs: int = 2,
 
 
 # ------------------------------------------------------------------------------------- search
-# a small grid around the reference, one axis at a time: width, learning rate, loss
+# a small grid around the reference, one axis at a time: width, learning rate, loss, regularisation
 SEARCH: list[dict[str, Any]] = [
     {},
     {"token_dim": 128},
     {"lr": 3e-4},
     {"lr": 3e-3},
     {"loss": "mse_pcc", "pcc_weight": 1.0},
+    {"dropout": 0.1}, {"weight_decay": 0.1}, {"crop_spots": 128},
 ]
 
 
