@@ -51,7 +51,7 @@ ARMS: dict[str, dict[str, dict[str, Any]]] = {
         "mse": {"loss": "mse"},
         "pcc": {"loss": "pcc"},
         "mse_pcc": {"loss": "mse_pcc"},
-        "zinb": {"loss": "zinb"},
+        "zinb": {"loss": "zinb", "log_transform": False},  # ZINB models raw counts
     },
     "backbones": {b: {"backbone": b} for b in C.BACKBONES},
     "pathways": {
@@ -81,6 +81,7 @@ ARMS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "baselines": {
         "stf": {},  # the default SpatialTranscriptFormer, for reference (shared with interactions/full)
+        "seed_defaults": C.seed_flag_overrides(),  # the seed's own command-line defaults in the same loop
         "he2rna": {"model": "he2rna"},
         "mlp": {"model": "mlp"},
         "ridge_probe": {"model": "ridge_probe"},
@@ -97,10 +98,11 @@ ARMS: dict[str, dict[str, dict[str, Any]]] = {
 # once, on the command line (`ablate params/hest --set data_dir=/path/to/hest`), for every run
 HEST_OVERRIDES: dict[str, Any] = {
     "device": "cuda",
-    "epochs": 100,
+    "max_steps": 4000,
+    "eval_every": 100,
     "patience": 15,
     "batch_size": 1,
-    "warmup_epochs": 5,
+    "warmup_steps": 200,
     "lr": 5e-4,
 }
 
@@ -454,11 +456,13 @@ def run_grid(tasks: list[Task], scheduler: str | None = None, workers: int | Non
 SUMMARY_COLUMNS = ["axis", "arm", "world", "fold", "seed", "model", "status", "pcc_hvg50", "pcc_all", "mse", "pathway_pcc_truth",
                    "pathway_pcc_truth_matched", "pcc_hvg50_within_slide", "collapse_ratio", "noise_ceiling_hvg50",
                    "moran_i_pred_median", "moran_i_true_median", "moran_rank_spearman",
-                   "n_params", "train_seconds", "total_seconds", "epochs_run", "best_epoch", "run_seconds",
-                   "config_hash", "run_hash", "error", "epochs_max", "data_dir", "code_version"]
+                   "train_pcc_hvg50", "train_mse_ratio", "pathway_ceiling",
+                   "n_params", "train_seconds", "total_seconds", "epochs_run", "best_epoch", "steps_run", "best_step",
+                   "hit_step_cap", "run_seconds", "config_hash", "run_hash", "error", "epochs_max", "data_dir",
+                   "code_version"]
 METRICS = ["pcc_hvg50", "pcc_all", "mse", "pathway_pcc_truth", "pathway_pcc_truth_matched", "pcc_hvg50_within_slide",
            "collapse_ratio", "noise_ceiling_hvg50", "moran_i_pred_median", "moran_i_true_median",
-           "moran_rank_spearman", "train_seconds"]
+           "moran_rank_spearman", "train_pcc_hvg50", "train_mse_ratio", "pathway_ceiling", "train_seconds"]
 
 
 def collect(results: str | Path = "results"):

@@ -2,9 +2,10 @@
 
 ``PARAMETERS`` lists every parameter of ``notebooks/ablation.ipynb`` with its default, its type,
 the values it allows and a one-line description. The seed's command-line flags keep their names
-(in snake_case) and their defaults (``--backbone resnet50``, ``--loss mse``, ``--n-layers 2`` ...);
-the seed's *preset* "small interaction, CTransPath, 4 layers" is the ``model_size/small`` arm of
-the grid, not the default.
+(in snake_case); the defaults are the grid's reference configuration, chosen on validation
+patients (``results/recipe/``). The seed's own command-line defaults (``SEED_FLAG_DEFAULTS``) are the
+``baselines/seed_defaults`` arm; the seed's *preset* "small interaction, CTransPath, 4 layers" is the
+``model_size/small`` arm of the grid.
 
 ``validate(params)`` checks and normalises a parameter dict (strings from ``papermill -p`` are
 coerced), and raises ``ValueError`` naming the bad value and the allowed ones.
@@ -61,14 +62,14 @@ PARAMETERS: tuple[Param, ...] = (
     Param("pcc_weight", 1.0, float, "weight of the PCC term in mse_pcc", "seed flag"),
     Param("pathway_loss_weight", 0.0, float, "weight of the auxiliary pathway loss (lambda_aux)", "seed flag"),
     Param("interactions", "all", str, "enabled attention quadrants: 'all', 'full', 'bottleneck', or a subset of p2p,p2h,h2p,h2h (string or list)", "seed flag"),
-    Param("log_transform", False, bool, "train on log1p(CP10k) targets instead of CP10k", "seed flag"),
+    Param("log_transform", True, bool, "True: train on log1p(CP10k); False: on CP10k (both standardised per gene inside the loss, both scored on log1p(CP10k))", "seed flag"),
     Param("return_attention", False, bool, "return attention maps (diagnostics; the notebook plots them)", "seed flag"),
     Param("n_neighbors", 0, int, "0: patches attend to the whole slide; k > 0: h2h attention restricted to each spot's k nearest spots (ridge_probe and mlp: input [own features, mean of the k nearest spots' features])", "seed flag"),
     # additions
     Param("positional_encoding", "sinusoidal", str, "2D positional encoding of the patch tokens", "model", POSITIONAL_ENCODINGS),
     Param("output_mode", "dense", str, "dense: one prediction per spot; global: one (mean-pooled) prediction per slide", "model", OUTPUT_MODES),
     Param("standardize_features", True, bool, "z-score each feature with the training fold's mean and sd (as HEST-Bench's probe does)", "training"),
-    Param("center_targets", True, bool, "add the training fold's mean profile to the output and scale it by the targets' sd (fixed; the model learns deviations, the loss is unchanged)", "training"),
+    Param("center_targets", True, bool, "standardise every gene with the training fold's mean and sd: the model predicts standardised targets and the MSE is computed on them (False: raw targets, the seed's scale)", "training"),
     Param("dropout", 0.0, float, "dropout (0 on CPU: attention dropout is ~4x slower)", "model"),
     Param("data_dir", None, str, "HEST-1k style folder; None: the embedded simulated cohort (generated on first use)", "data", nullable=True),
     Param("preset", "default", str, "simulated cohort preset used when data_dir is None", "data", PRESETS),
@@ -84,13 +85,16 @@ PARAMETERS: tuple[Param, ...] = (
     Param("qc_min_genes", 100, int, "spot QC: minimum detected genes", "data"),
     Param("n_folds", 3, int, "patient-grouped folds", "data"),
     Param("fold", 0, int, "which fold is held out for testing", "data"),
-    Param("val_fraction", 0.2, float, "fraction of the training patients held out for early stopping", "data"),
-    Param("epochs", 30, int, "maximum training epochs (early stopping usually ends sooner)", "training"),
-    Param("patience", 8, int, "early-stopping patience in epochs (validation PCC)", "training"),
-    Param("batch_size", 2, int, "whole slides per batch (padded, with a padding mask)", "training"),
+    Param("val_fraction", 0.3, float, "fraction of the training slides (whole patients) held out for model selection (>= 3 patients on the default cohort)", "data"),
+    Param("epochs", None, int, "optional cap in passes over the training slides (None: max_steps alone ends training)", "training", nullable=True),
+    Param("max_steps", 400, int, "optimiser steps of the schedule (cosine decay ends here; early stopping may end sooner)", "training"),
+    Param("eval_every", 25, int, "optimiser steps between validation evaluations", "training"),
+    Param("patience", 4, int, "early-stopping patience in evaluations without a better smoothed validation PCC (0: off)", "training"),
+    Param("batch_size", 2, int, "slides per optimiser step (padded, with a padding mask)", "training"),
+    Param("crop_spots", 256, int, "training only: a random subset of this many spots per slide and step (0: whole slides); evaluation always uses whole slides", "training"),
     Param("lr", 1e-3, float, "AdamW peak learning rate", "training"),
-    Param("weight_decay", 1e-2, float, "AdamW weight decay", "training"),
-    Param("warmup_epochs", 3, int, "linear warm-up epochs before cosine decay", "training"),
+    Param("weight_decay", 0.1, float, "AdamW weight decay", "training"),
+    Param("warmup_steps", 50, int, "linear warm-up optimiser steps before cosine decay", "training"),
     Param("grad_clip", 1.0, float, "gradient-norm clipping (0: off)", "training"),
     Param("seed", 0, int, "random seed (weights, batching)", "run"),
     Param("device", "auto", str, "auto, cpu, cuda, cuda:N or mps", "run"),
@@ -112,6 +116,21 @@ def cohort_filter(cfg: dict[str, Any]) -> dict[str, list[str] | None]:
 def describe_cohort(cfg: dict[str, Any]) -> str:
     """'organ=Bowel species=Homo sapiens ...' for messages."""
     return " ".join(f"{name}={cfg.get(name)}" for name in COHORT_FILTERS)
+
+# the seed's own command-line defaults (its README's flag table); where the reference configuration
+# above differs, the grid runs them as the `baselines/seed_defaults` arm
+SEED_FLAG_DEFAULTS: dict[str, Any] = dict(
+    model="interaction", backbone="resnet50", token_dim=256, n_heads=4, n_layers=2, num_pathways=50,
+    pathway_init=False, loss="mse", pcc_weight=1.0, pathway_loss_weight=0.0, interactions="all",
+    log_transform=False, return_attention=False, n_neighbors=0,
+)
+
+
+def seed_flag_overrides() -> dict[str, Any]:
+    """The seed's command-line defaults that differ from the reference configuration (``defaults()``)."""
+    d = defaults()
+    return {k: v for k, v in SEED_FLAG_DEFAULTS.items()
+            if validate({k: v}, check_paths=False)[k] != validate({k: d[k]}, check_paths=False)[k]}
 
 
 def defaults() -> dict[str, Any]:
@@ -233,9 +252,11 @@ def validate(params: dict[str, Any] | None = None, check_paths: bool = True, **o
         if (v <= 0) if strict else (v < 0):
             raise ValueError(f"{name}: must be {'> 0' if strict else '>= 0'}, got {v!r}")
 
-    for name in ("token_dim", "n_heads", "num_pathways", "n_genes", "epochs", "batch_size", "lr", "n_folds"):
+    for name in ("token_dim", "n_heads", "num_pathways", "n_genes", "max_steps", "eval_every", "batch_size", "lr", "n_folds"):
         positive(name)
-    for name in ("pcc_weight", "pathway_loss_weight", "n_neighbors", "weight_decay", "warmup_epochs",
+    if cfg["epochs"] is not None:
+        positive("epochs")
+    for name in ("pcc_weight", "pathway_loss_weight", "n_neighbors", "weight_decay", "warmup_steps", "crop_spots",
                  "grad_clip", "patience", "dropout", "time_limit_s", "seed", "qc_min_umis", "qc_min_genes"):
         positive(name, strict=False)
     if cfg["n_layers"] < 2:

@@ -6,11 +6,15 @@
    simulated one) and split it by patient: ``fold`` of ``n_folds`` is the test set, and a
    ``val_fraction`` of the remaining *patients* is held out for early stopping;
 2. choose the gene vocabulary and the 50 evaluation HVGs on the training fold only;
-3. train (torch models: whole-slide batches with padding masks, AdamW, linear warm-up + cosine
-   decay, gradient clipping, early stopping on the validation PCC with the best checkpoint kept,
-   mixed precision on CUDA, resumable checkpoints) or fit (the ridge probe, the mean predictor);
+3. train (torch models: targets standardised per gene with the training fold's statistics
+   (``StandardizedOutput``), a schedule counted in optimiser steps (AdamW, linear warm-up + cosine
+   decay, gradient clipping), batches of slides cut to random spot subsets (``crop_spots``), a
+   validation evaluation every ``eval_every`` steps, the checkpoint with the best median-smoothed
+   validation PCC kept, mixed precision on CUDA, resumable checkpoints) or fit (the ridge probe,
+   whose penalty is chosen on the same validation patients, and the mean predictor);
 4. predict the held-out slides, bring every output to log1p(CP10k) and compute the metrics
-   (``stflib.metrics``); write ``metrics.json``, ``per_gene.csv``, ``history.csv`` and
+   (``stflib.metrics``), the fit on the training slides (``train_pcc_hvg50``, ``train_mse_ratio``)
+   and the pathway ceiling of the arm's inputs (``pathway_ceiling``); write ``metrics.json``, ``per_gene.csv``, ``history.csv`` and
    ``predictions.h5ad`` into ``output_dir``.
 
 ``fit``/``predict`` work on lists of slide items (the dicts of ``stflib.data.SlideDataset``) and on
@@ -206,8 +210,15 @@ def forward(model, batch: dict, window: bool = False, return_attention: bool = F
     return Step(genes, scores, pi, theta, valid, targets, counts, lib, ptar, attention, "dense")
 
 
-def compute_loss(step: Step, cfg: dict) -> tuple[torch.Tensor, dict[str, float]]:
-    """The configured gene loss (+ the auxiliary pathway loss), averaged over valid spots."""
+def compute_loss(step: Step, cfg: dict, gene_sd: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """The configured gene loss (+ the auxiliary pathway loss), averaged over valid spots.
+
+    ``gene_sd`` (G,): the training fold's per-gene sd of the targets. Given, the MSE compares
+    predictions and targets divided by it, i.e. on per-gene standardised targets (with a
+    ``StandardizedOutput`` model the offset cancels), so every gene weighs the same, the MSE of the
+    mean predictor is ~1 and the PCC and auxiliary terms (both O(1)) act at their nominal weights.
+    PCC is invariant to a per-gene affine map, so it is the same on either scale.
+    """
     from stflib import losses as L
 
     valid = step.valid
@@ -221,7 +232,11 @@ def compute_loss(step: Step, cfg: dict) -> tuple[torch.Tensor, dict[str, float]]
     else:
         loss = torch.zeros((), device=step.genes.device)
         if name in ("mse", "mse_pcc"):
-            mse = L.mse_loss(step.genes, step.targets, valid)
+            if gene_sd is not None:
+                sd = gene_sd.to(step.genes.device)
+                mse = L.mse_loss(step.genes / sd, step.targets / sd, valid)
+            else:
+                mse = L.mse_loss(step.genes, step.targets, valid)
             parts["mse"] = float(mse.detach())
             loss = loss + mse
         if name in ("pcc", "mse_pcc"):
@@ -253,6 +268,7 @@ class FitResult:
     stopped_early: bool = False
     seconds: float = 0.0
     resumed_from: int | None = None
+    loss_terms: dict = field(default_factory=dict)  # {"start": {term: value}, "end": ...} on the first training batch
 
 
 def lr_lambda(step: int, warmup: int, total: int, floor: float = 0.02) -> float:
@@ -296,6 +312,31 @@ def validation_score(model, items: list[dict], cfg: dict, device: torch.device,
     return M.nanmean(r), float(np.nanmean(losses))
 
 
+def _pass_order(n: int, seed: int, pass_index: int) -> torch.Tensor:
+    """The shuffled order of pass ``pass_index``: a function of (seed, pass) only, so a resumed run
+    draws exactly the batches the uninterrupted one would have drawn."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + pass_index))
+
+
+def crop_item(item: dict, n_spots: int, generator: torch.Generator) -> dict:
+    """A random subset of ``n_spots`` valid spots of one slide item (all spot-indexed tensors), in
+    their original order; the slide's other keys are kept. Whole slides with fewer valid spots are
+    returned unchanged. Training steps on crops are cheaper; evaluation always uses whole slides."""
+    valid_idx = torch.nonzero(item["valid"], as_tuple=False).squeeze(1)
+    if n_spots <= 0 or len(valid_idx) <= n_spots:
+        return item
+    keep = valid_idx[torch.randperm(len(valid_idx), generator=generator)[:n_spots]].sort().values
+    s = item["features"].shape[0]
+    return {k: (v[keep] if torch.is_tensor(v) and v.dim() >= 1 and v.shape[0] == s else v) for k, v in item.items()}
+
+
+def median_smoothed(scores: list[float], window: int = 3) -> float:
+    """Median of the last ``window`` validation scores: one noisy evaluation can neither select a
+    checkpoint nor reset the patience counter on its own."""
+    tail = [x for x in scores[-window:] if np.isfinite(x)]
+    return float(np.median(tail)) if tail else float("nan")
+
+
 def fit(
     model: torch.nn.Module,
     train_items: list[dict],
@@ -307,13 +348,19 @@ def fit(
     log: Callable[[str], None] | None = None,
     score_columns: np.ndarray | None = None,
 ) -> FitResult:
-    """Train ``model`` on slide items with early stopping on ``val_items``; restores the best weights.
+    """Train ``model`` for ``max_steps`` optimiser steps with early stopping on ``val_items``;
+    restores the best weights.
 
-    Early stopping and the best checkpoint follow the validation PCC over ``score_columns`` (the
-    training fold's 50 HVGs in ``run``: chosen without the test patients, so no leak).
+    The schedule counts optimiser steps: linear warm-up over ``warmup_steps``, cosine decay to 2 %
+    at the last step, a validation evaluation every ``eval_every`` steps. A step draws
+    ``batch_size`` training slides (each pass over the slides in a fresh order), optionally cropped
+    to ``crop_spots`` random spots. Model selection follows the *median of the last three*
+    validation PCCs over ``score_columns`` (the training fold's 50 HVGs in ``run``): a checkpoint is
+    kept when that smoothed score improves, and ``patience`` evaluations without improvement stop
+    the run. ``epochs`` (optional) caps the number of passes.
 
-    Resumes from ``checkpoint_dir/checkpoint.pt`` when it holds a checkpoint of the same run
-    (same configuration hash); writes it after every epoch and ``best.pt`` at every improvement.
+    Resumes from ``checkpoint_dir/checkpoint.pt`` when it holds a checkpoint of the same run (same
+    configuration hash); writes it after every evaluation and ``best.pt`` at every improvement.
     """
     from tqdm.auto import tqdm
 
@@ -322,24 +369,41 @@ def fit(
     progress = cfg["progress"] if progress is None else progress
     k = _window_k(model, cfg)
     model.to(device)
-    gen = torch.Generator().manual_seed(cfg["seed"])
     n_train = len(train_items)
+    if n_train == 0:
+        raise ValueError("fit: no training slides")
     if k:
         windows = [make_windows(it, k) for it in train_items]
-        n_windows = sum(w["features"].shape[0] for w in windows)
-        wb = max(1, WINDOW_BATCH * cfg["batch_size"] // 2)
-        steps_per_epoch = math.ceil(n_windows / wb)
+        wkeys = [key for key in windows[0] if torch.is_tensor(windows[0][key])]
+        pooled = {key: torch.cat([w[key] for w in windows]) for key in wkeys}
+        n_units = pooled["features"].shape[0]
+        per_step = max(1, WINDOW_BATCH * cfg["batch_size"] // 2)
     else:
-        steps_per_epoch = math.ceil(n_train / cfg["batch_size"])
-    total = steps_per_epoch * cfg["epochs"]
-    warmup = steps_per_epoch * cfg["warmup_epochs"]
+        n_units, per_step = n_train, cfg["batch_size"]
+    steps_per_pass = math.ceil(n_units / per_step)
+    total = cfg["max_steps"] if cfg["epochs"] is None else min(cfg["max_steps"], cfg["epochs"] * steps_per_pass)
+    warmup = min(cfg["warmup_steps"], total // 2)
+    gene_sd = getattr(model, "gene_sd", None)
+
+    def batch_at(step: int) -> dict:
+        order = _pass_order(n_units, cfg["seed"], step // steps_per_pass)
+        j = step % steps_per_pass
+        sel = order[j * per_step:(j + 1) * per_step]
+        if k:
+            return {key: v[sel] for key, v in pooled.items()}
+        items = [train_items[i] for i in sel.tolist()]
+        if cfg["crop_spots"]:
+            g = torch.Generator().manual_seed(cfg["seed"] * 7_919 + step)
+            items = [crop_item(it, cfg["crop_spots"], g) for it in items]
+        return collate(items)
+
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, warmup, total))
     autocast, scaler = _autocast(device)
     res = FitResult()
     best_state = None
-    start_epoch = 0
+    start_step = 0
     run_hash = C.config_hash(cfg)
     ckpt_path = best_path = None
     if checkpoint_dir is not None:
@@ -354,85 +418,101 @@ def fit(
                 sched.load_state_dict(state["scheduler"])
                 if scaler is not None and state.get("scaler"):
                     scaler.load_state_dict(state["scaler"])
-                gen.set_state(state["generator"])
                 torch.set_rng_state(state["torch_rng"])
                 res.history, res.best_epoch, res.best_score = state["history"], state["best_epoch"], state["best_score"]
                 best_state = state["best_state"]
-                start_epoch = res.resumed_from = state["epoch"] + 1
+                start_step = state["step"]
+                res.resumed_from = len(res.history) - 1
                 if log:
-                    log(f"resumed from epoch {state['epoch']} ({ckpt_path})")
+                    log(f"resumed from step {start_step} ({ckpt_path})")
     t0 = time.perf_counter() - (res.history[-1]["seconds"] if res.history else 0.0)
-    bar = tqdm(range(start_epoch, cfg["epochs"]), desc="epochs", disable=not progress, leave=False,
-               initial=start_epoch, total=cfg["epochs"])
-    bad_epochs = 0
-    if res.history:
-        bad_epochs = len(res.history) - 1 - res.best_epoch
-    for epoch in bar:
-        model.train()
-        if k:
-            batches = _window_batches(windows, wb, gen)
+    bar = tqdm(total=total, desc="steps", disable=not progress, leave=False, initial=start_step)
+    bad_evals = len(res.history) - 1 - res.best_epoch if res.history else 0
+    losses, parts_sum = [], {}
+    step = start_step
+
+    def terms() -> dict[str, float]:
+        """Each loss term on the first training batch (same batch at the start and the end)."""
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            _, parts = compute_loss(forward(model, _to(batch_at(0), device), window=bool(k), autocast=autocast), cfg, gene_sd)
+        model.train(was_training)
+        return parts
+
+    if start_step == 0:
+        res.loss_terms["start"] = terms()
+    model.train()
+    while step < total:
+        batch = _to(batch_at(step), device)
+        out = forward(model, batch, window=bool(k), autocast=autocast)
+        loss, parts = compute_loss(out, cfg, gene_sd)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite training loss at step {step}: {parts}")
+        opt.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
         else:
-            order = torch.randperm(n_train, generator=gen).tolist()
-            batches = [collate([train_items[i] for i in order[s:s + cfg["batch_size"]]])
-                       for s in range(0, n_train, cfg["batch_size"])]
-        losses, parts_sum = [], {}
-        for batch in batches:
-            batch = _to(batch, device)
-            step = forward(model, batch, window=bool(k), autocast=autocast)
-            loss, parts = compute_loss(step, cfg)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite training loss at epoch {epoch}: {parts}")
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(opt)
-            else:
-                loss.backward()
-            if cfg["grad_clip"] > 0:
-                torch.nn.utils.clip_grad_norm_(params, cfg["grad_clip"])
-            if scaler is not None:
-                scaler.step(opt)
-                scaler.update()
-            else:
-                opt.step()
-            sched.step()
-            losses.append(float(loss.detach()))
-            for kname, v in parts.items():
-                parts_sum[kname] = parts_sum.get(kname, 0.0) + v
+            loss.backward()
+        if cfg["grad_clip"] > 0:
+            torch.nn.utils.clip_grad_norm_(params, cfg["grad_clip"])
+        if scaler is not None:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+        sched.step()
+        step += 1
+        bar.update(1)
+        losses.append(float(loss.detach()))
+        for kname, v in parts.items():
+            parts_sum[kname] = parts_sum.get(kname, 0.0) + v
+        if step % cfg["eval_every"] and step < total:
+            continue
+        # ---- evaluation: every eval_every steps and at the last step
         score, val_loss = validation_score(model, val_items, cfg, device, score_columns)
-        row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss, "val_pcc": score,
-               "lr": float(opt.param_groups[0]["lr"]), "seconds": time.perf_counter() - t0}
-        row.update({f"train_{kname}": v / len(batches) for kname, v in parts_sum.items()})
+        model.train()
+        n_eval = len(res.history)
+        row = {"epoch": n_eval, "step": step, "passes": step / steps_per_pass, "train_loss": float(np.mean(losses)),
+               "val_loss": val_loss, "val_pcc": score, "lr": float(opt.param_groups[0]["lr"]),
+               "seconds": time.perf_counter() - t0}
+        row.update({f"train_{kname}": v / len(losses) for kname, v in parts_sum.items()})
         res.history.append(row)
-        improved = np.isfinite(score) and score > res.best_score
+        row["val_pcc_smoothed"] = smoothed = median_smoothed([h["val_pcc"] for h in res.history])
+        losses, parts_sum = [], {}
+        improved = np.isfinite(smoothed) and smoothed > res.best_score
         if improved or best_state is None:
-            res.best_score, res.best_epoch = (score if np.isfinite(score) else res.best_score), epoch
+            res.best_score = smoothed if np.isfinite(smoothed) else res.best_score
+            res.best_epoch = n_eval
             best_state = {kname: v.detach().clone() for kname, v in model.state_dict().items()}
-            bad_epochs = 0
+            bad_evals = 0
             if best_path is not None:
-                _atomic_torch_save({"model": best_state, "epoch": epoch, "val_pcc": score, "config": cfg}, best_path)
+                _atomic_torch_save({"model": best_state, "step": step, "val_pcc": score, "config": cfg}, best_path)
         else:
-            bad_epochs += 1
-        bar.set_postfix(loss=f"{row['train_loss']:.4f}", val_pcc=f"{score:.3f}", best=res.best_epoch)
-        stop = bad_epochs >= cfg["patience"] > 0
+            bad_evals += 1
+        bar.set_postfix(loss=f"{row['train_loss']:.4f}", val_pcc=f"{score:.3f}", best=res.history[res.best_epoch]["step"])
+        stop = bad_evals >= cfg["patience"] > 0
         out_of_time = cfg["time_limit_s"] > 0 and row["seconds"] > cfg["time_limit_s"]
         if ckpt_path is not None:
             _atomic_torch_save({
                 "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "scaler": scaler.state_dict() if scaler is not None else None, "generator": gen.get_state(),
+                "scaler": scaler.state_dict() if scaler is not None else None,
                 "torch_rng": torch.get_rng_state(), "history": res.history, "best_epoch": res.best_epoch,
-                "best_score": res.best_score, "best_state": best_state, "epoch": epoch, "config_hash": run_hash,
-                "finished": bool(stop or out_of_time or epoch == cfg["epochs"] - 1),
+                "best_score": res.best_score, "best_state": best_state, "step": step, "config_hash": run_hash,
+                "finished": bool(stop or out_of_time or step >= total),
             }, ckpt_path)
         if stop or out_of_time:
             res.stopped_early = True
             if log:
                 why = "no validation improvement" if stop else "time limit"
-                log(f"stopped at epoch {epoch} ({why}); best epoch {res.best_epoch} (val PCC {res.best_score:.4f})")
+                log(f"stopped at step {step} ({why}); best step {res.history[res.best_epoch]['step']} "
+                    f"(smoothed val PCC {res.best_score:.4f})")
             break
     bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)
+    res.loss_terms["end"] = terms()
     res.seconds = time.perf_counter() - t0
     return res
 
@@ -473,9 +553,11 @@ def predict(model, items: list[dict], cfg: dict, device: torch.device | str = "c
             batch = _to(collate([item]), device)
             step = forward(model, batch, return_attention=return_attention, autocast=autocast)
             attention = step.attention
-        loss, _ = compute_loss(step, cfg)
+        loss, _ = compute_loss(step, cfg, getattr(model, "gene_sd", None))
         s = item["features"].shape[0]
         genes = step.genes
+        if step.pi is not None and cfg["loss"] == "zinb":  # the ZINB expectation (1 - pi) mu, not mu
+            genes = (1.0 - step.pi) * genes
         if step.mode == "global":  # one profile per slide: broadcast to its spots
             genes = genes.reshape(1, 1, -1).expand(1, s, genes.shape[-1])
         pred = genes[0, :s].float().cpu().numpy()
@@ -519,17 +601,23 @@ def _stack_valid(items: list[dict], cfg: dict) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(X), np.concatenate(Y)
 
 
-def fit_sklearn(name: str, train_items: list[dict], cfg: dict, seed: int = 0):
-    """Fit the non-torch baselines on log1p(CP10k) targets of the valid training spots."""
+def fit_sklearn(name: str, train_items: list[dict], cfg: dict, seed: int = 0, val_items: list[dict] | None = None,
+                score_columns: np.ndarray | None = None):
+    """Fit the non-torch baselines on the log1p(CP10k) targets of the valid training spots.
+
+    The protocol of the torch models: fit on ``train_items`` only; with ``val_items`` the ridge
+    probe's penalty is chosen on them (mean PCC over ``score_columns``), as the torch models choose
+    their checkpoint. The mean predictor has nothing to select."""
     X, Y = _stack_valid(train_items, cfg)
     if name == "mean":
         return MeanPredictor().fit(X, Y)
     from stflib.models.baselines import RidgeProbe
 
-    sig = inspect.signature(RidgeProbe)
-    probe = RidgeProbe(random_state=seed) if "random_state" in sig.parameters else RidgeProbe()
-    probe.fit(X, Y)
-    return probe
+    probe = RidgeProbe(random_state=seed)
+    if val_items:
+        Xv, Yv = _stack_valid(val_items, cfg)
+        return probe.fit_select(X, Y, Xv, Yv, score_columns=score_columns)
+    return probe.fit(X, Y)
 
 
 def predict_sklearn(model, items: list[dict], cfg: dict) -> list[dict]:
@@ -627,27 +715,32 @@ def build_model(cfg: dict, feature_dim: int, num_genes: int, membership=None):
     return model
 
 
-class CenteredOutput(torch.nn.Module):
-    """``genes = model(...).genes * scale + offset`` with fixed (buffer) ``offset`` (G,) = the training
-    fold's mean target profile and ``scale`` = the targets' overall sd.
+class StandardizedOutput(torch.nn.Module):
+    """``genes = model(...).genes * gene_sd + gene_mean``: the wrapped model predicts per-gene
+    standardised targets; ``gene_mean`` and ``gene_sd`` (G,) are fixed buffers holding the training
+    fold's per-gene mean and sd of the targets (log1p CP10k or CP10k).
 
-    A re-parametrisation of the output layer, not a change of loss: with AdamW a bias moves ~lr per
-    step, so a model asked for CP10k targets (hundreds for abundant genes) otherwise spends its whole
-    budget learning the mean profile and predicts flat maps. Not used with ZINB (``mu`` is in counts).
+    A model whose gene head starts at zero therefore starts at the training mean profile (MSE ratio
+    1, not the ~2 of a random head), and ``compute_loss`` divides by ``gene_sd`` again, so the loss is
+    the MSE on standardised targets: genes with sd 3 and sd 215 CP10k weigh the same, and the PCC and
+    auxiliary terms are not drowned by a loss in the hundreds. Not used with ZINB (``mu`` is in counts).
     """
 
-    def __init__(self, model: torch.nn.Module, offset: torch.Tensor, scale: float):
+    def __init__(self, model: torch.nn.Module, gene_mean, gene_sd):
         super().__init__()
         self.model = model
-        self.register_buffer("offset", torch.as_tensor(offset, dtype=torch.float32))
-        self.register_buffer("scale", torch.tensor(float(scale), dtype=torch.float32))
+        self.register_buffer("gene_mean", torch.as_tensor(np.asarray(gene_mean), dtype=torch.float32))
+        sd = torch.as_tensor(np.asarray(gene_sd), dtype=torch.float32)
+        if sd.shape != self.gene_mean.shape:
+            raise ValueError(f"gene_sd must have the shape of gene_mean {tuple(self.gene_mean.shape)}, got {tuple(sd.shape)}")
+        self.register_buffer("gene_sd", sd)
         for name in ("n_neighbors", "pathway_names_", "num_pathways", "pathway_names"):
             if hasattr(model, name):
                 setattr(self, name, getattr(model, name))
 
     def forward(self, features, coords, pad_mask=None, **kwargs):
         out = self.model(features, coords, pad_mask, **kwargs)
-        genes = _get(out, "genes") * self.scale + self.offset
+        genes = _get(out, "genes") * self.gene_sd + self.gene_mean
         if isinstance(out, dict):
             return {**out, "genes": genes}
         from dataclasses import replace
@@ -663,12 +756,71 @@ def standardize_features(items: dict, reference: list[dict]) -> None:
         it["features"] = ((it["features"].double() - mean) / sd).float()
 
 
-def target_statistics(items: list[dict]) -> tuple[np.ndarray, float]:
-    """Mean profile (G,) and overall sd of the targets over the valid spots of ``items``."""
+def target_statistics(items: list[dict], floor: float = 1e-2) -> tuple[np.ndarray, np.ndarray]:
+    """Per-gene mean (G,) and sd (G,) of the targets over the valid spots of ``items``.
+
+    The sd is floored at ``floor`` x the median gene's sd, so a gene (almost) constant on the
+    training slides is not blown up into a loss term of its own."""
     t = torch.cat([it["targets"][it["valid"]] for it in items]).double()
     mean = t.mean(0)
-    sd = float((t - mean).pow(2).mean().sqrt())
-    return mean.float().numpy(), max(sd, 1e-6)
+    sd = (t - mean).pow(2).mean(0).sqrt()
+    sd = sd.clamp_min(max(float(sd.median()) * floor, 1e-6))
+    return mean.float().numpy(), sd.float().numpy()
+
+
+def log_mean_fractions(items: list[dict]) -> np.ndarray:
+    """log(sum of a gene's counts / sum of the library sizes) over the valid spots of ``items``: the
+    ZINB rate bias that makes ``mu`` start at each gene's mean expression (as scVI initialises it)."""
+    counts = torch.cat([it["counts"][it["valid"]] for it in items]).double()
+    lib = torch.cat([it["library_size"][it["valid"]] for it in items]).double()
+    frac = counts.sum(0) / lib.sum().clamp_min(1.0)
+    return frac.clamp_min(0.5 / float(lib.sum().clamp_min(1.0))).log().float().numpy()
+
+
+def _ridge_path(X: np.ndarray, Y: np.ndarray, alphas) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Ridge coefficients for several penalties from one eigendecomposition of the centred Gram
+    matrix X'X (F x F; cheaper than an SVD of X when spots outnumber features): (x_mean, y_mean, [W])."""
+    from scipy.linalg import eigh
+
+    xm, ym = X.mean(0), Y.mean(0)
+    Xc = X - xm
+    evals, V = eigh(Xc.T @ Xc)
+    VtXtY = V.T @ (Xc.T @ (Y - ym))
+    return xm, ym, [V @ (VtXtY / (np.clip(evals, 0, None) + a)[:, None]) for a in alphas]
+
+
+def pathway_ceiling(fold: FoldData, cfg: dict, alphas=tuple(10.0 ** np.arange(-1, 6))) -> float:
+    """How much of the simulator's true pathway activity the arm's inputs hold: a ridge from the same
+    (standardised) features, plus the mean of the k nearest spots' features when the arm uses
+    ``n_neighbors``, fit directly to the true activities on the training slides, its penalty chosen on
+    the validation slides, scored on the test slides (mean over pathways of the PCC over spots).
+    The reference for ``pathway_pcc_truth``; NaN without simulator truth."""
+    if not fold.truth_pathway_names:
+        return float("nan")
+    k = cfg.get("n_neighbors", 0)
+
+    def stack(ids):
+        X, A = [], []
+        for i in ids:
+            it = fold.items[i]
+            if it.get("true_pathways") is None:
+                return None, None
+            v = it["valid"].cpu().numpy().astype(bool)
+            f = it["features"].cpu().numpy().astype(np.float64)
+            if k:
+                nb = neighbor_index(it["coords"].cpu().numpy(), k)[:, 1:]
+                f = np.concatenate([f, f[nb].mean(1)], 1)
+            X.append(f[v])
+            A.append(it["true_pathways"].cpu().numpy().astype(np.float64)[v])
+        return np.concatenate(X), np.concatenate(A)
+
+    (X, A), (Xv, Av), (Xt, At) = stack(fold.train_ids), stack(fold.val_ids), stack(fold.test_ids)
+    if X is None or Xv is None or Xt is None:
+        return float("nan")
+    xm, am, Ws = _ridge_path(X, A, alphas)
+    val = [M.nanmean(M.pearson_columns((Xv - xm) @ W + am, Av)) for W in Ws]
+    W = Ws[int(np.nanargmax(val))]
+    return M.nanmean(M.pearson_columns((Xt - xm) @ W + am, At))
 
 
 @dataclass
@@ -727,23 +879,28 @@ def run(cfg: dict | None = None, log: Callable[[str], None] | None = print, writ
     set_seed(cfg["seed"])
     t0 = time.perf_counter()
     fitres = FitResult()
-    if cfg["model"] in ("ridge_probe", "mean"):
-        model = fit_sklearn(cfg["model"], train_items + val_items, cfg, seed=cfg["seed"])
+    hvg_columns = np.array([fold.genes.index(g) for g in fold.hvg])
+    if cfg["model"] in ("ridge_probe", "mean"):  # same patients as the torch models: fit on train, select on val
+        model = fit_sklearn(cfg["model"], train_items, cfg, seed=cfg["seed"], val_items=val_items,
+                            score_columns=hvg_columns)
         train_seconds = time.perf_counter() - t0
         preds = predict_sklearn(model, test_items, cfg)
+        train_preds = predict_sklearn(model, train_items, cfg)
     else:
         model = build_model(cfg, fold.feature_dim, len(fold.genes), fold.membership)
         if context_features:  # the features already carry the neighbourhood: no spot windows
             model.n_neighbors = cfg["n_neighbors"]
         if cfg["center_targets"] and cfg["loss"] != "zinb":
-            model = CenteredOutput(model, *target_statistics(train_items))
+            model = StandardizedOutput(model, *target_statistics(train_items))
+        if cfg["loss"] == "zinb" and hasattr(model, "init_rate_bias"):
+            model.init_rate_bias(log_mean_fractions(train_items))
         if log:
             log(f"{cfg['model']}: {count_parameters(model):,} trainable parameters on {device}")
-        hvg_columns = np.array([fold.genes.index(g) for g in fold.hvg])
         fitres = fit(model, train_items, val_items, cfg, device, checkpoint_dir=out_dir if write else None, log=log,
                      score_columns=hvg_columns)
         train_seconds = time.perf_counter() - t0
         preds = predict(model, test_items, cfg, device, return_attention=cfg["return_attention"])
+        train_preds = predict(model, train_items, cfg, device)
     # ---- evaluation on valid held-out spots
     v = [p["valid"] for p in preds]
     pred = np.concatenate([p["pred"][m] for p, m in zip(preds, v)])
@@ -764,13 +921,20 @@ def run(cfg: dict | None = None, log: Callable[[str], None] | None = print, writ
     if all(e is not None for e in exp_parts):
         expected = np.concatenate([e[m] for e, m in zip(exp_parts, v)])
     metrics, arrays = M.evaluate(pred, true, fold.genes, fold.hvg, slide_ids, scores, truth, expected)
+    metrics.update(M.training_fit([p["pred"][p["valid"]] for p in train_preds],
+                                  [p["true"][p["valid"]] for p in train_preds], hvg_columns))
+    metrics["pathway_ceiling"] = pathway_ceiling(fold, cfg)
     metrics.update({
         "n_params": count_parameters(model),
         "train_seconds": round(train_seconds, 2),
         "total_seconds": round(time.perf_counter() - t_start, 2),
-        "epochs_run": len(fitres.history),
-        "best_epoch": fitres.best_epoch,
+        "epochs_run": round(fitres.history[-1]["passes"], 2) if fitres.history else 0,
+        "best_epoch": round(fitres.history[fitres.best_epoch]["passes"], 2) if fitres.history else -1,
+        "steps_run": fitres.history[-1]["step"] if fitres.history else 0,
+        "best_step": fitres.history[fitres.best_epoch]["step"] if fitres.history else -1,
+        "hit_step_cap": bool(fitres.history and not fitres.stopped_early),
         "best_val_pcc": fitres.best_score if fitres.history else float("nan"),
+        "loss_terms": fitres.loss_terms,
         "device": str(device),
         "model": cfg["model"],
         "fold": cfg["fold"],

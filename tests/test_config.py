@@ -4,13 +4,16 @@ import pytest
 from stflib import config
 
 
-def test_defaults_are_the_seed_flags():
+def test_defaults_keep_the_seed_flags_and_seed_defaults_are_an_arm():
     d = config.defaults()
     seed = dict(model="interaction", backbone="resnet50", token_dim=256, n_heads=4, n_layers=2, num_pathways=50,
                 pathway_init=False, loss="mse", pcc_weight=1.0, pathway_loss_weight=0.0, interactions="all",
                 log_transform=False, return_attention=False, n_neighbors=0)
-    for k, v in seed.items():
-        assert d[k] == v, k
+    assert config.SEED_FLAG_DEFAULTS == seed
+    assert set(seed) <= set(d)  # every seed flag is a parameter
+    over = config.seed_flag_overrides()
+    assert over == {k: v for k, v in seed.items() if config.validate({k: v})[k] != config.validate({})[k]}
+    assert config.validate(over) == config.validate(seed)  # the arm reproduces the seed's flags exactly
     for k in ("data_dir", "epochs", "seed", "fold", "device", "output_dir", "positional_encoding", "n_folds"):
         assert k in d
     assert d["data_dir"] is None and d["device"] == "auto" and d["positional_encoding"] == "sinusoidal"

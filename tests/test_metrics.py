@@ -72,3 +72,18 @@ def test_hvg_must_be_in_vocabulary():
     true, slides, genes = _toy()
     with pytest.raises(ValueError, match="HVGs"):
         metrics.evaluate(true, true, genes, ["NOPE"], slides)
+
+
+def test_training_fit_figures():
+    M = metrics
+    rng = np.random.default_rng(0)
+    true = [rng.normal(size=(30, 6)), rng.normal(size=(20, 6))]
+    perfect = M.training_fit(true, true, [0, 2, 4])
+    assert perfect["train_pcc_hvg50"] == pytest.approx(1.0) and perfect["train_mse_ratio"] == pytest.approx(0.0)
+    pooled_mean = np.concatenate(true).mean(0)
+    mean = M.training_fit([np.broadcast_to(pooled_mean, t.shape) for t in true], true, [0, 2, 4])
+    assert mean["train_mse_ratio"] == pytest.approx(1.0)
+    worse = M.training_fit([t + 1.0 for t in true], true, [0])
+    assert worse["train_mse_ratio"] > 1 and worse["train_pcc_hvg50"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="differ"):
+        M.training_fit([true[0][:, :3]], [true[0]], [0])

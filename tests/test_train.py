@@ -71,7 +71,8 @@ def make_items(n_slides=6, seed=0):
 
 
 def cfg(**kw):
-    base = dict(epochs=6, patience=0, batch_size=2, lr=0.05, warmup_epochs=1, log_transform=True, progress=False)
+    base = dict(max_steps=12, eval_every=2, patience=0, batch_size=2, lr=0.05, warmup_steps=2, log_transform=True,
+                progress=False)
     base.update(kw)
     return C.validate(base)
 
@@ -110,7 +111,7 @@ def test_fit_learns_and_is_deterministic():
                                 dict(pathway_loss_weight=0.5), dict(n_neighbors=3)])
 def test_fit_modes_run(kw):
     items = make_items(4)
-    res = T.fit(TinyModel(), items[:3], items[3:], cfg(epochs=2, **kw))
+    res = T.fit(TinyModel(), items[:3], items[3:], cfg(max_steps=4, **kw))
     assert all(math.isfinite(h["train_loss"]) for h in res.history)
     preds = T.predict(TinyModel(), items[3:], cfg(**kw))
     assert preds[0]["pred"].shape == (items[3]["features"].shape[0], G)
@@ -118,11 +119,11 @@ def test_fit_modes_run(kw):
 
 def test_global_and_zinb_outputs():
     items = make_items(4)
-    res = T.fit(TinyModel(global_out=True), items[:3], items[3:], cfg(epochs=2, loss="pcc"))
+    res = T.fit(TinyModel(global_out=True), items[:3], items[3:], cfg(max_steps=4, loss="pcc"))
     assert len(res.history) == 2
     p = T.predict(TinyModel(global_out=True), items[3:], cfg())[0]
     assert np.allclose(p["pred"], p["pred"][0])  # one profile broadcast over the slide
-    c = cfg(epochs=2, loss="zinb", log_transform=False)
+    c = cfg(max_steps=4, loss="zinb", log_transform=False)
     res = T.fit(TinyModel(zinb=True), items[:3], items[3:], c)
     assert all(math.isfinite(h["train_loss"]) for h in res.history)
     p = T.predict(TinyModel(zinb=True), items[3:], c)[0]
@@ -131,22 +132,25 @@ def test_global_and_zinb_outputs():
 
 def test_early_stopping_keeps_the_best():
     items = make_items(4)
-    res = T.fit(TinyModel(), items[:3], items[3:], cfg(epochs=20, patience=2, lr=1e-9, warmup_epochs=0))
+    res = T.fit(TinyModel(), items[:3], items[3:], cfg(max_steps=40, patience=2, lr=1e-9, warmup_steps=0))
     assert res.stopped_early and len(res.history) == res.best_epoch + 3
+    assert res.history[-1]["step"] < 40
 
 
 def test_resume_after_interruption(tmp_path):
     items = make_items(4)
-    c = cfg(epochs=5)
+    c = cfg(max_steps=10)
     torch.manual_seed(0)
     full = T.fit(TinyModel(), items[:3], items[3:], c)
     torch.manual_seed(0)
+    # one training forward per step plus one validation forward per evaluation (every 2 steps):
+    # 5 steps + 2 evaluations, then the 6th step's forward dies, after the checkpoint of step 4
     with pytest.raises(KeyboardInterrupt):
-        T.fit(TinyModel(fail_after=2 * 3), items[:3], items[3:], c, checkpoint_dir=tmp_path)  # dies in epoch 2
+        T.fit(TinyModel(fail_after=5 + 2), items[:3], items[3:], c, checkpoint_dir=tmp_path)
     assert (tmp_path / "checkpoint.pt").is_file() and (tmp_path / "best.pt").is_file()
     torch.manual_seed(1)  # a different init: the checkpoint must win
     res = T.fit(TinyModel(), items[:3], items[3:], c, checkpoint_dir=tmp_path)
-    assert res.resumed_from == 2 and len(res.history) == 5
+    assert res.resumed_from == 1 and len(res.history) == 5
     assert [round(h["train_loss"], 5) for h in res.history] == [round(h["train_loss"], 5) for h in full.history]
 
 
@@ -161,7 +165,8 @@ def test_mean_predictor_and_json(tmp_path):
 
 
 # ------------------------------------------------------------------ end to end on the simulator's tiny cohort
-DESIGN_KEYS = {"pcc_hvg50", "pcc_all", "mse", "pathway_pcc_truth", "n_params", "train_seconds", "config", "stflib_version"}
+DESIGN_KEYS = {"pcc_hvg50", "pcc_all", "mse", "pathway_pcc_truth", "train_pcc_hvg50", "train_mse_ratio", "pathway_ceiling",
+               "n_params", "train_seconds", "config", "stflib_version"}
 
 
 @pytest.fixture(scope="module")
@@ -173,12 +178,12 @@ def tiny_cohort():
 @pytest.mark.slow
 @pytest.mark.parametrize("over", [dict(model="interaction", return_attention=True, interactions="bottleneck"),
                                   dict(model="ridge_probe"), dict(model="mean"), dict(model="he2rna"),
-                                  dict(model="interaction", loss="zinb", n_neighbors=4)])
+                                  dict(model="interaction", loss="zinb", log_transform=False, n_neighbors=4)])
 def test_run_end_to_end_on_tiny_cohort(tiny_cohort, tmp_path, over):
     import anndata as ad
     import pandas as pd
 
-    m = T.train_and_evaluate(preset="tiny", epochs=2, progress=False, output_dir=str(tmp_path), **over)
+    m = T.train_and_evaluate(preset="tiny", max_steps=4, eval_every=2, progress=False, output_dir=str(tmp_path), **over)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert DESIGN_KEYS <= set(saved) and saved["config"]["model"] == over["model"]
     assert math.isfinite(m["pcc_hvg50"]) and -1 <= m["pcc_hvg50"] <= 1 and m["mse"] > 0
@@ -190,8 +195,9 @@ def test_run_end_to_end_on_tiny_cohort(tiny_cohort, tmp_path, over):
     if over["model"] == "interaction":
         assert "pathway_scores" in a.obsm and math.isfinite(m["pathway_pcc_truth"])
         assert len(pd.read_csv(tmp_path / "history.csv")) == 2 and (tmp_path / "best.pt").is_file()
+    assert -1 <= m["pathway_ceiling"] <= 1 and m["train_mse_ratio"] > 0
     if over["model"] == "mean":
-        assert m["pcc_hvg50"] == 0.0
+        assert m["pcc_hvg50"] == 0.0 and m["train_mse_ratio"] == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("model", ["ridge_probe", "mlp"])
@@ -208,3 +214,74 @@ def test_context_matched_baselines_see_own_and_neighbour_mean_features(tiny_coho
     assert matched.metrics["pcc_hvg50"] != plain.metrics["pcc_hvg50"]
     if model == "mlp":  # per-spot on [own, kNN mean]: one prediction per spot, no spot windows
         assert matched.metrics["n_params"] > plain.metrics["n_params"]
+
+
+# ------------------------------------------------------------------ the recipe: scale, crops, selection
+def test_standardized_output_starts_at_the_mean_and_loss_is_per_gene_standardised():
+    items = make_items(4)
+    mean, sd = T.target_statistics(items)
+    assert mean.shape == sd.shape == (G,) and (sd > 0).all()
+    t = torch.cat([it["targets"][it["valid"]] for it in items]).double()
+    np.testing.assert_allclose(sd, t.std(0, unbiased=False).numpy(), rtol=1e-4)
+
+    class Zero(nn.Module):
+        def forward(self, features, coords, pad_mask, **kw):
+            return {"genes": torch.zeros(*features.shape[:2], G), "pathway_scores": None, "pi": None, "theta": None}
+
+    model = T.StandardizedOutput(Zero(), mean, sd)
+    batch = T.collate(items[:2])
+    step = T.forward(model, batch)
+    torch.testing.assert_close(step.genes[0, 3], torch.tensor(mean))
+    loss, parts = T.compute_loss(step, cfg(loss="mse"), model.gene_sd)
+    z = (batch["targets"] - torch.tensor(mean)) / torch.tensor(sd)
+    expected = (z[batch["valid"]] ** 2).mean()
+    assert float(loss) == pytest.approx(float(expected), rel=1e-4)
+    raw, _ = T.compute_loss(step, cfg(loss="mse"))  # without gene_sd: the unscaled MSE
+    assert float(raw) != pytest.approx(float(loss), rel=1e-2)
+
+
+def test_crop_item_subsamples_valid_spots_consistently():
+    item = make_items(1)[0]
+    g = torch.Generator().manual_seed(0)
+    c = T.crop_item(item, 8, g)
+    assert c["features"].shape[0] == 8 and c["valid"].all()
+    rows = [int(torch.nonzero((item["features"] == r).all(1))[0]) for r in c["features"]]
+    assert rows == sorted(rows) and 0 not in rows  # ordered, never the invalid spot 0
+    torch.testing.assert_close(c["targets"], item["targets"][rows])
+    torch.testing.assert_close(c["coords"], item["coords"][rows])
+    assert T.crop_item(item, 0, g) is item and T.crop_item(item, 10_000, g) is item
+
+
+def test_median_smoothing_ignores_one_noisy_evaluation():
+    assert T.median_smoothed([0.10, 0.12, 0.50]) == pytest.approx(0.12)
+    assert T.median_smoothed([0.10, 0.50, 0.12]) == pytest.approx(0.12)
+    assert T.median_smoothed([0.3]) == pytest.approx(0.3) and math.isnan(T.median_smoothed([float("nan")]))
+
+
+def test_schedule_counts_steps_and_epochs_cap_it():
+    items = make_items(4)
+    res = T.fit(TinyModel(), items[:3], items[3:], cfg(max_steps=9, eval_every=4))
+    assert [h["step"] for h in res.history] == [4, 8, 9]  # every eval_every steps and at the end
+    res = T.fit(TinyModel(), items[:3], items[3:], cfg(max_steps=100, eval_every=1, epochs=2, batch_size=1))
+    assert res.history[-1]["step"] == 6 and res.history[-1]["passes"] == pytest.approx(2.0)
+
+
+def test_ridge_probe_penalty_is_chosen_on_validation_slides():
+    items = make_items(6)
+    c = cfg()
+    probe = T.fit_sklearn("ridge_probe", items[:4], c, val_items=items[4:], score_columns=np.arange(5))
+    assert len(probe.selection_) >= 5 and probe.alpha_ in probe.selection_
+    assert probe.selection_[probe.alpha_] == max(probe.selection_.values())
+
+
+def test_zinb_prediction_is_the_expectation():
+    items = make_items(4)
+    c = cfg(loss="zinb", log_transform=False)
+    torch.manual_seed(0)
+    model = TinyModel(zinb=True)
+    p = T.predict(model, items[3:], c)[0]
+    out = model(items[3]["features"][None], items[3]["coords"][None], torch.zeros(1, len(items[3]["valid"]), dtype=torch.bool),
+                library_size=items[3]["library_size"][None])
+    expect = (0.99 * out["genes"][0]).detach().numpy()
+    lib = items[3]["library_size"].numpy()[:, None]
+    np.testing.assert_allclose(p["pred"], np.log1p(expect / lib * 1e4), rtol=1e-4, atol=1e-5)

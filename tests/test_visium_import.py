@@ -222,7 +222,7 @@ def test_imported_sections_run_end_to_end(tmp_path):
     with h5py.File(out / "features" / "resnet50" / "S0.h5") as f:
         assert bool(f.attrs["random_weights"]) and f["features"].shape == (12, 2048)
     params = dict(data_dir=str(out), organ="Breast", oncotree="IDC", n_folds=3, fold=0, n_genes=60,
-                  qc_min_umis=1, qc_min_genes=1, epochs=1, warmup_epochs=0, device="cpu", progress=False,
+                  qc_min_umis=1, qc_min_genes=1, epochs=1, warmup_steps=0, device="cpu", progress=False,
                   output_dir=str(tmp_path / "run"))
     with pytest.raises(ValueError, match=r"organ=Bowel .* matched|no sample of .* matches"):
         train.run({**params, "organ": "Bowel"}, log=None)

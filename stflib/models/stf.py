@@ -13,8 +13,8 @@ Read top to bottom, one class per idea:
 5. ``TransformerBlock``          a pre-norm encoder layer whose attention follows the plan
 6. ``InteractionEncoder``        the stack of blocks + final norm
 7. ``CosineScorer``              pathway scores = cos(patch, pathway) x learnable temperature
-8. ``GeneReconstructor``         Linear(P -> G), optionally initialised from Hallmark membership
-9. ``ZINBHead``                  pi, theta and mu (library size as offset) for the ZINB loss
+8. ``GeneReconstructor``         Linear(P -> G) on the normalised scores (``ScoreNorm``), zero or Hallmark init
+9. ``ZINBHead``                  mu (library size as offset), gene-wise pi and theta for the ZINB loss
 10. ``SpatialTranscriptFormer``  the model
 
 Shapes: B slides, S spots (patches), P pathways, T = P + S tokens, D token_dim, H heads,
@@ -129,9 +129,14 @@ def normalise_coords(coords: Tensor, valid: Tensor) -> Tensor:
 class PositionalEncoding2D(nn.Module):
     """2D encoding of normalised (x, y), added to the patch tokens.
 
-    ``sinusoidal`` (default, the seed's): D/4 frequencies per axis, geometric from 0.5 to 100 rad per
-    std unit: a Visium slide spans about 4 std units and ~100 spots, so the top frequency resolves
-    neighbouring spots and the lowest varies monotonically across the slide.
+    ``sinusoidal`` (default, the seed's): D/4 frequencies per axis, geometric from 0.5 to 12 rad per
+    std unit of the normalised coordinates. A slide of ~25 spots across spans ~3.5 std units, so
+    one spot pitch is ~0.14 units: the shortest wavelength (2 pi / 12 = 0.52) is ~4 pitches and the
+    longest spans the slide. Tissue structure (glands, tumour fronts) lives at these scales; higher
+    frequencies (the seed's 100 rad: adjacent spots' encodings had cosine 0.5) give each spot a
+    random-looking code that the model can only memorise. The encoding is multiplied by a
+    learnable ``gain`` that starts at 0.5, so its norm (0.5 sqrt(D/2)) sits below the projected
+    content's (~sqrt(D/3) for z-scored features and PyTorch's default Linear init) instead of above it.
     ``learned``: learnable Fourier features (Li et al. 2021): a trainable Linear(2 -> D/2) sets the
     frequencies (initialised in the same range), then [cos | sin] -> MLP(D -> D).
     ``none``: no position (the ablation's control).
@@ -139,7 +144,8 @@ class PositionalEncoding2D(nn.Module):
 
     MODES = ("sinusoidal", "learned", "none")
 
-    def __init__(self, dim: int, mode: str = "sinusoidal", min_freq: float = 0.5, max_freq: float = 100.0):
+    def __init__(self, dim: int, mode: str = "sinusoidal", min_freq: float = 0.5, max_freq: float = 12.0,
+                 init_gain: float = 0.5):
         super().__init__()
         if mode not in self.MODES:
             raise ValueError(f"positional_encoding: unknown {mode!r}; allowed: {', '.join(self.MODES)}")
@@ -150,6 +156,7 @@ class PositionalEncoding2D(nn.Module):
             k = dim // 4
             freqs = min_freq * (max_freq / min_freq) ** (torch.arange(k) / max(k - 1, 1))
             self.register_buffer("freqs", freqs, persistent=False)  # (D/4,)
+            self.gain = nn.Parameter(torch.tensor(float(init_gain)))
         elif mode == "learned":
             if dim % 2:
                 raise ValueError(f"learned positional encoding needs an even token_dim, got {dim}")
@@ -165,9 +172,22 @@ class PositionalEncoding2D(nn.Module):
         if self.mode == "sinusoidal":
             angles = xy.unsqueeze(-1) * self.freqs  # (B, S, 2, D/4)
             enc = torch.cat([angles.sin(), angles.cos()], dim=-1)  # (B, S, 2, D/2)
-            return enc.reshape(B, S, self.dim)
+            return self.gain * enc.reshape(B, S, self.dim)
         angles = self.fourier(xy)  # (B, S, D/2)
         return self.mlp(torch.cat([angles.cos(), angles.sin()], dim=-1)) / math.sqrt(2)
+
+
+def encoding_similarity(distances: np.ndarray, dim: int = 256, max_freq: float = 12.0, pitch: float = 0.14) -> np.ndarray:
+    """Cosine similarity of the sinusoidal encodings of two spots ``distances`` spot pitches apart
+    (along x; ``pitch`` in normalised-coordinate units, ~0.14 on a 25-spot-wide slide). Shows at
+    which distance the encoding stops telling spots apart (the model chapter's figure)."""
+    pe = PositionalEncoding2D(dim, "sinusoidal", max_freq=max_freq)
+    d = torch.as_tensor(np.asarray(distances, np.float64) * pitch, dtype=torch.float32)
+    k = pe.freqs
+    # one encoding at x = 0, the other at x = d (y equal): the y half of the code is identical
+    a = torch.cat([torch.sin(0 * k), torch.cos(0 * k), torch.sin(0 * k), torch.cos(0 * k)])
+    b = torch.stack([torch.cat([torch.sin(x * k), torch.cos(x * k), torch.sin(0 * k), torch.cos(0 * k)]) for x in d])
+    return F.cosine_similarity(b, a.expand_as(b), dim=-1).numpy()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -435,27 +455,49 @@ class CosineScorer(nn.Module):
 
 
 class GeneReconstructor(nn.Linear):
-    """Linear(P -> G): gene g = sum_p W[g, p] * score_p + b_g.
+    """Linear(P -> G) on the normalised pathway scores: gene g = sum_p W[g, p] * z_p + b_g.
 
-    With ``membership`` (P, G) 0/1: W[g, p] = membership[p, g] / n_g where n_g is the number of
-    pathways gene g belongs to, and b = 0. Each member gene starts as the *mean* of its pathways'
-    scores, so a gene in many Hallmarks (JUN, FOS, ...) is not amplified by its count, and the
-    predicted gene sits on the same scale as one pathway score, just as the auxiliary targets are
-    means (not sums) of z-scored genes. Genes in no pathway start at 0 (their bias learns the mean).
+    Without ``membership`` W and b start at zero, so (under ``StandardizedOutput``) the model starts
+    exactly at the training mean profile and learns deviations from it. With ``membership`` (P, G)
+    0/1: W[g, p] = membership[p, g] / n_g where n_g is the number of pathways gene g belongs to,
+    and b = 0. Each member gene starts as the *mean* of its pathways' normalised scores, so a gene
+    in many Hallmarks (JUN, FOS, ...) is not amplified by its count, and the predicted gene sits on
+    the same scale as one pathway score, just as the auxiliary targets are means (not sums) of
+    z-scored genes. Genes in no pathway start at 0.
     """
 
     def __init__(self, num_pathways: int, num_genes: int, membership: np.ndarray | Tensor | None = None):
         super().__init__(num_pathways, num_genes)
-        if membership is not None:
-            m = torch.as_tensor(np.asarray(membership), dtype=torch.float32)
-            if m.shape != (num_pathways, num_genes):
-                raise ValueError(
-                    f"pathway_init: membership must be (num_pathways, num_genes) = ({num_pathways}, {num_genes}), "
-                    f"got {tuple(m.shape)}"
-                )
-            with torch.no_grad():
+        with torch.no_grad():
+            self.bias.zero_()
+            if membership is None:
+                self.weight.zero_()
+            else:
+                m = torch.as_tensor(np.asarray(membership), dtype=torch.float32)
+                if m.shape != (num_pathways, num_genes):
+                    raise ValueError(
+                        f"pathway_init: membership must be (num_pathways, num_genes) = ({num_pathways}, {num_genes}), "
+                        f"got {tuple(m.shape)}"
+                    )
                 self.weight.copy_(membership_init(m))
-                self.bias.zero_()
+
+
+class ScoreNorm(nn.Module):
+    """LayerNorm over the P pathway scores of a spot with a learnable per-pathway gain and shift.
+
+    Cosine scores share a large common component (every patch token is similar to every pathway
+    token by about the same amount) with little spread across spots; the gene head reads the
+    scores after this component is removed and the rest brought to unit scale, so its first
+    steps move genes by O(1) standardised units. ``pathway_scores`` (the auxiliary loss, the truth
+    comparison) stay the raw cosine scores.
+    """
+
+    def __init__(self, num_pathways: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(num_pathways)
+
+    def forward(self, scores: Tensor) -> Tensor:
+        return self.norm(scores)
 
 
 def membership_init(membership: Tensor) -> Tensor:
@@ -465,26 +507,30 @@ def membership_init(membership: Tensor) -> Tensor:
 
 
 class ZINBHead(nn.Module):
-    """Zero-inflated negative binomial parameters from the pathway scores.
+    """Zero-inflated negative binomial parameters, as scVI parametrises them.
 
     mu = library_size * exp(rate logit): the per-spot library size is an offset (as in a GLM), so
     the model learns expression *fractions*, not depth. exp (not softmax over the vocabulary)
-    because the library size counts all genes while the vocabulary is a subset.
-    pi = sigmoid(.) (dropout probability), theta = softplus(.) + 1e-4 (inverse dispersion > 0).
+    because the library size counts all genes while the vocabulary is a subset; the rate bias
+    starts at each gene's log mean fraction on the training slides (``init_rate_bias``), so mu
+    starts at the mean expression. theta (inverse dispersion) and pi (zero inflation) are one
+    parameter per gene (scVI's ``dispersion="gene"``), not per spot from the same 50 scores: the
+    spatial signal goes into mu. theta starts at softplus(2) ~ 2.1, pi at sigmoid(-3) ~ 0.05.
+    The prediction is the expectation (1 - pi) mu.
     """
 
     def __init__(self, num_pathways: int, num_genes: int):
         super().__init__()
-        self.pi = nn.Linear(num_pathways, num_genes)
-        self.theta = nn.Linear(num_pathways, num_genes)
-        nn.init.constant_(self.pi.bias, -2.0)  # start with little zero inflation (pi ~ 0.12)
-        nn.init.constant_(self.theta.bias, 1.0)
+        self.pi_logit = nn.Parameter(torch.full((num_genes,), -3.0))
+        self.theta_raw = nn.Parameter(torch.full((num_genes,), 2.0))
 
     def forward(self, scores: Tensor, rate_logit: Tensor, library_size: Tensor | None):
         log_lib = torch.zeros_like(rate_logit[..., :1]) if library_size is None else \
             library_size.clamp_min(1.0).log().unsqueeze(-1)  # (B,S,1); an empty spot gets offset 1
         mu = (log_lib + rate_logit.clamp(max=30.0)).exp()
-        return mu, torch.sigmoid(self.pi(scores)), F.softplus(self.theta(scores)) + 1e-4
+        pi = torch.sigmoid(self.pi_logit).expand_as(mu)
+        theta = (F.softplus(self.theta_raw) + 1e-4).expand_as(mu)
+        return mu, pi, theta
 
 
 # ---------------------------------------------------------------------------------------------
@@ -566,11 +612,21 @@ class SpatialTranscriptFormer(nn.Module):
         self.pathway_tokens = nn.Parameter(torch.randn(num_pathways, token_dim) * 0.02)  # (P, D)
         self.encoder = InteractionEncoder(token_dim, n_heads, n_layers, dropout)
         self.scorer = CosineScorer()
+        self.score_norm = ScoreNorm(num_pathways)
         self.reconstructor = GeneReconstructor(num_pathways, num_genes, pathway_init)
         self.zinb_head = ZINBHead(num_pathways, num_genes) if zinb else None
-        if zinb:  # start mu near library_size / G
+        if zinb:  # start mu near library_size / G until init_rate_bias sets each gene's mean fraction
             with torch.no_grad():
                 self.reconstructor.bias.fill_(-math.log(num_genes))
+
+    def init_rate_bias(self, log_mean_fraction: np.ndarray | Tensor) -> None:
+        """ZINB: set the rate bias to the genes' log mean fractions (G,) of the training slides, so
+        mu starts at each gene's mean expression (scVI's initialisation)."""
+        v = torch.as_tensor(np.asarray(log_mean_fraction), dtype=torch.float32)
+        if v.shape != (self.num_genes,):
+            raise ValueError(f"init_rate_bias: expected ({self.num_genes},) log mean fractions, got {tuple(v.shape)}")
+        with torch.no_grad():
+            self.reconstructor.bias.copy_(v)
 
     def attention_plan(self, coords: Tensor, valid: Tensor, impl: str | None = None) -> AttentionPlan:
         B, S = valid.shape
@@ -602,7 +658,7 @@ class SpatialTranscriptFormer(nn.Module):
 
         scores = self.scorer(x[:, P:], x[:, :P])  # (B,S,P)
         scores = scores.masked_fill(~valid.unsqueeze(-1), 0.0)
-        genes = self.reconstructor(scores)  # (B,S,G): expression, or the ZINB rate logit
+        genes = self.reconstructor(self.score_norm(scores))  # (B,S,G): expression, or the ZINB rate logit
         pi = theta = None
         if self.zinb_head is not None:
             genes, pi, theta = self.zinb_head(scores, genes, library_size)
