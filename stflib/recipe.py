@@ -31,6 +31,9 @@ CHECK_ARMS: dict[str, dict[str, Any]] = {
     "reference": {},
     "mlp": {"model": "mlp"},
     "ridge_probe": {"model": "ridge_probe"},
+    # context-matched simple models: [own features, mean of the 6 nearest spots' features]
+    "ridge_probe_k6": {"model": "ridge_probe", "n_neighbors": 6},
+    "mlp_k6": {"model": "mlp", "n_neighbors": 6},
     "mean": {"model": "mean"},
     "seed_defaults": "seed",  # filled from config.seed_flag_overrides() at run time
     "mse": {"loss": "mse"},
@@ -150,6 +153,12 @@ def check_table(df):
     add("reference pcc_hvg50 >= ridge probe + 0.03 on average and >= the probe in every fold",
         f"reference {mean('reference', 'pcc_hvg50'):.3f} vs ridge {mean('ridge_probe', 'pcc_hvg50'):.3f}", p,
         p["mean"] >= 0.03 and p["min"] >= 0)
+    for simple, label in (("mlp", "MLP"), ("ridge_probe_k6", "ridge probe on [own, 6-NN mean]"),
+                          ("mlp_k6", "MLP on [own, 6-NN mean]")):
+        if (df["arm"] == simple).any():  # held-out comparison with the other simple models (no threshold)
+            p = paired(df, "pcc_hvg50", "reference", simple)
+            add(f"reference pcc_hvg50 vs {label}",
+                f"reference {mean('reference', 'pcc_hvg50'):.3f} vs {mean(simple, 'pcc_hvg50'):.3f}", p, None)
     p = paired(df, "pcc_hvg50", "mse_pcc", "mse")
     add("mse_pcc (pcc_weight 1) differs measurably from mse (pcc_hvg50)",
         f"mse_pcc {mean('mse_pcc', 'pcc_hvg50'):.3f} vs mse {mean('mse', 'pcc_hvg50'):.3f}", p,
@@ -227,9 +236,10 @@ def run_check(folds: int = 3, out: str | Path = "results/recipe", jobs: int = 2,
 
 
 # ------------------------------------------------------------------------------------- search
-# a small grid around the reference, one axis at a time: width, learning rate, loss, regularisation
+# a small grid around the reference, one axis at a time: width, learning rate, loss, regularisation,
+# and the seed's own context flag (h2h restricted to the k nearest spots)
 SEARCH: list[dict[str, Any]] = [
-    {},
+    {}, {"n_neighbors": 6}, {"n_neighbors": 18},
     {"token_dim": 128},
     {"lr": 3e-4},
     {"lr": 3e-3},
