@@ -170,7 +170,7 @@ axes[0].set_xlabel("distance between two spots (spot pitches)")
 axes[0].set_ylabel("cosine of their encodings")
 axes[0].legend(fontsize=8)
 with torch.no_grad():
-    raw = out.pathway_scores[0, :90]
+    raw = out.pathway_scores[0, :90].detach()
     normed = model.score_norm(raw)
 axes[1].hist(raw.flatten().numpy(), bins=40, alpha=0.6, label=f"cosine scores (mean {float(raw.mean()):.2f}, sd over spots {float(raw.std(0).mean()):.2f})")
 axes[1].hist(normed.flatten().numpy(), bins=40, alpha=0.6, label=f"after ScoreNorm (sd over spots {float(normed.std(0).mean()):.2f})")
