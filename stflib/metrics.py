@@ -180,18 +180,18 @@ def spatial_weights(coords: np.ndarray, k: int = 6):
     """Binary, symmetric k-nearest-neighbour weights (N, N) sparse: w_ij = 1 if j is among i's k
     nearest spots or i among j's. k=6 is the ring of a Visium hexagonal grid (squidpy's grid graph)."""
     import scipy.sparse as sp
-    from scipy.spatial import cKDTree
+
+    from stflib.spatial import knn_indices
 
     coords = np.asarray(coords, np.float64)
     n = len(coords)
     if k < 1:
         raise ValueError(f"spatial_weights: k must be >= 1, got {k}")
-    k = min(k, n - 1)
-    if k < 1:
+    if n < 2:
         return sp.csr_matrix((n, n))
-    _, nn = cKDTree(coords).query(coords, k=k + 1)
-    rows = np.repeat(np.arange(n), k)
-    w = sp.csr_matrix((np.ones(n * k), (rows, nn[:, 1:].reshape(-1))), shape=(n, n))
+    nn = knn_indices(coords, k)  # (n, min(k, n-1)), the spot itself excluded
+    rows = np.repeat(np.arange(n), nn.shape[1])
+    w = sp.csr_matrix((np.ones(nn.size), (rows, nn.reshape(-1))), shape=(n, n))
     return ((w + w.T) > 0).astype(np.float64)
 
 
