@@ -795,9 +795,12 @@ def pathway_ceiling(fold: FoldData, cfg: dict, alphas=tuple(10.0 ** np.arange(-1
     ``n_neighbors``, fit directly to the true activities on the training slides, its penalty chosen on
     the validation slides, scored on the test slides (mean over pathways of the PCC over spots).
     The reference for ``pathway_pcc_truth``; NaN without simulator truth."""
+    from stflib.spatial import with_neighbour_mean
+
     if not fold.truth_pathway_names:
         return float("nan")
-    k = cfg.get("n_neighbors", 0)
+    # per-spot baselines with n_neighbors already carry [own, neighbour mean] in their features
+    k = 0 if cfg["model"] in C.CONTEXT_FEATURE_MODELS else cfg.get("n_neighbors", 0)
 
     def stack(ids):
         X, A = [], []
@@ -808,8 +811,7 @@ def pathway_ceiling(fold: FoldData, cfg: dict, alphas=tuple(10.0 ** np.arange(-1
             v = it["valid"].cpu().numpy().astype(bool)
             f = it["features"].cpu().numpy().astype(np.float64)
             if k:
-                nb = neighbor_index(it["coords"].cpu().numpy(), k)[:, 1:]
-                f = np.concatenate([f, f[nb].mean(1)], 1)
+                f = with_neighbour_mean(f, it["coords"].cpu().numpy(), k)
             X.append(f[v])
             A.append(it["true_pathways"].cpu().numpy().astype(np.float64)[v])
         return np.concatenate(X), np.concatenate(A)
