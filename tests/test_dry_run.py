@@ -12,7 +12,7 @@ import pytest
 from conftest import write_fake_hest_sample
 from stflib import data
 from stflib.cli import main
-from stflib.plan import step_seconds
+from stflib.grid.plan import step_seconds
 
 DOWNLOADED = ["TENX1", "TENX2", "ZEN1", "ZEN2"]
 
@@ -94,7 +94,7 @@ def test_step_time_model():
 
 
 def test_estimate_prefers_cuda_figures(tmp_path):
-    from stflib.plan import load_step_times
+    from stflib.grid.plan import load_step_times
 
     (tmp_path / "attention_cpu.json").write_text(json.dumps([{"mode": "full", "S": 1000, "seconds": 1.0}]))
     assert load_step_times(tmp_path)[1] == "cpu"
