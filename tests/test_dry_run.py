@@ -69,7 +69,7 @@ def test_dry_run_names_missing_features_and_prints_the_command(hest_folder, tmp_
           "--set", f"data_dir={root}"])
     out = capsys.readouterr().out
     assert "features ctranspath: 3/4 samples" in out
-    assert f"--backbone ctranspath --samples ZEN2" in out
+    assert "--backbone ctranspath --samples ZEN2" in out
 
 
 def test_dry_run_without_metadata_csv_and_with_too_few_patients(hest_folder, tmp_path, capsys):

@@ -35,8 +35,6 @@ pages.page_banner()
 # several axes, are trained once and copied; the training minutes count each copy.)
 
 # %%
-import pandas as pd
-
 from stflib.grid.axes import axis_references
 from stflib.report import figures, results, tables
 

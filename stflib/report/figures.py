@@ -13,6 +13,7 @@ import pandas as pd
 from stflib.grid.axes import axis_references
 from stflib.report.results import axis_rows, metric_info, run_dir, run_figure
 
+
 def plot_axis(summary: pd.DataFrame, axis: str, metric: str = "pcc_hvg50", ax=None, reference: str | None = None):
     """Seaborn figure: one dot per fold and the mean ± sd per arm, arms ordered by their mean."""
     import matplotlib.pyplot as plt

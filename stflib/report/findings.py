@@ -13,6 +13,7 @@ from stflib.grid.axes import ARMS, axis_references
 from stflib.report.results import DEFAULT_WORLD, axis_rows, metric_info, with_design_columns
 from stflib.report.tables import arm_flags, interval_text, overview, paired_deltas
 
+
 def describe_axis(summary: pd.DataFrame, axis: str, reference: str, metric: str = "pcc_hvg50") -> str:
     """A plain-language reading of an axis, written from the numbers: the best arm, and which paired
     differences to the reference are findings (Holm-adjusted p < 0.05 across the axis's arms)."""

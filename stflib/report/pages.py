@@ -16,6 +16,7 @@ from stflib.report.findings import describe_axis, simulation_note, takeaways
 from stflib.report.results import axis_rows, grid_runs, load_summary, metric_info, run_figure
 from stflib.report.tables import arm_table, paired_deltas, show_table, stale_runs
 
+
 def axis_report(axis: str, metric: str = "pcc_hvg50", results_dir: str | Path | None = None) -> None:
     """Display an ablation axis's results page body (in a notebook): the arm table with its flags, the
     paired differences to the axis's reference with intervals, the figure, the generated reading and

@@ -12,6 +12,7 @@ import pandas as pd
 
 from stflib.metrics import METRICS, Metric
 
+
 def repo_root(start: str | Path | None = None) -> Path:
     """The repository root: the first parent holding ``_config.yml`` and ``stflib/``."""
     here = Path(start or Path.cwd()).resolve()

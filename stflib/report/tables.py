@@ -15,6 +15,7 @@ from stflib.report import stats
 from stflib.report.results import (DEFAULT_WORLD, PAIR_COLUMNS, axis_rows, metric_info, repo_root,
                                    with_design_columns)
 
+
 # the columns of an axis's arm table
 TABLE_METRICS = ("pcc_hvg50", "pcc_all", "mse", "pathway_pcc_truth", "train_seconds")
 
