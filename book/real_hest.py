@@ -67,8 +67,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from stflib.report.results import repo_root
 from stflib.data import patient_groups, select_samples
+from stflib.report.results import repo_root
 
 root = repo_root()
 candidates = [os.environ.get("STFLIB_HEST_METADATA", ""), root.parent / "shared/data/hest/HEST_v1_1_0.csv"]
