@@ -62,10 +62,12 @@ def code_version(notebook: str | Path = DEFAULT_NOTEBOOK) -> str:
 
 @dataclass
 class Task:
+    """One run of the grid: an arm's parameters on one fold and seed, and where and how it runs."""
+
     axis: str
     arm: str
     fold: int
-    params: dict[str, Any]  # what papermill injects (without output_dir)
+    params: dict[str, Any]  # what papermill injects, besides output_dir and run_settings(task)
     out_dir: str
     run_hash: str
     notebook: str
@@ -135,6 +137,7 @@ def make_tasks(paths, folds: int, results: str | Path, notebook: str | Path = DE
 
 
 def read_run(out_dir: str | Path) -> dict | None:
+    """A run folder's ``run.json`` (None when it is absent or unreadable)."""
     p = Path(out_dir) / "run.json"
     try:
         return json.loads(p.read_text())
@@ -143,6 +146,7 @@ def read_run(out_dir: str | Path) -> dict | None:
 
 
 def is_complete(out_dir: str | Path, run_hash: str) -> bool:
+    """Whether the run in ``out_dir`` finished with this hash (same parameters, same code) and wrote its metrics."""
     info = read_run(out_dir)
     return bool(info and info.get("status") == "ok" and info.get("run_hash") == run_hash
                 and (Path(out_dir) / "metrics.json").is_file())
@@ -167,8 +171,8 @@ def _write_json(obj, path: Path) -> None:
 
 def run_settings(task: Task) -> dict[str, Any]:
     """Parameters the runner gives every run unless its params fix them: torch threads (one run per
-    core) and predictions saved for the 50 HVGs only (all genes x all spots of every run would make the
-    results folder gigabytes). Neither changes a run's result or its hash."""
+    core) and ``predictions.h5ad`` of the 50 HVGs only (the grid writes one per run; a run on its own
+    keeps every gene). Neither changes a run's metrics or its hash."""
     return {"torch_threads": max(1, task.threads), "prediction_genes": "hvg50"}
 
 
