@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from stflib import config as C
-from stflib.grid.params import discover, load_params
+from stflib.grid.params import REPO, discover, load_params
 
-REPO = Path(__file__).resolve().parents[2]
 DEFAULT_NOTEBOOK = REPO / "notebooks" / "ablation.ipynb"
 
 # code that does not change what a run computes (command line, the grid, the results pages, figures of
