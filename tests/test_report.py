@@ -163,6 +163,14 @@ def test_api_table_lists_public_functions_with_signatures():
     row = table.set_index("name").loc["pathway_targets"]
     assert row["kind"] == "function" and row["signature"].startswith("pathway_targets(expression")
     assert "Path" not in set(table["name"])  # imported names from other packages are left out
+    assert {"Axis", "axis_references"} <= set(pages.api_table("grid.axes")["name"])
+
+
+def test_every_module_of_the_api_reference_imports():
+    import importlib
+
+    for name in pages.API_MODULES:
+        importlib.import_module(f"stflib.{name}")
 
 
 def test_histories_and_grid_runs_read_run_folders(tmp_path):
