@@ -82,11 +82,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from stflib import book, calibration
+from stflib import calibration
 from stflib.data import SlideDataset, collate_slides, patient_folds, qc_mask, select_genes
 from stflib.losses import mse_loss
 from stflib.models import MeanExpression, RidgeProbe, build_model, model_table
 from stflib.models.baselines import visium_grid
+from stflib.report.figures import spot_maps
 from stflib.simulate import default_cohort, hex_neighbours
 
 root = default_cohort("default")
@@ -196,7 +197,7 @@ valid = qc_mask(slide.counts, slide.genes)
 measured = calibration.log_cp10k(slide, [best])[:, 0]
 predicted = probe.predict(slide.features)[:, hvg.index(best)] + y_train.mean(0)[hvg.index(best)]
 r = np.corrcoef(measured[valid], predicted[valid])[0, 1]
-fig = book.spot_maps(slide.coords[valid], {f"{best}, measured (log1p CP10k)": measured[valid],
+fig = spot_maps(slide.coords[valid], {f"{best}, measured (log1p CP10k)": measured[valid],
                                             f"{best}, probe + training mean (PCC {r:.2f})": predicted[valid]},
                      ncols=2)
 print(f"held-out slide {slide.sample_id} (patient {meta.set_index('id').loc[slide.sample_id, 'patient']}), "
@@ -274,7 +275,7 @@ composition = slide.truth["composition"]
 fields = {"ABMIL attention x number of spots": attention * valid.sum()}
 for ct in ("tumour_epithelial", "fibroblast"):
     fields[f"true {ct.replace('_', ' ')} fraction"] = composition[:, cell_types.index(ct)]
-fig = book.spot_maps(slide.coords[valid], {k: v[valid] for k, v in fields.items()}, ncols=3)
+fig = spot_maps(slide.coords[valid], {k: v[valid] for k, v in fields.items()}, ncols=3)
 corr = pd.Series({ct: np.corrcoef(attention[valid], composition[valid, i])[0, 1] for i, ct in enumerate(cell_types)},
                  name="PCC(attention, fraction)")
 print(f"attention weights: max {attention.max() * valid.sum():.2f}x, min {attention[valid].min() * valid.sum():.3f}x "

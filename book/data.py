@@ -70,11 +70,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from stflib import book, calibration
+from stflib import calibration
 from stflib.data import patient_groups, read_hest_sample, select_samples
+from stflib.report.figures import spot_maps
+from stflib.report.results import repo_root
 from stflib.simulate import default_cohort
 
-root = book.repo_root()
+root = repo_root()
 candidates = [os.environ.get("STFLIB_HEST_METADATA", ""), root.parent / "shared/data/hest/HEST_v1_1_0.csv"]
 metadata_csv = next((Path(c) for c in candidates if c and Path(c).is_file()), None)
 if metadata_csv is None:
@@ -125,7 +127,7 @@ fields = {
 for p in ["HALLMARK_EPITHELIAL_MESENCHYMAL_TRANSITION", "HALLMARK_HYPOXIA", "HALLMARK_INFLAMMATORY_RESPONSE",
           "HALLMARK_E2F_TARGETS"]:
     fields["true " + p.removeprefix("HALLMARK_").lower()] = truth["pathway_activity"][:, pathways[p]]
-fig = book.spot_maps(sample.coords, fields, ncols=4)
+fig = spot_maps(sample.coords, fields, ncols=4)
 
 # %% [markdown]
 # Patches rendered from the composition (one per compartment, 112 µm at 0.5 µm/px):

@@ -245,7 +245,7 @@ fig = plots.attention_maps(held_out["attention"], slide_coords, len(names), name
 # %%
 from IPython.display import display
 
-from stflib.book import repo_root
+from stflib.report.results import repo_root
 
 recipe_dir = repo_root() / "results" / "recipe"
 search_table = recipe_dir / "search.csv"

@@ -48,9 +48,9 @@ import json
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from stflib import book
+from stflib.report import results, tables
 
-root = book.repo_root()
+root = results.repo_root()
 bench = pd.DataFrame(json.loads((root / "results/bench/attention_cpu.json").read_text()))
 measured = bench.dropna(subset=["seconds"]).assign(memory_GB=lambda t: t["peak_bytes"] / 2**30)
 table = measured.pivot_table(index="S", columns="mode", values=["seconds", "memory_GB"])
@@ -101,7 +101,7 @@ print("\n".join(lines))
 
 # %%
 try:
-    summary = book.load_summary()
+    summary = results.load_summary()
 except FileNotFoundError as err:
     print(err)
 else:
@@ -116,7 +116,7 @@ else:
 # identical parameters in two axes were executed once and copied):
 
 # %%
-runs = book.grid_runs()
+runs = results.grid_runs()
 if runs.empty:
     print("no runs under results/")
 else:
@@ -124,7 +124,7 @@ else:
     span = (executed["finished"].max() - executed["started"].min()).total_seconds()
     print(f"{len(runs)} run folders, {len(executed)} executions ({(executed['status'] == 'ok').sum()} ok); "
           f"wall-clock span {span / 60:.1f} min; sum of run durations {executed['seconds'].sum() / 60:.1f} min")
-    book.show_table(book.grid_cost(runs), "grid-cost-per-axis")
+    tables.show_table(tables.grid_cost(runs), "grid-cost-per-axis")
 
 # %% [markdown]
 # The table is the grid's cost per axis from the runs' `run.json` (a run shared by two axes, such

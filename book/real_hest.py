@@ -48,7 +48,7 @@
 # ```
 #
 # The SLURM YAML names the partition, account, cores, memory, GPUs, walltime and number of jobs
-# (`stflib.cluster`; the README has an example); the workers need the repository, the data and the
+# (`stflib.grid.cluster`; the README has an example); the workers need the repository, the data and the
 # results folder on a shared file system. The cohort is a parameter (`organ`, `species`, `technology`,
 # `oncotree`), so the same recipe runs on another HEST organ, e.g. `--set organ=Breast --set oncotree=IDC`.
 #
@@ -67,8 +67,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from stflib.book import repo_root
 from stflib.data import patient_groups, select_samples
+from stflib.report.results import repo_root
 
 root = repo_root()
 candidates = [os.environ.get("STFLIB_HEST_METADATA", ""), root.parent / "shared/data/hest/HEST_v1_1_0.csv"]

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -15,7 +17,7 @@
 # # Reference: parameters, registries and API
 #
 # Everything on this page is generated from the code at build time: the notebook's parameters
-# come from `stflib.config.PARAMETERS`, the ablation arms from `stflib.ablation.ARMS`, the models,
+# come from `stflib.config.PARAMETERS`, the ablation arms from `stflib.grid.axes.ARMS`, the models,
 # losses and backbones from their registries, and the API tables from the modules' signatures and
 # docstrings.
 #
@@ -28,10 +30,12 @@
 import pandas as pd
 from IPython.display import Markdown
 
-from stflib import ablation, book, config
+from stflib import config
 from stflib.backbones import BACKBONES
+from stflib.grid.axes import ARMS
 from stflib.losses import loss_table
 from stflib.models import model_table
+from stflib.report import pages
 
 Markdown(config.parameters_table())
 
@@ -39,14 +43,13 @@ Markdown(config.parameters_table())
 # ## The ablation grid
 #
 # One YAML file per arm in `params/<axis>/<arm>.yaml` (and the same grid for real data in
-# `params/hest/`), written by `stflib.ablation.write_params` from this table:
+# `params/hest/`), written by `stflib.grid.params.write_params` from this table; each axis's arms
+# are compared with its reference arm:
 
 # %%
-rows = [{"axis": axis, "arm": arm, "overrides": ", ".join(f"{k}={v}" for k, v in over.items()) or "(defaults)"}
-        for axis, arms in ablation.ARMS.items() for arm, over in arms.items()]
-grid = pd.DataFrame(rows)
-print(f"{grid['axis'].nunique()} axes, {len(grid)} arms")
-grid.groupby("axis")["arm"].apply(", ".join).to_frame("arms")
+print(f"{len(ARMS)} axes, {sum(len(axis.arms) for axis in ARMS.values())} arms")
+pd.DataFrame({"reference": {name: axis.reference for name, axis in ARMS.items()},
+              "arms": {name: ", ".join(axis.arms) for name, axis in ARMS.items()}}).rename_axis("axis")
 
 # %% [markdown]
 # ## Registries
@@ -71,7 +74,7 @@ pd.DataFrame([{"name": name, "feature_dim": spec.feature_dim, "timm architecture
 # line of their docstrings.
 
 # %%
-for module_name in book.API_MODULES:
-    table = book.api_table(module_name)
+for module_name in pages.API_MODULES:
+    table = pages.api_table(module_name)
     display(Markdown(f"### `stflib.{module_name}`"))
     display(table[["signature", "summary"]].style.hide(axis="index"))

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -60,11 +62,12 @@ import scipy.sparse as sp
 import torch
 from scipy import stats
 
-from stflib import book, calibration
+from stflib import calibration
 from stflib.data import (SlideDataset, library_size, normalize_cp10k, patient_folds, qc_mask,
                          select_genes)
 from stflib.losses import mse_loss
 from stflib.pathways import hallmarks, membership_matrix, pathway_targets, short_name
+from stflib.report.figures import spot_maps
 from stflib.simulate import default_cohort
 
 root = default_cohort("default")
@@ -318,7 +321,7 @@ for name in (best, worst):
     fields[f"{name.lower()}\nauxiliary target (PCC {r:.2f})"] = targets[:, p]
 for name in (best, worst):
     fields[f"{name.lower()}\ntrue activity"] = truth[:, order.index(name)]
-fig = book.spot_maps(sample.coords, fields, ncols=2)
+fig = spot_maps(sample.coords, fields, ncols=2)
 
 # %% [markdown]
 # Why some pathways are recovered poorly even from the measured expression: in the simulator, as in

@@ -24,7 +24,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from stflib.ablation import DEFAULT_NOTEBOOK
+from stflib.grid.runner import DEFAULT_NOTEBOOK
 
 # printed after a run: (metrics.json key, label)
 SUMMARY_KEYS = [

@@ -1,7 +1,7 @@
 """Figures of one run: learning curves, predicted vs measured maps, pathway maps, attention, per-gene PCC.
 
 Every function returns a matplotlib ``Figure`` (the notebook shows it and may ``savefig`` it).
-Figures of the whole grid (one axis, all axes) live in ``stflib.book``.
+Figures of the whole grid (one axis, all axes) live in ``stflib.report.figures``.
 """
 from __future__ import annotations
 

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from stflib import cluster as K
 from stflib.cli import main
+from stflib.grid import cluster as K
 
 YAML = """\
 queue: gpu

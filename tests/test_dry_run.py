@@ -12,7 +12,7 @@ import pytest
 from conftest import write_fake_hest_sample
 from stflib import data
 from stflib.cli import main
-from stflib.plan import step_seconds
+from stflib.grid.plan import step_seconds
 
 DOWNLOADED = ["TENX1", "TENX2", "ZEN1", "ZEN2"]
 
@@ -69,7 +69,7 @@ def test_dry_run_names_missing_features_and_prints_the_command(hest_folder, tmp_
           "--set", f"data_dir={root}"])
     out = capsys.readouterr().out
     assert "features ctranspath: 3/4 samples" in out
-    assert f"--backbone ctranspath --samples ZEN2" in out
+    assert "--backbone ctranspath --samples ZEN2" in out
 
 
 def test_dry_run_without_metadata_csv_and_with_too_few_patients(hest_folder, tmp_path, capsys):
@@ -94,7 +94,7 @@ def test_step_time_model():
 
 
 def test_estimate_prefers_cuda_figures(tmp_path):
-    from stflib.plan import load_step_times
+    from stflib.grid.plan import load_step_times
 
     (tmp_path / "attention_cpu.json").write_text(json.dumps([{"mode": "full", "S": 1000, "seconds": 1.0}]))
     assert load_step_times(tmp_path)[1] == "cpu"

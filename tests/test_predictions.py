@@ -171,7 +171,7 @@ def test_moran_metrics_from_the_predictions_file(adata):
 def test_collect_carries_the_moran_columns(tmp_path):
     import json
 
-    from stflib import ablation as A
+    from stflib.grid import collect as A
 
     run = tmp_path / "demo" / "arm" / "fold0"
     run.mkdir(parents=True)

@@ -1,10 +1,10 @@
-"""Paired intervals, Holm correction and factorial main effects (stflib.stats)."""
+"""Paired intervals, Holm correction and factorial main effects (stflib.report.stats)."""
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from stflib import stats
+from stflib.report import stats
 
 
 def test_paired_interval_is_the_t_interval_of_the_differences():

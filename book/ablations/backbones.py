@@ -17,9 +17,9 @@
 # # Backbones (simulated stand-ins)
 
 # %% tags=["remove-input"]
-from stflib import book
+from stflib.report import pages
 
-book.page_banner("backbones")
+pages.page_banner("backbones")
 
 # %% [markdown]
 # ## Motivation
@@ -51,9 +51,9 @@ book.page_banner("backbones")
 # ## What we measured
 
 # %%
-from stflib import book
+from stflib.report import pages
 
-book.axis_report("backbones")
+pages.axis_report("backbones")
 
 # %% [markdown]
 # **What we expected before running the grid.** The expected ordering is the one we put in (ResNet-50 noisiest, GigaPath and Hibou-L least
@@ -61,11 +61,11 @@ book.axis_report("backbones")
 #
 # ## Key takeaways
 #
-# Written by `stflib.book.takeaways` from this page's paired intervals (a difference is a finding
+# Written by `stflib.report.findings.takeaways` from this page's paired intervals (a difference is a finding
 # when its Holm-adjusted p-value across the arms of the axis is below 0.05):
 
 # %%
-book.show_takeaways("backbones")
+pages.show_takeaways("backbones")
 
 # %% [markdown]
 # On simulated data the backbone ranking is the planted noise table: a pipeline check, not a

@@ -17,9 +17,9 @@
 # # Baselines
 
 # %% tags=["remove-input"]
-from stflib import book
+from stflib.report import pages
 
-book.page_banner("baselines")
+pages.page_banner("baselines")
 
 # %% [markdown]
 # ## Motivation
@@ -44,9 +44,9 @@ book.page_banner("baselines")
 # ## What we measured
 
 # %%
-from stflib import book
+from stflib.report import figures, pages, results
 
-book.axis_report("baselines")
+pages.axis_report("baselines")
 
 # %% [markdown]
 # ### Diagnosis: does each model fit its training data?
@@ -58,8 +58,8 @@ book.axis_report("baselines")
 # optimising something other than the metric.
 
 # %%
-curves = book.histories("baselines", ["stf", "mlp", "he2rna"], fold=0)
-fig = book.plot_histories(curves)
+curves = results.histories("baselines", ["stf", "mlp", "he2rna"], fold=0)
+fig = figures.plot_histories(curves)
 
 # %% [markdown]
 # **What we expected before running the grid.** Per-spot models see only a spot's own features; STF can also use its neighbours'. Slide-level
@@ -69,11 +69,11 @@ fig = book.plot_histories(curves)
 #
 # ## Key takeaways
 #
-# Written by `stflib.book.takeaways` from this page's paired intervals (a difference is a finding
+# Written by `stflib.report.findings.takeaways` from this page's paired intervals (a difference is a finding
 # when its Holm-adjusted p-value across the arms of the axis is below 0.05):
 
 # %%
-book.show_takeaways("baselines")
+pages.show_takeaways("baselines")
 
 # %% [markdown]
 # ## References

@@ -17,9 +17,9 @@
 # # Spatial context: whole slide or neighbourhood
 
 # %% tags=["remove-input"]
-from stflib import book
+from stflib.report import pages
 
-book.page_banner("context")
+pages.page_banner("context")
 
 # %% [markdown]
 # ## Motivation
@@ -47,9 +47,9 @@ book.page_banner("context")
 # ## What we measured
 
 # %%
-from stflib import book
+from stflib.report import pages, results, tables
 
-book.axis_report("context")
+pages.axis_report("context")
 
 # %% [markdown]
 # ### Against the HEST-Bench probe
@@ -59,7 +59,7 @@ book.axis_report("context")
 # columns are those of the table above, the Holm family being the four context arms:
 
 # %%
-book.show_table(book.deltas_to(book.load_summary(), [("context", arm) for arm in ["whole-slide", "k6", "k18", "k6_pcc"]],
+tables.show_table(tables.deltas_to(results.load_summary(), [("context", arm) for arm in ["whole-slide", "k6", "k18", "k6_pcc"]],
                                reference=("baselines", "ridge_probe")).round(4), "context-vs-ridge-probe")
 
 # %% [markdown]
@@ -68,11 +68,11 @@ book.show_table(book.deltas_to(book.load_summary(), [("context", arm) for arm in
 #
 # ## Key takeaways
 #
-# Written by `stflib.book.takeaways` from this page's paired intervals (a difference is a finding
+# Written by `stflib.report.findings.takeaways` from this page's paired intervals (a difference is a finding
 # when its Holm-adjusted p-value across the arms of the axis is below 0.05):
 
 # %%
-book.show_takeaways("context")
+pages.show_takeaways("context")
 
 # %% [markdown]
 # ## References

@@ -17,9 +17,9 @@
 # # Ablation results
 
 # %% tags=["remove-input"]
-from stflib import book
+from stflib.report import pages
 
-book.page_banner()
+pages.page_banner()
 
 # %% [markdown]
 # Every design choice of STF is an axis; every arm of an axis was trained on the same patient folds
@@ -35,11 +35,10 @@ book.page_banner()
 # several axes, are trained once and copied; the training minutes count each copy.)
 
 # %%
-import pandas as pd
+from stflib.grid.axes import axis_references
+from stflib.report import figures, results, tables
 
-from stflib import book
-
-summary = book.load_summary()
+summary = results.load_summary()
 runs = summary.groupby("axis").agg(arms=("arm", "nunique"), runs=("fold", "size"), folds=("fold", "nunique"),
                                    seeds=("seed", "nunique"), train_minutes=("train_seconds", lambda s: s.sum() / 60))
 runs.loc["all axes"] = [len(summary[["axis", "arm"]].drop_duplicates()), len(summary), summary["fold"].nunique(),
@@ -56,8 +55,8 @@ runs.astype({"arms": int, "runs": int, "folds": int, "seeds": int}).round(1)
 # the [findings page](findings).
 
 # %%
-deltas = book.overview(summary, book.AXIS_REFERENCES)
-fig = book.plot_overview(deltas)
+deltas = tables.overview(summary, axis_references())
+fig = figures.plot_overview(deltas)
 
 # %%
-book.show_table(deltas.set_index(["axis", "arm"]).round(4), "overview-paired-differences")
+tables.show_table(deltas.set_index(["axis", "arm"]).round(4), "overview-paired-differences")

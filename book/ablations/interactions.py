@@ -17,9 +17,9 @@
 # # Information flows (interactions)
 
 # %% tags=["remove-input"]
-from stflib import book
+from stflib.report import pages
 
-book.page_banner("interactions")
+pages.page_banner("interactions")
 
 # %% [markdown]
 # ## Motivation
@@ -48,9 +48,9 @@ book.page_banner("interactions")
 # ## What we measured
 
 # %%
-from stflib import book
+from stflib.report import pages, results, tables
 
-book.axis_report("interactions")
+pages.axis_report("interactions")
 
 # %% [markdown]
 # ### Which flow matters? Main effects over the 15-subset design
@@ -64,7 +64,7 @@ book.axis_report("interactions")
 # slide-specific; without it they are the same learned vectors for every slide.
 
 # %%
-book.show_table(book.quadrant_effects(book.load_summary()).round(4), "interactions-main-effects")
+tables.show_table(tables.quadrant_effects(results.load_summary()).round(4), "interactions-main-effects")
 
 # %% [markdown]
 # **What we expected before running the grid.** What the table can and cannot say: the simulated cohort rewards spatial context (see the data
@@ -74,11 +74,11 @@ book.show_table(book.quadrant_effects(book.load_summary()).round(4), "interactio
 #
 # ## Key takeaways
 #
-# Written by `stflib.book.takeaways` from this page's paired intervals (a difference is a finding
+# Written by `stflib.report.findings.takeaways` from this page's paired intervals (a difference is a finding
 # when its Holm-adjusted p-value across the arms of the axis is below 0.05):
 
 # %%
-book.show_takeaways("interactions")
+pages.show_takeaways("interactions")
 
 # %% [markdown]
 # ## References

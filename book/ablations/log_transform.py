@@ -17,9 +17,9 @@
 # # Log transform of the targets
 
 # %% tags=["remove-input"]
-from stflib import book
+from stflib.report import pages
 
-book.page_banner("log_transform")
+pages.page_banner("log_transform")
 
 # %% [markdown]
 # ## Motivation
@@ -42,9 +42,9 @@ book.page_banner("log_transform")
 # ## What we measured
 
 # %%
-from stflib import book
+from stflib.report import pages
 
-book.axis_report("log_transform")
+pages.axis_report("log_transform")
 
 # %% [markdown]
 # **What we expected before running the grid.** Training on the scale the metric uses usually helps; without the transform, the loss is dominated
@@ -52,11 +52,11 @@ book.axis_report("log_transform")
 #
 # ## Key takeaways
 #
-# Written by `stflib.book.takeaways` from this page's paired intervals (a difference is a finding
+# Written by `stflib.report.findings.takeaways` from this page's paired intervals (a difference is a finding
 # when its Holm-adjusted p-value across the arms of the axis is below 0.05):
 
 # %%
-book.show_takeaways("log_transform")
+pages.show_takeaways("log_transform")
 
 # %% [markdown]
 # ## References

@@ -17,9 +17,9 @@
 # # Losses
 
 # %% tags=["remove-input"]
-from stflib import book
+from stflib.report import pages
 
-book.page_banner("losses")
+pages.page_banner("losses")
 
 # %% [markdown]
 # ## Motivation
@@ -44,9 +44,9 @@ book.page_banner("losses")
 # ## What we measured
 
 # %%
-from stflib import book
+from stflib.report import pages, results
 
-book.axis_report("losses")
+pages.axis_report("losses")
 
 # %% [markdown]
 # ### How large is each term of the training loss?
@@ -56,7 +56,7 @@ book.axis_report("losses")
 # one term is orders of magnitude larger than another, the smaller one barely moves the gradients.
 
 # %%
-book.loss_terms("losses", ["mse", "mse_pcc", "pcc"]).round(3)
+results.loss_terms("losses", ["mse", "mse_pcc", "pcc"]).round(3)
 
 # %% [markdown]
 # **What we expected before running the grid.** PCC-based losses optimise (a slide-level version of) the metric itself; MSE optimises magnitude.
@@ -65,11 +65,11 @@ book.loss_terms("losses", ["mse", "mse_pcc", "pcc"]).round(3)
 #
 # ## Key takeaways
 #
-# Written by `stflib.book.takeaways` from this page's paired intervals (a difference is a finding
+# Written by `stflib.report.findings.takeaways` from this page's paired intervals (a difference is a finding
 # when its Holm-adjusted p-value across the arms of the axis is below 0.05):
 
 # %%
-book.show_takeaways("losses")
+pages.show_takeaways("losses")
 
 # %% [markdown]
 # ## References

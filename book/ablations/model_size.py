@@ -17,9 +17,9 @@
 # # Model size
 
 # %% tags=["remove-input"]
-from stflib import book
+from stflib.report import pages
 
-book.page_banner("model_size")
+pages.page_banner("model_size")
 
 # %% [markdown]
 # ## Motivation
@@ -43,9 +43,9 @@ book.page_banner("model_size")
 # ## What we measured
 
 # %%
-from stflib import book
+from stflib.report import pages
 
-book.axis_report("model_size")
+pages.axis_report("model_size")
 
 # %% [markdown]
 # **What we expected before running the grid.** With a dozen training slides, capacity is rarely the bottleneck; larger models cost time (see the
@@ -53,11 +53,11 @@ book.axis_report("model_size")
 #
 # ## Key takeaways
 #
-# Written by `stflib.book.takeaways` from this page's paired intervals (a difference is a finding
+# Written by `stflib.report.findings.takeaways` from this page's paired intervals (a difference is a finding
 # when its Holm-adjusted p-value across the arms of the axis is below 0.05):
 
 # %%
-book.show_takeaways("model_size")
+pages.show_takeaways("model_size")
 
 # %% [markdown]
 # ## References

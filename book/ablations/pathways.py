@@ -17,9 +17,9 @@
 # # Biological initialisation and the auxiliary pathway loss
 
 # %% tags=["remove-input"]
-from stflib import book
+from stflib.report import pages
 
-book.page_banner("pathways")
+pages.page_banner("pathways")
 
 # %% [markdown]
 # ## Motivation
@@ -45,9 +45,9 @@ book.page_banner("pathways")
 # ## What we measured
 
 # %%
-from stflib import book
+from stflib.report import pages, results
 
-book.axis_report("pathways")
+pages.axis_report("pathways")
 
 # %% [markdown]
 # ### How large is each term of the training loss?
@@ -57,7 +57,7 @@ book.axis_report("pathways")
 # one term is orders of magnitude larger than another, the smaller one barely moves the gradients.
 
 # %%
-book.loss_terms("pathways", ["init-off_aux-0", "init-off_aux-0.5", "init-on_aux-0.5"]).round(3)
+results.loss_terms("pathways", ["init-off_aux-0", "init-off_aux-0.5", "init-on_aux-0.5"]).round(3)
 
 # %% [markdown]
 # **What we expected before running the grid.** Gene accuracy and pathway fidelity can move in opposite directions: read both columns. The
@@ -66,11 +66,11 @@ book.loss_terms("pathways", ["init-off_aux-0", "init-off_aux-0.5", "init-on_aux-
 #
 # ## Key takeaways
 #
-# Written by `stflib.book.takeaways` from this page's paired intervals (a difference is a finding
+# Written by `stflib.report.findings.takeaways` from this page's paired intervals (a difference is a finding
 # when its Holm-adjusted p-value across the arms of the axis is below 0.05):
 
 # %%
-book.show_takeaways("pathways")
+pages.show_takeaways("pathways")
 
 # %% [markdown]
 # ## References

@@ -17,9 +17,9 @@
 # # Positional encoding
 
 # %% tags=["remove-input"]
-from stflib import book
+from stflib.report import pages
 
-book.page_banner("positional_encoding")
+pages.page_banner("positional_encoding")
 
 # %% [markdown]
 # ## Motivation
@@ -42,9 +42,9 @@ book.page_banner("positional_encoding")
 # ## What we measured
 
 # %%
-from stflib import book
+from stflib.report import pages
 
-book.axis_report("positional_encoding")
+pages.axis_report("positional_encoding")
 
 # %% [markdown]
 # **What we expected before running the grid.** Absolute position is not biologically meaningful across slides (tissue is placed anywhere on the
@@ -53,11 +53,11 @@ book.axis_report("positional_encoding")
 #
 # ## Key takeaways
 #
-# Written by `stflib.book.takeaways` from this page's paired intervals (a difference is a finding
+# Written by `stflib.report.findings.takeaways` from this page's paired intervals (a difference is a finding
 # when its Holm-adjusted p-value across the arms of the axis is below 0.05):
 
 # %%
-book.show_takeaways("positional_encoding")
+pages.show_takeaways("positional_encoding")
 
 # %% [markdown]
 # ## References

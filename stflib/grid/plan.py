@@ -26,7 +26,7 @@ import numpy as np
 
 from stflib import config as C
 
-BENCH_DIR = Path(__file__).resolve().parents[1] / "results" / "bench"
+BENCH_DIR = Path(__file__).resolve().parents[2] / "results" / "bench"
 BENCH_MODEL = {"token_dim": 256, "n_layers": 2}
 GROWTH = {"full": 2.0, "bottleneck": 1.0}
 
@@ -153,7 +153,7 @@ def _cmd(*parts: str) -> str:
 
 def plan(tasks: list, bench_dir: str | Path = BENCH_DIR, complete: set[str] | frozenset = frozenset()) -> Plan:
     """Check the folders and files every task needs; estimate the time of those whose ``run_hash`` is not
-    in ``complete``. ``tasks``: ``ablation.Task``."""
+    in ``complete``. ``tasks``: :class:`stflib.grid.runner.Task`."""
     import pandas as pd
 
     from stflib import data as D
@@ -255,5 +255,5 @@ def plan(tasks: list, bench_dir: str | Path = BENCH_DIR, complete: set[str] | fr
         p.lines.append(f"estimate: {amount} {unit} for the {n} runs to do, upper bound at each run's epochs "
                        f"(from {Path(bench_dir) / f'attention_{device}.json'})")
     else:
-        p.lines.append(f"estimate: none (no results/bench/attention_*.json; run `python -m stflib bench gpu-check`)")
+        p.lines.append("estimate: none (no results/bench/attention_*.json; run `python -m stflib bench gpu-check`)")
     return p

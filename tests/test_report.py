@@ -1,3 +1,4 @@
+"""The results pages: tables, figures and sentences computed from a summary (stflib.report)."""
 import matplotlib
 
 matplotlib.use("Agg")
@@ -5,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stflib import book
+from stflib.report import figures, findings, pages, results, tables
 
 
 @pytest.fixture
@@ -22,7 +23,7 @@ def summary():
 
 
 def test_arm_table_mean_sd_and_order(summary):
-    table = book.arm_table(summary, "interactions")
+    table = tables.arm_table(summary, "interactions")
     assert list(table.index) == ["bottleneck", "full", "p2p"]
     assert table.loc["full", "PCC, 50 HVGs"] == "0.310 ± 0.010"
     assert table.loc["full", "runs"] == 3
@@ -31,13 +32,13 @@ def test_arm_table_mean_sd_and_order(summary):
 
 
 def test_paired_deltas_are_fold_paired(summary):
-    deltas = book.paired_deltas(summary, "interactions", reference="full")
+    deltas = tables.paired_deltas(summary, "interactions", reference="full")
     assert deltas.loc["bottleneck", "mean_delta"] == pytest.approx(0.03)
     assert np.isnan(deltas.loc["bottleneck", "ci_low"])  # identical differences in every fold: no interval
     assert deltas.loc["bottleneck", "wins"] == 3 and deltas.loc["bottleneck", "pairs"] == 3
     assert deltas.loc["p2p", "wins"] == 0 and not deltas["finding"].any()
     with pytest.raises(ValueError, match="reference arm 'nope'"):
-        book.paired_deltas(summary, "interactions", reference="nope")
+        tables.paired_deltas(summary, "interactions", reference="nope")
 
 
 def _noisy_summary(n_folds=3, seeds=(0, 1), worlds=("default",), effect=0.05, rng_seed=0):
@@ -61,35 +62,35 @@ def _noisy_summary(n_folds=3, seeds=(0, 1), worlds=("default",), effect=0.05, rn
 
 def test_describe_axis_and_takeaways_read_the_intervals():
     summary = _noisy_summary()
-    text = book.describe_axis(summary, "interactions", reference="full")
+    text = findings.describe_axis(summary, "interactions", reference="full")
     assert "Over 6 (fold, seed) pairs (3 patient folds x 2 seeds)" in text
     assert "findings" in text and "`bottleneck` (+0.05" in text and "`p2p`" not in text.split("findings")[1]
-    bullets = book.takeaways(summary, "interactions").splitlines()
+    bullets = findings.takeaways(summary, "interactions").splitlines()
     assert bullets[0].startswith("- `bottleneck` is better than `full`") and "wins 6 of 6 pairs" in bullets[0]
     assert any(b.startswith("- No measurable difference from `full`") and "`p2p`" in b for b in bullets)
     assert any("`full`: 6/6 at epoch cap" in b and "`p2p`: 6/6 fit below simple models" in b for b in bullets)
     assert "**These results are simulated.**" in bullets[-1] and "`default`" in bullets[-1]
-    null = book.takeaways(_noisy_summary(effect=0.0), "interactions")
+    null = findings.takeaways(_noisy_summary(effect=0.0), "interactions")
     assert "better than" not in null and "No measurable difference" in null
 
 
 def test_run_flags_compare_with_the_simple_models_of_the_same_pair():
     summary = _noisy_summary()
-    flags = book.run_flags(summary)
+    flags = tables.run_flags(summary)
     rows = summary.assign(**flags)
     assert rows.loc[rows["arm"] == "full", "at_cap"].all() and not rows.loc[rows["arm"] == "p2p", "at_cap"].any()
     assert rows.loc[rows["arm"] == "p2p", "fit_below_simple"].all()  # 0.2 < both 0.4 and 0.35
     assert not rows.loc[rows["arm"] == "full", "fit_below_simple"].any()  # 0.5: above both
     assert rows.loc[rows["arm"] == "mlp", "fit_below_simple"].isna().all()  # the bar itself
-    no_fit = book.run_flags(summary.drop(columns=["train_pcc_hvg50", "epochs_max"]))
+    no_fit = tables.run_flags(summary.drop(columns=["train_pcc_hvg50", "epochs_max"]))
     assert no_fit.isna().all().all()
 
 
 def test_simulation_note_names_worlds_and_real_data():
     summary = _noisy_summary(worlds=("default", "no-context"))
-    assert "world" in book.simulation_note(summary) and "`default`, `no-context`" in book.simulation_note(summary)
+    assert "world" in findings.simulation_note(summary) and "`default`, `no-context`" in findings.simulation_note(summary)
     real = summary.assign(data_dir=np.where(summary["world"] == "no-context", "/data/hest", None))
-    note = book.simulation_note(real)
+    note = findings.simulation_note(real)
     assert "world `default`" in note and "read real data from `/data/hest`" in note
 
 
@@ -98,51 +99,51 @@ def test_world_robustness_says_where_a_finding_holds():
                              effect={"default": 0.05, "no-context": 0.06, "strong-patient": -0.05,
                                      "pathway-misspecified": 0.05})
     summary = summary[~((summary["world"] == "pathway-misspecified") & (summary["arm"] == "bottleneck"))]
-    table = book.world_robustness(summary, {"interactions": "full"}).set_index("arm")
+    table = findings.world_robustness(summary, {"interactions": "full"}).set_index("arm")
     assert list(table.index) == ["bottleneck"]  # the only finding of the default world
     row = table.loc["bottleneck"]
     assert (row["holds in"], row["does not hold in"], row["not run in"]) == \
         ("no-context", "strong-patient", "pathway-misspecified")
-    text = book.findings_text(summary, {"interactions": "full"})
+    text = findings.findings_text(summary, {"interactions": "full"})
     assert "`bottleneck` is better than `full` by +0.05" in text and "Holds in the worlds: no-context" in text
     assert "**No measurable difference**" in text and "`p2p`" in text.split("**No measurable difference**")[1]
 
 
 def test_stale_banner_counts_runs_of_an_earlier_library():
     runs = pd.DataFrame({"axis": ["losses", "losses", "context"], "code_version": ["old", "new", "old"]})
-    text = book.stale_banner(runs, current="new")
+    text = pages.stale_banner(runs, current="new")
     assert "2 of the 3 committed runs" in text and "context, losses" in text and "python -m stflib ablate" in text
-    assert "All 3 committed runs" in book.stale_banner(runs.assign(code_version="new"), current="new")
+    assert "All 3 committed runs" in pages.stale_banner(runs.assign(code_version="new"), current="new")
 
 
 def test_tables_are_written_as_csv_and_linked(tmp_path):
     table = pd.DataFrame({"mean_delta": [0.1]}, index=pd.Index(["k6"], name="arm"))
-    path = book.table_csv(table, "context-deltas", static_dir=tmp_path)
+    path = tables.table_csv(table, "context-deltas", static_dir=tmp_path)
     assert pd.read_csv(path, index_col="arm").loc["k6", "mean_delta"] == pytest.approx(0.1)
     with pytest.raises(ValueError, match="table name '../x'"):
-        book.table_csv(table, "../x", static_dir=tmp_path)
+        tables.table_csv(table, "../x", static_dir=tmp_path)
 
 
 def test_grid_cost_counts_each_execution_once():
     runs = pd.DataFrame({"axis": ["a", "a", "b"], "seconds": [60.0, 60.0, 120.0], "copied": [False, True, False]})
-    cost = book.grid_cost(runs)
+    cost = tables.grid_cost(runs)
     assert cost.loc["a", "run folders"] == 2 and cost.loc["a", "executions"] == 1
     assert cost.loc["all axes", "executed hours"] == pytest.approx(180 / 3600, abs=0.005)
 
 
 def test_unknown_axis_names_the_present_ones(summary):
     with pytest.raises(ValueError, match=r"axes present: \['interactions', 'losses'\]"):
-        book.arm_table(summary, "nope")
+        tables.arm_table(summary, "nope")
 
 
 def test_plot_axis_draws_every_arm(summary):
-    ax = book.plot_axis(summary, "interactions", reference="full")
+    ax = figures.plot_axis(summary, "interactions", reference="full")
     assert [t.get_text() for t in ax.get_yticklabels()] == ["bottleneck", "full", "p2p"]
 
 
 def test_load_summary_missing_file_says_how_to_make_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="stflib collect"):
-        book.load_summary(tmp_path)
+        results.load_summary(tmp_path)
 
 
 def test_example_arms_only_those_with_a_saved_figure(summary, tmp_path):
@@ -151,17 +152,25 @@ def test_example_arms_only_those_with_a_saved_figure(summary, tmp_path):
         folder.mkdir(parents=True)
         (folder / "gene_maps.png").write_bytes(b"png")
     # the best arm (bottleneck) saved no figure: the best arm with one (full, the reference) is shown
-    assert book.example_arms(summary, "interactions", "full", results_dir=tmp_path) == ["full"]
-    assert book.example_arms(summary, "interactions", "p2p", results_dir=tmp_path) == ["p2p", "full"]
+    assert figures.example_arms(summary, "interactions", "full", results_dir=tmp_path) == ["full"]
+    assert figures.example_arms(summary, "interactions", "p2p", results_dir=tmp_path) == ["p2p", "full"]
     with pytest.raises(FileNotFoundError, match="ablate params/interactions"):
-        book.run_figure("interactions", "bottleneck", "gene_maps.png", results_dir=tmp_path)
+        results.run_figure("interactions", "bottleneck", "gene_maps.png", results_dir=tmp_path)
 
 
 def test_api_table_lists_public_functions_with_signatures():
-    table = book.api_table("pathways")
+    table = pages.api_table("pathways")
     row = table.set_index("name").loc["pathway_targets"]
     assert row["kind"] == "function" and row["signature"].startswith("pathway_targets(expression")
     assert "Path" not in set(table["name"])  # imported names from other packages are left out
+    assert {"Axis", "axis_references"} <= set(pages.api_table("grid.axes")["name"])
+
+
+def test_every_module_of_the_api_reference_imports():
+    import importlib
+
+    for name in pages.API_MODULES:
+        importlib.import_module(f"stflib.{name}")
 
 
 def test_histories_and_grid_runs_read_run_folders(tmp_path):
@@ -174,13 +183,13 @@ def test_histories_and_grid_runs_read_run_folders(tmp_path):
             '{"axis": "baselines", "arm": "%s", "fold": 0, "status": "ok", "seconds": 10,'
             ' "started": "2026-01-01T00:00:00", "finished": "2026-01-01T00:00:10"%s}'
             % (arm, ', "copied_from": "x"' if arm == "mlp" else ""))
-    curves = book.histories("baselines", ["stf", "mlp", "missing"], results_dir=tmp_path)
+    curves = results.histories("baselines", ["stf", "mlp", "missing"], results_dir=tmp_path)
     assert list(curves.groupby("arm", sort=False)["train_loss"].first()) == [2.0, 1.0]
-    runs = book.grid_runs(tmp_path)
+    runs = results.grid_runs(tmp_path)
     assert len(runs) == 2 and runs["copied"].sum() == 1 and (runs["status"] == "ok").all()
-    book.plot_histories(curves)
+    figures.plot_histories(curves)
     with pytest.raises(FileNotFoundError, match="no history.csv"):
-        book.histories("baselines", ["missing"], results_dir=tmp_path)
+        results.histories("baselines", ["missing"], results_dir=tmp_path)
 
 
 def test_loss_terms_side_by_side(tmp_path):
@@ -188,7 +197,7 @@ def test_loss_terms_side_by_side(tmp_path):
     folder.mkdir(parents=True)
     pd.DataFrame({"epoch": [0, 1], "train_loss": [601.0, 500.0], "val_loss": [1, 1], "val_pcc": [0.1, 0.2],
                   "train_mse": [600.0, 499.0], "train_pcc": [1.0, 1.0]}).to_csv(folder / "history.csv", index=False)
-    terms = book.loss_terms("losses", ["mse_pcc"], results_dir=tmp_path)
+    terms = results.loss_terms("losses", ["mse_pcc"], results_dir=tmp_path)
     assert terms.loc["mse_pcc"].to_dict() == {"loss": 601.0, "mse": 600.0, "pcc": 1.0}
 
 
@@ -198,14 +207,23 @@ def test_quadrant_effects_main_effect_per_fold():
         for arm in ["full", "bottleneck", "h2h", "p2p-h2h", "p2h", "p2p"]:
             value = 0.3 - (0.1 if ("p2h" in arm or arm in ("full", "bottleneck")) else 0.0) + 0.01 * fold
             rows.append(dict(axis="interactions", arm=arm, fold=fold, pcc_hvg50=value))
-    effects = book.quadrant_effects(pd.DataFrame(rows))
+    effects = tables.quadrant_effects(pd.DataFrame(rows))
     assert effects.loc["p2h", "mean_delta"] == pytest.approx(-0.1)
     assert effects.loc["p2h", "wins"] == 0 and effects.loc["p2h", "arms_with"] == 3 and effects.loc["p2h", "pairs"] == 2
     assert effects.loc["h2h", "arms_with"] == 3  # full, h2h, p2p-h2h
 
 
 def test_deltas_to_a_run_of_another_axis(summary):
-    deltas = book.deltas_to(summary, [("interactions", "bottleneck")], reference=("interactions", "full"))
+    deltas = tables.deltas_to(summary, [("interactions", "bottleneck")], reference=("interactions", "full"))
     assert deltas.loc[("interactions", "bottleneck"), "mean_delta"] == pytest.approx(0.03)
     with pytest.raises(ValueError, match="no completed runs for losses/zinb"):
-        book.deltas_to(summary, [("losses", "zinb")], reference=("interactions", "full"))
+        tables.deltas_to(summary, [("losses", "zinb")], reference=("interactions", "full"))
+
+
+def test_metric_labels_and_directions_come_from_the_registry(summary):
+    assert results.metric_info("mse").label == "MSE (log1p CP10k)" and not results.metric_info("mse").higher_is_better
+    with pytest.raises(ValueError, match="metric 'pcc': not a summarised metric; allowed: pcc_hvg50, pcc_all"):
+        results.metric_info("pcc")
+    # lower MSE is better: bottleneck (0.17) wins every fold against full (0.20)
+    deltas = tables.paired_deltas(summary, "interactions", reference="full", metric="mse")
+    assert deltas.loc["bottleneck", "wins"] == 3 and deltas.loc["bottleneck", "mean_delta"] == pytest.approx(-0.03)

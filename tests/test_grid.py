@@ -1,4 +1,4 @@
-"""The grid: params generation, task planning, the Dask runner (a real LocalCluster), collect."""
+"""The grid (stflib.grid): the arms table, params files, task planning, the Dask runner (a real LocalCluster), collect."""
 import json
 import subprocess
 import sys
@@ -8,32 +8,46 @@ import nbformat
 import pytest
 import yaml
 
-from stflib import ablation as A
 from stflib import config as C
+from stflib.backbones import BACKBONES
+from stflib.grid.axes import ARMS, Axis
+from stflib.grid.collect import SUMMARY_COLUMNS, collect, summarise
+from stflib.grid.params import arm_params, axis_of, write_params
+from stflib.grid.runner import execute, make_tasks, parse_run_folder, parse_seeds, result_files, run_grid
+from stflib.metrics import METRICS
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_arms_cover_the_issue():
-    assert len(A.ARMS["interactions"]) == 15 and {"full", "bottleneck"} <= set(A.ARMS["interactions"])
-    assert A.ARMS["interactions"]["bottleneck"]["interactions"] == ["p2p", "p2h", "h2p"]
-    assert set(A.ARMS["losses"]) == {"mse", "pcc", "mse_pcc", "zinb"}
-    assert set(A.ARMS["backbones"]) == set(C.BACKBONES)
-    assert set(A.ARMS["positional_encoding"]) == {"sinusoidal", "learned", "none"}
-    assert set(A.ARMS["model_size"]) == {"tiny", "small", "medium"}
-    assert A.ARMS["model_size"]["small"] == {"backbone": "ctranspath", "token_dim": 256, "n_heads": 4, "n_layers": 4}
-    assert {"he2rna", "mlp", "ridge_probe", "abmil", "transmil", "mean"} <= set(A.ARMS["baselines"])
-    assert {(a["pathway_init"], a["pathway_loss_weight"]) for a in A.ARMS["pathways"].values()} == \
+    assert len(ARMS["interactions"].arms) == 15 and {"full", "bottleneck"} <= set(ARMS["interactions"].arms)
+    assert ARMS["interactions"].arms["bottleneck"]["interactions"] == ["p2p", "p2h", "h2p"]
+    assert set(ARMS["losses"].arms) == {"mse", "pcc", "mse_pcc", "zinb"}
+    assert set(ARMS["backbones"].arms) == set(BACKBONES)
+    assert set(ARMS["positional_encoding"].arms) == {"sinusoidal", "learned", "none"}
+    assert set(ARMS["model_size"].arms) == {"tiny", "small", "medium"}
+    assert ARMS["model_size"].arms["small"] == {"backbone": "ctranspath", "token_dim": 256, "n_heads": 4, "n_layers": 4}
+    assert {"he2rna", "mlp", "ridge_probe", "abmil", "transmil", "mean"} <= set(ARMS["baselines"].arms)
+    assert {(a["pathway_init"], a["pathway_loss_weight"]) for a in ARMS["pathways"].arms.values()} == \
         {(False, 0.0), (False, 0.5), (True, 0.0), (True, 0.5)}
-    for axis, arms in A.ARMS.items():
-        for arm in arms:
-            C.validate(A.arm_params(axis, arm), check_paths=False)
-            assert A.arm_params(axis, arm, hest=True)["device"] == "cuda"
+    for axis, spec in ARMS.items():
+        for arm in spec.arms:
+            C.validate(arm_params(axis, arm), check_paths=False)
+            assert arm_params(axis, arm, hest=True)["device"] == "cuda"
+
+
+def test_every_axis_names_its_reference_among_its_arms():
+    assert {axis: a.reference for axis, a in ARMS.items()} == {
+        "interactions": "full", "losses": "mse", "backbones": "resnet50", "pathways": "init-off_aux-0",
+        "log_transform": "off", "positional_encoding": "sinusoidal", "model_size": "small",
+        "context": "whole-slide", "baselines": "stf"}
+    with pytest.raises(ValueError, match="reference arm 'k6' is not an arm of its axis; arms: whole-slide"):
+        Axis("k6", {"whole-slide": {}})
 
 
 def test_write_params_and_repo_params_in_sync(tmp_path):
-    files = A.write_params(tmp_path)
-    n = sum(len(a) for a in A.ARMS.values())
+    files = write_params(tmp_path)
+    n = sum(len(a.arms) for a in ARMS.values())
     assert len(files) == 2 * n
     p = yaml.safe_load((tmp_path / "interactions" / "p2p-p2h.yaml").read_text())
     assert p == {"interactions": ["p2p", "p2h"]}
@@ -41,14 +55,14 @@ def test_write_params_and_repo_params_in_sync(tmp_path):
     repo_params = REPO / "params"
     for f in files:
         rel = f.relative_to(tmp_path)
-        assert (repo_params / rel).is_file(), f"params/{rel} missing: run stflib.ablation.write_params()"
+        assert (repo_params / rel).is_file(), f"params/{rel} missing: run stflib.grid.params.write_params()"
         assert (repo_params / rel).read_text() == f.read_text(), f"params/{rel} out of date"
 
 
 def test_axis_names_and_dedup(tmp_path):
-    assert A.axis_of(REPO / "params" / "losses" / "mse.yaml") == "losses"
-    assert A.axis_of(REPO / "params" / "hest" / "losses" / "mse.yaml") == "hest/losses"
-    tasks = A.make_tasks([REPO / "params" / "interactions" / "full.yaml", REPO / "params" / "baselines" / "stf.yaml",
+    assert axis_of(REPO / "params" / "losses" / "mse.yaml") == "losses"
+    assert axis_of(REPO / "params" / "hest" / "losses" / "mse.yaml") == "hest/losses"
+    tasks = make_tasks([REPO / "params" / "interactions" / "full.yaml", REPO / "params" / "baselines" / "stf.yaml",
                           REPO / "params" / "losses" / "pcc.yaml"], folds=2, results=tmp_path)
     assert len(tasks) == 4  # stf == full: computed once per fold, copied
     shared = [t for t in tasks if t.copies]
@@ -58,17 +72,17 @@ def test_axis_names_and_dedup(tmp_path):
 
 def test_seeds_make_one_run_per_fold_and_seed(tmp_path):
     yaml_file = REPO / "params" / "losses" / "pcc.yaml"
-    one_seed = A.make_tasks([yaml_file], folds=2, results=tmp_path)
-    tasks = A.make_tasks([yaml_file], folds=2, results=tmp_path, seeds=[0, 1])
+    one_seed = make_tasks([yaml_file], folds=2, results=tmp_path)
+    tasks = make_tasks([yaml_file], folds=2, results=tmp_path, seeds=[0, 1])
     assert sorted(Path(t.out_dir).name for t in tasks) == ["fold0", "fold0-seed1", "fold1", "fold1-seed1"]
     # seed 0 keeps the first grid's folders and hashes, so its finished runs stay complete
     assert {t.run_hash for t in one_seed} == {t.run_hash for t in tasks if t.seed == 0}
     assert all(t.params.get("seed", 0) == t.seed for t in tasks)
-    assert A.parse_run_folder("fold2-seed1") == (2, 1) and A.parse_run_folder("fold2") == (2, 0)
-    assert A.parse_seeds("0, 1,2") == [0, 1, 2]
+    assert parse_run_folder("fold2-seed1") == (2, 1) and parse_run_folder("fold2") == (2, 0)
+    assert parse_seeds("0, 1,2") == [0, 1, 2]
     for bad in ("0,x", "1,1", "-1", ""):
         with pytest.raises(ValueError, match="--seeds"):
-            A.parse_seeds(bad)
+            parse_seeds(bad)
 
 
 def test_collect_reads_seed_and_world(tmp_path):
@@ -82,10 +96,23 @@ def test_collect_reads_seed_and_world(tmp_path):
                                                 "params": params, "code_version": "abc"}))
         (d / "metrics.json").write_text(json.dumps({"pcc_hvg50": 0.2, "model": "interaction", "epochs_run": 30,
                                                     "config": config}))
-    df = A.collect(tmp_path).set_index(["fold", "seed"])
+    df = collect(tmp_path).set_index(["fold", "seed"])
     assert df.loc[(0, 1), "world"] == "default" and df.loc[(1, 0), "world"] == "no-context"
     assert df.loc[(0, 0), "epochs_max"] == 30 and df.loc[(0, 0), "code_version"] == "abc"
-    assert set(A.summarise(df.reset_index())["world"]) == {"default", "no-context"}
+    assert set(summarise(df.reset_index())["world"]) == {"default", "no-context"}
+
+
+def test_summary_columns_hold_every_registered_metric_once():
+    metric_columns = [c for c in SUMMARY_COLUMNS if c in METRICS]
+    assert metric_columns == list(METRICS) and len(set(SUMMARY_COLUMNS)) == len(SUMMARY_COLUMNS)
+    assert SUMMARY_COLUMNS[:8] == ["axis", "arm", "world", "fold", "seed", "model", "status", "pcc_hvg50"]
+
+
+def test_code_version_hashes_the_code_that_computes_results_only():
+    files = {f.as_posix() for f in result_files()}
+    assert {"models/stf.py", "metrics.py", "config.py", "arm.py"} <= files
+    assert any(f.endswith(".gmt") for f in files)  # the bundled pathway sets change what a run computes
+    assert not [f for f in files if f.split("/")[0] in ("grid", "report") or f in ("cli.py", "plots.py")]
 
 
 TRIVIAL = '''
@@ -95,19 +122,38 @@ if seed == 13:
     raise ValueError("arm asked to fail")
 Path(output_dir).mkdir(parents=True, exist_ok=True)
 metrics = {"pcc_hvg50": 0.1 * (fold + 1), "pcc_all": 0.05, "mse": 1.0, "pathway_pcc_truth": None,
-           "model": model, "train_seconds": 0.1, "config": {"seed": seed}}
+           "model": model, "train_seconds": 0.1, "config": {"seed": seed},
+           "settings": {"torch_threads": torch_threads, "prediction_genes": prediction_genes,
+                        "omp": os.environ.get("OMP_NUM_THREADS"),
+                        "stflib_env": sorted(k for k in os.environ if k.startswith("STFLIB_") and k != "STFLIB_CACHE")}}
 (Path(output_dir) / "metrics.json").write_text(json.dumps(metrics))
 '''
 
 
 def _trivial_notebook(path: Path) -> Path:
     nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell("model = 'interaction'\nseed = 0\nfold = 0\nn_folds = 3\noutput_dir = 'out'\nprogress = True")
+    params = nbformat.v4.new_code_cell("model = 'interaction'\nseed = 0\nfold = 0\nn_folds = 3\noutput_dir = 'out'\nprogress = True\n"
+                                         "torch_threads = 0\nprediction_genes = 'all'")
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params, nbformat.v4.new_code_cell(TRIVIAL)]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, path)
     return path
+
+
+def test_a_run_gets_its_threads_and_prediction_genes_as_parameters(tmp_path, monkeypatch):
+    for name in ("STFLIB_TORCH_THREADS", "STFLIB_PREDICTION_GENES"):
+        monkeypatch.delenv(name, raising=False)
+    nb = _trivial_notebook(tmp_path / "trivial.ipynb")
+    (tmp_path / "params" / "demo").mkdir(parents=True)
+    (tmp_path / "params" / "demo" / "good.yaml").write_text("model: mlp\n")
+    task = make_tasks([tmp_path / "params"], folds=2, results=tmp_path / "results", notebook=nb, threads=2)[0]
+    info = execute(task)
+    assert info["status"] == "ok", info.get("error")
+    settings = json.loads((Path(task.out_dir) / "metrics.json").read_text())["settings"]
+    # the BLAS reads its threads from the environment; the run's own settings come as parameters
+    assert settings == {"torch_threads": 2, "prediction_genes": "hvg50", "omp": "2", "stflib_env": []}
+    assert "torch_threads" not in task.params  # not a result-determining parameter: not in the run's hash
 
 
 @pytest.mark.slow
@@ -118,9 +164,9 @@ def test_grid_on_a_local_cluster(tmp_path):
     (params / "demo" / "good.yaml").write_text("model: mlp\n")
     (params / "demo" / "bad.yaml").write_text("seed: 13\n")
     results = tmp_path / "results"
-    tasks = A.make_tasks([params], folds=2, results=results, notebook=nb)
+    tasks = make_tasks([params], folds=2, results=results, notebook=nb)
     assert len(tasks) == 4
-    infos = A.run_grid(tasks, workers=2, log=lambda s: None)
+    infos = run_grid(tasks, workers=2, log=lambda s: None)
     assert sorted(i["status"] for i in infos) == ["failed", "failed", "ok", "ok"]
     good = results / "demo" / "good" / "fold1"
     assert json.loads((good / "metrics.json").read_text())["pcc_hvg50"] == pytest.approx(0.2)
@@ -130,13 +176,13 @@ def test_grid_on_a_local_cluster(tmp_path):
     assert not list(results.rglob(".*partial"))  # everything moved into place
     # a re-run only runs what is missing (the failed arm)
     logs = []
-    A.run_grid(A.make_tasks([params], folds=2, results=results, notebook=nb), workers=1, log=logs.append)
+    run_grid(make_tasks([params], folds=2, results=results, notebook=nb), workers=1, log=logs.append)
     assert "2 complete, 2 to run" in logs[0]
-    df = A.collect(results)
+    df = collect(results)
     assert list(df.columns[:11]) == ["axis", "arm", "world", "fold", "seed", "model", "status", "pcc_hvg50", "pcc_all",
                                      "mse", "pathway_pcc_truth"]
     assert len(df) == 4 and set(df["axis"]) == {"demo"}
-    by_arm = A.summarise(df)
+    by_arm = summarise(df)
     assert by_arm.loc[by_arm["arm"] == "good", "pcc_hvg50_mean"].item() == pytest.approx(0.15)
 
 

@@ -1,0 +1,86 @@
+"""The ablation grid's one table: every axis, its arms (parameter overrides) and its reference arm.
+
+``ARMS`` maps an axis to an :class:`Axis`: the arms (arm -> the notebook parameters it sets; the
+others keep their defaults) and the reference arm every other arm of the axis is compared with in
+the book (the seed's default for that choice). The params files (:mod:`stflib.grid.params`), the
+runner and the book's tables and findings all read this table.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from stflib import config as C
+from stflib.backbones import BACKBONES
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One design choice of the grid: its arms and the arm the others are compared with."""
+
+    reference: str
+    arms: dict[str, dict[str, Any]]
+
+    def __post_init__(self):
+        if self.reference not in self.arms:
+            raise ValueError(f"reference arm {self.reference!r} is not an arm of its axis; arms: {', '.join(self.arms)}")
+
+
+def _interaction_arms() -> dict[str, dict]:
+    return {C.interactions_name(q): {"interactions": list(q)} for q in C.interaction_subsets()}
+
+
+ARMS: dict[str, Axis] = {
+    # every non-empty subset of the four attention quadrants (full = all four, bottleneck = no h2h)
+    "interactions": Axis("full", _interaction_arms()),
+    "losses": Axis("mse", {
+        "mse": {"loss": "mse"},
+        "pcc": {"loss": "pcc"},
+        "mse_pcc": {"loss": "mse_pcc"},
+        "zinb": {"loss": "zinb", "log_transform": False},  # ZINB models raw counts
+    }),
+    "backbones": Axis("resnet50", {b: {"backbone": b} for b in BACKBONES}),
+    "pathways": Axis("init-off_aux-0", {
+        "init-off_aux-0": {"pathway_init": False, "pathway_loss_weight": 0.0},
+        "init-off_aux-0.5": {"pathway_init": False, "pathway_loss_weight": 0.5},
+        "init-on_aux-0": {"pathway_init": True, "pathway_loss_weight": 0.0},
+        "init-on_aux-0.5": {"pathway_init": True, "pathway_loss_weight": 0.5},
+    }),
+    "log_transform": Axis("off", {
+        "off": {"log_transform": False},
+        "on": {"log_transform": True},
+    }),
+    "positional_encoding": Axis("sinusoidal", {p: {"positional_encoding": p} for p in C.POSITIONAL_ENCODINGS}),
+    # the seed's preset "small interaction, CTransPath, 4 layers" is `small`; sizes share the backbone
+    "model_size": Axis("small", {
+        "tiny": {"backbone": "ctranspath", "token_dim": 64, "n_heads": 2, "n_layers": 2},
+        "small": {"backbone": "ctranspath", "token_dim": 256, "n_heads": 4, "n_layers": 4},
+        "medium": {"backbone": "ctranspath", "token_dim": 384, "n_heads": 6, "n_layers": 6},
+    }),
+    # whole-slide attention vs a local neighbourhood (the seed's --n-neighbors): each spot's h2h
+    # attention restricted to its k nearest spots (k = 6 is the first hexagonal ring, 18 the second)
+    "context": Axis("whole-slide", {
+        "whole-slide": {},
+        "k6": {"n_neighbors": 6},
+        "k18": {"n_neighbors": 18},
+        "k6_pcc": {"n_neighbors": 6, "loss": "pcc"},
+    }),
+    "baselines": Axis("stf", {
+        "stf": {},  # the default SpatialTranscriptFormer, for reference (shared with interactions/full)
+        "seed_defaults": C.seed_flag_overrides(),  # the seed's own command-line defaults in the same loop
+        "he2rna": {"model": "he2rna"},
+        "mlp": {"model": "mlp"},
+        "ridge_probe": {"model": "ridge_probe"},
+        # context-matched: [own features, mean of the 6 nearest spots' features], as STF's k6 context arm
+        "ridge_probe_k6": {"model": "ridge_probe", "n_neighbors": 6},
+        "mlp_k6": {"model": "mlp", "n_neighbors": 6},
+        "abmil": {"model": "abmil"},
+        "transmil": {"model": "transmil"},
+        "mean": {"model": "mean"},
+    }),
+}
+
+
+def axis_references() -> dict[str, str]:
+    """axis -> its reference arm, in the order of ``ARMS``."""
+    return {axis: a.reference for axis, a in ARMS.items()}

@@ -1,0 +1,314 @@
+"""Running the grid: one task per (arm, fold, seed), resumed by run hash, executed through papermill and Dask.
+
+``make_tasks`` turns params files into tasks; arms with identical parameters (the default STF appears
+in several axes) share one task, computed once and copied. A task's ``run_hash`` is the hash of its
+result-determining parameters and of the library code (``code_version``): a run is skipped when its
+``run.json`` says it completed with the same hash. A run works in ``.fold<k>.partial`` (an interrupted
+run resumes from its checkpoint) and is moved into place when done; a failure writes ``error.json`` and
+the grid carries on. ``run_grid`` dispatches the tasks through Dask distributed: a LocalCluster of
+worker processes, or any scheduler (e.g. dask-jobqueue on SLURM, :mod:`stflib.grid.cluster`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stflib import config as C
+from stflib.grid.params import REPO, discover, load_params
+
+DEFAULT_NOTEBOOK = REPO / "notebooks" / "ablation.ipynb"
+
+# code that does not change what a run computes (command line, the grid, the results pages, figures of
+# a run, benchmarks, the Visium importer): left out of the code version, so editing it does not mark
+# finished runs stale
+_NOT_RESULT_FILES = {"cli.py", "__main__.py", "bench.py", "plots.py", "visium_import.py"}
+_NOT_RESULT_PACKAGES = {"grid", "report"}
+
+
+def result_files() -> list[Path]:
+    """The library files whose content changes what a run computes, relative to the package, sorted."""
+    import stflib
+
+    pkg = Path(stflib.__file__).parent
+    return [p.relative_to(pkg) for p in sorted(pkg.rglob("*"))
+            if p.is_file() and p.suffix in (".py", ".gmt") and p.name not in _NOT_RESULT_FILES
+            and p.relative_to(pkg).parts[0] not in _NOT_RESULT_PACKAGES and "__pycache__" not in p.parts]
+
+
+def code_version(notebook: str | Path = DEFAULT_NOTEBOOK) -> str:
+    """Hash of the library code that determines results (:func:`result_files`) and of the notebook's code cells."""
+    import stflib
+
+    h = hashlib.sha256(stflib.__version__.encode())
+    pkg = Path(stflib.__file__).parent
+    for rel in result_files():
+        h.update(str(rel).encode())
+        h.update((pkg / rel).read_bytes())
+    nb = Path(notebook)
+    if nb.is_file():
+        cells = json.loads(nb.read_text()).get("cells", [])
+        h.update("\n".join("".join(c.get("source", "")) for c in cells if c.get("cell_type") == "code").encode())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class Task:
+    """One run of the grid: an arm's parameters on one fold and seed, and where and how it runs."""
+
+    axis: str
+    arm: str
+    fold: int
+    params: dict[str, Any]  # what papermill injects, besides output_dir and run_settings(task)
+    out_dir: str
+    run_hash: str
+    notebook: str
+    code_version: str
+    cwd: str
+    threads: int = 1
+    timeout_s: float | None = None
+    copies: list[tuple[str, str, str]] = field(default_factory=list)  # (axis, arm, out_dir) sharing this run
+    seed: int = 0
+
+
+def run_folder_name(fold: int, seed: int = 0) -> str:
+    """``fold<k>`` for seed 0 (the first grid's folders stay valid), ``fold<k>-seed<s>`` otherwise."""
+    return f"fold{fold}" if seed == 0 else f"fold{fold}-seed{seed}"
+
+
+def parse_run_folder(name: str) -> tuple[int | None, int]:
+    """(fold, seed) from a run folder's name (``fold2`` -> (2, 0), ``fold2-seed1`` -> (2, 1))."""
+    fold, _, seed = name.partition("-seed")
+    try:
+        return int(fold.removeprefix("fold")), int(seed or 0)
+    except ValueError:
+        return None, 0
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1"`` -> [0, 1]: distinct non-negative integers."""
+    try:
+        seeds = [int(s) for s in str(text).split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds: expected comma-separated non-negative integers such as 0,1; got {text!r}") from None
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds: expected distinct non-negative integers such as 0,1; got {text!r}")
+    return seeds
+
+
+def make_tasks(paths, folds: int, results: str | Path, notebook: str | Path = DEFAULT_NOTEBOOK,
+               overrides: dict[str, Any] | None = None, threads: int = 1, timeout_s: float | None = None,
+               seeds: list[int] | tuple[int, ...] = (0,)) -> list[Task]:
+    """One task per (arm, fold, seed); arms with identical parameters share one task (``copies``).
+
+    A params file or ``--set`` that fixes ``seed`` itself wins over ``seeds``: one run per fold, in
+    ``fold<k>`` (the seed is then part of the arm's definition, not a replicate).
+    """
+    results = Path(results).resolve()
+    version = code_version(notebook)
+    tasks: dict[str, Task] = {}
+    for axis, arm, path in discover(paths):
+        base = {**load_params(path), **(overrides or {})}
+        fixed_seed = "seed" in base
+        arm_seeds = [int(base["seed"])] if fixed_seed else list(seeds)
+        for k in range(folds):
+            for seed in arm_seeds:
+                params = {**base, "n_folds": folds, "fold": k}
+                if seed != 0:  # seed 0 is the default: its runs keep the first grid's parameters and hashes
+                    params["seed"] = seed
+                cfg = C.validate(params, check_paths=False)  # fail here, not in a worker
+                run_hash = hashlib.sha256(f"{C.config_hash(cfg)}:{version}".encode()).hexdigest()[:16]
+                out_dir = str(results / axis / arm / run_folder_name(k, 0 if fixed_seed else seed))
+                if run_hash in tasks:
+                    tasks[run_hash].copies.append((axis, arm, out_dir))
+                    continue
+                tasks[run_hash] = Task(axis, arm, k, {**params, "progress": False}, out_dir, run_hash,
+                                       str(Path(notebook).resolve()), version, os.getcwd(), threads, timeout_s,
+                                       seed=seed)
+    return list(tasks.values())
+
+
+def read_run(out_dir: str | Path) -> dict | None:
+    """A run folder's ``run.json`` (None when it is absent or unreadable)."""
+    p = Path(out_dir) / "run.json"
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_complete(out_dir: str | Path, run_hash: str) -> bool:
+    """Whether the run in ``out_dir`` finished with this hash (same parameters, same code) and wrote its metrics."""
+    info = read_run(out_dir)
+    return bool(info and info.get("status") == "ok" and info.get("run_hash") == run_hash
+                and (Path(out_dir) / "metrics.json").is_file())
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Move ``src`` to ``dst``, replacing it (the old one is renamed away first, then deleted)."""
+    old = None
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(dst, old)
+    os.replace(src, dst)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_json(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def run_settings(task: Task) -> dict[str, Any]:
+    """Parameters the runner gives every run unless its params fix them: torch threads (one run per
+    core) and ``predictions.h5ad`` of the 50 HVGs only (the grid writes one per run; a run on its own
+    keeps every gene). Neither changes a run's metrics or its hash."""
+    return {"torch_threads": max(1, task.threads), "prediction_genes": "hvg50"}
+
+
+def execute(task: Task) -> dict:
+    """Run one task through papermill (in a Dask worker or inline). Never raises: returns run.json."""
+    import papermill as pm
+
+    from stflib.arm import quiet_kernel_manager_class
+
+    final = Path(task.out_dir)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    work = final.with_name(f".{final.name}.partial")  # kept on interruption: the run resumes from its checkpoint
+    work.mkdir(parents=True, exist_ok=True)
+    for name in ("error.json", "run.json", "metrics.json"):
+        (work / name).unlink(missing_ok=True)
+    threads = max(1, task.threads)
+    # the BLAS libraries read their thread counts from the environment when the kernel starts
+    os.environ.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)})
+    info = {"axis": task.axis, "arm": task.arm, "fold": task.fold, "seed": task.seed, "run_hash": task.run_hash,
+            "code_version": task.code_version, "params": task.params,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "host": os.uname().nodename}
+    now = code_version(task.notebook)
+    if now != task.code_version:  # the code changed after the grid was planned: the run is not what was asked
+        info["code_version_at_run"] = now
+    t0 = time.perf_counter()
+    try:
+        pm.execute_notebook(task.notebook, str(work / "executed.ipynb"),
+                            parameters={**run_settings(task), **task.params, "output_dir": str(work)},
+                            kernel_name="python3", progress_bar=False, cwd=task.cwd,
+                            execution_timeout=task.timeout_s, log_output=False,
+                            # IPC sockets, no SIGINT at shutdown; the kernel's own warnings (e.g. "parent
+                            # appears to have exited" on Ctrl-C) stay out of the grid's terminal
+                            kernel_manager_class=quiet_kernel_manager_class(),
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"])
+        if not (work / "metrics.json").is_file():
+            raise RuntimeError("the notebook finished without writing metrics.json")
+        info["status"] = "ok"
+        if code_version(task.notebook) != task.code_version or "code_version_at_run" in info:
+            info["status"] = "stale"  # re-run by the next `ablate` (is_complete needs status ok)
+            info["error"] = "the library or notebook changed while the grid ran; re-run `python -m stflib ablate`"
+    except BaseException as e:  # noqa: BLE001 - a failed run is recorded, the grid carries on
+        info["status"] = "failed"
+        err = {"type": type(e).__name__, "message": str(e)[-4000:], "traceback": traceback.format_exc()[-8000:]}
+        ename, evalue = getattr(e, "ename", None), getattr(e, "evalue", None)
+        if ename:
+            err.update({"type": ename, "message": str(evalue)[-4000:]})
+        info["error"] = f"{err['type']}: {err['message'].strip().splitlines()[-1] if err['message'].strip() else ''}"
+        _write_json(err, work / "error.json")
+        if isinstance(e, KeyboardInterrupt):
+            raise
+    info["seconds"] = round(time.perf_counter() - t0, 2)
+    info["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    if info["status"] == "ok":
+        (work / "checkpoint.pt").unlink(missing_ok=True)  # the optimiser state is not needed any more
+    _write_json(info, work / "run.json")
+    _replace_dir(work, final)
+    for axis, arm, out_dir in task.copies:
+        copy_run(final, Path(out_dir), axis, arm)
+    return info
+
+
+def copy_run(src: Path, dst: Path, axis: str, arm: str) -> None:
+    """Copy a finished run into another arm's folder (identical parameters), atomically."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.copy-{uuid.uuid4().hex[:8]}")
+    shutil.copytree(src, tmp)
+    info = read_run(tmp) or {}
+    info.update({"axis": axis, "arm": arm, "copied_from": str(src)})
+    _write_json(info, tmp / "run.json")
+    _replace_dir(tmp, dst)
+
+
+def _cost_estimate(t: Task) -> float:
+    """Rough relative run time, to start the long runs first."""
+    model = t.params.get("model", "interaction")
+    if model == "ridge_probe":
+        return 1e6  # PCA + ridge over 1000 genes: minutes on one core
+    if model != "interaction":
+        return 1.0
+    return t.params.get("n_layers", 2) * t.params.get("token_dim", 256) ** 2
+
+
+def run_grid(tasks: list[Task], scheduler: str | None = None, workers: int | None = None, log=print,
+             force: bool = False, resources: dict[str, int] | None = None) -> list[dict]:
+    """Run the tasks that are not complete through Dask; returns the run.json of each task.
+
+    ``resources``: what each run asks of a worker (e.g. ``{"GPU": 1}`` on a SLURM GPU cluster)."""
+    todo, done = [], []
+    for t in tasks:
+        targets = [t.out_dir] + [c[2] for c in t.copies]
+        if not force and all(is_complete(d, t.run_hash) for d in targets):
+            done.append(read_run(t.out_dir))
+            continue
+        if not force and is_complete(t.out_dir, t.run_hash):  # only some copies missing
+            for axis, arm, out_dir in t.copies:
+                if not is_complete(out_dir, t.run_hash):
+                    copy_run(Path(t.out_dir), Path(out_dir), axis, arm)
+            done.append(read_run(t.out_dir))
+            continue
+        todo.append(t)
+    n_runs = sum(1 + len(t.copies) for t in tasks)
+    log(f"{len(tasks)} distinct runs ({n_runs} arm x fold folders): {len(done)} complete, {len(todo)} to run")
+    if not todo:
+        return done
+    # longest first (bigger models, more layers), so the grid's tail is short
+    todo.sort(key=_cost_estimate, reverse=True)
+    import logging
+
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler:
+        client = Client(scheduler)
+    else:
+        n = workers or max(1, min(len(todo), (os.cpu_count() or 2)))
+        # silence_logs: the workers' warnings (tasks cancelled by Ctrl-C, closed comms) are noise here;
+        # their errors still show, and a failed run is recorded in its run.json
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                               silence_logs=logging.ERROR)
+        client = Client(cluster)
+    t0 = time.perf_counter()
+    results = list(done)
+    try:
+        futures = client.map(execute, todo, pure=False, resources=resources,
+                             key=[f"run-{t.axis.replace('/', '.')}-{t.arm}-{run_folder_name(t.fold, t.seed)}-{t.run_hash}"
+                                  for t in todo])
+        for i, fut in enumerate(as_completed(futures), 1):
+            try:
+                info = fut.result()
+            except Exception as e:  # noqa: BLE001 - a lost worker: record and carry on
+                info = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
+            results.append(info)
+            log(f"[{i}/{len(todo)} {time.perf_counter() - t0:6.0f}s] {info.get('axis')}/{info.get('arm')}/"
+                f"{run_folder_name(info.get('fold'), info.get('seed') or 0)}: "
+                f"{info.get('status')} ({info.get('seconds', '?')} s){' ' + info['error'] if info.get('error') else ''}")
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return results

@@ -1,0 +1,180 @@
+"""The book's sentences about the results, written from the numbers: axis readings, takeaways, findings.
+
+A difference to an axis's reference arm is a *finding* when its paired t-test p-value, Holm-adjusted
+across the axis's arms, is below 0.05 (:mod:`stflib.report.stats`); every sentence here is generated
+from the paired differences of :mod:`stflib.report.tables`, so no figure is typed by hand.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from stflib.grid.axes import ARMS, axis_references
+from stflib.report.results import DEFAULT_WORLD, axis_rows, metric_info, with_design_columns
+from stflib.report.tables import arm_flags, interval_text, overview, paired_deltas
+
+
+def describe_axis(summary: pd.DataFrame, axis: str, reference: str, metric: str = "pcc_hvg50") -> str:
+    """A plain-language reading of an axis, written from the numbers: the best arm, and which paired
+    differences to the reference are findings (Holm-adjusted p < 0.05 across the axis's arms)."""
+    rows = axis_rows(summary, axis)
+    means = rows.groupby("arm")[metric].mean().sort_values(ascending=not metric_info(metric).higher_is_better)
+    deltas = paired_deltas(summary, axis, reference, metric)
+    name = metric_info(metric).label
+    n_pairs = int(deltas["pairs"].max()) if len(deltas) else 0
+    lines = [f"Over {n_pairs} (fold, seed) pairs ({rows['fold'].nunique()} patient folds x "
+             f"{rows['seed'].nunique()} seed{'s' if rows['seed'].nunique() != 1 else ''}), the best arm on {name} is "
+             f"`{means.index[0]}` ({means.iloc[0]:.3f}); the reference `{reference}` reaches "
+             f"{means.get(reference, np.nan):.3f}."]
+    found = deltas[deltas["finding"]]
+    if len(found):
+        items = ", ".join(f"`{a}` ({interval_text(r)}, Holm p = {r['p_holm']:.3g})" for a, r in found.iterrows())
+        lines.append(f"Differences to the reference that are findings (Holm-adjusted p < 0.05 across the "
+                     f"{len(deltas)} arms): {items}.")
+    else:
+        lines.append(f"None of the {len(deltas)} arms differs from the reference after the Holm correction "
+                     "(adjusted p < 0.05): on this grid no difference on this axis is a finding.")
+    return " ".join(lines)
+
+
+def takeaways(summary: pd.DataFrame, axis: str, reference: str | None = None, metric: str = "pcc_hvg50") -> str:
+    """The "Key takeaways" bullets of an axis page, written from its own paired intervals."""
+    reference = reference or ARMS[axis].reference
+    deltas = paired_deltas(summary, axis, reference, metric)
+    name = metric_info(metric).label
+    up = metric_info(metric).higher_is_better
+    better = deltas[deltas["finding"] & ((deltas["mean_delta"] > 0) == up)]
+    worse = deltas[deltas["finding"] & ((deltas["mean_delta"] > 0) != up)]
+    null = deltas[~deltas["finding"]]
+    bullets = []
+    for label, found in (("better than", better), ("worse than", worse)):
+        for arm, r in found.iterrows():
+            bullets.append(f"`{arm}` is {label} `{reference}` on {name}: {interval_text(r)} "
+                           f"(95 % interval; Holm-adjusted p = {r['p_holm']:.3g}; wins {r['wins']} of {r['pairs']} pairs).")
+    if len(null):
+        widest = null["ci_high"].sub(null["ci_low"]).max()
+        span = f" (95 % intervals up to {widest:.3f} wide)" if np.isfinite(widest) else ""
+        bullets.append(f"No measurable difference from `{reference}`{span}: "
+                       + ", ".join(f"`{a}`" for a in null.index) + ". With "
+                       f"{int(deltas['pairs'].max())} pairs, smaller effects than these intervals cannot be told apart.")
+    if not len(deltas):
+        bullets.append(f"The axis has only its reference arm `{reference}`: nothing to compare.")
+    flags = arm_flags(summary, axis)
+    flagged = flags[flags.str.contains("at epoch cap|below", regex=True)]
+    if len(flagged):
+        bullets.append("Read with care: " + "; ".join(f"`{a}`: {f}" for a, f in flagged.items()) + ".")
+    bullets.append(simulation_note(axis_rows(summary, axis, world=None)))
+    return "\n".join(f"- {b}" for b in bullets)
+
+
+def simulation_note(summary: pd.DataFrame) -> str:
+    """One sentence saying which data the runs used: the simulated world(s) or a real data folder
+    (from the runs' ``data_dir`` and ``world`` columns; no ``data_dir`` means the simulated cohort)."""
+    summary = with_design_columns(summary)
+    data_dir = summary["data_dir"] if "data_dir" in summary else pd.Series(np.nan, index=summary.index, dtype=object)
+    real = data_dir.notna() & ~data_dir.astype(str).isin(["", "None", "nan"])
+    worlds = sorted(summary.loc[~real, "world"].unique())
+    parts = []
+    if worlds:
+        parts.append(f"**These results are simulated.** {int((~real).sum())} of the {len(summary)} runs shown here "
+                     f"use the simulated cohort (world{'s' if len(worlds) > 1 else ''} "
+                     f"{', '.join(f'`{w}`' for w in worlds)}), not real patients: they show what a design choice "
+                     "can exploit in a cohort whose structure we built, not what it does on HEST-1k.")
+    if real.any():
+        parts.append(f"{int(real.sum())} runs read real data from "
+                     + ", ".join(f"`{d}`" for d in sorted(data_dir[real].astype(str).unique())) + ".")
+    return " ".join(parts)
+
+
+def world_robustness(summary: pd.DataFrame, references: dict[str, str] | None = None,
+                     metric: str = "pcc_hvg50") -> pd.DataFrame:
+    """For each finding of the default world, in which other worlds it holds.
+
+    A finding holds in a world when that world's paired difference to the same reference has the
+    same sign and its 95 % interval excludes zero (the Holm family there is the arms re-run in that
+    world). Worlds where the arm or its reference was not run are listed as ``not run``.
+    """
+    references = references or axis_references()
+    summary = with_design_columns(summary)
+    findings = overview(summary, references, metric)
+    findings = findings[findings["finding"]]
+    worlds = [w for w in sorted(summary["world"].unique()) if w != DEFAULT_WORLD]
+    rows = []
+    for _, f in findings.iterrows():
+        holds, fails, missing = [], [], []
+        for world in worlds:
+            there = summary[(summary["world"] == world) & (summary["axis"] == f["axis"])]
+            if not {f["arm"], f["reference"]} <= set(there["arm"]):
+                missing.append(world)
+                continue
+            d = paired_deltas(summary, f["axis"], f["reference"], metric, world).loc[f["arm"]]
+            same_side = np.sign(d["mean_delta"]) == np.sign(f["mean_delta"])
+            excludes_zero = d["ci_low"] > 0 or d["ci_high"] < 0
+            (holds if same_side and excludes_zero else fails).append(world)
+        rows.append({"axis": f["axis"], "arm": f["arm"], "reference": f["reference"],
+                     "effect (default world)": interval_text(f), "holds in": ", ".join(holds) or "-",
+                     "does not hold in": ", ".join(fails) or "-", "not run in": ", ".join(missing) or "-"})
+    return pd.DataFrame(rows, columns=["axis", "arm", "reference", "effect (default world)", "holds in",
+                                       "does not hold in", "not run in"])
+
+
+def findings_text(summary: pd.DataFrame, references: dict[str, str] | None = None,
+                  metric: str = "pcc_hvg50") -> str:
+    """The findings page's body in Markdown: one sentence per finding (effect, interval, worlds where
+    it holds), then the arms that made no measurable difference, axis by axis."""
+    references = references or axis_references()
+    deltas = overview(summary, references, metric)
+    robust = world_robustness(summary, references, metric).set_index(["axis", "arm"])
+    name = metric_info(metric).label
+    up = metric_info(metric).higher_is_better
+    n_pairs = int(deltas["pairs"].max())
+    lines = [f"Each comparison pairs an arm with its axis's reference on the same patient fold and seed "
+             f"(up to {n_pairs} pairs per arm). A difference is a finding when its paired t-test p-value, "
+             f"Holm-adjusted across the arms of its axis, is below 0.05; intervals are unadjusted 95 % t intervals "
+             f"of the mean difference in {name}.", "", "**Findings**", ""]
+    found = deltas[deltas["finding"]].sort_values(["axis", "mean_delta"], ascending=[True, not up])
+    for _, f in found.iterrows():
+        direction = "better" if (f["mean_delta"] > 0) == up else "worse"
+        worlds = ""
+        if (f["axis"], f["arm"]) in robust.index:
+            r = robust.loc[(f["axis"], f["arm"])]
+            worlds = (f" Holds in the worlds: {r['holds in']}; does not hold in: {r['does not hold in']}; "
+                      f"not run in: {r['not run in']}.")
+        lines.append(f"- **{f['axis']}**: `{f['arm']}` is {direction} than `{f['reference']}` by {interval_text(f)} "
+                     f"(Holm-adjusted p = {f['p_holm']:.3g}; wins {f['wins']} of {f['pairs']} pairs).{worlds}")
+    if found.empty:
+        lines.append(f"- None: no arm of any axis differs from its axis's reference after the Holm correction, "
+                     f"with {n_pairs} pairs per arm.")
+    lines += ["", "**No measurable difference**", ""]
+    for axis, rows in deltas[~deltas["finding"]].groupby("axis", sort=False):
+        lines.append(f"- **{axis}** (vs `{rows['reference'].iloc[0]}`): "
+                     + ", ".join(f"`{a}` {interval_text(r)}" for a, r in rows.set_index("arm").iterrows()))
+    return "\n".join(lines)
+
+
+def headline(summary: pd.DataFrame, references: dict[str, str] | None = None, metric: str = "pcc_hvg50") -> str:
+    """The book's headline findings in Markdown bullets (the findings page's takeaways, linked from the
+    introduction): how many arms are findings, the largest of them, and how much of the grid is null."""
+    references = references or axis_references()
+    deltas = overview(summary, references, metric)
+    found = deltas[deltas["finding"]]
+    name = metric_info(metric).label
+    n_pairs = int(deltas["pairs"].max())
+    bullets = [f"{len(found)} of the {len(deltas)} arms compared differ from their axis's reference on {name} "
+               f"(Holm-adjusted p < 0.05 across each axis's arms; at most {n_pairs} (fold, seed) pairs per arm); "
+               f"the other {len(deltas) - len(found)} made no measurable difference."]
+    if len(found):
+        top = found.reindex(found["mean_delta"].abs().sort_values(ascending=False).index).head(3)
+        bullets.append("Largest findings: " + "; ".join(
+            f"{r['axis']}: `{r['arm']}` vs `{r['reference']}` {interval_text(r)}" for _, r in top.iterrows()) + ".")
+        robust = world_robustness(summary, references, metric)
+        other_worlds = sorted(set(with_design_columns(summary)["world"]) - {DEFAULT_WORLD})
+        if other_worlds:
+            everywhere = robust[(robust["does not hold in"] == "-") & (robust["not run in"] == "-")]
+            bullets.append(f"{len(everywhere)} of the {len(robust)} findings hold in every other simulated world "
+                           f"({', '.join(other_worlds)}).")
+        else:
+            bullets.append("No other simulated world has been run yet, so no finding has been checked for "
+                           "robustness to the simulator's assumptions.")
+    bullets.append(simulation_note(summary))
+    return "\n".join(f"- {b}" for b in bullets)

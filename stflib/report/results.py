@@ -1,0 +1,136 @@
+"""Reading ``results/``: the runs' summary table, run folders, their figures and training histories.
+
+``load_summary`` reads ``results/summary.csv`` (written by :mod:`stflib.grid.collect`) with the
+design columns (world, seed) filled for older grids; ``axis_rows`` selects one axis's runs;
+``metric_info`` gives a summarised metric's label and direction from :data:`stflib.metrics.METRICS`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from stflib.metrics import METRICS, Metric
+
+
+def repo_root(start: str | Path | None = None) -> Path:
+    """The repository root: the first parent holding ``_config.yml`` and ``stflib/``."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_config.yml").exists() and (folder / "stflib").is_dir():
+            return folder
+    raise FileNotFoundError(f"no stf-book repository root above {here} (looked for _config.yml and stflib/)")
+
+
+def load_summary(results_dir: str | Path | None = None) -> pd.DataFrame:
+    """Read ``results/summary.csv`` (one row per run), keeping only completed runs."""
+    results_dir = Path(results_dir) if results_dir else repo_root() / "results"
+    path = results_dir / "summary.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run `python -m stflib ablate params` then `python -m stflib collect`")
+    summary = pd.read_csv(path)
+    if "status" in summary:
+        summary = summary[summary["status"].fillna("ok") == "ok"]
+    return with_design_columns(summary)
+
+
+DEFAULT_WORLD = "default"
+
+
+# a pair is one (fold, seed): the arm and its reference saw the same test patients and the same seed
+PAIR_COLUMNS = ["fold", "seed"]
+
+
+def with_design_columns(summary: pd.DataFrame) -> pd.DataFrame:
+    """Fill the design columns older summaries lack: ``seed`` 0 and ``world`` 'default'.
+
+    Runs of the first grid were one seed (0) on the default simulated world; their rows keep
+    pairing with the seed-0 runs of later grids.
+    """
+    summary = summary.copy()
+    summary["seed"] = pd.to_numeric(summary["seed"], errors="coerce").fillna(0).astype(int) if "seed" in summary else 0
+    summary["world"] = summary["world"].fillna(DEFAULT_WORLD).astype(str) if "world" in summary else DEFAULT_WORLD
+    return summary
+
+
+def metric_info(name: str) -> Metric:
+    """A summarised metric's label, direction and description (:data:`stflib.metrics.METRICS`)."""
+    if name not in METRICS:
+        raise ValueError(f"metric {name!r}: not a summarised metric; allowed: {', '.join(METRICS)}")
+    return METRICS[name]
+
+
+def axis_rows(summary: pd.DataFrame, axis: str, world: str | None = DEFAULT_WORLD) -> pd.DataFrame:
+    """The runs of one axis (of one simulator world; ``world=None``: all worlds)."""
+    summary = with_design_columns(summary)
+    if world is not None:
+        summary = summary[summary["world"] == world]
+    rows = summary[summary["axis"] == axis]
+    if rows.empty:
+        known = sorted(summary["axis"].unique())
+        raise ValueError(f"axis {axis!r} has no completed runs in the summary; axes present: {known}")
+    return rows
+
+
+def run_dir(axis: str, arm: str, fold: int = 0, results_dir: str | Path | None = None) -> Path:
+    """Folder of one run: ``results/<axis>/<arm>/fold<k>``."""
+    results_dir = Path(results_dir) if results_dir else repo_root() / "results"
+    return results_dir / axis / arm / f"fold{fold}"
+
+
+def run_figure(axis: str, arm: str, name: str, fold: int = 0, results_dir: str | Path | None = None) -> Path:
+    """A figure saved by one run (``results/<axis>/<arm>/fold<k>/<name>``); a clear error when absent."""
+    path = run_dir(axis, arm, fold, results_dir) / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run `python -m stflib ablate params/{axis}` (fold {fold})")
+    return path
+
+
+def histories(axis: str, arms: list[str], fold: int = 0, results_dir: str | Path | None = None) -> pd.DataFrame:
+    """Training histories (``history.csv``: epoch, train_loss, val_loss, val_pcc) of several arms, long format."""
+    frames = []
+    for arm in arms:
+        path = run_dir(axis, arm, fold, results_dir) / "history.csv"
+        if path.is_file():
+            frames.append(pd.read_csv(path).assign(arm=arm))
+    if not frames:
+        raise FileNotFoundError(f"no history.csv for {arms} in results/{axis}/*/fold{fold}")
+    return pd.concat(frames, ignore_index=True)
+
+
+def loss_terms(axis: str, arms: list[str], fold: int = 0, epoch: int = 0,
+               results_dir: str | Path | None = None) -> pd.DataFrame:
+    """The size of each training-loss term (``train_<term>`` columns of ``history.csv``) at one epoch.
+
+    Weights such as ``pcc_weight`` and ``pathway_loss_weight`` only mean something relative to the
+    other terms: this shows the terms' magnitudes side by side.
+    """
+    history = histories(axis, arms, fold, results_dir)
+    terms = [c for c in history.columns if c.startswith("train_") and c != "train_loss"]
+    rows = history[history["epoch"] == epoch].set_index("arm")[["train_loss", *terms]]
+    return rows.rename(columns=lambda c: c.removeprefix("train_"))
+
+
+def grid_runs(results_dir: str | Path | None = None) -> pd.DataFrame:
+    """One row per run folder from its ``run.json`` (status, seconds, start and finish times, the
+    library version that produced it).
+
+    Runs shared between arms (identical parameters) are executed once and copied; copies are
+    marked ``copied`` so the grid's cost counts each execution once.
+    """
+    import json
+
+    results_dir = Path(results_dir) if results_dir else repo_root() / "results"
+    rows = []
+    for path in sorted(results_dir.glob("*/*/fold*/run.json")):
+        info = json.loads(path.read_text())
+        params = info.get("params") or {}
+        rows.append({"axis": info.get("axis"), "arm": info.get("arm"), "fold": info.get("fold"),
+                     "seed": info.get("seed", params.get("seed", 0)),
+                     "world": info.get("world", params.get("world", DEFAULT_WORLD)),
+                     "status": info.get("status"), "seconds": info.get("seconds"),
+                     "started": pd.to_datetime(info.get("started")), "finished": pd.to_datetime(info.get("finished")),
+                     "copied": "copied_from" in info, "code_version": info.get("code_version"),
+                     "folder": str(path.parent.relative_to(results_dir))})
+    return pd.DataFrame(rows, columns=["axis", "arm", "fold", "seed", "world", "status", "seconds", "started",
+                                       "finished", "copied", "code_version", "folder"])

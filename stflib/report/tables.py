@@ -1,0 +1,265 @@
+"""The book's result tables: arms of an axis, paired differences to a reference, run flags, grid cost.
+
+Every table is computed from ``results/summary.csv`` (or the run folders) through
+:mod:`stflib.report.results` and :mod:`stflib.report.stats`; ``show_table`` displays one with a link
+to its CSV.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stflib.report import stats
+from stflib.report.results import (DEFAULT_WORLD, PAIR_COLUMNS, axis_rows, metric_info, repo_root,
+                                   with_design_columns)
+
+
+# the columns of an axis's arm table
+TABLE_METRICS = ("pcc_hvg50", "pcc_all", "mse", "pathway_pcc_truth", "train_seconds")
+
+
+def arm_table(summary: pd.DataFrame, axis: str, metrics: tuple[str, ...] = TABLE_METRICS) -> pd.DataFrame:
+    """Mean ± standard deviation over runs (folds x seeds) for every arm of ``axis``, best
+    ``pcc_hvg50`` first, with the runs' flags (:func:`run_flags`)."""
+    rows = axis_rows(summary, axis)
+    metrics = tuple(m for m in metrics if m in rows and rows[m].notna().any())
+    grouped = rows.groupby("arm")
+    table = pd.DataFrame({"runs": grouped.size()})
+    for metric in metrics:
+        mean, sd = grouped[metric].mean(), grouped[metric].std(ddof=1)
+        digits = 1 if metric == "train_seconds" else 3
+        table[metric_info(metric).label] = [
+            "n/a" if np.isnan(m) else (f"{m:.{digits}f}" if np.isnan(s) else f"{m:.{digits}f} ± {s:.{digits}f}")
+            for m, s in zip(mean, sd)
+        ]
+    table["flags"] = arm_flags(summary, axis)
+    order = grouped["pcc_hvg50"].mean().sort_values(ascending=False).index
+    return table.loc[order].rename_axis(axis)
+
+
+def _per_pair(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One row per pair (fold, seed), one column per arm."""
+    return rows.pivot_table(index=PAIR_COLUMNS, columns="arm", values=metric)
+
+
+def paired_deltas(summary: pd.DataFrame, axis: str, reference: str, metric: str = "pcc_hvg50",
+                  world: str = DEFAULT_WORLD) -> pd.DataFrame:
+    """Per arm of ``axis``: the (fold, seed)-paired difference to ``reference`` in ``metric``.
+
+    Columns (see :mod:`stflib.report.stats`): ``pairs``, ``mean_delta`` with its 95 % t interval
+    (``ci_low``, ``ci_high``), the paired t-test's ``p_value`` and its Holm-adjusted ``p_holm``
+    across the arms of the axis, ``wins`` (pairs where the arm is better) and ``finding``
+    (Holm-adjusted p < 0.05). Differences are arm minus reference whichever way the metric points;
+    ``wins`` follows the metric's direction.
+    """
+    rows = axis_rows(summary, axis, world)
+    wide = _per_pair(rows, metric)
+    if reference not in wide:
+        raise ValueError(f"reference arm {reference!r} not among the {axis} arms: {sorted(wide.columns)}")
+    out = stats.paired_effects(wide, reference, metric_info(metric).higher_is_better)
+    return out.sort_values("mean_delta", ascending=not metric_info(metric).higher_is_better).rename_axis(axis)
+
+
+def interval_text(row) -> str:
+    if np.isnan(row["ci_low"]):
+        return f"{row['mean_delta']:+.3f} (no interval: {int(row['pairs'])} pair{'s' if row['pairs'] != 1 else ''})"
+    return f"{row['mean_delta']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
+
+
+# the simple models a trained STF should at least match on its own training slides
+SIMPLE_MODELS = (("baselines", "mlp"), ("baselines", "ridge_probe"))
+
+
+def run_flags(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per run: ``at_cap`` (training ended at its epoch/step cap rather than by early stopping) and
+    ``fit_below_simple`` (training fit below both simple models of :data:`SIMPLE_MODELS` on the same
+    world, fold and seed: lower ``train_pcc_hvg50`` or higher ``train_mse_ratio``).
+
+    A flag is NaN where the summary does not record what it needs (older grids).
+    """
+    summary = with_design_columns(summary)
+    flags = pd.DataFrame(index=summary.index, columns=["at_cap", "fit_below_simple"], dtype=object)
+    caps = [("epochs_run", "epochs_max"), ("steps_run", "max_steps")]
+    cap_known, cap_hit = pd.Series(False, index=summary.index), pd.Series(False, index=summary.index)
+    for done, cap in caps:
+        if done in summary and cap in summary:
+            ran, limit = pd.to_numeric(summary[done], errors="coerce"), pd.to_numeric(summary[cap], errors="coerce")
+            known = ran.notna() & (limit > 0)
+            cap_known |= known
+            cap_hit |= known & (ran >= limit)
+    flags["at_cap"] = cap_hit.astype(object).where(cap_known)
+    keys = ["world", *PAIR_COLUMNS]
+    simple = pd.concat([summary[(summary["axis"] == a) & (summary["arm"] == m)] for a, m in SIMPLE_MODELS])
+    fit_known, fit_below = pd.Series(False, index=summary.index), pd.Series(False, index=summary.index)
+    for column, lower_is_worse in (("train_pcc_hvg50", True), ("train_mse_ratio", False)):
+        if column not in summary or summary[column].isna().all() or simple.empty:
+            continue
+        bar = simple.groupby(keys)[column].agg("min" if lower_is_worse else "max").rename("bar")
+        joined = summary[keys + [column]].join(bar, on=keys)
+        known = joined[column].notna() & joined["bar"].notna()
+        worse = joined[column] < joined["bar"] if lower_is_worse else joined[column] > joined["bar"]
+        fit_known |= known
+        fit_below |= known & worse
+    below = fit_below.astype(object).where(fit_known)
+    is_simple = pd.Series(False, index=summary.index)
+    for a, m in SIMPLE_MODELS:
+        is_simple |= (summary["axis"] == a) & (summary["arm"] == m)
+    below[is_simple] = np.nan  # they define the bar
+    flags["fit_below_simple"] = below
+    return flags
+
+
+def arm_flags(summary: pd.DataFrame, axis: str) -> pd.Series:
+    """Per arm of ``axis``: its runs' flags in words ("2/6 at epoch cap; fit not recorded")."""
+    rows = axis_rows(summary, axis)
+    flags = run_flags(summary).loc[rows.index]
+    out = {}
+    for arm, idx in rows.groupby("arm").groups.items():
+        f, words = flags.loc[idx], []
+        n = len(f)
+        cap = f["at_cap"].dropna()
+        if cap.empty:
+            words.append("cap not recorded")
+        elif cap.astype(bool).any():
+            words.append(f"{int(cap.astype(bool).sum())}/{n} at epoch cap")
+        fit = f["fit_below_simple"].dropna()
+        if any((axis, arm) == s for s in SIMPLE_MODELS):
+            pass
+        elif fit.empty:
+            words.append("fit not recorded")
+        elif fit.astype(bool).any():
+            words.append(f"{int(fit.astype(bool).sum())}/{n} fit below simple models")
+        out[arm] = "; ".join(words) if words else "none"
+    return pd.Series(out, name="flags")
+
+
+def overview(summary: pd.DataFrame, references: dict[str, str], metric: str = "pcc_hvg50",
+             world: str = DEFAULT_WORLD) -> pd.DataFrame:
+    """Every arm of every axis as a paired difference to its axis's reference arm (long format,
+    the columns of :func:`paired_deltas`; Holm families are the axes)."""
+    summary = with_design_columns(summary)
+    summary = summary[summary["world"] == world]
+    frames = []
+    for axis, reference in references.items():
+        rows = summary[summary["axis"] == axis]
+        if rows.empty or reference not in set(rows["arm"]):
+            continue  # an axis (or its reference arm) not run yet: nothing to compare with
+        deltas = paired_deltas(summary, axis, reference, metric, world).reset_index().rename(columns={axis: "arm"})
+        frames.append(deltas.assign(axis=axis, reference=reference))
+    if not frames:
+        raise ValueError(f"none of the axes {list(references)} has results in the summary (world {world!r})")
+    return pd.concat(frames, ignore_index=True)[["axis", "reference", "arm", *stats.EFFECT_COLUMNS]]
+
+
+def quadrant_effects(summary: pd.DataFrame, metric: str = "pcc_hvg50", axis: str = "interactions",
+                     world: str = DEFAULT_WORLD) -> pd.DataFrame:
+    """Main effect of each information flow in the 15-subset factorial design: for every (fold, seed)
+    pair, the mean over the arms that have the quadrant minus the mean over the arms that do not;
+    then the mean over pairs with its 95 % t interval, Holm-adjusted p-value across the four flows,
+    and the pairs where the effect is positive (:func:`stflib.report.stats.factorial_effects`).
+
+    Arm names are the enabled quadrants joined by '-', with 'full' (all four) and 'bottleneck'
+    (p2p, p2h, h2p) as the seed's named variants.
+    """
+    from stflib.models.stf import QUADRANTS
+
+    named = {"full": set(QUADRANTS), "bottleneck": {"p2p", "p2h", "h2p"}}
+    rows = axis_rows(summary, axis, world)
+    quads = rows["arm"].map(lambda a: named.get(a, set(a.split("-"))))
+    factors = {q: quads.map(lambda s, q=q: q in s) for q in QUADRANTS}
+    return stats.factorial_effects(rows, factors, PAIR_COLUMNS, metric).rename_axis("quadrant")
+
+
+def deltas_to(summary: pd.DataFrame, arms: list[tuple[str, str]], reference: tuple[str, str],
+              metric: str = "pcc_hvg50", world: str = DEFAULT_WORLD) -> pd.DataFrame:
+    """Paired differences of runs from any axes to one reference run, e.g. every context arm against
+    ``("baselines", "ridge_probe")``: rows (axis, arm) with the columns of :func:`paired_deltas`
+    (the Holm family is the arms listed)."""
+    summary = with_design_columns(summary)
+    summary = summary[summary["world"] == world]
+
+    def per_pair(axis: str, arm: str) -> pd.Series:
+        rows = summary[(summary["axis"] == axis) & (summary["arm"] == arm)]
+        if rows.empty:
+            raise ValueError(f"no completed runs for {axis}/{arm} (world {world!r})")
+        return rows.set_index(PAIR_COLUMNS)[metric]
+
+    columns = {"/".join(reference): per_pair(*reference)}
+    for axis, arm in arms:
+        columns[f"{axis}/{arm}"] = per_pair(axis, arm)
+    wide = pd.DataFrame(columns)
+    out = stats.paired_effects(wide, "/".join(reference), metric_info(metric).higher_is_better)
+    out.index = pd.MultiIndex.from_tuples([tuple(i.split("/", 1)) for i in out.index], names=["axis", "arm"])
+    return out
+
+
+def flag_counts(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per axis: runs, runs that ended at their epoch cap, runs whose training fit is below the simple
+    models', and how many runs do not record what a flag needs."""
+    summary = with_design_columns(summary)
+    flags = run_flags(summary)
+    table = pd.DataFrame({
+        "runs": summary.groupby("axis").size(),
+        "at epoch cap": flags["at_cap"].eq(True).groupby(summary["axis"]).sum(),
+        "cap not recorded": flags["at_cap"].isna().groupby(summary["axis"]).sum(),
+        "fit below simple models": flags["fit_below_simple"].eq(True).groupby(summary["axis"]).sum(),
+        "fit not recorded": flags["fit_below_simple"].isna().groupby(summary["axis"]).sum(),
+    })
+    return table.astype(int)
+
+
+def grid_cost(runs: pd.DataFrame) -> pd.DataFrame:
+    """The grid's cost per axis from :func:`grid_runs`: run folders, executions (copies of a shared
+    run count once), and the executions' summed and median durations."""
+    if runs.empty:
+        raise ValueError("no runs under results/: run `python -m stflib ablate params` first")
+    executed = runs[~runs["copied"].astype(bool)]
+    table = pd.DataFrame({
+        "run folders": runs.groupby("axis").size(),
+        "executions": executed.groupby("axis").size(),
+        "median minutes per execution": executed.groupby("axis")["seconds"].median() / 60,
+        "executed hours": executed.groupby("axis")["seconds"].sum() / 3600,
+    }).fillna(0)
+    table.loc["all axes"] = [len(runs), len(executed), executed["seconds"].median() / 60, executed["seconds"].sum() / 3600]
+    return table.astype({"run folders": int, "executions": int}).round(2)
+
+
+def stale_runs(runs: pd.DataFrame, current: str | None = None) -> pd.DataFrame:
+    """The runs whose ``code_version`` (in ``run.json``) differs from the current library's
+    (:func:`stflib.grid.runner.code_version`): their numbers came from an earlier version of the code."""
+    if current is None:
+        from stflib.grid.runner import code_version
+
+        current = code_version()
+    return runs[runs["code_version"].astype(str) != current]
+
+
+def table_csv(table: pd.DataFrame, name: str, static_dir: str | Path | None = None) -> Path:
+    """Write a results table to ``_static/tables/<name>.csv`` at the book's root; Jupyter Book copies
+    ``_static/`` into the built site, so the page can link to it (:func:`csv_link`)."""
+    if not name or any(c in name for c in "/\\ ") or name.startswith("."):
+        raise ValueError(f"table name {name!r}: use a plain file stem such as 'backbones-deltas'")
+    folder = Path(static_dir) if static_dir else repo_root() / "_static" / "tables"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.csv"
+    table.to_csv(path, float_format="%.6g")
+    return path
+
+
+def csv_link(table: pd.DataFrame, name: str, label: str = "Download this table as CSV") -> str:
+    """Write the table (:func:`table_csv`) and return a Markdown link to it relative to the page
+    being executed (Jupyter Book runs each page in its own folder, which is where its HTML lands)."""
+    import os
+
+    path = table_csv(table, name)
+    return f"[{label}]({Path(os.path.relpath(path, Path.cwd())).as_posix()})"
+
+
+def show_table(table: pd.DataFrame, name: str) -> None:
+    """Display a table and a link to its CSV download."""
+    from IPython.display import Markdown, display
+
+    display(table)
+    display(Markdown(csv_link(table, name)))
