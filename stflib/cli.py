@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "run": ("stflib.arm", "add_arguments", "run", "run one ablation arm (the notebook) with live progress and its metrics"),
     "ablate": ("stflib.ablation", "add_arguments_ablate", "run_ablate", "run the ablation grid through papermill (Dask)"),
     "collect": ("stflib.ablation", "add_arguments_collect", "run_collect", "collect run metrics into results/summary.csv"),
-    "import-visium": ("stflib.visium_import", "add_arguments", "run",
+    "import-visium": ("stflib.data.visium", "add_arguments", "run",
                       "import a Visium section (Space Ranger folder or AnnData + H&E image) into the HEST-1k layout"),
     "recipe": ("stflib.recipe", "add_arguments", "run", "the training recipe's reference search and must-show measurements"),
 }

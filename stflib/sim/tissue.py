@@ -157,7 +157,7 @@ def _hidden_activity(rng: np.random.Generator, bio: Biology, xy: np.ndarray, com
 def simulate_counts(rng: np.random.Generator, bio: Biology, xy: np.ndarray, tissue: dict, slide_median: float,
                 world: World | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(counts (N,G) float32, expected counts (N,G) float32, library sizes (N,))."""
-    comp, act = tissue["composition"], tissue["activity"]
+    comp = tissue["composition"]
     profiles = np.exp(bio.log_profiles)  # (G, C)
     log_mod = programme_log_modulation(bio, tissue, world or WORLDS["default"])
     rate = (comp @ profiles.T) * np.exp(log_mod["hallmark"] + log_mod["hidden"])
