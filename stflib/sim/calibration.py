@@ -112,7 +112,7 @@ def truth_obsm(data_dir: str | Path, sample, key: str) -> np.ndarray:
 def ridge_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, n_components: int = 256) -> np.ndarray:
     """HEST-Bench's probe, fit and applied: ``RidgeProbe`` exactly as the ``ridge_probe`` baseline arm builds
     it (no intercept, HEST-Bench's setting: the PCA scores are centred, so an intercept would only add
-    the training mean to every prediction, which no PCC sees)."""
+    the training mean to every prediction, which no PCC sees, up to the lsqr solver's tolerance)."""
     from ..models.baselines import RidgeProbe
 
     return RidgeProbe(n_components=n_components).fit(x_train, y_train).predict(x_test)
