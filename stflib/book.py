@@ -325,7 +325,7 @@ def spot_maps(coords: np.ndarray, fields: dict[str, np.ndarray], ncols: int = 4,
     return fig
 
 
-API_MODULES = ("pathways", "data", "simulate", "calibration", "spatial", "backbones", "features", "models", "losses",
+API_MODULES = ("pathways", "data", "simulate", "sim.calibration", "spatial", "backbones", "features", "models", "losses",
                "config", "train", "metrics", "plots", "ablation", "bench", "stats", "book")
 
 

@@ -7,10 +7,10 @@ alpha = 100 / (n_components * n_genes)), the same model as the ``ridge_probe`` b
 
 - ``probe_pcc``: the probe from frozen features to log1p(CP10k) of the 50 most variable genes of
   the training patients, patient-held-out folds; the score is the mean over genes of the PCC across
-  the pooled held-out spots (``stflib.metrics.pearson_columns``, the runs' PCC), averaged over folds. ``context=True`` uses [own features, mean of the
-  k = 6 nearest neighbours' features] (``stflib.spatial.with_neighbour_mean``), the input of the
-  context-matched baseline arms; ``inputs`` takes any per-sample input (the noise-free latent, the
-  true context fields ...).
+  the pooled held-out spots (``stflib.metrics.pearson_columns``, the runs' PCC), averaged over
+  folds. ``context=True`` uses [own features, mean of the k = 6 nearest neighbours' features]
+  (``stflib.spatial.with_neighbour_mean``), the input of the context-matched baseline arms;
+  ``inputs`` takes any per-sample input (the noise-free latent, the true context fields ...).
 - ``noise_ceiling``: the same PCC between the simulator's expected expression (its ZINB mean) and
   the observed counts: the best any predictor can do. ``latent`` inputs give the second ceiling:
   what the images can tell at most (ridge on the noise-free morphology latent).
@@ -33,7 +33,7 @@ import pandas as pd
 
 from .. import data as stdata
 from .. import spatial
-from ..metrics import pearson_columns
+from .. import metrics
 
 # Real anchors of the calibration: (low, high) and where the range comes from.
 ANCHORS: dict[str, tuple[float, float, str]] = {
@@ -165,7 +165,7 @@ def probe_pcc(meta: pd.DataFrame, samples: list, n_folds: int = 3, context: bool
         yte = _stack(test, lambda s: log_cp10k(s, hvg)[_qc(s)])
         # the runs' PCC: NaN for a gene constant over the held-out spots (skipped by the nan-means), 0 for a
         # constant prediction (it explains nothing)
-        r = pearson_columns(ridge_probe(xtr, ytr, xte, n_components), yte)
+        r = metrics.pearson_columns(ridge_probe(xtr, ytr, xte, n_components), yte)
         per_fold.append(float(np.nanmean(r)))
         for g, v in zip(hvg, r):
             per_gene.setdefault(g, []).append(v)
@@ -184,7 +184,7 @@ def noise_ceiling(meta: pd.DataFrame, samples: list, n_folds: int = 3, n_hvg: in
         hvg = _fold_hvgs(train, n_hvg)
         y = _stack(test, lambda s: log_cp10k(s, hvg)[_qc(s)])
         y_true = _stack(test, lambda s: log_cp10k(s, hvg, expected=True)[_qc(s)])
-        per_fold.append(float(np.nanmean(pearson_columns(y_true, y))))
+        per_fold.append(float(np.nanmean(metrics.pearson_columns(y_true, y))))
     return {"pcc": float(np.mean(per_fold)), "per_fold": per_fold}
 
 
@@ -283,7 +283,7 @@ def pathway_ceiling(meta: pd.DataFrame, samples: list, inputs, n_folds: int = 3,
         ytr = _stack(train, lambda s: np.asarray(s.truth["pathway_activity"], np.float64)[_qc(s)])
         xte = _stack(test, lambda s: inputs(s)[_qc(s)])
         yte = _stack(test, lambda s: np.asarray(s.truth["pathway_activity"], np.float64)[_qc(s)])
-        r = pearson_columns(ridge_probe(xtr, ytr, xte, n_components), yte)
+        r = metrics.pearson_columns(ridge_probe(xtr, ytr, xte, n_components), yte)
         per_fold.append(float(np.nanmean(r)))
         per_path.append(r)
     return {"pcc": float(np.mean(per_fold)), "per_fold": per_fold,
