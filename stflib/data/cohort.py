@@ -11,6 +11,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+
 def select_samples(metadata_csv: str | Path, organ: str | Sequence[str] | None = "Bowel",
                    species: str | Sequence[str] | None = "Homo sapiens",
                    technology: str | Sequence[str] | None = "Visium",

@@ -36,7 +36,6 @@ class VisiumSection:
     source: str
 
 
-
 def _check_expression(counts: sp.csr_matrix, expression: str, path: Path) -> tuple[sp.csr_matrix, str]:
     """Raw counts stay as they are; other kinds are converted, recorded and warned about."""
     if expression not in EXPRESSION_KINDS:

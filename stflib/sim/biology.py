@@ -174,7 +174,6 @@ def biology() -> Biology:
                    lib_effect, visible)
 
 
-
 def hidden_programmes(n: int) -> tuple[np.ndarray, np.ndarray]:
     """(composition loadings (C, n), gene loadings (G, n)) of ``n`` programmes on random non-Hallmark
     gene sets of 40 genes (markers, ribosomal and background genes; fixed by ``BIOLOGY_SEED``)."""
@@ -187,7 +186,6 @@ def hidden_programmes(n: int) -> tuple[np.ndarray, np.ndarray]:
         genes = rng.choice(pool, 40, replace=False)
         load[genes, j] = rng.normal(0.8, 0.2, 40) * np.where(rng.random(40) < 0.85, 1.0, -0.6)
     return w_comp, load
-
 
 
 @lru_cache(maxsize=1)

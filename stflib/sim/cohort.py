@@ -196,7 +196,6 @@ def simulate_slide(plan: dict, seed: int, preset_name: str, grid=None, with_patc
                 centres_px=centres_px, latent=latent)
 
 
-
 def write_slide(out: Path, sim: dict, gzip_level: int = 4) -> None:
     """Write one simulated slide into the HEST layout under ``out``."""
     import anndata as ad

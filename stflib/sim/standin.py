@@ -11,6 +11,7 @@ from .biology import BIOLOGY_SEED, VISIBLE_WEIGHT, Biology
 from .tissue import random_field
 from .worlds import BACKBONES, World
 
+
 def latent_morphology(bio: Biology, tissue: dict) -> np.ndarray:
     """The information a patch carries: standardised composition + visible pathway activities."""
     comp = (tissue["composition"] - 0.1) / 0.2

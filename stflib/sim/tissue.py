@@ -88,7 +88,6 @@ def tissue_mask(rng: np.random.Generator, xy_um: np.ndarray, n_target: int) -> n
     return mask
 
 
-
 def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     x = x - x.max(axis, keepdims=True)
     e = np.exp(x)
@@ -96,7 +95,7 @@ def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def simulate_tissue(rng: np.random.Generator, bio: Biology, xy: np.ndarray, patient: dict,
-                     world: World | None = None) -> dict:
+                    world: World | None = None) -> dict:
     """Compartments, composition, context and pathway activities of one slide's spots."""
     n = len(xy)
     sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
@@ -155,7 +154,7 @@ def _hidden_activity(rng: np.random.Generator, bio: Biology, xy: np.ndarray, com
 
 
 def simulate_counts(rng: np.random.Generator, bio: Biology, xy: np.ndarray, tissue: dict, slide_median: float,
-                world: World | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    world: World | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(counts (N,G) float32, expected counts (N,G) float32, library sizes (N,))."""
     comp = tissue["composition"]
     profiles = np.exp(bio.log_profiles)  # (G, C)

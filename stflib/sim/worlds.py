@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+
 @dataclass(frozen=True)
 class Preset:
     n_patients: int
@@ -18,7 +19,6 @@ PRESETS: dict[str, Preset] = {
     "default": Preset(n_patients=12, n_slides=16, spots=(500, 700)),
     "full": Preset(n_patients=34, n_slides=55, spots=(2500, 3600)),
 }
-
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,6 @@ BACKBONES: dict[str, BackboneSpec] = {
     "hibou-l": BackboneSpec(1024, 0.80, 0.5, 0.20),
     "gigapath": BackboneSpec(1536, 0.78, 0.5, 0.20),
 }
-
 
 
 @dataclass(frozen=True)
@@ -91,12 +90,14 @@ WORLDS: dict[str, World] = {
 
 
 def check_world(world: str) -> World:
+    """The ``World`` named ``world``; an error naming the allowed worlds otherwise."""
     if world not in WORLDS:
         raise ValueError(f"unknown world {world!r}; allowed: {', '.join(WORLDS)}")
     return WORLDS[world]
 
 
 def check_preset(preset: str) -> Preset:
+    """The ``Preset`` named ``preset``; an error naming the allowed presets otherwise."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
     return PRESETS[preset]
