@@ -82,13 +82,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from stflib import calibration
+
 from stflib.data import SlideDataset, collate_slides, patient_folds, qc_mask, select_genes
 from stflib.losses import mse_loss
+from stflib.metrics import pearson_columns
 from stflib.models import MeanExpression, RidgeProbe, build_model, model_table
 from stflib.models.baselines import visium_grid
 from stflib.report.figures import spot_maps
-from stflib.simulate import default_cohort, hex_neighbours
+from stflib.sim import calibration, default_cohort
+from stflib.spatial import hex_neighbours
 
 root = default_cohort("default")
 meta, samples = calibration.load_cohort(root, backbone="ctranspath")
@@ -143,7 +145,7 @@ x_train, y_train = stack(train, lambda s: s.features), stack(train, lambda s: ca
 x_test, y_test = stack(test, lambda s: s.features), stack(test, lambda s: calibration.log_cp10k(s, hvg))
 probe = RidgeProbe().fit(x_train, y_train)
 pred = probe.predict(x_test)
-pcc = pd.Series(calibration.pearson_per_gene(y_test, pred), index=hvg, name="PCC").sort_values()
+pcc = pd.Series(pearson_columns(pred, y_test), index=hvg, name="PCC").sort_values()
 fitted = probe.pipeline
 n_fitted = sum(a.size for a in (fitted["scale"].mean_, fitted["scale"].scale_, fitted["pca"].components_,
                                 fitted["pca"].mean_, fitted["ridge"].coef_))
@@ -180,8 +182,8 @@ with_intercept = pred + y_train.mean(0)
 rows = {
     "floor (training mean)": (0.0, floor_pred),
     "ridge probe (no intercept, as HEST-Bench)": (pcc.mean(), pred),
-    "ridge probe + training mean": (np.nanmean(calibration.pearson_per_gene(y_test, with_intercept)), with_intercept),
-    "slide-mean oracle (ceiling of global models)": (np.nanmean(calibration.pearson_per_gene(y_test, slide_means)),
+    "ridge probe + training mean": (np.nanmean(pearson_columns(with_intercept, y_test)), with_intercept),
+    "slide-mean oracle (ceiling of global models)": (np.nanmean(pearson_columns(slide_means, y_test)),
                                                      slide_means),
 }
 pd.DataFrame({name: {"mean PCC, 50 HVGs": r, "MSE (log1p CP10k)": float(((p - y_test) ** 2).mean())}

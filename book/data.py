@@ -70,11 +70,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from stflib import calibration
 from stflib.data import patient_groups, read_hest_sample, select_samples
 from stflib.report.figures import spot_maps
 from stflib.report.results import repo_root
-from stflib.simulate import default_cohort
+from stflib.sim import calibration, default_cohort
 
 root = repo_root()
 candidates = [os.environ.get("STFLIB_HEST_METADATA", ""), root.parent / "shared/data/hest/HEST_v1_1_0.csv"]
@@ -183,7 +182,7 @@ print(f"median UMIs per spot {np.median(counts.sum(1)):,.0f}; zero entries {np.m
 # - counts (UMIs, zeros) and spatial structure (Moran's I {cite}`moran1950`) beside real sections.
 #
 # Every figure is computed here, at build time, from each world's cached cohort
-# (`stflib.calibration.world_calibration`; the report is cached beside the cohort).
+# (`stflib.sim.calibration.world_calibration`; the report is cached beside the cohort).
 
 # %%
 from stflib import simulate

@@ -51,7 +51,7 @@ from scipy import stats
 
 from stflib.data import read_hest_sample
 from stflib.losses import loss_table, mse_loss, pcc_loss, zinb_nll
-from stflib.simulate import default_cohort
+from stflib.sim import default_cohort
 
 loss_table()
 

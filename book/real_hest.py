@@ -106,7 +106,7 @@ import warnings
 import h5py
 import matplotlib.pyplot as plt
 
-from stflib.visium_import import import_visium
+from stflib.data.visium import import_visium
 
 real_st = Path(os.environ.get("STFLIB_SHARED_DATA") or root.parent / "shared/data") / "real_st/squidpy_mouse_brain"
 if not real_st.is_dir():

@@ -25,7 +25,7 @@
 # Hallmark membership and the auxiliary pathway targets). STF does not map a patch straight to
 # ~1,000 genes: it first scores 50 named biological processes, the MSigDB Hallmark gene sets
 # {cite}`liberzon2015hallmark`, and reconstructs genes from those scores. This chapter builds each
-# target with the library's own functions (`stflib/data.py`, `stflib/pathways.py`) and, because the
+# target with the library's own functions (`stflib/data/`, `stflib/pathways.py`) and, because the
 # default cohort is simulated, checks the auxiliary pathway targets against the pathway activity
 # that actually generated the counts.
 #
@@ -62,13 +62,13 @@ import scipy.sparse as sp
 import torch
 from scipy import stats
 
-from stflib import calibration
+
 from stflib.data import (SlideDataset, library_size, normalize_cp10k, patient_folds, qc_mask,
                          select_genes)
 from stflib.losses import mse_loss
 from stflib.pathways import hallmarks, membership_matrix, pathway_targets, short_name
 from stflib.report.figures import spot_maps
-from stflib.simulate import default_cohort
+from stflib.sim import calibration, default_cohort
 
 root = default_cohort("default")
 meta, samples = calibration.load_cohort(root, backbone="ctranspath")

@@ -121,15 +121,13 @@ def _reset_peak_rss() -> bool:
 
 
 def hex_grid_coords(n: int, pitch: float = 100.0):
-    """n spot centres on a Visium-like hexagonal grid (about square overall), (n, 2) float32."""
-    import numpy as np
+    """n spot centres on a Visium-like hexagonal grid (about square overall), (n, 2) float32: the first n
+    spots, row by row, of a Visium array (``stflib.spatial.hex_lattice``) ``per_row`` spots wide."""
+    from stflib import spatial
 
-    cols = max(1, int(math.ceil(math.sqrt(n * math.sqrt(3) / 2))))
-    idx = np.arange(n)
-    row, col = idx // cols, idx % cols
-    x = (col + 0.5 * (row % 2)) * pitch
-    y = row * pitch * math.sqrt(3) / 2
-    return np.stack([x, y], 1).astype("float32")
+    per_row = max(1, int(math.ceil(math.sqrt(n * math.sqrt(3) / 2))))
+    rows, cols = spatial.hex_lattice(-(-n // per_row), 2 * per_row)
+    return spatial.lattice_centres(rows[:n], cols[:n], pitch).astype("float32")
 
 
 def measure(config: dict) -> dict:

@@ -13,13 +13,13 @@ import sys
 
 # command -> (module, add-arguments function, run function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
-    "simulate": ("stflib.simulate", "add_arguments", "run", "write a simulated CRC Visium cohort in HEST-1k layout"),
+    "simulate": ("stflib.sim.cohort", "add_arguments", "run", "write a simulated CRC Visium cohort in HEST-1k layout"),
     "extract-features": ("stflib.features", "add_arguments", "run", "extract frozen backbone features into the feature cache"),
     "bench": ("stflib.bench", "add_arguments", "run", "benchmarks that print figures (attention, backbones)"),
     "run": ("stflib.arm", "add_arguments", "run", "run one ablation arm (the notebook) with live progress and its metrics"),
     "ablate": ("stflib.grid.commands", "add_arguments_ablate", "run_ablate", "run the ablation grid through papermill (Dask)"),
     "collect": ("stflib.grid.commands", "add_arguments_collect", "run_collect", "collect run metrics into results/summary.csv"),
-    "import-visium": ("stflib.visium_import", "add_arguments", "run",
+    "import-visium": ("stflib.data.visium", "add_arguments", "run",
                       "import a Visium section (Space Ranger folder or AnnData + H&E image) into the HEST-1k layout"),
     "recipe": ("stflib.recipe", "add_arguments", "run", "the training recipe's reference search and must-show measurements"),
 }

@@ -37,7 +37,7 @@ def spot_diameter_fullres(coords: np.ndarray, pixel_size_um: float, metadata: di
     """Visium spot diameter in full-resolution pixels.
 
     From the pixel size (``metadata['spot_diameter']`` um, else 55 um); without a pixel size, from the
-    spot pitch: the median nearest-neighbour distance is the 100 um centre-to-centre pitch.
+    spot pitch (``stflib.spatial.spot_pitch``), the 100 um centre-to-centre distance.
     """
     diameter_um = VISIUM_SPOT_DIAMETER_UM
     try:
@@ -51,10 +51,9 @@ def spot_diameter_fullres(coords: np.ndarray, pixel_size_um: float, metadata: di
     coords = np.asarray(coords, np.float64)
     if len(coords) < 2:
         raise ValueError("spot diameter: no pixel size and fewer than 2 spots to measure the spot pitch from")
-    from scipy.spatial import cKDTree
+    from stflib import spatial
 
-    dist, _ = cKDTree(coords).query(coords, k=2)
-    return float(np.median(dist[:, 1]) * diameter_um / VISIUM_SPOT_PITCH_UM)
+    return float(spatial.spot_pitch(coords) * diameter_um / VISIUM_SPOT_PITCH_UM)
 
 
 def patch_mosaic(patches_h5: str | Path, max_px: int = THUMBNAIL_MAX_PX) -> tuple[np.ndarray, float]:

@@ -114,6 +114,28 @@ def test_no_barcode_overlap_and_feature_dim_mismatch(fake_hest):
         read_hest_sample(root, "FAKE1", backbone="resnet50")
 
 
+def test_features_must_overlap_the_spots_the_patch_join_kept(tmp_path):
+    """Both joins are by barcode and in sequence: features of only the spots without a patch leave no spot."""
+    fake = write_fake_hest_sample(tmp_path, drop_patch=3, drop_feature=0)
+    root, barcodes = fake["root"], fake["barcodes"]
+    with h5py.File(root / "patches" / "FAKE1.h5", "r+") as f:
+        patch_barcodes = f["barcode"][:]
+        del f["barcode"]
+        f.create_dataset("barcode", data=np.array([[b"NONE%d" % i] for i in range(len(patch_barcodes))]))
+    with pytest.raises(ValueError, match="no barcode overlap between .*FAKE1.h5ad.*patches.*NONE0"):
+        read_hest_sample(root, "FAKE1", backbone="resnet50")
+    with h5py.File(root / "patches" / "FAKE1.h5", "r+") as f:
+        del f["barcode"]
+        f.create_dataset("barcode", data=patch_barcodes)
+    path = root / "features" / "resnet50" / "FAKE1.h5"
+    with h5py.File(path, "r+") as f:  # rows for the 3 spots that have no patch, and nothing else
+        for name, data in (("barcodes", np.array([b.encode() for b in barcodes[:3]])), ("features", np.ones((3, 8)))):
+            del f[name]
+            f.create_dataset(name, data=data)
+    with pytest.raises(ValueError, match="no barcode overlap .*resnet50.* after the patch join"):
+        read_hest_sample(root, "FAKE1", backbone="resnet50")
+
+
 # ------------------------------------------------------------------------------ cohort and download
 @needs_csv
 def test_select_samples_on_real_hest_csv():

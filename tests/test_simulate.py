@@ -9,7 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stflib import simulate as S
+from stflib import sim as S
+from stflib.sim import cohort
+from stflib.sim.biology import activity_reference
+from stflib.sim.tissue import array_centres_um
 from stflib.cli import main as cli_main
 
 
@@ -146,7 +149,7 @@ def test_read_hest_sample_on_simulated(tiny):
 
 
 def test_pathway_fields_are_spatially_smooth(tiny):
-    from stflib.calibration import morans_i
+    from stflib.sim.calibration import morans_i
 
     import anndata as ad
 
@@ -161,7 +164,7 @@ def test_pathway_fields_are_spatially_smooth(tiny):
 def test_deterministic_by_seed(tiny):
     import anndata as ad
 
-    plan = S._cohort_plan(S.PRESETS["tiny"], 0)[0]
+    plan = cohort._cohort_plan(S.PRESETS["tiny"], 0)[0]
     one = S.simulate_slide(plan, 0, "tiny", with_patches=False, backbones=["ctranspath"])
     two = S.simulate_slide(plan, 0, "tiny", with_patches=False, backbones=["ctranspath"])
     assert (one["adata"].X != two["adata"].X).nnz == 0
@@ -170,7 +173,7 @@ def test_deterministic_by_seed(tiny):
     assert (written.X != one["adata"].X).nnz == 0
     with h5py.File(tiny / "features" / "ctranspath" / f"{plan['id']}.h5") as f:
         np.testing.assert_allclose(f["features"][:], one["features"]["ctranspath"], rtol=2e-3, atol=1e-3)
-    other_plan = S._cohort_plan(S.PRESETS["tiny"], 1)[0]
+    other_plan = cohort._cohort_plan(S.PRESETS["tiny"], 1)[0]
     other = S.simulate_slide(other_plan, 1, "tiny", with_patches=False, backbones=[])
     assert other["adata"].shape != one["adata"].shape or (other["adata"].X != one["adata"].X).nnz > 0
 
@@ -196,7 +199,7 @@ def test_default_cohort_caches(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("a complete cached cohort must not be regenerated")
 
-    monkeypatch.setattr(S, "simulate_cohort", boom)
+    monkeypatch.setattr(cohort, "simulate_cohort", boom)
     assert S.default_cohort("tiny", seed=3) == path
 
 
@@ -213,10 +216,49 @@ def test_default_cohort_replaces_incomplete(tmp_path, monkeypatch):
         (Path(out) / "metadata.csv").write_text("id\n")
         return Path(out)
 
-    monkeypatch.setattr(S, "simulate_cohort", fake)
+    monkeypatch.setattr(cohort, "simulate_cohort", fake)
     path = S.default_cohort("tiny", seed=5)
     assert calls == [("tiny", 5)] and (path / S.COMPLETE_MARKER).is_file()
     assert (path / "metadata.csv").read_text() == "id\n"
+
+
+def test_fingerprint_covers_every_module_of_the_simulator_package(tmp_path, monkeypatch):
+    """A cached cohort is reused only by the code that wrote it: editing, adding or renaming any module of
+    stflib/sim/ changes the fingerprint (measured on a copy of the package)."""
+    import shutil
+
+    package = Path(cohort.__file__).resolve().parent
+    copy = tmp_path / "sim"
+    copy.mkdir()
+    for path in package.glob("*.py"):
+        shutil.copy(path, copy / path.name)
+    real = S.simulator_fingerprint()
+    monkeypatch.setattr(cohort, "__file__", str(copy / "cohort.py"))
+    assert cohort.simulator_fingerprint() == real
+    assert real.startswith(f"{S.SIMULATOR_VERSION}-")
+    seen = {real}
+    for name in sorted(p.name for p in copy.glob("*.py")):
+        text = (copy / name).read_text()
+        (copy / name).write_text(text + "# edited\n")
+        seen.add(cohort.simulator_fingerprint())
+        (copy / name).write_text(text)
+        assert cohort.simulator_fingerprint() == real
+    assert len(seen) == 1 + len(list(copy.glob("*.py")))  # each module's edit gives its own fingerprint
+    (copy / "fields.py").write_text("")  # a new module
+    added = cohort.simulator_fingerprint()
+    assert added not in seen
+    (copy / "fields.py").rename(copy / "noise.py")  # the same module under another name
+    assert cohort.simulator_fingerprint() not in seen | {added}
+
+
+def test_stflib_simulate_keeps_the_simulators_public_names():
+    """``stflib.simulate`` (the design contracts' path) is the simulator package's public interface."""
+    from stflib import simulate
+
+    assert set(simulate.__all__) == set(S.__all__)
+    for name in S.__all__:
+        assert getattr(simulate, name) is getattr(S, name), name
+    assert simulate.WORLDS is S.WORLDS and simulate.default_cohort is cohort.default_cohort
 
 
 def test_default_cohort_regenerates_one_written_by_another_simulator_version(tmp_path, monkeypatch):
@@ -231,16 +273,16 @@ def test_default_cohort_regenerates_one_written_by_another_simulator_version(tmp
         (Path(out) / "metadata.csv").write_text("new simulator")
         return Path(out)
 
-    monkeypatch.setattr(S, "simulate_cohort", fake)
+    monkeypatch.setattr(cohort, "simulate_cohort", fake)
     path = S.default_cohort("tiny", seed=6)
     assert (path / "metadata.csv").read_text() == "new simulator"
-    assert S._cached_fingerprint(path) == S.simulator_fingerprint()
+    assert cohort._cached_fingerprint(path) == S.simulator_fingerprint()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sim-tiny-seed6"]  # stale copy removed
 
 
 # ------------------------------------------------------------------------------------------ worlds
 def _slides(world: str, n: int = 4) -> list[dict]:
-    plans = S._cohort_plan(S.PRESETS["tiny"], 0)[:n]
+    plans = cohort._cohort_plan(S.PRESETS["tiny"], 0)[:n]
     return [S.simulate_slide(p, 0, "tiny", with_patches=False, backbones=["resnet50"], world=world) for p in plans]
 
 
@@ -290,7 +332,7 @@ def test_no_context_world_turns_the_context_fields_off(worlds):
 def _modulation_variance(sim: dict, world: str) -> tuple[float, float]:
     a = sim["adata"]
     tissue = {"activity": np.asarray(a.obsm["true_pathway_activity"], np.float64),
-              "activity_ref": S._activity_reference()}
+              "activity_ref": activity_reference()}
     if "true_hidden_programme_activity" in a.obsm:
         tissue["hidden_activity"] = np.asarray(a.obsm["true_hidden_programme_activity"], np.float64)
     mod = S.programme_log_modulation(S.biology(), tissue, S.WORLDS[world])
@@ -321,9 +363,9 @@ def test_feature_noise_has_parts_that_neighbour_averaging_keeps():
 
     rows, cols = np.meshgrid(np.arange(30), np.arange(60), indexing="ij")
     even = (rows + cols) % 2 == 0  # the Visium hex lattice
-    xy = S._grid_um(rows[even], cols[even])
+    xy = array_centres_um(rows[even], cols[even])
     world = S.WORLDS["default"]
-    image = S.structured_noise(S._rng(0, 9), xy, 18, world)
+    image = S.structured_noise(cohort._rng(0, 9), xy, 18, world)
     spot = world.noise_spot * np.random.default_rng(1).standard_normal(image.shape)
     keep = lambda v: np.mean([np.corrcoef(spatial.knn_mean(v, xy, 6)[:, j], v[:, j])[0, 1]  # noqa: E731
                               for j in range(v.shape[1])])
@@ -334,7 +376,7 @@ def test_feature_noise_has_parts_that_neighbour_averaging_keeps():
 
 
 def test_worlds_are_deterministic_and_cached_under_their_name(tmp_path, monkeypatch):
-    plan = S._cohort_plan(S.PRESETS["tiny"], 0)[1]
+    plan = cohort._cohort_plan(S.PRESETS["tiny"], 0)[1]
     one = S.simulate_slide(plan, 0, "tiny", with_patches=False, backbones=["gigapath"], world="strong-patient")
     two = S.simulate_slide(plan, 0, "tiny", with_patches=False, backbones=["gigapath"], world="strong-patient")
     assert (one["adata"].X != two["adata"].X).nnz == 0
@@ -348,7 +390,7 @@ def test_worlds_are_deterministic_and_cached_under_their_name(tmp_path, monkeypa
         (Path(out) / "metadata.csv").write_text("id\n")
         return Path(out)
 
-    monkeypatch.setattr(S, "simulate_cohort", fake)
+    monkeypatch.setattr(cohort, "simulate_cohort", fake)
     assert S.default_cohort("tiny", 3, "no-context") == tmp_path / "sim-tiny-no-context-seed3"
     assert S.default_cohort("tiny", 3) == tmp_path / "sim-tiny-seed3"
     assert S.default_cohort("tiny", 3, "no-context") == tmp_path / "sim-tiny-no-context-seed3"  # cached

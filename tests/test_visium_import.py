@@ -14,7 +14,7 @@ import pytest
 
 from conftest import SHARED
 from stflib.data import read_hest_sample
-from stflib.visium_import import import_visium, read_spaceranger, spot_pitch
+from stflib.data.visium import import_visium, read_spaceranger
 
 REAL = SHARED / "real_st"
 needs_real = pytest.mark.skipif(not REAL.is_dir(), reason=f"real Visium test data not found at {REAL}")
@@ -193,12 +193,6 @@ def test_real_wrong_scale_factor_and_z_scores(tmp_path):
     with pytest.raises(ValueError, match=r"test_data.h5: expression is not raw UMI counts .*negative values"):
         import_visium(tmp_path / "o", "BC1", "P3", "Breast", "IDC", REAL / "stlearn_breast" / "test_image.jpg",
                       adata=REAL / "stlearn_breast" / "test_data.h5", image_scale="hires")
-
-
-def test_spot_pitch_of_a_hex_grid():
-    c, r = np.meshgrid(np.arange(5), np.arange(4))
-    pts = np.stack([2.0 * c + r % 2, np.sqrt(3) * r], -1).reshape(-1, 2)  # every neighbour 2 apart
-    assert spot_pitch(pts) == pytest.approx(2.0)
 
 
 def test_read_spaceranger_ensembl_only_names_warn(tmp_path):

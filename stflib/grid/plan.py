@@ -108,7 +108,7 @@ def sample_genes(root: Path, sample_id: str) -> set[str]:
         var = ad.io.read_elem(f["var"])
         ensembl_only = "uns" in f and "gene_names" in f["uns"] and ad.io.read_elem(f["uns/gene_names"]) == "ensembl_ids"
     names = var.index.to_numpy().astype(str)
-    return {str(g) for g in (names if ensembl_only else D._gene_symbols(var, names, path))}
+    return {str(g) for g in (names if ensembl_only else D.gene_symbols(var, names, path))}
 
 
 def _check_gene_overlap(p: Plan, root: Path, meta, k: int) -> None:

@@ -296,22 +296,13 @@ class NystromLayer(nn.Module):
 
 
 def estimate_pitch(xy: np.ndarray) -> float:
-    """Centre-to-centre spot distance: the median distance to the (up to 6) hexagonal neighbours.
+    """Centre-to-centre spot distance (``stflib.spatial.spot_pitch``: the median distance to the hexagonal
+    neighbours); 1 when there is no pitch to measure (fewer than 2 spots, or all at one place), so a
+    lone spot still gets a cell."""
+    from stflib import spatial
 
-    The median over all neighbour pairs, not of each spot's nearest distance: with registration
-    jitter the nearest of 6 noisy distances is biased low, and a 1% error in the pitch is a whole
-    cell at the far side of a 128-column Visium array.
-    """
-    from scipy.spatial import cKDTree
-
-    if len(xy) < 2:
-        return 1.0
-    dist, _ = cKDTree(xy).query(xy, k=min(7, len(xy)))
-    nearest = float(np.median(dist[:, 1]))
-    if nearest <= 0:
-        return 1.0
-    ring = dist[:, 1:][(dist[:, 1:] > 0.8 * nearest) & (dist[:, 1:] < 1.2 * nearest)]
-    return float(np.median(ring))
+    pitch = spatial.spot_pitch(xy) if len(xy) >= 2 else 0.0
+    return pitch if pitch > 0 else 1.0
 
 
 def visium_grid(coords: Tensor, valid: Tensor, pitch: float | None = None) -> tuple[Tensor, int, int]:

@@ -203,7 +203,7 @@ def knn_neighbours(coords: Tensor, valid: Tensor, k: int) -> tuple[Tensor, Tenso
     Returns ``index`` (B, S, k+1) long into the spot axis (slot 0 = the spot itself) and
     ``index_valid`` (B, S, k+1) bool (False for slots a small slide or a padding spot cannot fill).
     """
-    from scipy.spatial import cKDTree
+    from stflib import spatial
 
     B, S, _ = coords.shape
     index = torch.arange(S).view(1, S, 1).repeat(B, 1, k + 1)
@@ -215,15 +215,7 @@ def knn_neighbours(coords: Tensor, valid: Tensor, k: int) -> tuple[Tensor, Tenso
         n_other = min(k, len(rows) - 1)
         if n_other <= 0:
             continue
-        tree = cKDTree(xy_all[b, rows])
-        _, nearest = tree.query(xy_all[b, rows], k=n_other + 1)  # (n, n_other+1), positions in rows
-        nearest = rows[nearest]
-        # drop the spot itself wherever it appears (duplicate coordinates may put it second), else the last
-        is_self = nearest == rows[:, None]
-        drop = np.where(is_self.any(1), is_self.argmax(1), n_other)
-        keep = np.ones_like(nearest, dtype=bool)
-        keep[np.arange(len(rows)), drop] = False
-        others = nearest[keep].reshape(len(rows), n_other)
+        others = rows[spatial.knn_indices(xy_all[b, rows], n_other)]  # (n, n_other), nearest first
         index[b, rows, 1 : n_other + 1] = torch.from_numpy(others)
         index_valid[b, rows, 1 : n_other + 1] = True
     return index.to(coords.device), index_valid.to(coords.device)

@@ -84,7 +84,7 @@ def page_banner(axis: str | None = None, results_dir: str | Path | None = None) 
     display(Markdown(simulation_note(summary) + "\n\n" + stale_banner(runs)))
 
 
-API_MODULES = ("pathways", "data", "simulate", "calibration", "spatial", "backbones", "features", "models", "losses",
+API_MODULES = ("pathways", "data", "simulate", "sim.calibration", "spatial", "backbones", "features", "models", "losses",
                "config", "train", "metrics", "plots", "grid.axes", "grid.params", "grid.runner", "grid.collect",
                "bench", "report.results", "report.stats", "report.tables", "report.figures", "report.findings",
                "report.pages")

@@ -7,10 +7,10 @@ alpha = 100 / (n_components * n_genes)), the same model as the ``ridge_probe`` b
 
 - ``probe_pcc``: the probe from frozen features to log1p(CP10k) of the 50 most variable genes of
   the training patients, patient-held-out folds; the score is the mean over genes of the PCC across
-  the pooled held-out spots, averaged over folds. ``context=True`` uses [own features, mean of the
-  k = 6 nearest neighbours' features] (``stflib.spatial.with_neighbour_mean``), the input of the
-  context-matched baseline arms; ``inputs`` takes any per-sample input (the noise-free latent, the
-  true context fields ...).
+  the pooled held-out spots (``stflib.metrics.pearson_columns``, the runs' PCC), averaged over
+  folds. ``context=True`` uses [own features, mean of the k = 6 nearest neighbours' features]
+  (``stflib.spatial.with_neighbour_mean``), the input of the context-matched baseline arms;
+  ``inputs`` takes any per-sample input (the noise-free latent, the true context fields ...).
 - ``noise_ceiling``: the same PCC between the simulator's expected expression (its ZINB mean) and
   the observed counts: the best any predictor can do. ``latent`` inputs give the second ceiling:
   what the images can tell at most (ridge on the noise-free morphology latent).
@@ -31,8 +31,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from . import data as stdata
-from . import spatial
+from .. import data as stdata
+from .. import spatial
+from .. import metrics
 
 # Real anchors of the calibration: (low, high) and where the range comes from.
 ANCHORS: dict[str, tuple[float, float, str]] = {
@@ -93,9 +94,6 @@ def spot_pitch_px(sample) -> float:
     return spatial.spot_pitch(sample.coords)
 
 
-neighbour_mean = spatial.neighbour_mean  # hex-neighbour mean (kept under its old name)
-
-
 def truth_obsm(data_dir: str | Path, sample, key: str) -> np.ndarray:
     """``obsm[key]`` of a simulated sample's h5ad, rows aligned with ``sample.barcodes``."""
     import anndata as ad
@@ -112,20 +110,12 @@ def truth_obsm(data_dir: str | Path, sample, key: str) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------ probes
 def ridge_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, n_components: int = 256) -> np.ndarray:
-    """HEST-Bench's probe, the ``ridge_probe`` baseline's model (``RidgeProbe``), fit and applied."""
-    from .models.baselines import RidgeProbe
+    """HEST-Bench's probe, fit and applied: ``RidgeProbe`` exactly as the ``ridge_probe`` baseline arm builds
+    it (no intercept, HEST-Bench's setting: the PCA scores are centred, so an intercept would only add
+    the training mean to every prediction, which no PCC sees, up to the lsqr solver's tolerance)."""
+    from ..models.baselines import RidgeProbe
 
-    probe = RidgeProbe(n_components=n_components, fit_intercept=True)
-    return probe.fit(x_train, y_train).predict(x_test)
-
-
-def pearson_per_gene(y: np.ndarray, y_hat: np.ndarray) -> np.ndarray:
-    """PCC per column; NaN where either side is constant."""
-    y, y_hat = np.asarray(y, np.float64), np.asarray(y_hat, np.float64)
-    yc, hc = y - y.mean(0), y_hat - y_hat.mean(0)
-    den = np.sqrt((yc ** 2).sum(0) * (hc ** 2).sum(0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, (yc * hc).sum(0) / den, np.nan)
+    return RidgeProbe(n_components=n_components).fit(x_train, y_train).predict(x_test)
 
 
 def _folds(meta: pd.DataFrame, n_folds: int, seed: int) -> list[tuple[list[str], list[str]]]:
@@ -173,7 +163,9 @@ def probe_pcc(meta: pd.DataFrame, samples: list, n_folds: int = 3, context: bool
         ytr = _stack(train, lambda s: log_cp10k(s, hvg)[_qc(s)])
         xte = _stack(test, lambda s: inputs(s)[_qc(s)])
         yte = _stack(test, lambda s: log_cp10k(s, hvg)[_qc(s)])
-        r = pearson_per_gene(yte, ridge_probe(xtr, ytr, xte, n_components))
+        # the runs' PCC: NaN for a gene constant over the held-out spots (skipped by the nan-means), 0 for a
+        # constant prediction (it explains nothing)
+        r = metrics.pearson_columns(ridge_probe(xtr, ytr, xte, n_components), yte)
         per_fold.append(float(np.nanmean(r)))
         for g, v in zip(hvg, r):
             per_gene.setdefault(g, []).append(v)
@@ -192,7 +184,7 @@ def noise_ceiling(meta: pd.DataFrame, samples: list, n_folds: int = 3, n_hvg: in
         hvg = _fold_hvgs(train, n_hvg)
         y = _stack(test, lambda s: log_cp10k(s, hvg)[_qc(s)])
         y_true = _stack(test, lambda s: log_cp10k(s, hvg, expected=True)[_qc(s)])
-        per_fold.append(float(np.nanmean(pearson_per_gene(y, y_true))))
+        per_fold.append(float(np.nanmean(metrics.pearson_columns(y_true, y))))
     return {"pcc": float(np.mean(per_fold)), "per_fold": per_fold}
 
 
@@ -291,7 +283,7 @@ def pathway_ceiling(meta: pd.DataFrame, samples: list, inputs, n_folds: int = 3,
         ytr = _stack(train, lambda s: np.asarray(s.truth["pathway_activity"], np.float64)[_qc(s)])
         xte = _stack(test, lambda s: inputs(s)[_qc(s)])
         yte = _stack(test, lambda s: np.asarray(s.truth["pathway_activity"], np.float64)[_qc(s)])
-        r = pearson_per_gene(yte, ridge_probe(xtr, ytr, xte, n_components))
+        r = metrics.pearson_columns(ridge_probe(xtr, ytr, xte, n_components), yte)
         per_fold.append(float(np.nanmean(r)))
         per_path.append(r)
     return {"pcc": float(np.mean(per_fold)), "per_fold": per_fold,
@@ -412,7 +404,8 @@ def world_calibration(world: str = "default", preset: str = "default", seed: int
     the folder itself is replaced when the simulator changes)."""
     import json
 
-    from .simulate import WORLDS, default_cohort
+    from .cohort import default_cohort
+    from .worlds import WORLDS
 
     if world not in WORLDS:
         raise ValueError(f"unknown world {world!r}; allowed: {', '.join(WORLDS)}")
