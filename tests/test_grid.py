@@ -125,7 +125,7 @@ metrics = {"pcc_hvg50": 0.1 * (fold + 1), "pcc_all": 0.05, "mse": 1.0, "pathway_
            "model": model, "train_seconds": 0.1, "config": {"seed": seed},
            "settings": {"torch_threads": torch_threads, "prediction_genes": prediction_genes,
                         "omp": os.environ.get("OMP_NUM_THREADS"),
-                        "stflib_env": sorted(k for k in os.environ if k.startswith("STFLIB_") and k != "STFLIB_CACHE")}}
+                        "stflib_env": sorted(k for k in os.environ if k in ("STFLIB_TORCH_THREADS", "STFLIB_PREDICTION_GENES"))}}
 (Path(output_dir) / "metrics.json").write_text(json.dumps(metrics))
 '''
 
