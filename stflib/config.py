@@ -19,23 +19,21 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-QUADRANTS = ("p2p", "p2h", "h2p", "h2h")
-# the seed's named interaction variants
-NAMED_INTERACTIONS = {
-    "all": QUADRANTS,
-    "full": QUADRANTS,  # Full Interaction
-    "bottleneck": ("p2p", "p2h", "h2p"),  # Pathway Bottleneck: no patch-patch attention
-}
-MODELS = ("interaction", "he2rna", "mlp", "abmil", "transmil", "mean", "ridge_probe")
-TORCH_MODELS = ("interaction", "he2rna", "mlp", "abmil", "transmil")
-LOSSES = ("mse", "pcc", "mse_pcc", "zinb")
-BACKBONES = ("resnet50", "ctranspath", "phikon", "hibou-b", "hibou-l", "gigapath")
-BACKBONE_DIMS = {"resnet50": 2048, "ctranspath": 768, "phikon": 768, "hibou-b": 768, "hibou-l": 1024, "gigapath": 1536}
-POSITIONAL_ENCODINGS = ("sinusoidal", "learned", "none")
+from stflib import backbones as _backbones
+from stflib import losses as _losses
+from stflib import models as _models
+from stflib.models.stf import NAMED_INTERACTIONS, QUADRANTS, PositionalEncoding2D, check_depth, parse_interactions
+
+# allowed values: read from the registries that own the names
+MODELS = tuple(_models.MODELS)
+TORCH_MODELS = _models.TORCH_MODELS
+LOSSES = tuple(_losses.LOSSES)
+BACKBONES = tuple(_backbones.BACKBONES)
+POSITIONAL_ENCODINGS = PositionalEncoding2D.MODES
 OUTPUT_MODES = ("dense", "global")
 PRESETS = ("tiny", "default", "full")
 WORLDS = ("default", "pathway-misspecified", "no-context", "strong-patient")  # stflib.simulate.WORLDS
-CONTEXT_FEATURE_MODELS = ("ridge_probe", "mlp")  # per-spot baselines: n_neighbors=k feeds [own, kNN mean]
+PREDICTION_GENES = ("all", "hvg50")  # genes kept in predictions.h5ad: every gene or the 50 evaluation HVGs
 
 
 @dataclass(frozen=True)
@@ -55,7 +53,7 @@ PARAMETERS: tuple[Param, ...] = (
     Param("backbone", "resnet50", str, "frozen foundation-model backbone whose cached features are used", "seed flag", BACKBONES),
     Param("token_dim", 256, int, "transformer embedding dimension", "seed flag"),
     Param("n_heads", 4, int, "attention heads", "seed flag"),
-    Param("n_layers", 2, int, "transformer layers (minimum 2)", "seed flag"),
+    Param("n_layers", 2, int, "transformer layers (at least 2 without h2h: the seed's depth rule)", "seed flag"),
     Param("num_pathways", 50, int, "pathway bottleneck tokens (the Hallmarks covered by the gene vocabulary when pathway_init or the auxiliary loss name them)", "seed flag"),
     Param("pathway_init", False, bool, "initialise the gene reconstructor from MSigDB Hallmark membership", "seed flag"),
     Param("loss", "mse", str, "gene loss", "seed flag", LOSSES),
@@ -101,6 +99,8 @@ PARAMETERS: tuple[Param, ...] = (
     Param("output_dir", "out", str, "where metrics.json, predictions.h5ad and figures go", "run"),
     Param("time_limit_s", 0.0, float, "stop training after this many seconds (0: no limit)", "run"),
     Param("progress", True, bool, "show a progress bar", "run"),
+    Param("torch_threads", 0, int, "torch CPU threads of this run (0: torch's default; the grid runner sets one per run)", "run"),
+    Param("prediction_genes", "all", str, "genes kept in predictions.h5ad: all, or the 50 evaluation HVGs (hvg50, the grid's choice)", "run", PREDICTION_GENES),
 )
 PARAM_BY_NAME = {p.name: p for p in PARAMETERS}
 # cohort-filter parameter -> stflib.data.select_samples keyword
@@ -142,32 +142,9 @@ def _allowed(values) -> str:
     return ", ".join(str(v) for v in values)
 
 
-def parse_interactions(value) -> list[str]:
-    """``"all"``, ``"bottleneck"``, ``"p2p,p2h"``, ``"p2p p2h"`` or ``["p2p", "p2h"]`` -> quadrants in canonical order."""
-    if value is None:
-        raise ValueError(f"interactions: got None; allowed: all, full, bottleneck or a subset of {_allowed(QUADRANTS)}")
-    if isinstance(value, str):
-        key = value.strip().lower()
-        if key in NAMED_INTERACTIONS:
-            return list(NAMED_INTERACTIONS[key])
-        items = [s for s in key.replace(",", " ").replace("+", " ").split() if s]
-    elif isinstance(value, (list, tuple, set)):
-        items = [str(s).strip().lower() for s in value]
-        if len(items) == 1 and items[0] in NAMED_INTERACTIONS:
-            return list(NAMED_INTERACTIONS[items[0]])
-    else:
-        raise ValueError(f"interactions: expected a string or a list, got {type(value).__name__} {value!r}")
-    for item in items:
-        if item not in QUADRANTS:
-            raise ValueError(f"interactions: unknown quadrant {item!r}; allowed: {_allowed(QUADRANTS)} (or all, full, bottleneck)")
-    if not items:
-        raise ValueError(f"interactions: empty; allowed: a non-empty subset of {_allowed(QUADRANTS)}")
-    return [q for q in QUADRANTS if q in items]
-
-
 def interactions_name(quadrants) -> str:
     """Canonical arm name of an interaction subset: 'full', 'bottleneck' or e.g. 'p2p-p2h'."""
-    q = tuple(parse_interactions(quadrants))
+    q = parse_interactions(quadrants)
     if q == QUADRANTS:
         return "full"
     if q == NAMED_INTERACTIONS["bottleneck"]:
@@ -245,22 +222,23 @@ def validate(params: dict[str, Any] | None = None, check_paths: bool = True, **o
             if v not in p.allowed:
                 raise ValueError(f"{p.name}: unknown value {cfg[p.name]!r}; allowed: {_allowed(p.allowed)}")
             cfg[p.name] = v
-    cfg["interactions"] = parse_interactions(cfg["interactions"])
+    cfg["interactions"] = list(parse_interactions(cfg["interactions"]))
+    model, loss = _models.MODELS[cfg["model"]], _losses.LOSSES[cfg["loss"]]
 
     def positive(name, strict=True):
         v = cfg[name]
         if (v <= 0) if strict else (v < 0):
             raise ValueError(f"{name}: must be {'> 0' if strict else '>= 0'}, got {v!r}")
 
-    for name in ("token_dim", "n_heads", "num_pathways", "n_genes", "max_steps", "eval_every", "batch_size", "lr", "n_folds"):
+    for name in ("token_dim", "n_heads", "n_layers", "num_pathways", "n_genes", "max_steps", "eval_every", "batch_size", "lr", "n_folds"):
         positive(name)
     if cfg["epochs"] is not None:
         positive("epochs")
     for name in ("pcc_weight", "pathway_loss_weight", "n_neighbors", "weight_decay", "warmup_steps", "crop_spots",
-                 "grad_clip", "patience", "dropout", "time_limit_s", "seed", "qc_min_umis", "qc_min_genes"):
+                 "grad_clip", "patience", "dropout", "time_limit_s", "seed", "qc_min_umis", "qc_min_genes", "torch_threads"):
         positive(name, strict=False)
-    if cfg["n_layers"] < 2:
-        raise ValueError(f"n_layers: the seed's minimum is 2 (pathways gather, then patches read), got {cfg['n_layers']}")
+    if "n_layers" in model.run_args:
+        check_depth(cfg["interactions"], cfg["n_layers"])
     if cfg["token_dim"] % cfg["n_heads"]:
         raise ValueError(f"token_dim ({cfg['token_dim']}) must be divisible by n_heads ({cfg['n_heads']})")
     if cfg["n_folds"] < 2:
@@ -275,11 +253,12 @@ def validate(params: dict[str, Any] | None = None, check_paths: bool = True, **o
     if not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         raise ValueError(f"device: unknown value {cfg['device']!r}; allowed: auto, cpu, cuda, cuda:N, mps")
     cfg["device"] = dev
-    if cfg["loss"] == "zinb" and cfg["model"] != "interaction":
-        raise ValueError(f"loss 'zinb' needs a model with a ZINB head; allowed: interaction (got model {cfg['model']!r})")
-    if cfg["loss"] == "zinb" and cfg["log_transform"]:
-        raise ValueError("loss 'zinb' models raw counts: log_transform must be False")
-    if cfg["model"] == "interaction" and cfg["n_neighbors"] and "h2h" not in cfg["interactions"]:
+    if loss.needs_counts and not model.zinb_head:
+        with_head = ", ".join(name for name, spec in _models.MODELS.items() if spec.zinb_head)
+        raise ValueError(f"loss {cfg['loss']!r} needs a model with a ZINB head; allowed: {with_head} (got model {cfg['model']!r})")
+    if loss.needs_counts and cfg["log_transform"]:
+        raise ValueError(f"loss {cfg['loss']!r} models raw counts: log_transform must be False")
+    if "interactions" in model.run_args and cfg["n_neighbors"] and "h2h" not in cfg["interactions"]:
         raise ValueError(f"n_neighbors={cfg['n_neighbors']} restricts the h2h flow to the k nearest spots, but "
                          f"interactions {','.join(cfg['interactions'])} has no h2h; use n_neighbors=0 or add h2h")
     if cfg["output_mode"] == "global" and cfg["n_neighbors"]:
@@ -294,7 +273,7 @@ def validate(params: dict[str, Any] | None = None, check_paths: bool = True, **o
 
 
 # parameters that do not change what a run computes (left out of the run hash)
-NON_RESULT_PARAMS = ("output_dir", "progress", "device")
+NON_RESULT_PARAMS = ("output_dir", "progress", "device", "torch_threads", "prediction_genes")
 
 
 def config_hash(cfg: dict[str, Any]) -> str:
