@@ -170,8 +170,7 @@ pd.concat([pcc.tail(5), pcc.head(5)]).rename("PCC").to_frame().round(3)
 #   its pooled PCC is the ceiling of the global mode on this fold.
 
 # %%
-floor = MeanExpression(feature_dim, len(hvg)).fit(y_train)
-floor_pred = np.broadcast_to(floor.mean.detach().numpy(), y_test.shape)
+floor_pred = MeanExpression().fit(x_train, y_train).predict(x_test)
 slide_means = np.concatenate([
     np.repeat(calibration.log_cp10k(s, hvg)[qc_mask(s.counts, s.genes)].mean(0, keepdims=True),
               int(qc_mask(s.counts, s.genes).sum()), axis=0) for s in test])
