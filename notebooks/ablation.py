@@ -87,8 +87,9 @@ prediction_genes = 'all'  # genes kept in predictions.h5ad: all, or the 50 evalu
 # Validate first: a bad value (an unknown quadrant, model, loss or backbone) stops the run here.
 from stflib import config
 
-cfg = config.validate({name: globals()[name] for name in config.defaults()})
-print(config.format_config(cfg))
+cfg = config.RunConfig.from_params({name: globals()[name] for name in config.defaults()})
+config.check_data_dir(cfg.data_dir)
+print(config.format_config(cfg.as_dict()))
 
 # %%
 import warnings
@@ -100,7 +101,7 @@ import pandas as pd
 from stflib import plots, train
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # no ipywidgets: tqdm draws a text bar instead
-figures = Path(cfg["output_dir"])
+figures = Path(cfg.output_dir)
 figures.mkdir(parents=True, exist_ok=True)
 result = train.run(cfg)  # load the fold, train (early stopping on held-out training patients), evaluate, write
 
@@ -117,10 +118,10 @@ result = train.run(cfg)  # load the fold, train (early stopping on held-out trai
 keys = ["pcc_hvg50", "pcc_all", "mse", "pathway_pcc_truth", "pathway_pcc_truth_matched", "pcc_hvg50_within_slide",
         "collapse_ratio", "noise_ceiling_hvg50", "moran_i_pred_median", "moran_i_true_median",
         "moran_rank_spearman", "n_params", "train_seconds", "epochs_run", "best_epoch"]
-pd.Series({k: result.metrics.get(k) for k in keys}, name=f"{cfg['model']} fold {cfg['fold']}").to_frame()
+pd.Series({k: result.metrics.get(k) for k in keys}, name=f"{cfg.model} fold {cfg.fold}").to_frame()
 
 # %%
-fig = plots.learning_curve(result.history, title=f"{cfg['model']}, fold {cfg['fold']}")
+fig = plots.learning_curve(result.history, title=f"{cfg.model}, fold {cfg.fold}")
 fig.savefig(figures / "learning_curve.png", dpi=100, bbox_inches="tight")
 
 # %%
@@ -147,11 +148,11 @@ fig.savefig(figures / "pathway_maps.png", dpi=100, bbox_inches="tight")
 
 # %%
 first = result.predictions[0]
-if cfg["return_attention"] and first.get("attention"):
+if cfg.return_attention and first.get("attention"):
     n_spots = len(first["pred"])
     coords = result.adata.obsm["spatial"][: n_spots]
     names = getattr(result.model, "pathway_names_", None)
-    n_p = len(names) if names else cfg["num_pathways"]
+    n_p = len(names) if names else cfg.num_pathways
     fig = plots.attention_maps(first["attention"], coords, n_p, names)
     fig.savefig(figures / "attention.png", dpi=100, bbox_inches="tight")
 else:
@@ -159,4 +160,4 @@ else:
 
 # %%
 plt.close("all")
-print(f"wrote {sorted(p.name for p in Path(cfg['output_dir']).iterdir())}")
+print(f"wrote {sorted(p.name for p in Path(cfg.output_dir).iterdir())}")

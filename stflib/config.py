@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, make_dataclass
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -200,17 +200,9 @@ def _coerce(p: Param, value):
     return value
 
 
-def validate(params: dict[str, Any] | None = None, check_paths: bool = True, **overrides) -> dict[str, Any]:
-    """Check and normalise run parameters; missing ones take their defaults.
-
-    Raises ``ValueError`` naming the bad value and the allowed ones. Returns a new dict with every
-    parameter (``interactions`` as a list of quadrants in canonical order).
-    """
-    given = dict(params or {})
-    given.update(overrides)
-    unknown = sorted(set(given) - set(PARAM_BY_NAME))
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {', '.join(unknown)}; allowed: {_allowed(PARAM_BY_NAME)}")
+def _normalised(given: dict[str, Any]) -> dict[str, Any]:
+    """Every parameter, checked and normalised (the one place the rules between parameters live);
+    ``given`` holds known names only. Raises ``ValueError`` naming the bad value and the allowed ones."""
     cfg = defaults()
     for name, value in given.items():
         cfg[name] = _coerce(PARAM_BY_NAME[name], value)
@@ -265,10 +257,68 @@ def validate(params: dict[str, Any] | None = None, check_paths: bool = True, **o
         raise ValueError("output_mode 'global' predicts one profile per slide: n_neighbors must be 0")
     if cfg["data_dir"] is not None:
         cfg["data_dir"] = str(cfg["data_dir"])
-        if check_paths and not (Path(cfg["data_dir"]) / "metadata.csv").is_file():
-            raise ValueError(f"data_dir: {cfg['data_dir']!r} has no metadata.csv (a HEST-1k style folder is expected); "
-                             "use None for the embedded simulated cohort")
     cfg["output_dir"] = str(cfg["output_dir"])
+    return cfg
+
+
+def check_data_dir(data_dir: str | None) -> None:
+    """A ``data_dir`` must hold a HEST-1k style ``metadata.csv`` (None: the embedded simulated cohort)."""
+    if data_dir is not None and not (Path(data_dir) / "metadata.csv").is_file():
+        raise ValueError(f"data_dir: {data_dir!r} has no metadata.csv (a HEST-1k style folder is expected); "
+                         "use None for the embedded simulated cohort")
+
+
+class _RunConfigMethods:
+    """The methods of ``RunConfig`` (its fields are generated from ``PARAMETERS``)."""
+
+    def __post_init__(self):
+        values = _normalised({name: getattr(self, name) for name in PARAM_BY_NAME})
+        values["interactions"] = tuple(values["interactions"])
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def from_params(cls, params: "dict[str, Any] | RunConfig | None" = None, **overrides) -> "RunConfig":
+        """A RunConfig from a parameter dict (strings from ``papermill -p`` are coerced) or another
+        RunConfig, with ``overrides``; an unknown name is a ``ValueError`` naming the allowed ones."""
+        if isinstance(params, cls) and not overrides:
+            return params
+        given = params.as_dict() if isinstance(params, cls) else dict(params or {})
+        given.update(overrides)
+        unknown = sorted(set(given) - set(PARAM_BY_NAME))
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {', '.join(unknown)}; allowed: {_allowed(PARAM_BY_NAME)}")
+        return cls(**given)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every parameter by name, in table order (``interactions`` as a list, as the params files write it)."""
+        out = {name: getattr(self, name) for name in PARAM_BY_NAME}
+        out["interactions"] = list(out["interactions"])
+        return out
+
+
+# The run configuration: one frozen, typed field per row of PARAMETERS (with its default), checked
+# and normalised once, on construction; training and model building take it whole.
+RunConfig = make_dataclass(
+    "RunConfig",
+    [(p.name, (p.type | None) if p.nullable else p.type, field(default=p.default)) for p in PARAMETERS],
+    bases=(_RunConfigMethods,), frozen=True,
+)
+RunConfig.__module__ = __name__  # importable (and picklable) as stflib.config.RunConfig
+RunConfig.__doc__ = ("The parameters of one run (``PARAMETERS``), validated on construction; build it with "
+                     "``RunConfig(**params)`` or ``RunConfig.from_params(dict_or_config, **overrides)``.")
+
+
+def validate(params: dict[str, Any] | None = None, check_paths: bool = True, **overrides) -> dict[str, Any]:
+    """Check and normalise run parameters; missing ones take their defaults.
+
+    Raises ``ValueError`` naming the bad value and the allowed ones. Returns a new dict with every
+    parameter (``interactions`` as a list of quadrants in canonical order); ``check_paths``: a
+    ``data_dir`` must hold a ``metadata.csv``.
+    """
+    cfg = RunConfig.from_params(params, **overrides).as_dict()
+    if check_paths:
+        check_data_dir(cfg["data_dir"])
     return cfg
 
 
@@ -276,9 +326,9 @@ def validate(params: dict[str, Any] | None = None, check_paths: bool = True, **o
 NON_RESULT_PARAMS = ("output_dir", "progress", "device", "torch_threads", "prediction_genes")
 
 
-def config_hash(cfg: dict[str, Any]) -> str:
+def config_hash(cfg: "dict[str, Any] | RunConfig") -> str:
     """Short stable hash of the parameters that determine a run's result."""
-    c = validate(cfg, check_paths=False)
+    c = RunConfig.from_params(cfg).as_dict()
     payload = {k: v for k, v in c.items() if k not in NON_RESULT_PARAMS}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

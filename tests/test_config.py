@@ -105,3 +105,27 @@ def test_notebook_parameters_cell_is_generated_from_the_table():
     assert {k: ns[k] for k in config.defaults()} == config.defaults()
     assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code"), "store the notebook without outputs"
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
+
+
+def test_run_config_is_validated_once_frozen_and_whole():
+    import dataclasses
+
+    cfg = config.RunConfig(interactions="p2h p2p", model="MLP", n_layers="3")
+    assert cfg.interactions == ("p2p", "p2h") and cfg.model == "mlp" and cfg.n_layers == 3
+    assert [f.name for f in dataclasses.fields(cfg)] == [p.name for p in config.PARAMETERS]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.model = "interaction"
+    with pytest.raises(ValueError, match="loss: unknown value 'l1'"):
+        config.RunConfig(loss="l1")
+    with pytest.raises(ValueError, match="unknown parameter"):
+        config.RunConfig.from_params({"learning_rate": 1})
+    assert config.RunConfig.from_params(cfg) is cfg
+    assert config.RunConfig.from_params(cfg, fold=1).fold == 1
+    assert cfg.as_dict() == config.validate(interactions="p2h p2p", model="MLP", n_layers="3")
+    assert config.config_hash(cfg) == config.config_hash(cfg.as_dict())
+
+
+def test_run_settings_do_not_change_the_hash():
+    base = config.config_hash({})
+    assert config.config_hash(dict(torch_threads=2, prediction_genes="hvg50", device="cpu")) == base
+    assert config.defaults()["torch_threads"] == 0 and config.defaults()["prediction_genes"] == "all"

@@ -75,7 +75,7 @@ def cfg(**kw):
     base = dict(max_steps=12, eval_every=2, patience=0, batch_size=2, lr=0.05, warmup_steps=2, log_transform=True,
                 progress=False)
     base.update(kw)
-    return C.validate(base)
+    return C.RunConfig(**base)
 
 
 def test_lr_schedule_warms_up_then_decays():
@@ -212,7 +212,7 @@ def test_context_matched_baselines_see_own_and_neighbour_mean_features(tiny_coho
     common = dict(preset="tiny", model=model, epochs=2, progress=False, output_dir=str(tmp_path))
     plain = T.run(None, log=None, write=False, **common)
     matched = T.run(None, log=None, write=False, n_neighbors=6, **common)
-    width = BACKBONES[matched.config["backbone"]].feature_dim
+    width = BACKBONES[matched.config.backbone].feature_dim
     assert plain.fold.feature_dim == width and matched.fold.feature_dim == 2 * width
     item = next(iter(matched.fold.items.values()))
     assert item["features"].shape[1] == 2 * width

@@ -20,6 +20,6 @@ def write_artefacts(result: "Run", out_dir: str | Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     result.per_gene.to_csv(out_dir / "per_gene.csv", index=False, float_format="%.5f")
     pd.DataFrame(result.history).to_csv(out_dir / "history.csv", index=False, float_format="%.6g")
-    a = result.adata if result.config["prediction_genes"] == "all" else result.adata[:, result.fold.hvg].copy()  # no second pass over the thumbnails
+    a = result.adata if result.config.prediction_genes == "all" else result.adata[:, result.fold.hvg].copy()  # no second pass over the thumbnails
     atomic_write(out_dir / "predictions.h5ad", lambda tmp: a.write_h5ad(tmp, compression="gzip"))
     write_json(result.metrics, out_dir / "metrics.json")  # last: its presence marks a complete run

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from stflib import metrics as M
+from stflib.config import RunConfig
 from stflib.models.baselines import ridge_path
 from stflib.spatial import with_neighbour_mean
 from stflib.train.fold import FoldData, uses_context_features
@@ -17,7 +18,7 @@ from stflib.train.fold import FoldData, uses_context_features
 CEILING_ALPHAS = tuple(10.0 ** np.arange(-1, 6))
 
 
-def pathway_ceiling(fold: FoldData, cfg: dict, alphas=CEILING_ALPHAS) -> float:
+def pathway_ceiling(fold: FoldData, cfg: RunConfig, alphas=CEILING_ALPHAS) -> float:
     """How much of the simulator's true pathway activity the arm's inputs hold: a ridge from the same
     (standardised) features, plus the mean of the k nearest spots' features when the arm uses
     ``n_neighbors``, fit directly to the true activities on the training slides, its penalty chosen on
@@ -26,7 +27,7 @@ def pathway_ceiling(fold: FoldData, cfg: dict, alphas=CEILING_ALPHAS) -> float:
     if not fold.truth_pathway_names:
         return float("nan")
     # per-spot baselines with n_neighbors already carry [own, neighbour mean] in their features
-    k = 0 if uses_context_features(cfg) else cfg["n_neighbors"]
+    k = 0 if uses_context_features(cfg) else cfg.n_neighbors
 
     def stack(ids):
         X, A = [], []
@@ -64,7 +65,7 @@ def expected_log(sample, genes: list[str]) -> np.ndarray | None:
     return np.log1p(sub / lib * 1e4)
 
 
-def evaluate_predictions(fold: FoldData, cfg: dict, preds: list[dict], train_preds: list[dict],
+def evaluate_predictions(fold: FoldData, cfg: RunConfig, preds: list[dict], train_preds: list[dict],
                          pathway_names: list[str] | None) -> tuple[dict, dict]:
     """(metrics, per-gene arrays) of the held-out predictions ``preds`` (and the training slides'
     ``train_preds`` for the training fit). ``pathway_names``: the model's token names, matched to

@@ -20,6 +20,7 @@ import torch
 from stflib import config as C
 from stflib import data as D
 from stflib import pathways as P
+from stflib.config import RunConfig
 from stflib.models import MODELS
 from stflib.spatial import with_neighbour_mean
 
@@ -49,27 +50,27 @@ class FoldData:
         return np.array([self.genes.index(g) for g in self.hvg])
 
 
-def load_fold(cfg: dict, log: Callable[[str], None] | None = None) -> FoldData:
+def load_fold(cfg: RunConfig, log: Callable[[str], None] | None = None) -> FoldData:
     """Read the cohort, split it by patient, choose genes on the training fold, build slide items."""
-    if cfg["data_dir"] is None:
+    if cfg.data_dir is None:
         from stflib.simulate import default_cohort
 
-        root = Path(default_cohort(cfg["preset"], world=cfg["world"]))
+        root = Path(default_cohort(cfg.preset, world=cfg.world))
     else:
-        root = Path(cfg["data_dir"])
-    meta = D.select_samples(root / "metadata.csv", **C.cohort_filter(cfg))
-    D.check_cohort_folds(meta, cfg["n_folds"], f"the cohort filter {C.describe_cohort(cfg)} on {root / 'metadata.csv'}")
-    qc = {"min_umis": cfg["qc_min_umis"], "min_genes": cfg["qc_min_genes"]}
-    folds = D.patient_folds(meta, cfg["n_folds"], seed=0)
-    train_all, test_ids = folds[cfg["fold"]]
-    train_ids, val_ids = D.train_val_split(train_all, meta, cfg["val_fraction"], seed=0)
+        root = Path(cfg.data_dir)
+    meta = D.select_samples(root / "metadata.csv", **C.cohort_filter(cfg.as_dict()))
+    D.check_cohort_folds(meta, cfg.n_folds, f"the cohort filter {C.describe_cohort(cfg.as_dict())} on {root / 'metadata.csv'}")
+    qc = {"min_umis": cfg.qc_min_umis, "min_genes": cfg.qc_min_genes}
+    folds = D.patient_folds(meta, cfg.n_folds, seed=0)
+    train_all, test_ids = folds[cfg.fold]
+    train_ids, val_ids = D.train_val_split(train_all, meta, cfg.val_fraction, seed=0)
     ids = list(train_ids) + list(val_ids) + list(test_ids)
-    samples = {i: D.read_hest_sample(root, i, backbone=cfg["backbone"]) for i in ids}
-    genes, hvg = D.select_genes([samples[i] for i in list(train_ids) + list(val_ids)], n_genes=cfg["n_genes"], n_hvg=50,
+    samples = {i: D.read_hest_sample(root, i, backbone=cfg.backbone) for i in ids}
+    genes, hvg = D.select_genes([samples[i] for i in list(train_ids) + list(val_ids)], n_genes=cfg.n_genes, n_hvg=50,
                                 qc=qc)
     membership = P.membership_matrix(P.hallmarks(), genes)
     ds = D.SlideDataset([samples[i] for i in ids], genes, membership=membership.matrix,
-                        log_transform=cfg["log_transform"], qc=qc)
+                        log_transform=cfg.log_transform, qc=qc)
     items = {}
     for j in range(len(ds)):
         it = ds[j]
@@ -79,25 +80,25 @@ def load_fold(cfg: dict, log: Callable[[str], None] | None = None) -> FoldData:
     names = first.truth_names.get("pathway_activity") if first.truth else None
     if log:
         log(f"{root}: {len(train_ids)} train / {len(val_ids)} val / {len(test_ids)} test slides; "
-            f"{len(genes)} genes, {len(membership.names)} pathways, features {cfg['backbone']} ({feature_dim}-d)")
+            f"{len(genes)} genes, {len(membership.names)} pathways, features {cfg.backbone} ({feature_dim}-d)")
     return FoldData(root, meta, list(train_ids), list(val_ids), list(test_ids), samples, genes, hvg, membership,
                     items, feature_dim, names)
 
 
-def uses_context_features(cfg: dict) -> bool:
+def uses_context_features(cfg: RunConfig) -> bool:
     """True when the arm's model takes ``n_neighbors`` as [own, mean of the k nearest spots'] features."""
-    return bool(cfg["n_neighbors"]) and MODELS[cfg["model"]].context_features
+    return bool(cfg.n_neighbors) and MODELS[cfg.model].context_features
 
 
-def prepare_features(fold: FoldData, cfg: dict) -> None:
+def prepare_features(fold: FoldData, cfg: RunConfig) -> None:
     """The arm's input transform, in place: context features for the per-spot baselines with
     ``n_neighbors`` (the feature width doubles), then (``standardize_features``) the z-scoring."""
     if uses_context_features(cfg):
         for it in fold.items.values():
             it["features"] = torch.as_tensor(with_neighbour_mean(it["features"].numpy(), it["coords"].numpy(),
-                                                                 cfg["n_neighbors"]), dtype=torch.float32)
+                                                                 cfg.n_neighbors), dtype=torch.float32)
         fold.feature_dim *= 2
-    if cfg["standardize_features"]:
+    if cfg.standardize_features:
         standardize_features(fold.items, fold.slides("train"))
 
 

@@ -18,6 +18,7 @@ import torch
 
 from stflib import config as C
 from stflib import metrics as M
+from stflib.config import RunConfig
 from stflib.data import collate_slides
 from stflib.device import autocast_dtype
 from stflib.io import atomic_write
@@ -45,7 +46,7 @@ def lr_lambda(step: int, warmup: int, total: int, floor: float = 0.02) -> float:
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def validation_score(model, items: list[dict], cfg: dict, device: torch.device,
+def validation_score(model, items: list[dict], cfg: RunConfig, device: torch.device,
                      score_columns: np.ndarray | None = None) -> tuple[float, float]:
     """(mean per-gene PCC over the validation spots on log1p CP10k, validation loss).
 
@@ -100,7 +101,7 @@ def fit(
     model: torch.nn.Module,
     train_items: list[dict],
     val_items: list[dict],
-    cfg: dict,
+    cfg: RunConfig,
     device: torch.device | str = "cpu",
     checkpoint_dir: str | Path | None = None,
     progress: bool | None = None,
@@ -124,8 +125,8 @@ def fit(
     from tqdm.auto import tqdm
 
     device = torch.device(device)
-    progress = cfg["progress"] if progress is None else progress
-    k = window_k(model, cfg["n_neighbors"])
+    progress = cfg.progress if progress is None else progress
+    k = window_k(model, cfg.n_neighbors)
     model.to(device)
     n_train = len(train_items)
     if n_train == 0:
@@ -133,28 +134,28 @@ def fit(
     if k:
         pooled = pool_windows([make_windows(it, k) for it in train_items])
         n_units = pooled["features"].shape[0]
-        per_step = max(1, WINDOW_BATCH * cfg["batch_size"] // 2)
+        per_step = max(1, WINDOW_BATCH * cfg.batch_size // 2)
     else:
-        n_units, per_step = n_train, cfg["batch_size"]
+        n_units, per_step = n_train, cfg.batch_size
     steps_per_pass = math.ceil(n_units / per_step)
-    total = cfg["max_steps"] if cfg["epochs"] is None else min(cfg["max_steps"], cfg["epochs"] * steps_per_pass)
-    warmup = min(cfg["warmup_steps"], total // 2)
+    total = cfg.max_steps if cfg.epochs is None else min(cfg.max_steps, cfg.epochs * steps_per_pass)
+    warmup = min(cfg.warmup_steps, total // 2)
     gene_sd = getattr(model, "gene_sd", None)
 
     def batch_at(step: int) -> dict:
-        order = pass_order(n_units, cfg["seed"], step // steps_per_pass)
+        order = pass_order(n_units, cfg.seed, step // steps_per_pass)
         j = step % steps_per_pass
         sel = order[j * per_step:(j + 1) * per_step]
         if k:
             return {key: v[sel] for key, v in pooled.items()}
         items = [train_items[i] for i in sel.tolist()]
-        if cfg["crop_spots"]:
-            g = torch.Generator().manual_seed(cfg["seed"] * 7_919 + step)
-            items = [crop_item(it, cfg["crop_spots"], g) for it in items]
+        if cfg.crop_spots:
+            g = torch.Generator().manual_seed(cfg.seed * 7_919 + step)
+            items = [crop_item(it, cfg.crop_spots, g) for it in items]
         return collate_slides(items)
 
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, warmup, total))
     scaler = torch.amp.GradScaler("cuda") if autocast_dtype(device) == torch.float16 else None
     res = FitResult()
@@ -211,8 +212,8 @@ def fit(
             scaler.unscale_(opt)
         else:
             loss.backward()
-        if cfg["grad_clip"] > 0:
-            torch.nn.utils.clip_grad_norm_(params, cfg["grad_clip"])
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         if scaler is not None:
             scaler.step(opt)
             scaler.update()
@@ -224,7 +225,7 @@ def fit(
         losses.append(float(loss.detach()))
         for kname, v in parts.items():
             parts_sum[kname] = parts_sum.get(kname, 0.0) + v
-        if step % cfg["eval_every"] and step < total:
+        if step % cfg.eval_every and step < total:
             continue
         # ---- evaluation: every eval_every steps and at the last step
         score, val_loss = validation_score(model, val_items, cfg, device, score_columns)
@@ -244,12 +245,12 @@ def fit(
             best_state = {kname: v.detach().clone() for kname, v in model.state_dict().items()}
             bad_evals = 0
             if best_path is not None:
-                save_checkpoint({"model": best_state, "step": step, "val_pcc": score, "config": cfg}, best_path)
+                save_checkpoint({"model": best_state, "step": step, "val_pcc": score, "config": cfg.as_dict()}, best_path)
         else:
             bad_evals += 1
         bar.set_postfix(loss=f"{row['train_loss']:.4f}", val_pcc=f"{score:.3f}", best=res.history[res.best_epoch]["step"])
-        stop = bad_evals >= cfg["patience"] > 0
-        out_of_time = cfg["time_limit_s"] > 0 and row["seconds"] > cfg["time_limit_s"]
+        stop = bad_evals >= cfg.patience > 0
+        out_of_time = cfg.time_limit_s > 0 and row["seconds"] > cfg.time_limit_s
         if ckpt_path is not None:
             save_checkpoint({
                 "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),

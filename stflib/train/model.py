@@ -12,39 +12,40 @@ from typing import Any
 import numpy as np
 import torch
 
+from stflib.config import RunConfig
 from stflib.models import MODELS, build_model
 from stflib.train.step import log_targets, output_field
 
 
-def run_arguments(cfg: dict, membership=None) -> dict[str, Any]:
+def run_arguments(cfg: RunConfig, membership=None) -> dict[str, Any]:
     """Every constructor argument a run can pass, from the run parameters and the fold's pathway
     membership. Pathway tokens are *named* (one per Hallmark covered by the vocabulary) when the
     reconstructor is initialised from membership, the auxiliary loss supervises them, or the seed's
     50 tokens are asked for; otherwise there are ``num_pathways`` anonymous tokens."""
-    named = membership is not None and (cfg["pathway_init"] or cfg["pathway_loss_weight"] > 0
-                                        or cfg["num_pathways"] == 50)
+    named = membership is not None and (cfg.pathway_init or cfg.pathway_loss_weight > 0
+                                        or cfg.num_pathways == 50)
     return dict(
-        num_pathways=len(membership.names) if named else cfg["num_pathways"], token_dim=cfg["token_dim"],
-        n_heads=cfg["n_heads"], n_layers=cfg["n_layers"], interactions=cfg["interactions"],
-        positional_encoding=cfg["positional_encoding"],
-        pathway_init=membership.matrix if (cfg["pathway_init"] and membership is not None) else None,
+        num_pathways=len(membership.names) if named else cfg.num_pathways, token_dim=cfg.token_dim,
+        n_heads=cfg.n_heads, n_layers=cfg.n_layers, interactions=cfg.interactions,
+        positional_encoding=cfg.positional_encoding,
+        pathway_init=membership.matrix if (cfg.pathway_init and membership is not None) else None,
         pathway_names=list(membership.names) if named else None,
-        output_mode=cfg["output_mode"], zinb=MODELS[cfg["model"]].zinb_head and _needs_counts(cfg),
-        dropout=cfg["dropout"], n_neighbors=cfg["n_neighbors"], random_state=cfg["seed"],
+        output_mode=cfg.output_mode, zinb=MODELS[cfg.model].zinb_head and _needs_counts(cfg),
+        dropout=cfg.dropout, n_neighbors=cfg.n_neighbors, random_state=cfg.seed,
     )
 
 
-def _needs_counts(cfg: dict) -> bool:
+def _needs_counts(cfg: RunConfig) -> bool:
     from stflib.losses import get_loss
 
-    return get_loss(cfg["loss"]).needs_counts
+    return get_loss(cfg.loss).needs_counts
 
 
-def build_torch_model(cfg: dict, feature_dim: int, num_genes: int, membership=None) -> torch.nn.Module:
+def build_torch_model(cfg: RunConfig, feature_dim: int, num_genes: int, membership=None) -> torch.nn.Module:
     """The configured torch model with the run arguments its registry entry declares; its pathway
     names (None: anonymous tokens) are kept as ``pathway_names_`` for the evaluation."""
     args = run_arguments(cfg, membership)
-    model = build_model(cfg["model"], feature_dim, num_genes, **{k: args[k] for k in MODELS[cfg["model"]].run_args})
+    model = build_model(cfg.model, feature_dim, num_genes, **{k: args[k] for k in MODELS[cfg.model].run_args})
     model.pathway_names_ = args["pathway_names"]
     return model
 
@@ -89,7 +90,7 @@ def count_parameters(model) -> int:
     return int(getattr(model, "n_params", 0))
 
 
-def _stack_valid(items: list[dict], cfg: dict) -> tuple[np.ndarray, np.ndarray]:
+def _stack_valid(items: list[dict], cfg: RunConfig) -> tuple[np.ndarray, np.ndarray]:
     X, Y = [], []
     for it in items:
         v = it["valid"].cpu().numpy().astype(bool)
@@ -98,16 +99,16 @@ def _stack_valid(items: list[dict], cfg: dict) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(X), np.concatenate(Y)
 
 
-def fit_numpy(train_items: list[dict], cfg: dict, val_items: list[dict] | None = None,
+def fit_numpy(train_items: list[dict], cfg: RunConfig, val_items: list[dict] | None = None,
               score_columns: np.ndarray | None = None):
     """Fit the configured numpy baseline of ``MODELS`` on the log1p(CP10k) targets of the valid training spots.
 
     The protocol of the torch models: fit on ``train_items`` only; a model with ``fit_select`` (the
     ridge probe) chooses its penalty on ``val_items`` (mean PCC over ``score_columns``), as the torch
     models choose their checkpoint. The mean has nothing to select."""
-    spec = MODELS[cfg["model"]]
+    spec = MODELS[cfg.model]
     if spec.kind != "numpy":
-        raise ValueError(f"fit_numpy: {cfg['model']!r} is a {spec.kind} model; numpy models: "
+        raise ValueError(f"fit_numpy: {cfg.model!r} is a {spec.kind} model; numpy models: "
                          f"{', '.join(n for n, s in MODELS.items() if s.kind == 'numpy')}")
     X, Y = _stack_valid(train_items, cfg)
     args = run_arguments(cfg)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from stflib import metrics as M
+from stflib.config import RunConfig
 from stflib.data import collate_slides
 from stflib.train.step import Step, compute_loss, forward, log_targets, output_space, to_device
 from stflib.train.windows import WINDOW_BATCH, make_windows, window_batches, window_k
@@ -31,12 +32,12 @@ def _window_step(model, item: dict, k: int, device: torch.device, return_attenti
 
 
 @torch.no_grad()
-def predict(model, items: list[dict], cfg: dict, device: torch.device | str = "cpu",
+def predict(model, items: list[dict], cfg: RunConfig, device: torch.device | str = "cpu",
             return_attention: bool = False) -> list[dict]:
     """Predict slide items one by one with a torch model (see the module docstring for the fields)."""
     device = torch.device(device)
     model.eval()
-    k = window_k(model, cfg["n_neighbors"])
+    k = window_k(model, cfg.n_neighbors)
     space = output_space(cfg)
     zinb = space == "counts"
     out = []
@@ -69,7 +70,7 @@ def predict(model, items: list[dict], cfg: dict, device: torch.device | str = "c
     return out
 
 
-def predict_numpy(model, items: list[dict], cfg: dict) -> list[dict]:
+def predict_numpy(model, items: list[dict], cfg: RunConfig) -> list[dict]:
     """Predict slide items with a per-spot numpy model (``predict(X (S, F)) -> (S, G)`` on log1p CP10k)."""
     out = []
     for it in items:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from stflib import config as C
+from stflib.config import RunConfig
 from stflib.device import resolve_device
 from stflib.losses import get_loss
 from stflib.models import MODELS
@@ -38,7 +39,7 @@ from stflib.train.predict import predict, predict_numpy
 class Run:
     """Everything a run produced (the notebook plots from it)."""
 
-    config: dict
+    config: RunConfig
     metrics: dict
     history: list[dict]
     predictions: list[dict]
@@ -59,26 +60,29 @@ def set_seed(seed: int) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def run(cfg: dict | None = None, log: Callable[[str], None] | None = print, write: bool = True, **overrides) -> Run:
-    """Train and evaluate one arm; write the artefacts into ``output_dir`` when ``write``."""
+def run(cfg: RunConfig | dict | None = None, log: Callable[[str], None] | None = print, write: bool = True,
+        **overrides) -> Run:
+    """Train and evaluate one arm (a ``RunConfig``, or parameters to build one from, with ``overrides``);
+    write the artefacts into ``output_dir`` when ``write``."""
     import pandas as pd
 
     import stflib
 
-    cfg = C.validate(cfg, **overrides)
-    if cfg["torch_threads"]:
-        torch.set_num_threads(cfg["torch_threads"])
-    set_seed(cfg["seed"])
-    device = resolve_device(cfg["device"])
-    out_dir = Path(cfg["output_dir"])
+    cfg = RunConfig.from_params(cfg, **overrides)
+    C.check_data_dir(cfg.data_dir)
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    set_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    out_dir = Path(cfg.output_dir)
     t_start = time.perf_counter()
     fold = load_fold(cfg, log)
     prepare_features(fold, cfg)
     train_items, val_items, test_items = fold.slides("train"), fold.slides("val"), fold.slides("test")
-    set_seed(cfg["seed"])
+    set_seed(cfg.seed)
     t0 = time.perf_counter()
     fitres = FitResult()
-    if MODELS[cfg["model"]].kind == "numpy":  # same patients as the torch models: fit on train, select on val
+    if MODELS[cfg.model].kind == "numpy":  # same patients as the torch models: fit on train, select on val
         model = fit_numpy(train_items, cfg, val_items=val_items, score_columns=fold.hvg_columns)
         train_seconds = time.perf_counter() - t0
         preds = predict_numpy(model, test_items, cfg)
@@ -87,19 +91,19 @@ def run(cfg: dict | None = None, log: Callable[[str], None] | None = print, writ
     else:
         model = build_torch_model(cfg, fold.feature_dim, len(fold.genes), fold.membership)
         pathway_names = model.pathway_names_
-        if MODELS[cfg["model"]].context_features and cfg["n_neighbors"]:
-            model.n_neighbors = cfg["n_neighbors"]  # the features already carry the neighbourhood: no spot windows
-        counts = get_loss(cfg["loss"]).needs_counts  # the model's output is a count rate, not a target
-        if cfg["center_targets"] and not counts:
+        if MODELS[cfg.model].context_features and cfg.n_neighbors:
+            model.n_neighbors = cfg.n_neighbors  # the features already carry the neighbourhood: no spot windows
+        counts = get_loss(cfg.loss).needs_counts  # the model's output is a count rate, not a target
+        if cfg.center_targets and not counts:
             model = StandardizedOutput(model, *target_statistics(train_items))
         if counts and hasattr(model, "init_rate_bias"):
             model.init_rate_bias(log_mean_fractions(train_items))
         if log:
-            log(f"{cfg['model']}: {count_parameters(model):,} trainable parameters on {device}")
+            log(f"{cfg.model}: {count_parameters(model):,} trainable parameters on {device}")
         fitres = fit(model, train_items, val_items, cfg, device, checkpoint_dir=out_dir if write else None, log=log,
                      score_columns=fold.hvg_columns)
         train_seconds = time.perf_counter() - t0
-        preds = predict(model, test_items, cfg, device, return_attention=cfg["return_attention"])
+        preds = predict(model, test_items, cfg, device, return_attention=cfg.return_attention)
         train_preds = predict(model, train_items, cfg, device)
     metrics, arrays = evaluate_predictions(fold, cfg, preds, train_preds, pathway_names)
     h = fitres.history
@@ -115,11 +119,11 @@ def run(cfg: dict | None = None, log: Callable[[str], None] | None = print, writ
         "best_val_pcc": fitres.best_score if h else float("nan"),
         "loss_terms": fitres.loss_terms,
         "device": str(device),
-        "model": cfg["model"],
-        "fold": cfg["fold"],
+        "model": cfg.model,
+        "fold": cfg.fold,
         "train_ids": fold.train_ids, "val_ids": fold.val_ids, "test_ids": fold.test_ids,
         "hvg50": fold.hvg,
-        "config": dict(cfg),
+        "config": cfg.as_dict(),
         "config_hash": C.config_hash(cfg),
         "stflib_version": stflib.__version__,
         "torch_version": torch.__version__,

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from stflib import losses as L
+from stflib.config import RunConfig
 from stflib.device import autocast
 
 
@@ -96,18 +97,18 @@ def forward(model, batch: dict, window: bool = False, return_attention: bool = F
     return Step(genes, scores, pi, theta, valid, targets, counts, lib, ptar, attention, "dense")
 
 
-def compute_loss(step: Step, cfg: dict, gene_sd: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-    """The configured gene loss (``LOSSES[cfg["loss"]]``, its weights read from ``cfg``) plus the
+def compute_loss(step: Step, cfg: RunConfig, gene_sd: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """The configured gene loss (``LOSSES[cfg.loss]``, its weights read from ``cfg``) plus the
     auxiliary pathway loss, averaged over valid spots; returns (loss, {term: value}).
 
     ``gene_sd`` (G,): the training fold's per-gene sd of the targets (``stflib.losses.LossInputs``);
     with a ``StandardizedOutput`` model the offset cancels, so the MSE is the one on standardised
     targets and the PCC and auxiliary terms (both O(1)) act at their nominal weights.
     """
-    gene_loss = L.get_loss(cfg["loss"])
+    gene_loss = L.get_loss(cfg.loss)
     inputs = L.LossInputs(step.genes, step.targets, step.valid, step.counts, step.theta, step.pi, gene_sd)
-    loss, parts = gene_loss(inputs, {name: cfg[name] for name in gene_loss.weight_parameters})
-    w = cfg["pathway_loss_weight"]
+    loss, parts = gene_loss(inputs, {name: getattr(cfg, name) for name in gene_loss.weight_parameters})
+    w = cfg.pathway_loss_weight
     if w > 0 and step.pathway_scores is not None and step.pathway_targets is not None \
             and step.pathway_scores.shape[-1] == step.pathway_targets.shape[-1]:
         aux = L.auxiliary_pathway_loss(step.pathway_scores, step.pathway_targets, step.valid)
@@ -116,13 +117,13 @@ def compute_loss(step: Step, cfg: dict, gene_sd: torch.Tensor | None = None) -> 
     return loss, parts
 
 
-def output_space(cfg: dict) -> str:
+def output_space(cfg: RunConfig) -> str:
     """Scale of a model's gene output: counts (ZINB mu), log (log1p CP10k) or cp10k."""
-    if L.get_loss(cfg["loss"]).needs_counts:
+    if L.get_loss(cfg.loss).needs_counts:
         return "counts"
-    return "log" if cfg["log_transform"] else "cp10k"
+    return "log" if cfg.log_transform else "cp10k"
 
 
-def log_targets(cfg: dict, targets: torch.Tensor) -> torch.Tensor:
+def log_targets(cfg: RunConfig, targets: torch.Tensor) -> torch.Tensor:
     """The targets on log1p(CP10k), the scale every metric uses."""
-    return targets if cfg["log_transform"] else torch.log1p(targets.clamp_min(0))
+    return targets if cfg.log_transform else torch.log1p(targets.clamp_min(0))
