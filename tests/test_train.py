@@ -273,7 +273,6 @@ def test_schedule_counts_steps_and_epochs_cap_it():
 
 def test_ridge_probe_penalty_is_chosen_on_validation_slides():
     items = make_items(6)
-    c = cfg()
     probe = T.fit_numpy(items[:4], cfg(model="ridge_probe"), val_items=items[4:], score_columns=np.arange(5))
     assert len(probe.selection_) >= 5 and probe.alpha_ in probe.selection_
     assert probe.selection_[probe.alpha_] == max(probe.selection_.values())

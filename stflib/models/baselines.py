@@ -19,7 +19,6 @@ import math
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
 from stflib.models.stf import ModelOutput, masked_mean
