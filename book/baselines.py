@@ -85,7 +85,7 @@ import torch
 from stflib import book, calibration
 from stflib.data import SlideDataset, collate_slides, patient_folds, qc_mask, select_genes
 from stflib.losses import mse_loss
-from stflib.models import MeanExpression, RidgeProbe, build_model, model_table
+from stflib.models import MODELS, MeanExpression, RidgeProbe, build_model, model_table
 from stflib.models.baselines import visium_grid
 from stflib.simulate import default_cohort, hex_neighbours
 
@@ -112,8 +112,10 @@ OUTPUT = {"interaction": "per spot", "he2rna": "per spot", "mlp": "per spot", "a
           "transmil": "per slide", "mean": "per spot (constant)"}
 sizes = {}
 for name in SEES:
-    model = build_model(name, feature_dim, len(vocab))
-    sizes[name] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if MODELS[name].kind == "torch":
+        model = build_model(name, feature_dim, len(vocab))
+        sizes[name] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+sizes["mean"] = len(vocab)  # fitted, not trained: one number per gene (the training mean profile)
 zoo = model_table().set_index("name")
 zoo["sees"] = pd.Series(SEES)
 zoo["output"] = pd.Series(OUTPUT)
