@@ -122,28 +122,29 @@ def _inverse(renames: dict[str, str]) -> dict[str, str]:
     return {new: old for old, new in renames.items()}
 
 
-def _hf_vit_to_timm(sd: Mapping[str, torch.Tensor]) -> StateDict:
-    out: StateDict = {}
-    renames = _HF_VIT_TOP
+def _convert(sd: Mapping[str, torch.Tensor], renames: dict[str, str], blocks_prefix: str,
+             convert_blocks: Callable, block_map: dict, out: StateDict | None = None) -> StateDict:
+    """Rename the keys outside the transformer blocks (``renames``; other keys kept as they are, so
+    that the strict check reports unknown ones), then convert the blocks (keys under ``blocks_prefix``)."""
+    out = {} if out is None else out
     for k, v in sd.items():
         if k in renames:
             out[renames[k]] = v
-        elif not k.startswith("encoder.layer."):
+        elif not k.startswith(blocks_prefix):
             out[k] = v
-    _hf_blocks_to_timm(sd, _HF_VIT_BLOCK, out)
+    convert_blocks(sd, block_map, out)
     return out
+
+
+def _hf_vit_to_timm(sd: Mapping[str, torch.Tensor]) -> StateDict:
+    return _convert(sd, _HF_VIT_TOP, "encoder.layer.", _hf_blocks_to_timm, _HF_VIT_BLOCK)
 
 
 def _hf_vit_to_published(sd: Mapping[str, torch.Tensor]) -> StateDict:
-    out: StateDict = {}
-    renames = _inverse(_HF_VIT_TOP)
-    for k, v in sd.items():
-        if k in renames:
-            out[renames[k]] = v
-        elif not k.startswith("blocks."):
-            out[k] = v
-    _timm_blocks_to_hf(sd, _HF_VIT_BLOCK, out)
-    return out
+    return _convert(sd, _inverse(_HF_VIT_TOP), "blocks.", _timm_blocks_to_hf, _HF_VIT_BLOCK)
+
+
+_DINO_CLS, _DINO_POS = "embeddings.cls_token", "embeddings.position_embeddings"
 
 
 def _hf_dino_to_timm(sd: Mapping[str, torch.Tensor]) -> StateDict:
@@ -153,39 +154,22 @@ def _hf_dino_to_timm(sd: Mapping[str, torch.Tensor]) -> StateDict:
     it into timm's cls_token gives the same network (as timm's own DINOv2 converter does).
     """
     out: StateDict = {}
-    renames = _HF_DINO_TOP
-    pos = sd.get("embeddings.position_embeddings")
-    cls = sd.get("embeddings.cls_token")
-    if pos is not None and cls is not None:
-        out["cls_token"] = cls + pos[:, :1]
-        out["pos_embed"] = pos[:, 1:]
-    for k, v in sd.items():
-        if k in renames:
-            out[renames[k]] = v
-        elif k in ("embeddings.position_embeddings", "embeddings.cls_token"):
-            if pos is None or cls is None:
-                out[k] = v
-        elif not k.startswith("encoder.layer."):
-            out[k] = v
-    _hf_blocks_to_timm(sd, _HF_DINO_BLOCK, out)
-    return out
+    if _DINO_CLS in sd and _DINO_POS in sd:
+        pos = sd[_DINO_POS]
+        out["cls_token"], out["pos_embed"] = sd[_DINO_CLS] + pos[:, :1], pos[:, 1:]
+        sd = {k: v for k, v in sd.items() if k not in (_DINO_CLS, _DINO_POS)}
+    return _convert(sd, _HF_DINO_TOP, "encoder.layer.", _hf_blocks_to_timm, _HF_DINO_BLOCK, out)
 
 
 def _hf_dino_to_published(sd: Mapping[str, torch.Tensor]) -> StateDict:
     """timm -> HF Dinov2 layout; the CLS position embedding is set to zero (the fold is not invertible)."""
     out: StateDict = {}
-    renames = _inverse(_HF_DINO_TOP)
-    for k, v in sd.items():
-        if k == "cls_token":
-            out["embeddings.cls_token"] = v
-        elif k == "pos_embed":
-            out["embeddings.position_embeddings"] = torch.cat([torch.zeros_like(v[:, :1]), v], dim=1)
-        elif k in renames:
-            out[renames[k]] = v
-        elif not k.startswith("blocks."):
-            out[k] = v
-    _timm_blocks_to_hf(sd, _HF_DINO_BLOCK, out)
-    return out
+    if "pos_embed" in sd:
+        pos = sd["pos_embed"]
+        out[_DINO_POS] = torch.cat([torch.zeros_like(pos[:, :1]), pos], dim=1)
+        sd = {k: v for k, v in sd.items() if k != "pos_embed"}
+    renames = {**_inverse(_HF_DINO_TOP), "cls_token": _DINO_CLS}
+    return _convert(sd, renames, "blocks.", _timm_blocks_to_hf, _HF_DINO_BLOCK, out)
 
 
 LAYOUTS: dict[str, tuple[Callable, Callable]] = {
