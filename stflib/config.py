@@ -7,8 +7,16 @@ patients (``results/recipe/``). The seed's own command-line defaults (``SEED_FLA
 ``baselines/seed_defaults`` arm; the seed's *preset* "small interaction, CTransPath, 4 layers" is the
 ``model_size/small`` arm of the grid.
 
-``validate(params)`` checks and normalises a parameter dict (strings from ``papermill -p`` are
-coerced), and raises ``ValueError`` naming the bad value and the allowed ones.
+``RunConfig`` is the typed, frozen configuration of one run: one field per row of the table, checked
+and normalised once, when it is built (``RunConfig(**params)`` or ``RunConfig.from_params``;
+strings from ``papermill -p`` are coerced), raising ``ValueError`` naming the bad value and the
+allowed ones. Training and model building take it whole. ``validate(params)`` is the same check
+returning a plain dict; ``config_hash`` identifies a run's result (the grid resumes by it).
+
+The allowed names of models, losses, backbones and attention quadrants are not listed here: they
+are read from the registries that own them (``stflib.models.MODELS``, ``stflib.losses.LOSSES``,
+``stflib.backbones.BACKBONES``, ``stflib.models.stf.QUADRANTS``), and rules that belong to one model
+or loss are asked of it (``check_depth``, ``GeneLoss.needs_counts``, ``ModelSpec.zinb_head``).
 """
 from __future__ import annotations
 
@@ -297,11 +305,17 @@ class _RunConfigMethods:
         return out
 
 
+def _field_type(p: Param) -> Any:
+    if p.name == "interactions":  # given as a string or a list, held as the quadrants' tuple
+        return tuple[str, ...]
+    return (p.type | None) if p.nullable else p.type
+
+
 # The run configuration: one frozen, typed field per row of PARAMETERS (with its default), checked
 # and normalised once, on construction; training and model building take it whole.
 RunConfig = make_dataclass(
     "RunConfig",
-    [(p.name, (p.type | None) if p.nullable else p.type, field(default=p.default)) for p in PARAMETERS],
+    [(p.name, _field_type(p), field(default=p.default)) for p in PARAMETERS],
     bases=(_RunConfigMethods,), frozen=True,
 )
 RunConfig.__module__ = __name__  # importable (and picklable) as stflib.config.RunConfig

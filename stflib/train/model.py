@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from stflib.config import RunConfig
+from stflib.losses import get_loss
 from stflib.models import MODELS, build_model
 from stflib.train.step import log_targets, output_field
 
@@ -30,15 +31,9 @@ def run_arguments(cfg: RunConfig, membership=None) -> dict[str, Any]:
         positional_encoding=cfg.positional_encoding,
         pathway_init=membership.matrix if (cfg.pathway_init and membership is not None) else None,
         pathway_names=list(membership.names) if named else None,
-        output_mode=cfg.output_mode, zinb=MODELS[cfg.model].zinb_head and _needs_counts(cfg),
+        output_mode=cfg.output_mode, zinb=MODELS[cfg.model].zinb_head and get_loss(cfg.loss).needs_counts,
         dropout=cfg.dropout, n_neighbors=cfg.n_neighbors, random_state=cfg.seed,
     )
-
-
-def _needs_counts(cfg: RunConfig) -> bool:
-    from stflib.losses import get_loss
-
-    return get_loss(cfg.loss).needs_counts
 
 
 def build_torch_model(cfg: RunConfig, feature_dim: int, num_genes: int, membership=None) -> torch.nn.Module:
