@@ -205,6 +205,20 @@ def test_run_end_to_end_on_tiny_cohort(tiny_cohort, tmp_path, over):
         assert m["pcc_hvg50"] == 0.0 and m["train_mse_ratio"] == pytest.approx(1.0)
 
 
+def test_run_settings_are_parameters(tiny_cohort, tmp_path):
+    import anndata as ad
+
+    before = torch.get_num_threads()
+    try:
+        result = T.run(preset="tiny", model="mean", torch_threads=1, prediction_genes="hvg50", progress=False,
+                       output_dir=str(tmp_path), log=None)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert isinstance(result.config, C.RunConfig) and result.config.prediction_genes == "hvg50"
+    assert list(ad.read_h5ad(tmp_path / "predictions.h5ad").var_names) == result.fold.hvg
+
+
 @pytest.mark.parametrize("model", ["ridge_probe", "mlp"])
 def test_context_matched_baselines_see_own_and_neighbour_mean_features(tiny_cohort, tmp_path, model):
     from stflib.backbones import BACKBONES
