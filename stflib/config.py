@@ -16,7 +16,7 @@ returning a plain dict; ``config_hash`` identifies a run's result (the grid resu
 The allowed names of models, losses, backbones and attention quadrants are not listed here: they
 are read from the registries that own them (``stflib.models.MODELS``, ``stflib.losses.LOSSES``,
 ``stflib.backbones.BACKBONES``, ``stflib.models.stf.QUADRANTS``), and rules that belong to one model
-or loss are asked of it (``check_depth``, ``GeneLoss.needs_counts``, ``ModelSpec.zinb_head``).
+or loss are asked of it (``check_depth``, ``check_neighbours``, ``GeneLoss.needs_counts``, ``ModelSpec.zinb_head``).
 """
 from __future__ import annotations
 
@@ -30,7 +30,14 @@ from typing import Any
 from stflib import backbones as _backbones
 from stflib import losses as _losses
 from stflib import models as _models
-from stflib.models.stf import NAMED_INTERACTIONS, QUADRANTS, PositionalEncoding2D, check_depth, parse_interactions
+from stflib.models.stf import (
+    NAMED_INTERACTIONS,
+    QUADRANTS,
+    PositionalEncoding2D,
+    check_depth,
+    check_neighbours,
+    parse_interactions,
+)
 
 # allowed values: read from the registries that own the names
 MODELS = tuple(_models.MODELS)
@@ -258,9 +265,8 @@ def _normalised(given: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"loss {cfg['loss']!r} needs a model with a ZINB head; allowed: {with_head} (got model {cfg['model']!r})")
     if loss.needs_counts and cfg["log_transform"]:
         raise ValueError(f"loss {cfg['loss']!r} models raw counts: log_transform must be False")
-    if "interactions" in model.run_args and cfg["n_neighbors"] and "h2h" not in cfg["interactions"]:
-        raise ValueError(f"n_neighbors={cfg['n_neighbors']} restricts the h2h flow to the k nearest spots, but "
-                         f"interactions {','.join(cfg['interactions'])} has no h2h; use n_neighbors=0 or add h2h")
+    if "n_neighbors" in model.run_args:
+        check_neighbours(cfg["interactions"], cfg["n_neighbors"])
     if cfg["output_mode"] == "global" and cfg["n_neighbors"]:
         raise ValueError("output_mode 'global' predicts one profile per slide: n_neighbors must be 0")
     if cfg["data_dir"] is not None:

@@ -49,6 +49,7 @@ def test_interaction_subsets_and_names():
     (dict(positional_encoding="rope"), "allowed: sinusoidal, learned, none"),
     (dict(n_layers=1, interactions="bottleneck"), "n_layers: interactions p2p,p2h,h2p (no h2h, the pathway bottleneck) need n_layers >= 2"),
     (dict(n_layers=0), "n_layers: must be > 0"),
+    (dict(n_neighbors=6, interactions="bottleneck"), "n_neighbors=6 restricts the h2h flow to the k nearest spots"),
     (dict(loss="zinb", log_transform=False, model="mlp"), "needs a model with a ZINB head; allowed: interaction"),
     (dict(prediction_genes="some"), "prediction_genes: unknown value 'some'; allowed: all, hvg50"),
     (dict(torch_threads=-1), "torch_threads: must be >= 0"),

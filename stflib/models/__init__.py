@@ -22,6 +22,7 @@ from stflib.models.stf import (
     ModelOutput,
     SpatialTranscriptFormer,
     check_depth,
+    check_neighbours,
     interaction_mask,
     parse_interactions,
 )
@@ -106,7 +107,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "MODELS", "TORCH_MODELS", "ModelSpec", "get_model", "build_model", "model_table", "ModelOutput",
-    "SpatialTranscriptFormer", "interaction_mask", "parse_interactions", "check_depth", "QUADRANTS",
+    "SpatialTranscriptFormer", "interaction_mask", "parse_interactions", "check_depth", "check_neighbours", "QUADRANTS",
     "NAMED_INTERACTIONS", "HE2RNA", "SpotMLP", "ABMIL", "TransMIL", "MeanExpression", "RidgeProbe",
     "get_backbone", "BACKBONES",
 ]

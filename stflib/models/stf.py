@@ -115,6 +115,16 @@ def check_depth(interactions: str | Iterable[str], n_layers: int) -> None:
         raise ValueError(f"n_layers: must be >= 1, got {n_layers}")
 
 
+def check_neighbours(interactions: str | Iterable[str], n_neighbors: int) -> None:
+    """``n_neighbors = k > 0`` restricts the h2h flow to each spot's k nearest spots: it needs h2h."""
+    if n_neighbors < 0:
+        raise ValueError(f"n_neighbors: must be >= 0, got {n_neighbors}")
+    quadrants = parse_interactions(interactions)
+    if n_neighbors > 0 and "h2h" not in quadrants:
+        raise ValueError(f"n_neighbors={n_neighbors} restricts the h2h flow to the k nearest spots, but "
+                         f"interactions {','.join(quadrants)} has no h2h; use n_neighbors=0 or add h2h")
+
+
 def interaction_mask(num_pathways: int, num_spots: int, interactions: str | Iterable[str]) -> Tensor:
     """(T, T) bool, True = query row may attend to key column, over [pathways | patches].
 
@@ -605,13 +615,7 @@ class SpatialTranscriptFormer(nn.Module):
         super().__init__()
         self.quadrants = frozenset(parse_interactions(interactions))
         check_depth(interactions, n_layers)
-        if n_neighbors < 0:
-            raise ValueError(f"n_neighbors must be >= 0, got {n_neighbors}")
-        if n_neighbors > 0 and "h2h" not in self.quadrants:
-            raise ValueError(
-                f"n_neighbors={n_neighbors} restricts the h2h flow to k nearest neighbours, but interactions "
-                f"{','.join(sorted(self.quadrants))} has no h2h; use n_neighbors=0 or add h2h"
-            )
+        check_neighbours(interactions, n_neighbors)
         if output_mode not in ("dense", "global"):
             raise ValueError(f"output_mode: unknown {output_mode!r}; allowed: dense, global")
         if zinb and output_mode != "dense":
