@@ -37,7 +37,7 @@ model = 'interaction'  # model: SpatialTranscriptFormer (interaction) or a basel
 backbone = 'resnet50'  # frozen foundation-model backbone whose cached features are used
 token_dim = 256  # transformer embedding dimension
 n_heads = 4  # attention heads
-n_layers = 2  # transformer layers (at least 2 without h2h: the seeds depth rule)
+n_layers = 2  # transformer layers (at least 2 without h2h: the depth rule of the seed)
 num_pathways = 50  # pathway bottleneck tokens (the Hallmarks covered by the gene vocabulary when ...
 pathway_init = False  # initialise the gene reconstructor from MSigDB Hallmark membership
 loss = 'mse'  # gene loss
@@ -80,8 +80,8 @@ device = 'auto'  # auto, cpu, cuda, cuda:N or mps
 output_dir = 'out'  # where metrics.json, predictions.h5ad and figures go
 time_limit_s = 0.0  # stop training after this many seconds (0: no limit)
 progress = True  # show a progress bar
-torch_threads = 0  # torch CPU threads of this run (0: torchs default; the grid runner sets one per run)
-prediction_genes = 'all'  # genes kept in predictions.h5ad: all, or the 50 evaluation HVGs (hvg50, the grids choice)
+torch_threads = 0  # torch CPU threads of this run (0: the torch default; the grid runner sets one per run)
+prediction_genes = 'all'  # genes kept in predictions.h5ad: all, or the 50 evaluation HVGs (hvg50, as the grid ...
 
 # %%
 # Validate first: a bad value (an unknown quadrant, model, loss or backbone) stops the run here.

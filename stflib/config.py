@@ -68,7 +68,7 @@ PARAMETERS: tuple[Param, ...] = (
     Param("backbone", "resnet50", str, "frozen foundation-model backbone whose cached features are used", "seed flag", BACKBONES),
     Param("token_dim", 256, int, "transformer embedding dimension", "seed flag"),
     Param("n_heads", 4, int, "attention heads", "seed flag"),
-    Param("n_layers", 2, int, "transformer layers (at least 2 without h2h: the seed's depth rule)", "seed flag"),
+    Param("n_layers", 2, int, "transformer layers (at least 2 without h2h: the depth rule of the seed)", "seed flag"),
     Param("num_pathways", 50, int, "pathway bottleneck tokens (the Hallmarks covered by the gene vocabulary when pathway_init or the auxiliary loss name them)", "seed flag"),
     Param("pathway_init", False, bool, "initialise the gene reconstructor from MSigDB Hallmark membership", "seed flag"),
     Param("loss", "mse", str, "gene loss", "seed flag", LOSSES),
@@ -114,8 +114,8 @@ PARAMETERS: tuple[Param, ...] = (
     Param("output_dir", "out", str, "where metrics.json, predictions.h5ad and figures go", "run"),
     Param("time_limit_s", 0.0, float, "stop training after this many seconds (0: no limit)", "run"),
     Param("progress", True, bool, "show a progress bar", "run"),
-    Param("torch_threads", 0, int, "torch CPU threads of this run (0: torch's default; the grid runner sets one per run)", "run"),
-    Param("prediction_genes", "all", str, "genes kept in predictions.h5ad: all, or the 50 evaluation HVGs (hvg50, the grid's choice)", "run", PREDICTION_GENES),
+    Param("torch_threads", 0, int, "torch CPU threads of this run (0: the torch default; the grid runner sets one per run)", "run"),
+    Param("prediction_genes", "all", str, "genes kept in predictions.h5ad: all, or the 50 evaluation HVGs (hvg50, as the grid writes them)", "run", PREDICTION_GENES),
 )
 PARAM_BY_NAME = {p.name: p for p in PARAMETERS}
 # cohort-filter parameter -> stflib.data.select_samples keyword
