@@ -86,7 +86,7 @@ import torch
 from stflib.data import SlideDataset, collate_slides, patient_folds, qc_mask, select_genes
 from stflib.losses import mse_loss
 from stflib.metrics import pearson_columns
-from stflib.models import MeanExpression, RidgeProbe, build_model, model_table
+from stflib.models import MODELS, MeanExpression, RidgeProbe, build_model, model_table
 from stflib.models.baselines import visium_grid
 from stflib.report.figures import spot_maps
 from stflib.sim import calibration, default_cohort
@@ -115,8 +115,10 @@ OUTPUT = {"interaction": "per spot", "he2rna": "per spot", "mlp": "per spot", "a
           "transmil": "per slide", "mean": "per spot (constant)"}
 sizes = {}
 for name in SEES:
-    model = build_model(name, feature_dim, len(vocab))
-    sizes[name] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if MODELS[name].kind == "torch":
+        model = build_model(name, feature_dim, len(vocab))
+        sizes[name] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+sizes["mean"] = len(vocab)  # fitted, not trained: one number per gene (the training mean profile)
 zoo = model_table().set_index("name")
 zoo["sees"] = pd.Series(SEES)
 zoo["output"] = pd.Series(OUTPUT)
@@ -173,8 +175,7 @@ pd.concat([pcc.tail(5), pcc.head(5)]).rename("PCC").to_frame().round(3)
 #   its pooled PCC is the ceiling of the global mode on this fold.
 
 # %%
-floor = MeanExpression(feature_dim, len(hvg)).fit(y_train)
-floor_pred = np.broadcast_to(floor.mean.detach().numpy(), y_test.shape)
+floor_pred = MeanExpression().fit(x_train, y_train).predict(x_test)
 slide_means = np.concatenate([
     np.repeat(calibration.log_cp10k(s, hvg)[qc_mask(s.counts, s.genes)].mean(0, keepdims=True),
               int(qc_mask(s.counts, s.genes).sum()), axis=0) for s in test])

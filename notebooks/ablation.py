@@ -37,7 +37,7 @@ model = 'interaction'  # model: SpatialTranscriptFormer (interaction) or a basel
 backbone = 'resnet50'  # frozen foundation-model backbone whose cached features are used
 token_dim = 256  # transformer embedding dimension
 n_heads = 4  # attention heads
-n_layers = 2  # transformer layers (minimum 2)
+n_layers = 2  # transformer layers (at least 2 without h2h: the depth rule of the seed)
 num_pathways = 50  # pathway bottleneck tokens (the Hallmarks covered by the gene vocabulary when ...
 pathway_init = False  # initialise the gene reconstructor from MSigDB Hallmark membership
 loss = 'mse'  # gene loss
@@ -80,13 +80,16 @@ device = 'auto'  # auto, cpu, cuda, cuda:N or mps
 output_dir = 'out'  # where metrics.json, predictions.h5ad and figures go
 time_limit_s = 0.0  # stop training after this many seconds (0: no limit)
 progress = True  # show a progress bar
+torch_threads = 0  # torch CPU threads of this run (0: the torch default; the grid runner sets one per run)
+prediction_genes = 'all'  # genes kept in predictions.h5ad: all, or the 50 evaluation HVGs (hvg50, as the grid ...
 
 # %%
 # Validate first: a bad value (an unknown quadrant, model, loss or backbone) stops the run here.
 from stflib import config
 
-cfg = config.validate({name: globals()[name] for name in config.defaults()})
-print(config.format_config(cfg))
+cfg = config.RunConfig.from_params({name: globals()[name] for name in config.defaults()})
+config.check_data_dir(cfg.data_dir)
+print(config.format_config(cfg.as_dict()))
 
 # %%
 import warnings
@@ -98,7 +101,7 @@ import pandas as pd
 from stflib import plots, train
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # no ipywidgets: tqdm draws a text bar instead
-figures = Path(cfg["output_dir"])
+figures = Path(cfg.output_dir)
 figures.mkdir(parents=True, exist_ok=True)
 result = train.run(cfg)  # load the fold, train (early stopping on held-out training patients), evaluate, write
 
@@ -115,10 +118,10 @@ result = train.run(cfg)  # load the fold, train (early stopping on held-out trai
 keys = ["pcc_hvg50", "pcc_all", "mse", "pathway_pcc_truth", "pathway_pcc_truth_matched", "pcc_hvg50_within_slide",
         "collapse_ratio", "noise_ceiling_hvg50", "moran_i_pred_median", "moran_i_true_median",
         "moran_rank_spearman", "n_params", "train_seconds", "epochs_run", "best_epoch"]
-pd.Series({k: result.metrics.get(k) for k in keys}, name=f"{cfg['model']} fold {cfg['fold']}").to_frame()
+pd.Series({k: result.metrics.get(k) for k in keys}, name=f"{cfg.model} fold {cfg.fold}").to_frame()
 
 # %%
-fig = plots.learning_curve(result.history, title=f"{cfg['model']}, fold {cfg['fold']}")
+fig = plots.learning_curve(result.history, title=f"{cfg.model}, fold {cfg.fold}")
 fig.savefig(figures / "learning_curve.png", dpi=100, bbox_inches="tight")
 
 # %%
@@ -145,11 +148,11 @@ fig.savefig(figures / "pathway_maps.png", dpi=100, bbox_inches="tight")
 
 # %%
 first = result.predictions[0]
-if cfg["return_attention"] and first.get("attention"):
+if cfg.return_attention and first.get("attention"):
     n_spots = len(first["pred"])
     coords = result.adata.obsm["spatial"][: n_spots]
     names = getattr(result.model, "pathway_names_", None)
-    n_p = len(names) if names else cfg["num_pathways"]
+    n_p = len(names) if names else cfg.num_pathways
     fig = plots.attention_maps(first["attention"], coords, n_p, names)
     fig.savefig(figures / "attention.png", dpi=100, bbox_inches="tight")
 else:
@@ -157,4 +160,4 @@ else:
 
 # %%
 plt.close("all")
-print(f"wrote {sorted(p.name for p in Path(cfg['output_dir']).iterdir())}")
+print(f"wrote {sorted(p.name for p in Path(cfg.output_dir).iterdir())}")

@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "collect": ("stflib.grid.commands", "add_arguments_collect", "run_collect", "collect run metrics into results/summary.csv"),
     "import-visium": ("stflib.data.visium", "add_arguments", "run",
                       "import a Visium section (Space Ranger folder or AnnData + H&E image) into the HEST-1k layout"),
-    "recipe": ("stflib.recipe", "add_arguments", "run", "the training recipe's reference search and must-show measurements"),
+    "recipe": ("stflib.train.recipe", "add_arguments", "run", "the training recipe's reference search and must-show measurements"),
 }
 
 

@@ -7,35 +7,48 @@ patients (``results/recipe/``). The seed's own command-line defaults (``SEED_FLA
 ``baselines/seed_defaults`` arm; the seed's *preset* "small interaction, CTransPath, 4 layers" is the
 ``model_size/small`` arm of the grid.
 
-``validate(params)`` checks and normalises a parameter dict (strings from ``papermill -p`` are
-coerced), and raises ``ValueError`` naming the bad value and the allowed ones.
+``RunConfig`` is the typed, frozen configuration of one run: one field per row of the table, checked
+and normalised once, when it is built (``RunConfig(**params)`` or ``RunConfig.from_params``;
+strings from ``papermill -p`` are coerced), raising ``ValueError`` naming the bad value and the
+allowed ones. Training and model building take it whole. ``validate(params)`` is the same check
+returning a plain dict; ``config_hash`` identifies a run's result (the grid resumes by it).
+
+The allowed names of models, losses, backbones and attention quadrants are not listed here: they
+are read from the registries that own them (``stflib.models.MODELS``, ``stflib.losses.LOSSES``,
+``stflib.backbones.BACKBONES``, ``stflib.models.stf.QUADRANTS``), and rules that belong to one model
+or loss are asked of it (``check_depth``, ``check_neighbours``, ``GeneLoss.needs_counts``, ``ModelSpec.zinb_head``).
 """
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, make_dataclass
 from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-QUADRANTS = ("p2p", "p2h", "h2p", "h2h")
-# the seed's named interaction variants
-NAMED_INTERACTIONS = {
-    "all": QUADRANTS,
-    "full": QUADRANTS,  # Full Interaction
-    "bottleneck": ("p2p", "p2h", "h2p"),  # Pathway Bottleneck: no patch-patch attention
-}
-MODELS = ("interaction", "he2rna", "mlp", "abmil", "transmil", "mean", "ridge_probe")
-TORCH_MODELS = ("interaction", "he2rna", "mlp", "abmil", "transmil")
-LOSSES = ("mse", "pcc", "mse_pcc", "zinb")
-BACKBONES = ("resnet50", "ctranspath", "phikon", "hibou-b", "hibou-l", "gigapath")
-BACKBONE_DIMS = {"resnet50": 2048, "ctranspath": 768, "phikon": 768, "hibou-b": 768, "hibou-l": 1024, "gigapath": 1536}
-POSITIONAL_ENCODINGS = ("sinusoidal", "learned", "none")
+from stflib import backbones as _backbones
+from stflib import losses as _losses
+from stflib import models as _models
+from stflib.models.stf import (
+    NAMED_INTERACTIONS,
+    QUADRANTS,
+    PositionalEncoding2D,
+    check_depth,
+    check_neighbours,
+    parse_interactions,
+)
+
+# allowed values: read from the registries that own the names
+MODELS = tuple(_models.MODELS)
+TORCH_MODELS = _models.TORCH_MODELS
+LOSSES = tuple(_losses.LOSSES)
+BACKBONES = tuple(_backbones.BACKBONES)
+POSITIONAL_ENCODINGS = PositionalEncoding2D.MODES
 OUTPUT_MODES = ("dense", "global")
 PRESETS = ("tiny", "default", "full")
 WORLDS = ("default", "pathway-misspecified", "no-context", "strong-patient")  # stflib.simulate.WORLDS
-CONTEXT_FEATURE_MODELS = ("ridge_probe", "mlp")  # per-spot baselines: n_neighbors=k feeds [own, kNN mean]
+PREDICTION_GENES = ("all", "hvg50")  # genes kept in predictions.h5ad: every gene or the 50 evaluation HVGs
 
 
 @dataclass(frozen=True)
@@ -55,7 +68,7 @@ PARAMETERS: tuple[Param, ...] = (
     Param("backbone", "resnet50", str, "frozen foundation-model backbone whose cached features are used", "seed flag", BACKBONES),
     Param("token_dim", 256, int, "transformer embedding dimension", "seed flag"),
     Param("n_heads", 4, int, "attention heads", "seed flag"),
-    Param("n_layers", 2, int, "transformer layers (minimum 2)", "seed flag"),
+    Param("n_layers", 2, int, "transformer layers (at least 2 without h2h: the depth rule of the seed)", "seed flag"),
     Param("num_pathways", 50, int, "pathway bottleneck tokens (the Hallmarks covered by the gene vocabulary when pathway_init or the auxiliary loss name them)", "seed flag"),
     Param("pathway_init", False, bool, "initialise the gene reconstructor from MSigDB Hallmark membership", "seed flag"),
     Param("loss", "mse", str, "gene loss", "seed flag", LOSSES),
@@ -101,6 +114,8 @@ PARAMETERS: tuple[Param, ...] = (
     Param("output_dir", "out", str, "where metrics.json, predictions.h5ad and figures go", "run"),
     Param("time_limit_s", 0.0, float, "stop training after this many seconds (0: no limit)", "run"),
     Param("progress", True, bool, "show a progress bar", "run"),
+    Param("torch_threads", 0, int, "torch CPU threads of this run (0: the torch default; the grid runner sets one per run)", "run"),
+    Param("prediction_genes", "all", str, "genes kept in predictions.h5ad: all, or the 50 evaluation HVGs (hvg50, as the grid writes them)", "run", PREDICTION_GENES),
 )
 PARAM_BY_NAME = {p.name: p for p in PARAMETERS}
 # cohort-filter parameter -> stflib.data.select_samples keyword
@@ -142,32 +157,9 @@ def _allowed(values) -> str:
     return ", ".join(str(v) for v in values)
 
 
-def parse_interactions(value) -> list[str]:
-    """``"all"``, ``"bottleneck"``, ``"p2p,p2h"``, ``"p2p p2h"`` or ``["p2p", "p2h"]`` -> quadrants in canonical order."""
-    if value is None:
-        raise ValueError(f"interactions: got None; allowed: all, full, bottleneck or a subset of {_allowed(QUADRANTS)}")
-    if isinstance(value, str):
-        key = value.strip().lower()
-        if key in NAMED_INTERACTIONS:
-            return list(NAMED_INTERACTIONS[key])
-        items = [s for s in key.replace(",", " ").replace("+", " ").split() if s]
-    elif isinstance(value, (list, tuple, set)):
-        items = [str(s).strip().lower() for s in value]
-        if len(items) == 1 and items[0] in NAMED_INTERACTIONS:
-            return list(NAMED_INTERACTIONS[items[0]])
-    else:
-        raise ValueError(f"interactions: expected a string or a list, got {type(value).__name__} {value!r}")
-    for item in items:
-        if item not in QUADRANTS:
-            raise ValueError(f"interactions: unknown quadrant {item!r}; allowed: {_allowed(QUADRANTS)} (or all, full, bottleneck)")
-    if not items:
-        raise ValueError(f"interactions: empty; allowed: a non-empty subset of {_allowed(QUADRANTS)}")
-    return [q for q in QUADRANTS if q in items]
-
-
 def interactions_name(quadrants) -> str:
     """Canonical arm name of an interaction subset: 'full', 'bottleneck' or e.g. 'p2p-p2h'."""
-    q = tuple(parse_interactions(quadrants))
+    q = parse_interactions(quadrants)
     if q == QUADRANTS:
         return "full"
     if q == NAMED_INTERACTIONS["bottleneck"]:
@@ -223,17 +215,9 @@ def _coerce(p: Param, value):
     return value
 
 
-def validate(params: dict[str, Any] | None = None, check_paths: bool = True, **overrides) -> dict[str, Any]:
-    """Check and normalise run parameters; missing ones take their defaults.
-
-    Raises ``ValueError`` naming the bad value and the allowed ones. Returns a new dict with every
-    parameter (``interactions`` as a list of quadrants in canonical order).
-    """
-    given = dict(params or {})
-    given.update(overrides)
-    unknown = sorted(set(given) - set(PARAM_BY_NAME))
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {', '.join(unknown)}; allowed: {_allowed(PARAM_BY_NAME)}")
+def _normalised(given: dict[str, Any]) -> dict[str, Any]:
+    """Every parameter, checked and normalised (the one place the rules between parameters live);
+    ``given`` holds known names only. Raises ``ValueError`` naming the bad value and the allowed ones."""
     cfg = defaults()
     for name, value in given.items():
         cfg[name] = _coerce(PARAM_BY_NAME[name], value)
@@ -245,22 +229,23 @@ def validate(params: dict[str, Any] | None = None, check_paths: bool = True, **o
             if v not in p.allowed:
                 raise ValueError(f"{p.name}: unknown value {cfg[p.name]!r}; allowed: {_allowed(p.allowed)}")
             cfg[p.name] = v
-    cfg["interactions"] = parse_interactions(cfg["interactions"])
+    cfg["interactions"] = list(parse_interactions(cfg["interactions"]))
+    model, loss = _models.MODELS[cfg["model"]], _losses.LOSSES[cfg["loss"]]
 
     def positive(name, strict=True):
         v = cfg[name]
         if (v <= 0) if strict else (v < 0):
             raise ValueError(f"{name}: must be {'> 0' if strict else '>= 0'}, got {v!r}")
 
-    for name in ("token_dim", "n_heads", "num_pathways", "n_genes", "max_steps", "eval_every", "batch_size", "lr", "n_folds"):
+    for name in ("token_dim", "n_heads", "n_layers", "num_pathways", "n_genes", "max_steps", "eval_every", "batch_size", "lr", "n_folds"):
         positive(name)
     if cfg["epochs"] is not None:
         positive("epochs")
     for name in ("pcc_weight", "pathway_loss_weight", "n_neighbors", "weight_decay", "warmup_steps", "crop_spots",
-                 "grad_clip", "patience", "dropout", "time_limit_s", "seed", "qc_min_umis", "qc_min_genes"):
+                 "grad_clip", "patience", "dropout", "time_limit_s", "seed", "qc_min_umis", "qc_min_genes", "torch_threads"):
         positive(name, strict=False)
-    if cfg["n_layers"] < 2:
-        raise ValueError(f"n_layers: the seed's minimum is 2 (pathways gather, then patches read), got {cfg['n_layers']}")
+    if "n_layers" in model.run_args:
+        check_depth(cfg["interactions"], cfg["n_layers"])
     if cfg["token_dim"] % cfg["n_heads"]:
         raise ValueError(f"token_dim ({cfg['token_dim']}) must be divisible by n_heads ({cfg['n_heads']})")
     if cfg["n_folds"] < 2:
@@ -275,31 +260,95 @@ def validate(params: dict[str, Any] | None = None, check_paths: bool = True, **o
     if not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         raise ValueError(f"device: unknown value {cfg['device']!r}; allowed: auto, cpu, cuda, cuda:N, mps")
     cfg["device"] = dev
-    if cfg["loss"] == "zinb" and cfg["model"] != "interaction":
-        raise ValueError(f"loss 'zinb' needs a model with a ZINB head; allowed: interaction (got model {cfg['model']!r})")
-    if cfg["loss"] == "zinb" and cfg["log_transform"]:
-        raise ValueError("loss 'zinb' models raw counts: log_transform must be False")
-    if cfg["model"] == "interaction" and cfg["n_neighbors"] and "h2h" not in cfg["interactions"]:
-        raise ValueError(f"n_neighbors={cfg['n_neighbors']} restricts the h2h flow to the k nearest spots, but "
-                         f"interactions {','.join(cfg['interactions'])} has no h2h; use n_neighbors=0 or add h2h")
+    if loss.needs_counts and not model.zinb_head:
+        with_head = ", ".join(name for name, spec in _models.MODELS.items() if spec.zinb_head)
+        raise ValueError(f"loss {cfg['loss']!r} needs a model with a ZINB head; allowed: {with_head} (got model {cfg['model']!r})")
+    if loss.needs_counts and cfg["log_transform"]:
+        raise ValueError(f"loss {cfg['loss']!r} models raw counts: log_transform must be False")
+    if "n_neighbors" in model.run_args:
+        check_neighbours(cfg["interactions"], cfg["n_neighbors"])
     if cfg["output_mode"] == "global" and cfg["n_neighbors"]:
         raise ValueError("output_mode 'global' predicts one profile per slide: n_neighbors must be 0")
     if cfg["data_dir"] is not None:
         cfg["data_dir"] = str(cfg["data_dir"])
-        if check_paths and not (Path(cfg["data_dir"]) / "metadata.csv").is_file():
-            raise ValueError(f"data_dir: {cfg['data_dir']!r} has no metadata.csv (a HEST-1k style folder is expected); "
-                             "use None for the embedded simulated cohort")
     cfg["output_dir"] = str(cfg["output_dir"])
     return cfg
 
 
+def check_data_dir(data_dir: str | None) -> None:
+    """A ``data_dir`` must hold a HEST-1k style ``metadata.csv`` (None: the embedded simulated cohort)."""
+    if data_dir is not None and not (Path(data_dir) / "metadata.csv").is_file():
+        raise ValueError(f"data_dir: {data_dir!r} has no metadata.csv (a HEST-1k style folder is expected); "
+                         "use None for the embedded simulated cohort")
+
+
+class _RunConfigMethods:
+    """The methods of ``RunConfig`` (its fields are generated from ``PARAMETERS``)."""
+
+    def __post_init__(self):
+        values = _normalised({name: getattr(self, name) for name in PARAM_BY_NAME})
+        values["interactions"] = tuple(values["interactions"])
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def from_params(cls, params: "dict[str, Any] | RunConfig | None" = None, **overrides) -> "RunConfig":
+        """A RunConfig from a parameter dict (strings from ``papermill -p`` are coerced) or another
+        RunConfig, with ``overrides``; an unknown name is a ``ValueError`` naming the allowed ones."""
+        if isinstance(params, cls) and not overrides:
+            return params
+        given = params.as_dict() if isinstance(params, cls) else dict(params or {})
+        given.update(overrides)
+        unknown = sorted(set(given) - set(PARAM_BY_NAME))
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {', '.join(unknown)}; allowed: {_allowed(PARAM_BY_NAME)}")
+        return cls(**given)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every parameter by name, in table order (``interactions`` as a list, as the params files write it)."""
+        out = {name: getattr(self, name) for name in PARAM_BY_NAME}
+        out["interactions"] = list(out["interactions"])
+        return out
+
+
+def _field_type(p: Param) -> Any:
+    if p.name == "interactions":  # given as a string or a list, held as the quadrants' tuple
+        return tuple[str, ...]
+    return (p.type | None) if p.nullable else p.type
+
+
+# The run configuration: one frozen, typed field per row of PARAMETERS (with its default), checked
+# and normalised once, on construction; training and model building take it whole.
+RunConfig = make_dataclass(
+    "RunConfig",
+    [(p.name, _field_type(p), field(default=p.default)) for p in PARAMETERS],
+    bases=(_RunConfigMethods,), frozen=True,
+)
+RunConfig.__module__ = __name__  # importable (and picklable) as stflib.config.RunConfig
+RunConfig.__doc__ = ("The parameters of one run (``PARAMETERS``), validated on construction; build it with "
+                     "``RunConfig(**params)`` or ``RunConfig.from_params(dict_or_config, **overrides)``.")
+
+
+def validate(params: dict[str, Any] | None = None, check_paths: bool = True, **overrides) -> dict[str, Any]:
+    """Check and normalise run parameters; missing ones take their defaults.
+
+    Raises ``ValueError`` naming the bad value and the allowed ones. Returns a new dict with every
+    parameter (``interactions`` as a list of quadrants in canonical order); ``check_paths``: a
+    ``data_dir`` must hold a ``metadata.csv``.
+    """
+    cfg = RunConfig.from_params(params, **overrides).as_dict()
+    if check_paths:
+        check_data_dir(cfg["data_dir"])
+    return cfg
+
+
 # parameters that do not change what a run computes (left out of the run hash)
-NON_RESULT_PARAMS = ("output_dir", "progress", "device")
+NON_RESULT_PARAMS = ("output_dir", "progress", "device", "torch_threads", "prediction_genes")
 
 
-def config_hash(cfg: dict[str, Any]) -> str:
+def config_hash(cfg: "dict[str, Any] | RunConfig") -> str:
     """Short stable hash of the parameters that determine a run's result."""
-    c = validate(cfg, check_paths=False)
+    c = RunConfig.from_params(cfg).as_dict()
     payload = {k: v for k, v in c.items() if k not in NON_RESULT_PARAMS}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

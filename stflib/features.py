@@ -25,7 +25,6 @@ import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -35,10 +34,11 @@ import torch
 
 from . import __version__
 from .backbones import BACKBONES, Backbone, WeightsError, get_backbone, weights_version
+from .device import autocast, autocast_dtype, resolve_device
 
 __all__ = [
     "extract_features", "extract_cohort", "read_feature_cache", "cache_path", "cache_is_current",
-    "patch_centres", "sample_pixel_size", "list_samples", "resolve_device", "benchmark_backbones",
+    "patch_centres", "sample_pixel_size", "list_samples", "benchmark_backbones",
     "add_arguments", "run", "add_benchmark_arguments", "run_benchmark",
 ]
 
@@ -125,28 +125,13 @@ def cache_is_current(path: Path, backbone: str, version: str, barcodes: np.ndarr
 
 
 # --------------------------------------------------------------------------------------------
-# Device and precision
-# --------------------------------------------------------------------------------------------
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device: 'cuda' requested but CUDA is not available; allowed here: auto, cpu")
-    return dev
-
-
-def _autocast(device: torch.device, amp: bool):
-    """bf16 (or fp16) autocast on CUDA; plain fp32 on CPU."""
-    if device.type != "cuda" or not amp:
-        return nullcontext(), "float32"
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype), str(dtype).replace("torch.", "")
-
-
-# --------------------------------------------------------------------------------------------
 # Extraction
 # --------------------------------------------------------------------------------------------
+def _dtype_name(device: torch.device, amp: bool) -> str:
+    """The precision features are computed in, as recorded in the cache: float32, bfloat16 or float16."""
+    return str(autocast_dtype(device, amp) or torch.float32).replace("torch.", "")
+
+
 def _batches(n: int, batch_size: int) -> Iterable[tuple[int, int]]:
     for start in range(0, n, batch_size):
         yield start, min(n, start + batch_size)
@@ -159,7 +144,7 @@ def _embed_dataset(model: Backbone, img: h5py.Dataset, batch_size: int, device: 
 
     n = img.shape[0]
     out = np.empty((n, model.feature_dim), dtype=np.float32)
-    ctx, dtype_name = _autocast(device, amp)
+    ctx, dtype_name = autocast(device, amp), _dtype_name(device, amp)
     spans = list(_batches(n, batch_size))
     read = lambda s: img[s[0]:s[1]]  # noqa: E731
     with ThreadPoolExecutor(max_workers=1) as pool, \
@@ -342,7 +327,7 @@ def benchmark_backbones(names: Sequence[str] | None = None, devices: Sequence[st
         patches = torch.from_numpy(rng.integers(0, 256, (bs, 224, 224, 3), dtype=np.uint8))
         for name in names_d:
             model = get_backbone(name, pretrained=False, seed=seed, device=dev)
-            ctx, dtype_name = _autocast(dev, amp)
+            ctx, dtype_name = autocast(dev, amp), _dtype_name(dev, amp)
             x = patches.pin_memory() if dev.type == "cuda" else patches
             with ctx:
                 model(model.transform(x))  # warm-up

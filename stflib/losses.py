@@ -9,10 +9,14 @@ are selected with ``torch.where`` before any arithmetic that could overflow.
 - ``mse_pcc_loss``            mse + alpha * (1 - pcc)
 - ``zinb_nll``                zero-inflated negative binomial NLL on raw counts
 - ``auxiliary_pathway_loss``  weight * (1 - PCC(pathway scores, pathway targets))
+
+``LOSSES`` is the registry of gene losses training dispatches through (``GeneLoss``: weighted terms
+over ``LossInputs``); adding one means a primitive and an entry here, a params file and a test.
 """
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Mapping
 
 import torch
 from torch import Tensor
@@ -124,36 +128,103 @@ def auxiliary_pathway_loss(scores: Tensor, targets: Tensor, valid: Tensor | None
     return weight * pcc_loss(scores, targets, valid)
 
 
-# name -> fn(pred, target, valid) for the gene losses; zinb takes the model's (mu, theta, pi)
-LOSSES: dict[str, Callable[..., Tensor]] = {
-    "mse": mse_loss,
-    "pcc": pcc_loss,
-    "mse_pcc": mse_pcc_loss,
-    "zinb": zinb_nll,
-}
+@dataclass(frozen=True)
+class LossInputs:
+    """What a gene loss reads: the model's outputs aligned with their targets.
 
-_LOSS_INFO = {
-    "mse": ("Masked MSE", "magnitude accuracy at each spot", "targets (CP10k or log1p)"),
-    "pcc": ("1 - PCC", "spatial pattern of each gene across a slide (scale-invariant)", "targets"),
-    "mse_pcc": ("MSE + alpha (1 - PCC)", "magnitude and spatial shape", "targets"),
-    "zinb": ("ZINB negative log-likelihood", "dispersed, zero-inflated raw counts (library size as offset)",
-             "raw counts"),
-    "auxiliary": ("lambda (1 - PCC(scores, pathway targets))", "pathway tokens track Hallmark activity",
-                  "z-scored, mean-aggregated Hallmark targets"),
+    ``genes``/``targets``/``counts`` (B, S, G), ``valid`` (B, S); ``theta``/``pi`` the ZINB head's
+    dispersion and dropout (None without one); ``gene_sd`` (G,) the training fold's per-gene sd of
+    the targets: given, the MSE compares predictions and targets divided by it (per-gene standardised
+    targets, so every gene weighs the same and the MSE of the mean predictor is ~1). PCC is invariant
+    to a per-gene affine map, so it is the same on either scale.
+    """
+
+    genes: Tensor
+    targets: Tensor
+    valid: Tensor
+    counts: Tensor | None = None
+    theta: Tensor | None = None
+    pi: Tensor | None = None
+    gene_sd: Tensor | None = None
+
+
+def _mse_term(x: LossInputs) -> Tensor:
+    if x.gene_sd is None:
+        return mse_loss(x.genes, x.targets, x.valid)
+    sd = x.gene_sd.to(x.genes.device)
+    return mse_loss(x.genes / sd, x.targets / sd, x.valid)
+
+
+def _pcc_term(x: LossInputs) -> Tensor:
+    return pcc_loss(x.genes, x.targets, x.valid)
+
+
+def _zinb_term(x: LossInputs) -> Tensor:
+    if x.theta is None or x.pi is None or x.counts is None:
+        raise RuntimeError("loss 'zinb' needs a model built with zinb=True (pi, theta) and raw counts")
+    return zinb_nll(x.counts, x.genes, x.theta, x.pi, x.valid)
+
+
+@dataclass(frozen=True)
+class GeneLoss:
+    """One entry of ``LOSSES``: the training objective on the genes as a weighted sum of terms.
+
+    ``terms``: (term name, term(LossInputs) -> scalar, weight) with the weight either 1.0 or the name
+    of the run parameter that holds it (read from ``weights`` when the loss is called).
+    ``needs_counts``: the loss models raw counts (a ZINB head, ``log_transform=False``).
+    ``function``, ``formula``, ``measures``, ``on``: the book's loss table.
+    """
+
+    terms: tuple[tuple[str, Callable[[LossInputs], Tensor], float | str], ...]
+    function: Callable[..., Tensor]
+    formula: str
+    measures: str
+    on: str
+    needs_counts: bool = False
+
+    @property
+    def weight_parameters(self) -> tuple[str, ...]:
+        """The run parameters this loss reads its weights from."""
+        return tuple(w for _, _, w in self.terms if isinstance(w, str))
+
+    def __call__(self, x: LossInputs, weights: Mapping[str, float] | None = None) -> tuple[Tensor, dict[str, float]]:
+        """(the loss, {term: its unweighted value})."""
+        loss = torch.zeros((), device=x.genes.device)
+        parts: dict[str, float] = {}
+        for name, term, weight in self.terms:
+            value = term(x)
+            parts[name] = float(value.detach())
+            loss = loss + (weights[weight] if isinstance(weight, str) else weight) * value
+        return loss, parts
+
+
+# the gene losses by name: the only list of loss names (the config's allowed values, the book's table)
+LOSSES: dict[str, GeneLoss] = {
+    "mse": GeneLoss((("mse", _mse_term, 1.0),), mse_loss, "Masked MSE", "magnitude accuracy at each spot",
+                    "targets (CP10k or log1p)"),
+    "pcc": GeneLoss((("pcc", _pcc_term, 1.0),), pcc_loss, "1 - PCC",
+                    "spatial pattern of each gene across a slide (scale-invariant)", "targets"),
+    "mse_pcc": GeneLoss((("mse", _mse_term, 1.0), ("pcc", _pcc_term, "pcc_weight")), mse_pcc_loss,
+                        "MSE + alpha (1 - PCC)", "magnitude and spatial shape", "targets"),
+    "zinb": GeneLoss((("zinb", _zinb_term, 1.0),), zinb_nll, "ZINB negative log-likelihood",
+                     "dispersed, zero-inflated raw counts (library size as offset)", "raw counts", needs_counts=True),
 }
+AUXILIARY = ("auxiliary", auxiliary_pathway_loss, "lambda (1 - PCC(scores, pathway targets))",
+             "pathway tokens track Hallmark activity", "z-scored, mean-aggregated Hallmark targets")
 
 
 def loss_table():
     """pandas DataFrame of the losses (name, function, formula, what it measures, on what) for the book."""
     import pandas as pd
 
-    fns = {**LOSSES, "auxiliary": auxiliary_pathway_loss}
-    rows = [{"name": k, "function": fns[k].__name__, "formula": f, "measures": m, "on": o}
-            for k, (f, m, o) in _LOSS_INFO.items()]
+    rows = [{"name": k, "function": v.function.__name__, "formula": v.formula, "measures": v.measures, "on": v.on}
+            for k, v in LOSSES.items()]
+    name, fn, formula, measures, on = AUXILIARY
+    rows.append({"name": name, "function": fn.__name__, "formula": formula, "measures": measures, "on": on})
     return pd.DataFrame(rows)
 
 
-def get_loss(name: str) -> Callable[..., Tensor]:
+def get_loss(name: str) -> GeneLoss:
     """LOSSES[name] with an error naming the allowed ones."""
     if name not in LOSSES:
         raise ValueError(f"loss: unknown {name!r}; allowed: {', '.join(LOSSES)}")

@@ -17,8 +17,6 @@ from stflib.backbones import BACKBONES, WeightsError, get_backbone
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
-CONTRACT_DIMS = {"resnet50": 2048, "ctranspath": 768, "phikon": 768, "hibou-b": 768, "hibou-l": 1024,
-                 "gigapath": 1536}
 FORWARD = ["resnet50", "ctranspath", "phikon", "hibou-b"]  # cheap enough for a real CPU forward
 
 
@@ -37,7 +35,9 @@ def _isolated_weights(tmp_path, monkeypatch):
 # Registry facts
 # --------------------------------------------------------------------------------------------
 def test_registry_names_and_widths():
-    assert {n: s.feature_dim for n, s in BACKBONES.items()} == CONTRACT_DIMS
+    assert tuple(BACKBONES) == ("resnet50", "ctranspath", "phikon", "hibou-b", "hibou-l", "gigapath")  # DESIGN
+    for name, spec in BACKBONES.items():  # the width is the architecture's, not a second table
+        assert B.build_timm_model(name, device="meta").num_features == spec.feature_dim, name
     for spec in BACKBONES.values():
         assert len(spec.mean) == len(spec.std) == 3 and spec.input_size == 224
         assert spec.hub_repo and spec.hub_files and spec.licence
@@ -92,7 +92,7 @@ def test_layout_round_trip_on_meta(name):
     assert {k: tuple(v.shape) for k, v in back.items()} == B.expected_published_shapes(name)
     # the strict loader accepts it and gives the right width (no memory: meta device)
     bb = get_backbone(name, weights=pub)
-    assert bb.feature_dim == CONTRACT_DIMS[name]
+    assert bb.feature_dim == BACKBONES[name].feature_dim
 
 
 @pytest.mark.parametrize("name", list(BACKBONES))
@@ -114,7 +114,7 @@ def test_corrupted_state_dicts_name_the_key(name):
         get_backbone(name, weights=wrong)
 
     extra = dict(pub)
-    extra["head.fc.weight"] = torch.empty(10, CONTRACT_DIMS[name], device="meta")
+    extra["head.fc.weight"] = torch.empty(10, BACKBONES[name].feature_dim, device="meta")
     with pytest.raises(WeightsError, match=r"unexpected keys \(1\): head\.fc\.weight"):
         get_backbone(name, weights=extra)
 
@@ -157,7 +157,7 @@ def test_published_file_loads_strictly_and_embeds(name, tmp_path):
     bb.train()
     assert not bb.training  # stays frozen
     feats = bb.embed(_patches(1))
-    assert feats.shape == (1, CONTRACT_DIMS[name]) and torch.isfinite(feats).all()
+    assert feats.shape == (1, BACKBONES[name].feature_dim) and torch.isfinite(feats).all()
     # the same file is found through the default folder ($STFLIB_WEIGHTS_DIR/<name>/)
     default = B.weights_dir(name)
     default.mkdir(parents=True)

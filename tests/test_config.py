@@ -47,7 +47,12 @@ def test_interaction_subsets_and_names():
     (dict(loss="l1"), "allowed: mse, pcc, mse_pcc, zinb"),
     (dict(backbone="uni"), "allowed: resnet50, ctranspath, phikon, hibou-b, hibou-l, gigapath"),
     (dict(positional_encoding="rope"), "allowed: sinusoidal, learned, none"),
-    (dict(n_layers=1), "n_layers"),
+    (dict(n_layers=1, interactions="bottleneck"), "n_layers: interactions p2p,p2h,h2p (no h2h, the pathway bottleneck) need n_layers >= 2"),
+    (dict(n_layers=0), "n_layers: must be > 0"),
+    (dict(n_neighbors=6, interactions="bottleneck"), "n_neighbors=6 restricts the h2h flow to the k nearest spots"),
+    (dict(loss="zinb", log_transform=False, model="mlp"), "needs a model with a ZINB head; allowed: interaction"),
+    (dict(prediction_genes="some"), "prediction_genes: unknown value 'some'; allowed: all, hvg50"),
+    (dict(torch_threads=-1), "torch_threads: must be >= 0"),
     (dict(token_dim=100, n_heads=3), "divisible"),
     (dict(fold=3), "fold"),
     (dict(device="tpu"), "device"),
@@ -101,3 +106,27 @@ def test_notebook_parameters_cell_is_generated_from_the_table():
     assert {k: ns[k] for k in config.defaults()} == config.defaults()
     assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code"), "store the notebook without outputs"
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
+
+
+def test_run_config_is_validated_once_frozen_and_whole():
+    import dataclasses
+
+    cfg = config.RunConfig(interactions="p2h p2p", model="MLP", n_layers="3")
+    assert cfg.interactions == ("p2p", "p2h") and cfg.model == "mlp" and cfg.n_layers == 3
+    assert [f.name for f in dataclasses.fields(cfg)] == [p.name for p in config.PARAMETERS]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.model = "interaction"
+    with pytest.raises(ValueError, match="loss: unknown value 'l1'"):
+        config.RunConfig(loss="l1")
+    with pytest.raises(ValueError, match="unknown parameter"):
+        config.RunConfig.from_params({"learning_rate": 1})
+    assert config.RunConfig.from_params(cfg) is cfg
+    assert config.RunConfig.from_params(cfg, fold=1).fold == 1
+    assert cfg.as_dict() == config.validate(interactions="p2h p2p", model="MLP", n_layers="3")
+    assert config.config_hash(cfg) == config.config_hash(cfg.as_dict())
+
+
+def test_run_settings_do_not_change_the_hash():
+    base = config.config_hash({})
+    assert config.config_hash(dict(torch_threads=2, prediction_genes="hvg50", device="cpu")) == base
+    assert config.defaults()["torch_threads"] == 0 and config.defaults()["prediction_genes"] == "all"

@@ -158,11 +158,29 @@ def test_auxiliary_loss_on_pathway_targets_matches_direct_computation():
 
 def test_registry_and_table():
     assert set(losses.LOSSES) == {"mse", "pcc", "mse_pcc", "zinb"}
-    assert losses.get_loss("pcc") is losses.pcc_loss
+    assert losses.get_loss("pcc").function is losses.pcc_loss
+    assert losses.get_loss("mse_pcc").weight_parameters == ("pcc_weight",)
+    assert [n for n, spec in losses.LOSSES.items() if spec.needs_counts] == ["zinb"]
     with pytest.raises(ValueError, match="loss: unknown 'l1'; allowed: mse, pcc, mse_pcc, zinb"):
         losses.get_loss("l1")
     table = losses.loss_table()
     assert {"name", "function", "formula"} <= set(table.columns) and "auxiliary" in set(table["name"])
+
+
+def test_registry_losses_are_their_terms():
+    torch.manual_seed(0)
+    pred, target = torch.randn(2, 6, 4), torch.randn(2, 6, 4)
+    valid = torch.ones(2, 6, dtype=torch.bool)
+    valid[1, 4:] = False
+    x = losses.LossInputs(pred, target, valid)
+    loss, parts = losses.LOSSES["mse_pcc"](x, {"pcc_weight": 0.5})
+    torch.testing.assert_close(loss, losses.mse_pcc_loss(pred, target, valid, alpha=0.5))
+    assert set(parts) == {"mse", "pcc"} and parts["mse"] == pytest.approx(float(losses.mse_loss(pred, target, valid)))
+    sd = torch.full((4,), 2.0)  # per-gene sd: the MSE on standardised targets
+    scaled, _ = losses.LOSSES["mse"](losses.LossInputs(pred, target, valid, gene_sd=sd))
+    torch.testing.assert_close(scaled, losses.mse_loss(pred, target, valid) / 4)
+    with pytest.raises(RuntimeError, match="zinb=True"):
+        losses.LOSSES["zinb"](x)
 
 
 def test_losses_reject_wrong_valid_shape():

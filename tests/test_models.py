@@ -13,6 +13,7 @@ from stflib.models import (
     QUADRANTS,
     SpatialTranscriptFormer,
     build_model,
+    check_depth,
     interaction_mask,
     model_table,
     parse_interactions,
@@ -49,10 +50,11 @@ def batch():
 
 
 def test_parse_interactions_forms_and_errors():
-    assert parse_interactions("all") == frozenset(QUADRANTS)
-    assert parse_interactions("p2p,p2h") == {"p2p", "p2h"}
-    assert parse_interactions(" P2P , h2h ") == {"p2p", "h2h"}
-    assert parse_interactions(["h2p", "h2h"]) == {"h2p", "h2h"}
+    assert parse_interactions("all") == QUADRANTS == parse_interactions("full")
+    assert parse_interactions("bottleneck") == ("p2p", "p2h", "h2p")
+    assert parse_interactions("p2h,p2p") == ("p2p", "p2h")  # canonical order
+    assert parse_interactions(" P2P , h2h ") == ("p2p", "h2h") == parse_interactions("p2p+h2h")
+    assert parse_interactions(["h2h", "h2p"]) == ("h2p", "h2h")
     with pytest.raises(ValueError, match=r"interactions: unknown quadrant 'p2x'; allowed: p2p, p2h, h2p, h2h"):
         parse_interactions("p2p,p2x")
     with pytest.raises(ValueError, match="empty"):
@@ -461,7 +463,7 @@ def test_invalid_options_name_allowed_values():
 # ---------------------------------------------------------------- baselines
 
 
-@pytest.mark.parametrize("name", ["he2rna", "mlp", "abmil", "transmil", "mean"])
+@pytest.mark.parametrize("name", ["he2rna", "mlp", "abmil", "transmil"])
 def test_baselines_shapes_and_padding(name, batch):
     features, coords, pad = batch
     torch.manual_seed(0)
@@ -555,35 +557,53 @@ def test_ridge_probe_matches_sklearn_pipeline():
 
 
 def test_mean_expression_fit():
-    y = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
-    valid = torch.tensor([[True, True, False]])
-    model = baselines.MeanExpression(F, 2).fit(y, valid)
-    out = model(torch.zeros(1, 3, F), None, ~valid).genes
-    torch.testing.assert_close(out[0, :2], torch.tensor([[2.0, 3.0], [2.0, 3.0]]))
+    X, Y = np.zeros((3, F)), np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 9.0]])
+    model = baselines.MeanExpression().fit(X, Y)
+    np.testing.assert_allclose(model.predict(np.zeros((2, F))), [[3.0, 5.0], [3.0, 5.0]])
+    assert model.n_params == 2
 
 
 # ---------------------------------------------------------------- registry
 
 
 def test_registry_build_and_errors():
-    assert set(MODELS) == {"interaction", "he2rna", "mlp", "abmil", "transmil", "mean"}
+    assert set(MODELS) == {"interaction", "he2rna", "mlp", "abmil", "transmil", "mean", "ridge_probe"}
     model = build_model("interaction", F, G, num_pathways=P, token_dim=D, n_heads=2, interactions="p2p,p2h,h2p")
     assert isinstance(model, SpatialTranscriptFormer)
-    assert isinstance(build_model("he2rna", F, G, interactions="all", token_dim=64), baselines.HE2RNA)
-    with pytest.raises(ValueError, match=r"model: unknown 'gnn'; allowed: interaction, he2rna, mlp, abmil, transmil, mean"):
+    assert isinstance(build_model("he2rna", F, G, output_mode="global"), baselines.HE2RNA)
+    with pytest.raises(ValueError, match=r"model: unknown 'gnn'; allowed: interaction, he2rna, mlp, abmil, transmil, mean, ridge_probe"):
         build_model("gnn", F, G)
+    with pytest.raises(ValueError, match="'ridge_probe' is a numpy model"):
+        build_model("ridge_probe", F, G)
     with pytest.raises(TypeError, match="tokn_dim"):
         build_model("interaction", F, G, tokn_dim=3)
+    with pytest.raises(TypeError, match="interactions"):  # another model's argument is an error, not dropped
+        build_model("he2rna", F, G, interactions="all")
     table = model_table()
     assert list(table.columns) == ["name", "class", "description", "reference"]
     assert "ridge_probe" in set(table["name"]) and table["reference"].str.len().min() > 0
 
 
+@pytest.mark.parametrize("name", list(MODELS))
+def test_registry_run_args_are_constructor_arguments(name):
+    import inspect
+
+    spec = MODELS[name]
+    accepted = inspect.signature(spec.cls.__init__).parameters
+    assert set(spec.run_args) <= set(accepted), f"{name}: run_args not taken by {spec.cls.__name__}"
+    assert spec.kind in ("torch", "numpy")
+
+
+def test_depth_rule():
+    check_depth("all", 1)  # with h2h one layer is a complete model
+    build_model("interaction", F, G, num_pathways=P, token_dim=D, n_heads=2, n_layers=1)
+    with pytest.raises(ValueError, match="need n_layers >= 2"):
+        check_depth("bottleneck", 1)
+    with pytest.raises(ValueError, match="need n_layers >= 2"):
+        build_model("interaction", F, G, num_pathways=P, token_dim=D, n_heads=2, n_layers=1, interactions="bottleneck")
+
+
 def test_backbone_reexport_is_lazy():
     import stflib.models as models
 
-    try:
-        import stflib.backbones  # noqa: F401
-    except ImportError:
-        pytest.skip("stflib.backbones not written yet")
     assert callable(models.get_backbone) and models.BACKBONES

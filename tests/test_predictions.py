@@ -184,14 +184,15 @@ def test_collect_carries_the_moran_columns(tmp_path):
     assert by_arm["moran_rank_spearman_mean"].item() == pytest.approx(0.16)
 
 
-def test_grid_writes_the_hvg_subset_with_its_thumbnails(tmp_path, monkeypatch):
+def test_grid_writes_the_hvg_subset_with_its_thumbnails(tmp_path):
     import anndata as ad
 
     from stflib import train
+    from stflib.config import RunConfig
 
     run = fake_run(tmp_path)
     run.history, run.adata = [], P.predictions_anndata(run)
-    monkeypatch.setenv("STFLIB_PREDICTION_GENES", "hvg50")  # what the grid runner sets
+    run.config = RunConfig(prediction_genes="hvg50")  # what the grid runner passes
     train.write_artefacts(run, tmp_path / "out")
     written = ad.read_h5ad(tmp_path / "out" / "predictions.h5ad")
     assert list(written.var_names) == run.fold.hvg and written.var["is_hvg"].all()

@@ -1,10 +1,10 @@
-"""The recipe's must-show table (stflib.recipe) on synthetic per-fold rows."""
+"""The recipe's must-show table (stflib.train.recipe) on synthetic per-fold rows."""
 import numpy as np
 import pandas as pd
 import pytest
 
 from stflib import config as C
-from stflib import recipe as R
+from stflib.train import recipe as R
 
 
 def _rows(arm, **metrics):

@@ -9,8 +9,9 @@ from torch import nn
 
 from stflib import config as C
 from stflib import train as T
-
-pytest.importorskip("stflib.losses", reason="stflib.losses not written yet")
+from stflib.data import collate_slides
+from stflib.io import write_json
+from stflib.models import MeanExpression
 
 D, G, P = 8, 12, 3
 
@@ -74,7 +75,7 @@ def cfg(**kw):
     base = dict(max_steps=12, eval_every=2, patience=0, batch_size=2, lr=0.05, warmup_steps=2, log_transform=True,
                 progress=False)
     base.update(kw)
-    return C.validate(base)
+    return C.RunConfig(**base)
 
 
 def test_lr_schedule_warms_up_then_decays():
@@ -83,11 +84,12 @@ def test_lr_schedule_warms_up_then_decays():
     assert all(a >= b for a, b in zip(lrs[3:], lrs[4:])) and lrs[-1] < 0.1
 
 
-def test_neighbor_index_self_first():
+def test_window_index_self_first():
     xy = np.array([[0, 0], [1, 0], [5, 0], [6, 0.0]])
-    idx = T.neighbor_index(xy, 1)
+    idx = T.window_index(xy, 1)
     assert idx.tolist() == [[0, 1], [1, 0], [2, 3], [3, 2]]
-    assert T.neighbor_index(xy[:1], 2).shape == (1, 3)
+    assert T.window_index(xy[:1], 2).tolist() == [[0, 0, 0]]  # one spot: itself, then padding
+    assert T.window_index(xy[:2], 3).tolist() == [[0, 1, 1, 1], [1, 0, 0, 0]]
 
 
 def test_fit_learns_and_is_deterministic():
@@ -154,13 +156,15 @@ def test_resume_after_interruption(tmp_path):
     assert [round(h["train_loss"], 5) for h in res.history] == [round(h["train_loss"], 5) for h in full.history]
 
 
-def test_mean_predictor_and_json(tmp_path):
+def test_mean_expression_and_json(tmp_path):
     items = make_items(3)
-    c = cfg()
-    m = T.fit_sklearn("mean", items[:2], c)
-    p = T.predict_sklearn(m, items[2:], c)[0]
-    assert np.allclose(p["pred"], p["pred"][0]) and p["pred"].shape[1] == G
-    T.write_json({"a": float("nan"), "b": np.float32(1.5), "c": [np.int64(2)]}, tmp_path / "m.json")
+    c = cfg(model="mean")
+    m = T.fit_numpy(items[:2], c)
+    assert isinstance(m, MeanExpression)
+    expected = torch.cat([it["targets"][it["valid"]] for it in items[:2]]).double().mean(0).float().numpy()
+    p = T.predict_numpy(m, items[2:], c)[0]
+    assert np.allclose(p["pred"], expected) and p["pred"].shape == (items[2]["features"].shape[0], G)
+    write_json({"a": float("nan"), "b": np.float32(1.5), "c": [np.int64(2)]}, tmp_path / "m.json")
     assert json.loads((tmp_path / "m.json").read_text()) == {"a": None, "b": 1.5, "c": [2]}
 
 
@@ -171,8 +175,9 @@ DESIGN_KEYS = {"pcc_hvg50", "pcc_all", "mse", "pathway_pcc_truth", "train_pcc_hv
 
 @pytest.fixture(scope="module")
 def tiny_cohort():
-    sim = pytest.importorskip("stflib.simulate", reason="stflib.simulate not written yet")
-    return sim.default_cohort("tiny")
+    from stflib.simulate import default_cohort
+
+    return default_cohort("tiny")
 
 
 @pytest.mark.slow
@@ -183,7 +188,7 @@ def test_run_end_to_end_on_tiny_cohort(tiny_cohort, tmp_path, over):
     import anndata as ad
     import pandas as pd
 
-    m = T.train_and_evaluate(preset="tiny", max_steps=4, eval_every=2, progress=False, output_dir=str(tmp_path), **over)
+    m = T.run(preset="tiny", max_steps=4, eval_every=2, progress=False, output_dir=str(tmp_path), log=None, **over).metrics
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert DESIGN_KEYS <= set(saved) and saved["config"]["model"] == over["model"]
     assert math.isfinite(m["pcc_hvg50"]) and -1 <= m["pcc_hvg50"] <= 1 and m["mse"] > 0
@@ -200,14 +205,28 @@ def test_run_end_to_end_on_tiny_cohort(tiny_cohort, tmp_path, over):
         assert m["pcc_hvg50"] == 0.0 and m["train_mse_ratio"] == pytest.approx(1.0)
 
 
+def test_run_settings_are_parameters(tiny_cohort, tmp_path):
+    import anndata as ad
+
+    before = torch.get_num_threads()
+    try:
+        result = T.run(preset="tiny", model="mean", torch_threads=1, prediction_genes="hvg50", progress=False,
+                       output_dir=str(tmp_path), log=None)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert isinstance(result.config, C.RunConfig) and result.config.prediction_genes == "hvg50"
+    assert list(ad.read_h5ad(tmp_path / "predictions.h5ad").var_names) == result.fold.hvg
+
+
 @pytest.mark.parametrize("model", ["ridge_probe", "mlp"])
 def test_context_matched_baselines_see_own_and_neighbour_mean_features(tiny_cohort, tmp_path, model):
-    from stflib.config import BACKBONE_DIMS
+    from stflib.backbones import BACKBONES
 
     common = dict(preset="tiny", model=model, epochs=2, progress=False, output_dir=str(tmp_path))
     plain = T.run(None, log=None, write=False, **common)
     matched = T.run(None, log=None, write=False, n_neighbors=6, **common)
-    width = BACKBONE_DIMS[matched.config["backbone"]]
+    width = BACKBONES[matched.config.backbone].feature_dim
     assert plain.fold.feature_dim == width and matched.fold.feature_dim == 2 * width
     item = next(iter(matched.fold.items.values()))
     assert item["features"].shape[1] == 2 * width
@@ -229,7 +248,7 @@ def test_standardized_output_starts_at_the_mean_and_loss_is_per_gene_standardise
             return {"genes": torch.zeros(*features.shape[:2], G), "pathway_scores": None, "pi": None, "theta": None}
 
     model = T.StandardizedOutput(Zero(), mean, sd)
-    batch = T.collate(items[:2])
+    batch = collate_slides(items[:2])
     step = T.forward(model, batch)
     torch.testing.assert_close(step.genes[0, 3], torch.tensor(mean))
     loss, parts = T.compute_loss(step, cfg(loss="mse"), model.gene_sd)
@@ -268,8 +287,7 @@ def test_schedule_counts_steps_and_epochs_cap_it():
 
 def test_ridge_probe_penalty_is_chosen_on_validation_slides():
     items = make_items(6)
-    c = cfg()
-    probe = T.fit_sklearn("ridge_probe", items[:4], c, val_items=items[4:], score_columns=np.arange(5))
+    probe = T.fit_numpy(items[:4], cfg(model="ridge_probe"), val_items=items[4:], score_columns=np.arange(5))
     assert len(probe.selection_) >= 5 and probe.alpha_ in probe.selection_
     assert probe.selection_[probe.alpha_] == max(probe.selection_.values())
 

@@ -9,7 +9,8 @@ return_attention=False, library_size=None)`` and returns a ``ModelOutput`` whose
 - ``RidgeProbe``    HEST-Bench's probe: StandardScaler + PCA(256) + ridge, numpy fit/predict
 - ``ABMIL``         gated-attention MIL pooling (Ilse et al. 2018), slide-level
 - ``TransMIL``      Nystrom-attention transformer + PPEG (Shao et al. 2021), PPEG on the real spot grid
-- ``MeanExpression`` the floor: the training mean of every gene, everywhere
+- ``MeanExpression`` the floor: the training mean of every gene, everywhere, numpy fit/predict
+- ``ridge_path``    closed-form ridges for several penalties (the pathway ceiling's probe)
 """
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ import math
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
 from stflib.models.stf import ModelOutput, masked_mean
@@ -86,35 +86,42 @@ class SpotMLP(_PerSpot):
         super().__init__(head, output_mode)
 
 
-class MeanExpression(nn.Module):
-    """The floor: predicts one learnable vector (the training mean) at every spot.
+class MeanExpression:
+    """The floor: predicts the training fold's mean log1p(CP10k) profile at every spot.
 
-    Train it like any model (under MSE its optimum is the mean) or set it exactly with ``fit``.
-    Its spatial PCC is 0 by construction (constant prediction).
+    Numpy in, numpy out, per spot, like ``RidgeProbe``: ``fit(X (N,F), Y (N,G))`` (X only counts
+    spots), ``predict(X) -> (N,G)``. Its spatial PCC is 0 by construction (a constant prediction).
     """
 
     description = "training-set mean expression at every spot (the floor)"
     reference = "floor"
+    n_params = 0
 
-    def __init__(self, feature_dim: int, num_genes: int, output_mode: str = "dense"):
-        super().__init__()
-        self.output_mode = _check_mode(output_mode)
-        self.mean = nn.Parameter(torch.zeros(num_genes))
-
-    @torch.no_grad()
-    def fit(self, targets: Tensor | np.ndarray, valid: Tensor | np.ndarray | None = None) -> "MeanExpression":
-        """targets (N, G) or (B, S, G), valid (N,) / (B, S) -> sets the mean over valid spots."""
-        y = torch.as_tensor(np.asarray(targets), dtype=torch.float32).reshape(-1, self.mean.numel())
-        w = torch.ones(len(y)) if valid is None else torch.as_tensor(np.asarray(valid)).reshape(-1).float()
-        self.mean.copy_((y * w[:, None]).sum(0) / w.sum().clamp_min(1.0))
+    def fit(self, X: np.ndarray, Y: np.ndarray) -> "MeanExpression":
+        self.mean_ = np.asarray(Y, np.float64).mean(0)
+        self.n_params = int(self.mean_.size)
         return self
 
-    def forward(self, features, coords=None, pad_mask=None, return_attention=False, library_size=None):
-        valid = _valid(features, pad_mask)
-        B, S = valid.shape
-        if self.output_mode == "global":
-            return ModelOutput(genes=self.mean.expand(B, 1, -1))
-        return ModelOutput(genes=self.mean.expand(B, S, -1).masked_fill(~valid.unsqueeze(-1), 0.0))
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(self.mean_, (len(X), len(self.mean_))).astype(np.float32)
+
+
+def ridge_path(X: np.ndarray, Y: np.ndarray, alphas) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Ridge regressions of Y on X (with intercept) for several penalties from one eigendecomposition
+    of the centred Gram matrix X'X (F x F; cheaper than an SVD of X when spots outnumber features):
+    (x_mean, y_mean, [W per alpha]); predict with ``(X - x_mean) @ W + y_mean``.
+
+    The pathway ceiling's ridge (``stflib.train.evaluate.pathway_ceiling``) on the full feature space:
+    unlike ``RidgeProbe`` (HEST-Bench's protocol, PCA to 256 components first) it must not cap what
+    the inputs can express, and it scores seven penalties for the cost of one solve.
+    """
+    from scipy.linalg import eigh
+
+    xm, ym = X.mean(0), Y.mean(0)
+    Xc = X - xm
+    evals, V = eigh(Xc.T @ Xc)
+    VtXtY = V.T @ (Xc.T @ (Y - ym))
+    return xm, ym, [V @ (VtXtY / (np.clip(evals, 0, None) + a)[:, None]) for a in alphas]
 
 
 class RidgeProbe:

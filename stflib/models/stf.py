@@ -67,23 +67,62 @@ class ModelOutput:
 # ---------------------------------------------------------------------------------------------
 
 QUADRANTS = ("p2p", "p2h", "h2p", "h2h")  # query->key: p2h = pathway queries read patch keys
+# the seed's named interaction variants
+NAMED_INTERACTIONS = {
+    "all": QUADRANTS,
+    "full": QUADRANTS,  # Full Interaction
+    "bottleneck": ("p2p", "p2h", "h2p"),  # Pathway Bottleneck: no patch-patch attention
+}
 
 
-def parse_interactions(interactions: str | Iterable[str]) -> frozenset[str]:
-    """``"all"``, ``"p2p,p2h"`` (or space separated), or a list -> the set of enabled quadrants."""
-    if isinstance(interactions, str):
-        items = [s for s in interactions.replace(",", " ").split()]
+def parse_interactions(value: str | Iterable[str]) -> tuple[str, ...]:
+    """``"all"``, ``"full"``, ``"bottleneck"``, ``"p2p,p2h"`` (or separated by spaces or ``+``) or a list
+    such as ``["p2p", "p2h"]`` -> the enabled quadrants in canonical order (``QUADRANTS``)."""
+    named = ", ".join(NAMED_INTERACTIONS)
+    if value is None:
+        raise ValueError(f"interactions: got None; allowed: {named} or a subset of {', '.join(QUADRANTS)}")
+    if isinstance(value, str):
+        key = value.strip().lower()
+        if key in NAMED_INTERACTIONS:
+            return NAMED_INTERACTIONS[key]
+        items = [s for s in key.replace(",", " ").replace("+", " ").split() if s]
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = [str(s).strip().lower() for s in value]
+        if len(items) == 1 and items[0] in NAMED_INTERACTIONS:
+            return NAMED_INTERACTIONS[items[0]]
     else:
-        items = [str(s) for s in interactions]
-    items = [s.strip().lower() for s in items if s.strip()]
-    if items == ["all"]:
-        return frozenset(QUADRANTS)
+        raise ValueError(f"interactions: expected a string or a list, got {type(value).__name__} {value!r}")
     for item in items:
         if item not in QUADRANTS:
-            raise ValueError(f"interactions: unknown quadrant {item!r}; allowed: {', '.join(QUADRANTS)} (or 'all')")
+            raise ValueError(f"interactions: unknown quadrant {item!r}; allowed: {', '.join(QUADRANTS)} (or {named})")
     if not items:
-        raise ValueError(f"interactions: empty; give at least one of {', '.join(QUADRANTS)} (or 'all')")
-    return frozenset(items)
+        raise ValueError(f"interactions: empty; allowed: a non-empty subset of {', '.join(QUADRANTS)} (or {named})")
+    return tuple(q for q in QUADRANTS if q in items)
+
+
+def check_depth(interactions: str | Iterable[str], n_layers: int) -> None:
+    """The seed's depth rule: without h2h (the pathway bottleneck) patches reach each other only
+    through the pathways, so layer 1 lets pathways gather from patches and layer 2 lets patches read
+    the contextualised pathways: ``n_layers >= 2``. With h2h one layer is a complete model."""
+    quadrants = parse_interactions(interactions)
+    if "h2h" not in quadrants and n_layers < 2:
+        raise ValueError(
+            f"n_layers: interactions {','.join(quadrants)} (no h2h, the pathway bottleneck) need n_layers >= 2, "
+            f"got n_layers={n_layers}: the seed's rule, layer 1 lets pathways gather from patches and layer 2 "
+            "lets patches read the contextualised pathways"
+        )
+    if n_layers < 1:
+        raise ValueError(f"n_layers: must be >= 1, got {n_layers}")
+
+
+def check_neighbours(interactions: str | Iterable[str], n_neighbors: int) -> None:
+    """``n_neighbors = k > 0`` restricts the h2h flow to each spot's k nearest spots: it needs h2h."""
+    if n_neighbors < 0:
+        raise ValueError(f"n_neighbors: must be >= 0, got {n_neighbors}")
+    quadrants = parse_interactions(interactions)
+    if n_neighbors > 0 and "h2h" not in quadrants:
+        raise ValueError(f"n_neighbors={n_neighbors} restricts the h2h flow to the k nearest spots, but "
+                         f"interactions {','.join(quadrants)} has no h2h; use n_neighbors=0 or add h2h")
 
 
 def interaction_mask(num_pathways: int, num_spots: int, interactions: str | Iterable[str]) -> Tensor:
@@ -566,20 +605,9 @@ class SpatialTranscriptFormer(nn.Module):
         attention_impl: str = "fast",
     ):
         super().__init__()
-        self.quadrants = parse_interactions(interactions)
-        if "h2h" not in self.quadrants and n_layers < 2:
-            raise ValueError(
-                f"interactions {','.join(sorted(self.quadrants))} (no h2h, the pathway bottleneck) need n_layers >= 2, "
-                f"got n_layers={n_layers}: the seed's rule, layer 1 lets pathways gather from patches and layer 2 "
-                "lets patches read the contextualised pathways"
-            )
-        if n_neighbors < 0:
-            raise ValueError(f"n_neighbors must be >= 0, got {n_neighbors}")
-        if n_neighbors > 0 and "h2h" not in self.quadrants:
-            raise ValueError(
-                f"n_neighbors={n_neighbors} restricts the h2h flow to k nearest neighbours, but interactions "
-                f"{','.join(sorted(self.quadrants))} has no h2h; use n_neighbors=0 or add h2h"
-            )
+        self.quadrants = frozenset(parse_interactions(interactions))
+        check_depth(interactions, n_layers)
+        check_neighbours(interactions, n_neighbors)
         if output_mode not in ("dense", "global"):
             raise ValueError(f"output_mode: unknown {output_mode!r}; allowed: dense, global")
         if zinb and output_mode != "dense":

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from stflib import config as C
+from stflib.io import write_json
 
 # arm -> parameter overrides of the reference configuration (the defaults)
 CHECK_ARMS: dict[str, dict[str, Any]] = {
@@ -62,7 +63,7 @@ def _run_one(job: tuple[str, dict, int, str]) -> dict:
     """Train and evaluate one (name, overrides, fold) in this process (one torch thread); cache its row."""
     import torch
 
-    from stflib import train as T
+    from stflib.train.run import run as run_arm
 
     name, over, fold, cache = job
     torch.set_num_threads(1)
@@ -73,14 +74,12 @@ def _run_one(job: tuple[str, dict, int, str]) -> dict:
         if row.get("config_hash") == C.config_hash(cfg):
             return row
     t0 = time.perf_counter()
-    m = T.run(cfg, log=None, write=False).metrics
+    m = run_arm(cfg, log=None, write=False).metrics
     row = {"arm": name, "fold": fold, **{k: m.get(k) for k in RUN_COLUMNS if k not in ("arm", "fold")}}
     row["run_seconds"] = round(time.perf_counter() - t0, 1)
     row["overrides"] = json.dumps(over, sort_keys=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(row, default=float))
-    os.replace(tmp, path)
+    write_json(row, path)
     return row
 
 
@@ -289,6 +288,6 @@ def run(args) -> int:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m stflib.recipe", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m stflib.train.recipe", description=__doc__.splitlines()[0])
     add_arguments(parser)
     raise SystemExit(run(parser.parse_args()))

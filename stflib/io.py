@@ -1,0 +1,43 @@
+"""Atomic artefact writes: a file appears complete or not at all.
+
+The grid resumes by the presence of a run's files (``metrics.json`` marks a finished run,
+``checkpoint.pt`` a resumable one), so every artefact is written to ``<name>.tmp`` beside its target
+and renamed over it; an interrupted write leaves only the temporary file.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on ``<path>.tmp``, then rename it to ``path``."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def json_safe(x: Any) -> Any:
+    """Plain-JSON form of ``x``: numpy scalars as Python numbers, non-finite floats as None, tuples as lists."""
+    if isinstance(x, dict):
+        return {str(k): json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    if isinstance(x, (np.floating, float)):
+        return None if not np.isfinite(x) else float(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.bool_):
+        return bool(x)
+    return x
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> None:
+    """Write ``obj`` as indented JSON (NaN -> null), atomically."""
+    text = json.dumps(json_safe(obj), indent=2, sort_keys=False) + "\n"
+    atomic_write(path, lambda tmp: tmp.write_text(text))

@@ -1,0 +1,94 @@
+"""Held-out evaluation of a trained arm: the metrics of ``metrics.json`` from its predictions.
+
+``evaluate_predictions`` pools the valid held-out spots of every test slide and computes the
+metrics of ``stflib.metrics.evaluate`` (with the simulator's true pathway activities and expected
+expression where the cohort has them), the fit on the training slides and ``pathway_ceiling``:
+how much of the true pathway activity the arm's inputs hold at all.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from stflib import metrics as M
+from stflib.config import RunConfig
+from stflib.models.baselines import ridge_path
+from stflib.spatial import with_neighbour_mean
+from stflib.train.fold import FoldData, uses_context_features
+
+CEILING_ALPHAS = tuple(10.0 ** np.arange(-1, 6))
+
+
+def pathway_ceiling(fold: FoldData, cfg: RunConfig, alphas=CEILING_ALPHAS) -> float:
+    """How much of the simulator's true pathway activity the arm's inputs hold: a ridge from the same
+    (standardised) features, plus the mean of the k nearest spots' features when the arm uses
+    ``n_neighbors``, fit directly to the true activities on the training slides, its penalty chosen on
+    the validation slides, scored on the test slides (mean over pathways of the PCC over spots).
+    The reference for ``pathway_pcc_truth``; NaN without simulator truth."""
+    if not fold.truth_pathway_names:
+        return float("nan")
+    # per-spot baselines with n_neighbors already carry [own, neighbour mean] in their features
+    k = 0 if uses_context_features(cfg) else cfg.n_neighbors
+
+    def stack(ids):
+        X, A = [], []
+        for i in ids:
+            it = fold.items[i]
+            if it.get("true_pathways") is None:
+                return None, None
+            v = it["valid"].cpu().numpy().astype(bool)
+            f = it["features"].cpu().numpy().astype(np.float64)
+            if k:
+                f = with_neighbour_mean(f, it["coords"].cpu().numpy(), k)
+            X.append(f[v])
+            A.append(it["true_pathways"].cpu().numpy().astype(np.float64)[v])
+        return np.concatenate(X), np.concatenate(A)
+
+    (X, A), (Xv, Av), (Xt, At) = stack(fold.train_ids), stack(fold.val_ids), stack(fold.test_ids)
+    if X is None or Xv is None or Xt is None:
+        return float("nan")
+    xm, am, Ws = ridge_path(X, A, alphas)
+    val = [M.nanmean(M.pearson_columns((Xv - xm) @ W + am, Av)) for W in Ws]
+    W = Ws[int(np.nanargmax(val))]
+    return M.nanmean(M.pearson_columns((Xt - xm) @ W + am, At))
+
+
+def expected_log(sample, genes: list[str]) -> np.ndarray | None:
+    """The simulator's expected expression of ``genes`` on log1p(CP10k) (None for real data)."""
+    exp = sample.truth.get("expected_counts") if sample.truth else None
+    if exp is None:
+        return None
+    exp = np.asarray(exp, np.float64)
+    index = {str(g): i for i, g in enumerate(sample.genes)}
+    cols = np.array([index.get(g, -1) for g in genes])
+    sub = np.where(cols >= 0, exp[:, np.maximum(cols, 0)], 0.0)
+    lib = np.maximum(exp.sum(1, keepdims=True), 1e-9)
+    return np.log1p(sub / lib * 1e4)
+
+
+def evaluate_predictions(fold: FoldData, cfg: RunConfig, preds: list[dict], train_preds: list[dict],
+                         pathway_names: list[str] | None) -> tuple[dict, dict]:
+    """(metrics, per-gene arrays) of the held-out predictions ``preds`` (and the training slides'
+    ``train_preds`` for the training fit). ``pathway_names``: the model's token names, matched to
+    the simulator's pathways (None: unnamed tokens, only the name-free best-match diagnostic)."""
+    v = [p["valid"] for p in preds]
+    pred = np.concatenate([p["pred"][m] for p, m in zip(preds, v)])
+    true = np.concatenate([p["true"][m] for p, m in zip(preds, v)])
+    slide_ids = np.concatenate([np.full(m.sum(), p["sample_id"], dtype=object) for p, m in zip(preds, v)])
+    scores = truth = None
+    if fold.truth_pathway_names and all(p["pathway_scores"] is not None for p in preds):
+        scores = np.concatenate([p["pathway_scores"][m] for p, m in zip(preds, v)])
+        tp = np.concatenate([fold.items[p["sample_id"]]["true_pathways"].cpu().numpy()[m] for p, m in zip(preds, v)])
+        tindex = {n: i for i, n in enumerate(fold.truth_pathway_names)}
+        if pathway_names and len(pathway_names) == scores.shape[1] and all(n in tindex for n in pathway_names):
+            truth = tp[:, [tindex[n] for n in pathway_names]]
+        else:  # unnamed tokens: only the name-free (best-match) diagnostic
+            truth = tp
+    expected = None
+    exp_parts = [expected_log(fold.samples[p["sample_id"]], fold.genes) for p in preds]
+    if all(e is not None for e in exp_parts):
+        expected = np.concatenate([e[m] for e, m in zip(exp_parts, v)])
+    metrics, arrays = M.evaluate(pred, true, fold.genes, fold.hvg, slide_ids, scores, truth, expected)
+    metrics.update(M.training_fit([p["pred"][p["valid"]] for p in train_preds],
+                                  [p["true"][p["valid"]] for p in train_preds], fold.hvg_columns))
+    metrics["pathway_ceiling"] = pathway_ceiling(fold, cfg)
+    return metrics, arrays

@@ -1,0 +1,114 @@
+"""The arm's model, built from the run parameters: torch models from the registry (wrapped so that
+they predict per-gene standardised targets) and the numpy baselines fitted in closed form.
+
+``run_arguments`` computes every constructor argument a run can give; each ``stflib.models.MODELS``
+entry declares which of them its model takes (``ModelSpec.run_args``), so routing is explicit and a
+misrouted argument is a ``TypeError`` from the constructor, not silently dropped.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from stflib.config import RunConfig
+from stflib.losses import get_loss
+from stflib.models import MODELS, build_model
+from stflib.train.step import log_targets, output_field
+
+
+def run_arguments(cfg: RunConfig, membership=None) -> dict[str, Any]:
+    """Every constructor argument a run can pass, from the run parameters and the fold's pathway
+    membership. Pathway tokens are *named* (one per Hallmark covered by the vocabulary) when the
+    reconstructor is initialised from membership, the auxiliary loss supervises them, or the seed's
+    50 tokens are asked for; otherwise there are ``num_pathways`` anonymous tokens."""
+    named = membership is not None and (cfg.pathway_init or cfg.pathway_loss_weight > 0
+                                        or cfg.num_pathways == 50)
+    return dict(
+        num_pathways=len(membership.names) if named else cfg.num_pathways, token_dim=cfg.token_dim,
+        n_heads=cfg.n_heads, n_layers=cfg.n_layers, interactions=cfg.interactions,
+        positional_encoding=cfg.positional_encoding,
+        pathway_init=membership.matrix if (cfg.pathway_init and membership is not None) else None,
+        pathway_names=list(membership.names) if named else None,
+        output_mode=cfg.output_mode, zinb=MODELS[cfg.model].zinb_head and get_loss(cfg.loss).needs_counts,
+        dropout=cfg.dropout, n_neighbors=cfg.n_neighbors, random_state=cfg.seed,
+    )
+
+
+def build_torch_model(cfg: RunConfig, feature_dim: int, num_genes: int, membership=None) -> torch.nn.Module:
+    """The configured torch model with the run arguments its registry entry declares; its pathway
+    names (None: anonymous tokens) are kept as ``pathway_names_`` for the evaluation."""
+    args = run_arguments(cfg, membership)
+    model = build_model(cfg.model, feature_dim, num_genes, **{k: args[k] for k in MODELS[cfg.model].run_args})
+    model.pathway_names_ = args["pathway_names"]
+    return model
+
+
+class StandardizedOutput(torch.nn.Module):
+    """``genes = model(...).genes * gene_sd + gene_mean``: the wrapped model predicts per-gene
+    standardised targets; ``gene_mean`` and ``gene_sd`` (G,) are fixed buffers holding the training
+    fold's per-gene mean and sd of the targets (log1p CP10k or CP10k).
+
+    A model whose gene head starts at zero therefore starts at the training mean profile (MSE ratio
+    1, not the ~2 of a random head), and ``compute_loss`` divides by ``gene_sd`` again, so the loss is
+    the MSE on standardised targets: genes with sd 3 and sd 215 CP10k weigh the same, and the PCC and
+    auxiliary terms are not drowned by a loss in the hundreds. Not used with ZINB (``mu`` is in counts).
+    """
+
+    def __init__(self, model: torch.nn.Module, gene_mean, gene_sd):
+        super().__init__()
+        self.model = model
+        self.register_buffer("gene_mean", torch.as_tensor(np.asarray(gene_mean), dtype=torch.float32))
+        sd = torch.as_tensor(np.asarray(gene_sd), dtype=torch.float32)
+        if sd.shape != self.gene_mean.shape:
+            raise ValueError(f"gene_sd must have the shape of gene_mean {tuple(self.gene_mean.shape)}, got {tuple(sd.shape)}")
+        self.register_buffer("gene_sd", sd)
+        for name in ("n_neighbors", "pathway_names_", "num_pathways", "pathway_names"):
+            if hasattr(model, name):
+                setattr(self, name, getattr(model, name))
+
+    def forward(self, features, coords, pad_mask=None, **kwargs):
+        out = self.model(features, coords, pad_mask, **kwargs)
+        genes = output_field(out, "genes") * self.gene_sd + self.gene_mean
+        if isinstance(out, dict):
+            return {**out, "genes": genes}
+        from dataclasses import replace
+
+        return replace(out, genes=genes)
+
+
+def count_parameters(model) -> int:
+    """Trainable parameters of a torch model; ``n_params`` of a numpy one."""
+    if isinstance(model, torch.nn.Module):
+        return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
+    return int(getattr(model, "n_params", 0))
+
+
+def _stack_valid(items: list[dict], cfg: RunConfig) -> tuple[np.ndarray, np.ndarray]:
+    X, Y = [], []
+    for it in items:
+        v = it["valid"].cpu().numpy().astype(bool)
+        X.append(it["features"].cpu().numpy()[v])
+        Y.append(log_targets(cfg, it["targets"]).cpu().numpy()[v])
+    return np.concatenate(X), np.concatenate(Y)
+
+
+def fit_numpy(train_items: list[dict], cfg: RunConfig, val_items: list[dict] | None = None,
+              score_columns: np.ndarray | None = None):
+    """Fit the configured numpy baseline of ``MODELS`` on the log1p(CP10k) targets of the valid training spots.
+
+    The protocol of the torch models: fit on ``train_items`` only; a model with ``fit_select`` (the
+    ridge probe) chooses its penalty on ``val_items`` (mean PCC over ``score_columns``), as the torch
+    models choose their checkpoint. The mean has nothing to select."""
+    spec = MODELS[cfg.model]
+    if spec.kind != "numpy":
+        raise ValueError(f"fit_numpy: {cfg.model!r} is a {spec.kind} model; numpy models: "
+                         f"{', '.join(n for n, s in MODELS.items() if s.kind == 'numpy')}")
+    X, Y = _stack_valid(train_items, cfg)
+    args = run_arguments(cfg)
+    model = spec.cls(**{k: args[k] for k in spec.run_args})
+    if val_items and hasattr(model, "fit_select"):
+        Xv, Yv = _stack_valid(val_items, cfg)
+        return model.fit_select(X, Y, Xv, Yv, score_columns=score_columns)
+    return model.fit(X, Y)
