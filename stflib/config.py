@@ -30,6 +30,7 @@ from typing import Any
 from stflib import backbones as _backbones
 from stflib import losses as _losses
 from stflib import models as _models
+from stflib.sim import worlds as _worlds
 from stflib.models.stf import (
     NAMED_INTERACTIONS,
     QUADRANTS,
@@ -46,8 +47,8 @@ LOSSES = tuple(_losses.LOSSES)
 BACKBONES = tuple(_backbones.BACKBONES)
 POSITIONAL_ENCODINGS = PositionalEncoding2D.MODES
 OUTPUT_MODES = ("dense", "global")
-PRESETS = ("tiny", "default", "full")
-WORLDS = ("default", "pathway-misspecified", "no-context", "strong-patient")  # stflib.simulate.WORLDS
+PRESETS = tuple(_worlds.PRESETS)  # the simulator owns the presets
+WORLDS = tuple(_worlds.WORLDS)  # the simulator owns the worlds
 PREDICTION_GENES = ("all", "hvg50")  # genes kept in predictions.h5ad: every gene or the 50 evaluation HVGs
 
 

@@ -15,11 +15,15 @@ import numpy as np
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on ``<path>.tmp``, then rename it to ``path``."""
+    """Call ``write(tmp)`` on ``<path>.tmp``, then rename it to ``path``; a write that raises leaves
+    neither file behind (a killed process may leave the temporary one)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def json_safe(x: Any) -> Any:
@@ -34,6 +38,8 @@ def json_safe(x: Any) -> Any:
         return int(x)
     if isinstance(x, np.bool_):
         return bool(x)
+    if isinstance(x, os.PathLike):
+        return os.fspath(x)
     return x
 
 

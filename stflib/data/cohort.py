@@ -11,6 +11,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from stflib.io import atomic_write
+
 
 def select_samples(metadata_csv: str | Path, organ: str | Sequence[str] | None = "Bowel",
                    species: str | Sequence[str] | None = "Homo sapiens",
@@ -94,9 +96,7 @@ def write_downloaded_metadata(local_dir: str | Path, sample_ids: Sequence[str],
                                 "run download_hest again (it resumes)")
     subset = full[full["id"].astype(str).isin(ids)].reset_index(drop=True)
     out = local_dir / "metadata.csv"
-    tmp = out.with_name(".metadata.csv.tmp")
-    subset.to_csv(tmp, index=False)
-    os.replace(tmp, out)
+    atomic_write(out, lambda tmp: subset.to_csv(tmp, index=False))
     return out
 
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -42,6 +41,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pandas as pd
+
+from stflib.io import atomic_write
 
 from .visium_read import (EXPRESSION_KINDS, VisiumSection, read_anndata_section, read_image, read_spaceranger,
                           resolve_image_scale)
@@ -135,7 +136,7 @@ def write_hest_sample(section: VisiumSection, image: np.ndarray, image_scale: fl
     adata.uns["expression"] = section.expression
     if all(g.startswith("ENS") for g in section.genes[:50]):
         adata.uns["gene_names"] = "ensembl_ids"  # read_hest_sample keeps them (with a warning)
-    _atomic(lambda p: adata.write_h5ad(p), out / "st" / f"{sample_id}.h5ad")
+    atomic_write(out / "st" / f"{sample_id}.h5ad", lambda p: adata.write_h5ad(p))
 
     def write_patches(p):
         with h5py.File(p, "w") as f:
@@ -145,7 +146,7 @@ def write_hest_sample(section: VisiumSection, image: np.ndarray, image_scale: fl
             f.create_dataset("barcode", data=np.array([[b.encode()] for b in section.barcodes], dtype=f"S{width_b}"))
             f.attrs.update({"patch_size_um": PATCH_PX * TARGET_UM_PER_PX, "pixel_size_um": TARGET_UM_PER_PX,
                             "patch_size_src": patch_size_src, "upsampling": upsampling})
-    _atomic(write_patches, out / "patches" / f"{sample_id}.h5")
+    atomic_write(out / "patches" / f"{sample_id}.h5", write_patches)
 
     fullres_w = int(round(width / image_scale))
     fullres_h = int(round(height / image_scale))
@@ -156,19 +157,11 @@ def write_hest_sample(section: VisiumSection, image: np.ndarray, image_scale: fl
            "expression": section.expression, "source": section.source}
     meta = {**row, "image": str(image_path),
             "image_scale": image_scale, "patch_size_src": patch_size_src, "imported_by": "stflib import-visium"}
-    _atomic(lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"), out / "metadata" / f"{sample_id}.json")
+    atomic_write(out / "metadata" / f"{sample_id}.json", lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"))
     _upsert_metadata_csv(out / "metadata.csv", row)
     return row
 
 
-def _atomic(write, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, dst)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _upsert_metadata_csv(path: Path, row: dict) -> None:
@@ -179,7 +172,7 @@ def _upsert_metadata_csv(path: Path, row: dict) -> None:
             raise ValueError(f"{path}: has no 'id' column; columns: {list(old.columns)}")
         old = old[old["id"].astype(str) != row["id"]]
         new = pd.concat([old, new], ignore_index=True)
-    _atomic(lambda p: new.to_csv(p, index=False), path)
+    atomic_write(path, lambda p: new.to_csv(p, index=False))
 
 
 # ---------------------------------------------------------------------------------- entry point

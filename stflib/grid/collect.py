@@ -7,9 +7,9 @@ the runner, ``metrics.json`` by the run); its metric columns are the summarised 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from stflib.io import atomic_write
 from stflib.grid.runner import parse_run_folder, read_run
 from stflib.metrics import METRICS
 
@@ -85,6 +85,4 @@ def write_summary(df, results: str | Path) -> None:
     results = Path(results)
     results.mkdir(parents=True, exist_ok=True)
     for name, frame in (("summary.csv", df), ("summary_by_arm.csv", summarise(df))):
-        tmp = results / (name + ".tmp")
-        frame.to_csv(tmp, index=False, float_format="%.5g")
-        os.replace(tmp, results / name)
+        atomic_write(results / name, lambda tmp, frame=frame: frame.to_csv(tmp, index=False, float_format="%.5g"))

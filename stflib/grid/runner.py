@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stflib.io import write_json
 from stflib import config as C
 from stflib.grid.params import REPO, discover, load_params
 
@@ -162,10 +163,6 @@ def _replace_dir(src: Path, dst: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _write_json(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def run_settings(task: Task) -> dict[str, Any]:
@@ -219,14 +216,14 @@ def execute(task: Task) -> dict:
         if ename:
             err.update({"type": ename, "message": str(evalue)[-4000:]})
         info["error"] = f"{err['type']}: {err['message'].strip().splitlines()[-1] if err['message'].strip() else ''}"
-        _write_json(err, work / "error.json")
+        write_json(err, work / "error.json")
         if isinstance(e, KeyboardInterrupt):
             raise
     info["seconds"] = round(time.perf_counter() - t0, 2)
     info["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     if info["status"] == "ok":
         (work / "checkpoint.pt").unlink(missing_ok=True)  # the optimiser state is not needed any more
-    _write_json(info, work / "run.json")
+    write_json(info, work / "run.json")
     _replace_dir(work, final)
     for axis, arm, out_dir in task.copies:
         copy_run(final, Path(out_dir), axis, arm)
@@ -240,7 +237,7 @@ def copy_run(src: Path, dst: Path, axis: str, arm: str) -> None:
     shutil.copytree(src, tmp)
     info = read_run(tmp) or {}
     info.update({"axis": axis, "arm": arm, "copied_from": str(src)})
-    _write_json(info, tmp / "run.json")
+    write_json(info, tmp / "run.json")
     _replace_dir(tmp, dst)
 
 

@@ -163,11 +163,11 @@ def quadrant_effects(summary: pd.DataFrame, metric: str = "pcc_hvg50", axis: str
     Arm names are the enabled quadrants joined by '-', with 'full' (all four) and 'bottleneck'
     (p2p, p2h, h2p) as the seed's named variants.
     """
-    from stflib.models.stf import QUADRANTS
+    from stflib.models.stf import QUADRANTS, parse_interactions
 
-    named = {"full": set(QUADRANTS), "bottleneck": {"p2p", "p2h", "h2p"}}
     rows = axis_rows(summary, axis, world)
-    quads = rows["arm"].map(lambda a: named.get(a, set(a.split("-"))))
+    # arm names are the interactions grammar with '-' for ',' ('p2p-h2h'), or a named variant ('full')
+    quads = rows["arm"].map(lambda a: set(parse_interactions(a.replace("-", ","))))
     factors = {q: quads.map(lambda s, q=q: q in s) for q in QUADRANTS}
     return stats.factorial_effects(rows, factors, PAIR_COLUMNS, metric).rename_axis("quadrant")
 
