@@ -12,6 +12,8 @@ from typing import Any
 
 from stflib import config as C
 from stflib.backbones import BACKBONES
+from stflib.losses import LOSSES
+from stflib.models import MODELS
 
 
 @dataclass(frozen=True)
@@ -30,15 +32,32 @@ def _interaction_arms() -> dict[str, dict]:
     return {C.interactions_name(q): {"interactions": list(q)} for q in C.interaction_subsets()}
 
 
+def _loss_arms() -> dict[str, dict]:
+    # one arm per registered loss; a loss of raw counts (ZINB) trains without the log transform
+    return {name: {"loss": name, **({"log_transform": False} if spec.needs_counts else {})}
+            for name, spec in LOSSES.items()}
+
+
+CONTEXT_K = 6  # the first hexagonal ring: the context-matched baselines see what STF's k6 arm sees
+
+
+def _baseline_arms() -> dict[str, dict]:
+    arms: dict[str, dict] = {
+        "stf": {},  # the default SpatialTranscriptFormer, for reference (shared with interactions/full)
+        "seed_defaults": C.seed_flag_overrides(),  # the seed's own command-line defaults in the same loop
+    }
+    # every other registered model, and a context-matched twin of each model that takes context
+    # features: [own features, mean of the k nearest spots' features], as STF's k6 context arm
+    arms.update({name: {"model": name} for name in MODELS if name != "interaction"})
+    arms.update({f"{name}_k{CONTEXT_K}": {"model": name, "n_neighbors": CONTEXT_K}
+                 for name, spec in MODELS.items() if spec.context_features})
+    return arms
+
+
 ARMS: dict[str, Axis] = {
     # every non-empty subset of the four attention quadrants (full = all four, bottleneck = no h2h)
     "interactions": Axis("full", _interaction_arms()),
-    "losses": Axis("mse", {
-        "mse": {"loss": "mse"},
-        "pcc": {"loss": "pcc"},
-        "mse_pcc": {"loss": "mse_pcc"},
-        "zinb": {"loss": "zinb", "log_transform": False},  # ZINB models raw counts
-    }),
+    "losses": Axis("mse", _loss_arms()),
     "backbones": Axis("resnet50", {b: {"backbone": b} for b in BACKBONES}),
     "pathways": Axis("init-off_aux-0", {
         "init-off_aux-0": {"pathway_init": False, "pathway_loss_weight": 0.0},
@@ -65,19 +84,7 @@ ARMS: dict[str, Axis] = {
         "k18": {"n_neighbors": 18},
         "k6_pcc": {"n_neighbors": 6, "loss": "pcc"},
     }),
-    "baselines": Axis("stf", {
-        "stf": {},  # the default SpatialTranscriptFormer, for reference (shared with interactions/full)
-        "seed_defaults": C.seed_flag_overrides(),  # the seed's own command-line defaults in the same loop
-        "he2rna": {"model": "he2rna"},
-        "mlp": {"model": "mlp"},
-        "ridge_probe": {"model": "ridge_probe"},
-        # context-matched: [own features, mean of the 6 nearest spots' features], as STF's k6 context arm
-        "ridge_probe_k6": {"model": "ridge_probe", "n_neighbors": 6},
-        "mlp_k6": {"model": "mlp", "n_neighbors": 6},
-        "abmil": {"model": "abmil"},
-        "transmil": {"model": "transmil"},
-        "mean": {"model": "mean"},
-    }),
+    "baselines": Axis("stf", _baseline_arms()),
 }
 
 
