@@ -63,21 +63,17 @@
 # `STFLIB_HEST_METADATA`).
 
 # %%
-import os
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from stflib.data import patient_groups, read_hest_sample, select_samples
+from stflib.data import find_hest_metadata, patient_groups, read_hest_sample, select_samples
 from stflib.report.figures import spot_maps
 from stflib.report.results import repo_root
 from stflib.sim import calibration, default_cohort
 
 root = repo_root()
-candidates = [os.environ.get("STFLIB_HEST_METADATA", ""), root.parent / "shared/data/hest/HEST_v1_1_0.csv"]
-metadata_csv = next((Path(c) for c in candidates if c and Path(c).is_file()), None)
+metadata_csv = find_hest_metadata(root.parent / "shared/data/hest/HEST_v1_1_0.csv")
 if metadata_csv is None:
     print("HEST-1k metadata CSV not found: the real-cohort facts are skipped.")
 else:

@@ -67,12 +67,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from stflib.data import patient_groups, select_samples
+from stflib.data import find_hest_metadata, patient_groups, select_samples
 from stflib.report.results import repo_root
 
 root = repo_root()
-candidates = [os.environ.get("STFLIB_HEST_METADATA", ""), root.parent / "shared/data/hest/HEST_v1_1_0.csv"]
-metadata_csv = next((Path(c) for c in candidates if c and Path(c).is_file()), None)
+metadata_csv = find_hest_metadata(root.parent / "shared/data/hest/HEST_v1_1_0.csv")
 if metadata_csv is None:
     print("HEST-1k metadata CSV not found; download HEST_v1_1_0.csv from the HEST repository's assets.")
 else:

@@ -51,15 +51,20 @@ def spot_pitch(coords) -> float:
     return float(np.median(others[(others > 0.8 * nearest) & (others < 1.2 * nearest)]))
 
 
-def hex_neighbours(coords, pitch: float) -> sp.csr_matrix:
-    """Binary adjacency of spots within 1.2 pitches (the 6 hex neighbours on a full grid), no self loops."""
+def _pairs_within(xy: np.ndarray, radius: float, name: str, value: float) -> sp.coo_matrix:
+    """Sparse (N, N) distances of every pair of spots closer than ``radius`` (self pairs included)."""
     from scipy.spatial import cKDTree
 
-    xy = _coords(coords)
-    if not pitch > 0:
-        raise ValueError(f"pitch must be > 0; got {pitch!r}")
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0; got {value!r}")
     tree = cKDTree(xy)
-    d = tree.sparse_distance_matrix(tree, 1.2 * pitch, output_type="coo_matrix")
+    return tree.sparse_distance_matrix(tree, radius, output_type="coo_matrix")
+
+
+def hex_neighbours(coords, pitch: float) -> sp.csr_matrix:
+    """Binary adjacency of spots within 1.2 pitches (the 6 hex neighbours on a full grid), no self loops."""
+    xy = _coords(coords)
+    d = _pairs_within(xy, 1.2 * pitch, "pitch", pitch)
     keep = d.row != d.col
     return sp.coo_matrix((np.ones(keep.sum()), (d.row[keep], d.col[keep])), shape=(len(xy), len(xy))).tocsr()
 
@@ -110,13 +115,8 @@ def with_neighbour_mean(features: np.ndarray, coords, k: int) -> np.ndarray:
 
 def gaussian_smoother(coords, sigma: float) -> sp.csr_matrix:
     """Row-normalised Gaussian smoothing matrix over spots (sparse, cut at 3 sigma, plus the identity)."""
-    from scipy.spatial import cKDTree
-
     xy = _coords(coords)
-    if not sigma > 0:
-        raise ValueError(f"sigma must be > 0; got {sigma!r}")
-    tree = cKDTree(xy)
-    d = tree.sparse_distance_matrix(tree, 3 * sigma, output_type="coo_matrix")
+    d = _pairs_within(xy, 3 * sigma, "sigma", sigma)
     w = np.exp(-0.5 * (d.data / sigma) ** 2)
     n = len(xy)
     m = sp.coo_matrix((w, (d.row, d.col)), shape=(n, n)).tocsr() + sp.identity(n, format="csr")

@@ -357,3 +357,16 @@ def test_slide_dataset_bad_inputs():
     s.features = None
     with pytest.raises(ValueError, match="no features.*backbone"):
         SlideDataset([s], ["A"])
+
+
+def test_find_hest_metadata_prefers_the_environment_then_the_first_existing_candidate(tmp_path, monkeypatch):
+    from stflib.data import find_hest_metadata
+
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    b.write_text("id\n")
+    monkeypatch.delenv("STFLIB_HEST_METADATA", raising=False)
+    assert find_hest_metadata(a, b) == b
+    assert find_hest_metadata(a) is None
+    a.write_text("id\n")
+    monkeypatch.setenv("STFLIB_HEST_METADATA", str(a))
+    assert find_hest_metadata(b) == a

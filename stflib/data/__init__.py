@@ -13,12 +13,13 @@ Modules, in the order the data flows:
 
 The names below are the package's public interface (``stflib.data.<name>``).
 """
-from .cohort import (check_cohort_folds, download_hest, patient_folds, patient_groups, select_samples,
-                     train_val_split, write_downloaded_metadata)
+from .cohort import (check_cohort_folds, download_hest, find_hest_metadata, patient_folds, patient_groups,
+                     select_samples, train_val_split, write_downloaded_metadata)
 from .dataset import MITO_PREFIX, SlideDataset, collate_slides, library_size, normalize_cp10k, qc_mask, select_genes
 from .hest import ENSEMBL, SYMBOL_COLUMNS, HestSample, decode_barcodes, gene_symbols, read_hest_sample
 
 __all__ = ["ENSEMBL", "MITO_PREFIX", "SYMBOL_COLUMNS", "HestSample", "SlideDataset", "check_cohort_folds",
-           "collate_slides", "decode_barcodes", "download_hest", "gene_symbols", "library_size", "normalize_cp10k",
+           "collate_slides", "decode_barcodes", "download_hest", "find_hest_metadata",
+           "gene_symbols", "library_size", "normalize_cp10k",
            "patient_folds", "patient_groups", "qc_mask", "read_hest_sample", "select_genes", "select_samples",
            "train_val_split", "write_downloaded_metadata"]

@@ -44,6 +44,15 @@ def select_samples(metadata_csv: str | Path, organ: str | Sequence[str] | None =
     return df[keep].reset_index(drop=True)
 
 
+def find_hest_metadata(*candidates: str | Path | None) -> Path | None:
+    """The first existing HEST-1k metadata CSV among ``$STFLIB_HEST_METADATA`` and ``candidates``
+    (e.g. a local copy of ``HEST_v1_1_0.csv``), or None when there is none."""
+    for c in (os.environ.get("STFLIB_HEST_METADATA"), *candidates):
+        if c and Path(c).is_file():
+            return Path(c)
+    return None
+
+
 def download_hest(sample_ids: Iterable[str], local_dir: str | Path, token: str | None = None,
                   repo_id: str = "MahmoodLab/hest", metadata_file: str = "HEST_v1_1_0.csv") -> Path:
     """Download the st, patches and metadata files of ``sample_ids`` (plus the metadata CSV) from the
