@@ -21,6 +21,8 @@ ENV = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTH
 STAND_IN = '''
 import json, sys, time
 from pathlib import Path
+Path(output_dir).mkdir(parents=True, exist_ok=True)
+(Path(output_dir) / "started").touch()  # the kernel has reached the long cell
 for epoch in range(3):
     print(f"epoch {epoch} done", file=sys.stderr, flush=True)
     time.sleep(sleep_s)
@@ -149,9 +151,10 @@ def test_ctrl_c_during_one_arm_says_how_to_resume(tmp_path):
                             start_new_session=True)
     try:
         deadline = time.time() + 60
-        while time.time() < deadline and not (tmp_path / "arm" / "executed.ipynb").is_file():
+        # wait until the kernel is inside the long cell (a loaded machine can take seconds to start it)
+        while time.time() < deadline and not (tmp_path / "arm" / "started").is_file():
             time.sleep(0.5)
-        time.sleep(3)  # the kernel is inside the long cell
+        time.sleep(1)
         os.killpg(proc.pid, signal.SIGINT)
         output, _ = proc.communicate(timeout=60)
     finally:
