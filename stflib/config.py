@@ -78,7 +78,7 @@ PARAMETERS: tuple[Param, ...] = (
     Param("interactions", "all", str, "enabled attention quadrants: 'all', 'full', 'bottleneck', or a subset of p2p,p2h,h2p,h2h (string or list)", "seed flag"),
     Param("log_transform", True, bool, "True: train on log1p(CP10k); False: on CP10k (both standardised per gene inside the loss, both scored on log1p(CP10k))", "seed flag"),
     Param("return_attention", False, bool, "return attention maps (diagnostics; the notebook plots them)", "seed flag"),
-    Param("n_neighbors", 0, int, "0: patches attend to the whole slide; k > 0: h2h attention restricted to each spot's k nearest spots (ridge_probe and mlp: input [own features, mean of the k nearest spots' features])", "seed flag"),
+    Param("n_neighbors", None, int, "None: the reference (18 for STF with h2h, else 0); 0: patches attend to the whole slide; k > 0: h2h attention restricted to each spot's k nearest spots (ridge_probe and mlp: input [own features, mean of the k nearest spots' features])", "seed flag", nullable=True),
     # additions
     Param("positional_encoding", "sinusoidal", str, "2D positional encoding of the patch tokens", "model", POSITIONAL_ENCODINGS),
     Param("output_mode", "dense", str, "dense: one prediction per spot; global: one (mean-pooled) prediction per slide", "model", OUTPUT_MODES),
@@ -216,6 +216,20 @@ def _coerce(p: Param, value):
     return value
 
 
+# The reference neighbourhood of STF's h2h flow, chosen on the validation patients of every fold
+# (`python -m stflib recipe search`, results/recipe/search.csv): each spot attends to its 18 nearest
+# spots (the first two hexagonal rings) instead of the whole slide.
+REFERENCE_NEIGHBOURS = 18
+
+
+def reference_neighbours(model: str, interactions, output_mode: str = "dense") -> int:
+    """``n_neighbors`` when none is given: REFERENCE_NEIGHBOURS for STF with an h2h flow to restrict,
+    0 for every other model (the per-spot baselines stay per-spot unless asked for context) and for
+    STF without h2h (there is no patch-patch attention to restrict) or with one output per slide."""
+    uses_h2h = model == "interaction" and "h2h" in parse_interactions(interactions) and output_mode != "global"
+    return REFERENCE_NEIGHBOURS if uses_h2h else 0
+
+
 def _normalised(given: dict[str, Any]) -> dict[str, Any]:
     """Every parameter, checked and normalised (the one place the rules between parameters live);
     ``given`` holds known names only. Raises ``ValueError`` naming the bad value and the allowed ones."""
@@ -232,6 +246,8 @@ def _normalised(given: dict[str, Any]) -> dict[str, Any]:
             cfg[p.name] = v
     cfg["interactions"] = list(parse_interactions(cfg["interactions"]))
     model, loss = _models.MODELS[cfg["model"]], _losses.LOSSES[cfg["loss"]]
+    if cfg["n_neighbors"] is None:
+        cfg["n_neighbors"] = reference_neighbours(cfg["model"], cfg["interactions"], cfg["output_mode"])
 
     def positive(name, strict=True):
         v = cfg[name]

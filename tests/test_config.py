@@ -130,3 +130,19 @@ def test_run_settings_do_not_change_the_hash():
     base = config.config_hash({})
     assert config.config_hash(dict(torch_threads=2, prediction_genes="hvg50", device="cpu")) == base
     assert config.defaults()["torch_threads"] == 0 and config.defaults()["prediction_genes"] == "all"
+
+
+def test_n_neighbors_none_is_the_reference_neighbourhood_where_there_is_an_h2h_flow():
+    RunConfig = config.RunConfig
+    assert RunConfig.from_params({}).n_neighbors == config.REFERENCE_NEIGHBOURS == 18
+    # the README's command: no h2h flow to restrict, so the reference is whole-slide (no error)
+    assert RunConfig.from_params({"interactions": "p2p,p2h"}).n_neighbors == 0
+    # the per-spot baselines stay per-spot unless a neighbourhood is asked for
+    assert RunConfig.from_params({"model": "mlp"}).n_neighbors == 0
+    assert RunConfig.from_params({"model": "ridge_probe", "n_neighbors": 6}).n_neighbors == 6
+    assert RunConfig.from_params({"output_mode": "global"}).n_neighbors == 0
+    # the default and its explicit value are one run (the grid shares it)
+    assert config.config_hash({}) == config.config_hash({"n_neighbors": 18})
+    assert config.config_hash({}) != config.config_hash({"n_neighbors": 0})
+    with pytest.raises(ValueError, match="interactions p2p,p2h has no h2h; use n_neighbors=0 or add h2h"):
+        RunConfig.from_params({"interactions": "p2p,p2h", "n_neighbors": 6})

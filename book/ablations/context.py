@@ -32,8 +32,9 @@ pages.page_banner("context")
 #
 # ## The idea
 #
-# Four arms at the seed's defaults otherwise: whole-slide attention (`n_neighbors` 0, the
-# default), k = 6, k = 18, and k = 6 with the PCC loss. Local mode scales linearly with the slide,
+# Four arms at the reference otherwise: whole-slide attention (`n_neighbors` 0, the seed's
+# default and this axis's reference), k = 6, k = 18 (the grid's reference configuration, chosen on
+# validation patients), and k = 6 with the PCC loss. Local mode scales linearly with the slide,
 # which is what it was designed for (slides too large for whole-slide attention).
 #
 # ## Runnable code

@@ -38,7 +38,9 @@ def _loss_arms() -> dict[str, dict]:
             for name, spec in LOSSES.items()}
 
 
-CONTEXT_K = 6  # the first hexagonal ring: the context-matched baselines see what STF's k6 arm sees
+# the neighbourhoods of the context axis (6: the first hexagonal ring; 18: two rings, the reference's):
+# each gets context-matched baselines that see what STF's arm with that k sees
+CONTEXT_KS = (6, C.REFERENCE_NEIGHBOURS)
 
 
 def _baseline_arms() -> dict[str, dict]:
@@ -47,10 +49,10 @@ def _baseline_arms() -> dict[str, dict]:
         "seed_defaults": C.seed_flag_overrides(),  # the seed's own command-line defaults in the same loop
     }
     # every other registered model, and a context-matched twin of each model that takes context
-    # features: [own features, mean of the k nearest spots' features], as STF's k6 context arm
+    # features: [own features, mean of the k nearest spots' features], as STF's context arm with that k
     arms.update({name: {"model": name} for name in MODELS if name != "interaction"})
-    arms.update({f"{name}_k{CONTEXT_K}": {"model": name, "n_neighbors": CONTEXT_K}
-                 for name, spec in MODELS.items() if spec.context_features})
+    arms.update({f"{name}_k{k}": {"model": name, "n_neighbors": k}
+                 for k in CONTEXT_KS for name, spec in MODELS.items() if spec.context_features})
     return arms
 
 
@@ -79,7 +81,7 @@ ARMS: dict[str, Axis] = {
     # whole-slide attention vs a local neighbourhood (the seed's --n-neighbors): each spot's h2h
     # attention restricted to its k nearest spots (k = 6 is the first hexagonal ring, 18 the second)
     "context": Axis("whole-slide", {
-        "whole-slide": {},
+        "whole-slide": {"n_neighbors": 0},  # the seed's default: every patch attends to the whole slide
         "k6": {"n_neighbors": 6},
         "k18": {"n_neighbors": 18},
         "k6_pcc": {"n_neighbors": 6, "loss": "pcc"},
