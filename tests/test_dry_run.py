@@ -111,3 +111,19 @@ def test_dry_run_names_a_test_sample_without_shared_genes(hest_folder, tmp_path,
     out = capsys.readouterr().out
     assert rc == 3
     assert "test sample ZEN2 shares no gene with its training samples (ZEN2 has e.g. ['OTHER0', 'OTHER1'" in out
+
+
+def test_run_seconds_counts_optimiser_steps_on_crops_and_the_evaluations():
+    from stflib import config as C
+    from stflib.grid.plan import run_seconds
+
+    times = {"full": [(100, 0.1), (1000, 1.0)], "bottleneck": [(100, 0.1), (1000, 1.0)]}
+    cfg = C.validate({"n_neighbors": 0, "crop_spots": 0, "max_steps": 100, "eval_every": 25}, check_paths=False)
+    train, val, test = [500.0] * 8, [500.0] * 3, [500.0] * 4
+    whole = run_seconds(cfg, train, val, test, times)
+    per = 0.5  # 500 spots between the two benchmarked sizes, linear here
+    assert whole == pytest.approx(100 * cfg["batch_size"] * per + 4 * 3 * per / 3 + (8 + 4) * per / 3)
+    cropped = run_seconds({**cfg, "crop_spots": 256}, train, val, test, times)
+    assert cropped < whole
+    capped = run_seconds({**cfg, "epochs": 2}, train, val, test, times)  # 2 passes of 8 slides, 2 a step: 8 steps
+    assert capped < whole and capped == pytest.approx(8 * 2 * per + 0 + 12 * per / 3)

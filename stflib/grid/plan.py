@@ -5,12 +5,13 @@ patient groups and folds, st and patch files, the feature cache of each backbone
 weights), estimates the runs' time from the committed benchmarks in ``results/bench/`` and returns a
 report whose every missing piece comes with the exact command that makes it.
 
-The time estimate is an upper bound: ``epochs`` full passes (early stopping ends sooner) of one
-training step per training slide, each timed by ``bench attention`` at the slide's spot count
-(``spots_under_tissue``), interpolated on a log-log scale between benchmarked sizes and extrapolated
-beyond them with the mode's growth (S^2 with whole-slide h2h attention, S without), scaled by
-``n_layers / 2 * token_dim / 256`` (the benchmark's model); validation and test slides add a third of
-a step each (a forward pass). CUDA figures (``*_cuda.json``, from ``python -m stflib bench gpu-check``)
+The time estimate is an upper bound: ``max_steps`` optimiser steps (fewer when ``epochs`` caps them;
+early stopping ends sooner), each over ``batch_size`` training slides cut to ``crop_spots`` spots,
+a slide's step timed by ``bench attention`` at its spot count (``spots_under_tissue``), interpolated
+on a log-log scale between benchmarked sizes and extrapolated beyond them with the mode's growth
+(S^2 with whole-slide h2h attention, S without), scaled by ``n_layers / 2 * token_dim / 256`` (the
+benchmark's model); every ``eval_every`` steps the validation slides, and once at the end the
+training and test slides, add a third of a step each (a forward pass over the whole slide). CUDA figures (``*_cuda.json``, from ``python -m stflib bench gpu-check``)
 are used when present, else the CPU figures, and the report says which.
 """
 from __future__ import annotations
@@ -84,7 +85,7 @@ def step_seconds(times: list[tuple[int, float]], spots: float, growth: float) ->
     return float(np.exp(np.interp(np.log(spots), np.log(s), np.log(y))))
 
 
-def run_seconds(cfg: dict, train_spots: list[float], eval_spots: list[float],
+def run_seconds(cfg: dict, train_spots: list[float], val_spots: list[float], test_spots: list[float],
                 times: dict[str, list[tuple[int, float]]]) -> float:
     """Upper-bound seconds of one run (see the module docstring)."""
     mode = "full" if ("h2h" in cfg["interactions"] and not cfg["n_neighbors"]) else "bottleneck"
@@ -92,7 +93,14 @@ def run_seconds(cfg: dict, train_spots: list[float], eval_spots: list[float],
         mode = next(iter(times))
     scale = cfg["n_layers"] / BENCH_MODEL["n_layers"] * cfg["token_dim"] / BENCH_MODEL["token_dim"]
     per = lambda s: step_seconds(times[mode], s, GROWTH[mode]) * scale  # noqa: E731
-    return cfg["epochs"] * sum(per(s) for s in train_spots) + sum(per(s) / 3 for s in eval_spots) * cfg["epochs"]
+    crop = cfg["crop_spots"]
+    step_per_slide = float(np.mean([per(min(s, crop) if crop > 0 else s) for s in train_spots]))
+    steps = cfg["max_steps"]
+    if cfg["epochs"] is not None:
+        steps = min(steps, cfg["epochs"] * -(-len(train_spots) // cfg["batch_size"]))
+    forward = lambda spots: sum(per(s) / 3 for s in spots)  # noqa: E731
+    return (steps * cfg["batch_size"] * step_per_slide + steps // cfg["eval_every"] * forward(val_spots)
+            + forward(train_spots) + forward(test_spots))
 
 
 # ------------------------------------------------------------------------------------ the plan
@@ -167,7 +175,9 @@ def plan(tasks: list, bench_dir: str | Path = BENCH_DIR, complete: set[str] | fr
         by_dir[t.params.get("data_dir")].append(t)
     for data_dir, dir_tasks in by_dir.items():
         if data_dir is None:
-            p.lines.append(f"data: the embedded simulated cohort (generated on first use); {len(dir_tasks)} runs")
+            p.lines.append(f"data: the embedded simulated cohort (generated on first use); {len(dir_tasks)} runs "
+                           "(not in the estimate below: its runs' measured times are in results/**/run.json and on the "
+                           "book's performance page)")
             continue
         root = Path(data_dir)
         p.lines.append(f"data_dir {root}: {len(dir_tasks)} runs")
@@ -246,13 +256,13 @@ def plan(tasks: list, bench_dir: str | Path = BENCH_DIR, complete: set[str] | fr
                         continue
                     train_all, test = folds[cfg["fold"]]
                     train, val = D.train_val_split(train_all, meta, cfg["val_fraction"], seed=0)
-                    p.hours += run_seconds(cfg, [spots[i] for i in train], [spots[i] for i in list(val) + list(test)],
-                                           times) / 3600
+                    p.hours += run_seconds(cfg, [spots[i] for i in train], [spots[i] for i in val],
+                                           [spots[i] for i in test], times) / 3600
     n = len([t for t in tasks if t.run_hash not in complete])
     if device:
         unit = "GPU-hours" if device == "cuda" else "CPU-hours (one core; no CUDA benchmark yet: run `python -m stflib bench gpu-check` on the GPU)"
         amount = f"{p.hours:.1f}" if p.hours >= 1 else f"{p.hours * 60:.1f} min, i.e. {p.hours:.3f}"
-        p.lines.append(f"estimate: {amount} {unit} for the {n} runs to do, upper bound at each run's epochs "
+        p.lines.append(f"estimate: {amount} {unit} for the {n} runs to do, upper bound at each run's max_steps "
                        f"(from {Path(bench_dir) / f'attention_{device}.json'})")
     else:
         p.lines.append("estimate: none (no results/bench/attention_*.json; run `python -m stflib bench gpu-check`)")
