@@ -571,7 +571,7 @@ def test_registry_build_and_errors():
     model = build_model("interaction", F, G, num_pathways=P, token_dim=D, n_heads=2, interactions="p2p,p2h,h2p")
     assert isinstance(model, SpatialTranscriptFormer)
     assert isinstance(build_model("he2rna", F, G, output_mode="global"), baselines.HE2RNA)
-    with pytest.raises(ValueError, match=r"model: unknown 'gnn'; allowed: interaction, he2rna, mlp, abmil, transmil, mean, ridge_probe"):
+    with pytest.raises(ValueError, match=r"model: unknown 'gnn'; allowed: interaction, he2rna, mlp, mean, ridge_probe, abmil, transmil"):
         build_model("gnn", F, G)
     with pytest.raises(ValueError, match="'ridge_probe' is a numpy model"):
         build_model("ridge_probe", F, G)
@@ -607,3 +607,13 @@ def test_backbone_reexport_is_lazy():
     import stflib.models as models
 
     assert callable(models.get_backbone) and models.BACKBONES
+
+
+def test_a_model_registers_itself_once_and_a_bad_kind_is_named():
+    from stflib.models.registry import MODELS, register_model
+
+    with pytest.raises(ValueError, match="unknown kind 'jax'; allowed: torch, numpy"):
+        register_model("x", "jax")
+    with pytest.raises(ValueError, match="model 'mlp' is already registered to SpotMLP"):
+        register_model("mlp", "torch")(type("Other", (), {}))
+    assert MODELS["mlp"].context_features and MODELS["interaction"].zinb_head

@@ -72,8 +72,9 @@ def make_items(n_slides=6, seed=0):
 
 
 def cfg(**kw):
+    # the tests' TinyModel sees whole slides (n_neighbors 0; the reference's 18 would cut it into windows)
     base = dict(max_steps=12, eval_every=2, patience=0, batch_size=2, lr=0.05, warmup_steps=2, log_transform=True,
-                progress=False)
+                progress=False, n_neighbors=0)
     base.update(kw)
     return C.RunConfig(**base)
 
@@ -121,9 +122,9 @@ def test_fit_modes_run(kw):
 
 def test_global_and_zinb_outputs():
     items = make_items(4)
-    res = T.fit(TinyModel(global_out=True), items[:3], items[3:], cfg(max_steps=4, loss="pcc"))
+    res = T.fit(TinyModel(global_out=True), items[:3], items[3:], cfg(max_steps=4, loss="pcc", output_mode="global"))
     assert len(res.history) == 2
-    p = T.predict(TinyModel(global_out=True), items[3:], cfg())[0]
+    p = T.predict(TinyModel(global_out=True), items[3:], cfg(output_mode="global"))[0]
     assert np.allclose(p["pred"], p["pred"][0])  # one profile broadcast over the slide
     c = cfg(max_steps=4, loss="zinb", log_transform=False)
     res = T.fit(TinyModel(zinb=True), items[:3], items[3:], c)

@@ -8,15 +8,13 @@ how it sees ``n_neighbors``. ``build_model(name, feature_dim, num_genes, **param
 model by name. ``get_backbone``/``BACKBONES`` are re-exported from ``stflib.backbones`` (imported on
 first use, so this package imports without timm).
 
-Adding a torch baseline: its class in ``baselines.py`` (with ``description`` and ``reference``), an
-entry here, a params file ``params/baselines/<name>.yaml`` and a test in ``tests/test_models.py``.
+Adding a torch baseline: its class in ``baselines.py`` (with ``description``, ``reference`` and its
+``@register_model`` line) and a test in ``tests/test_models.py``; the grid's baselines axis and its
+params files follow from the registry.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from stflib.models.baselines import ABMIL, HE2RNA, MeanExpression, RidgeProbe, SpotMLP, TransMIL
-from stflib.models.stf import (
+from stflib.models.stf import (  # noqa: I001  (the model file registers first: MODELS order)
     NAMED_INTERACTIONS,
     QUADRANTS,
     ModelOutput,
@@ -26,55 +24,10 @@ from stflib.models.stf import (
     interaction_mask,
     parse_interactions,
 )
+from stflib.models.baselines import ABMIL, HE2RNA, MeanExpression, RidgeProbe, SpotMLP, TransMIL
+from stflib.models.registry import MODELS, ModelSpec, get_model, register_model
 
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One registered model.
-
-    ``run_args``: the constructor keywords a run passes (``stflib.train.model.run_arguments`` computes
-    them from the run parameters); anything else keeps the class default.
-    ``context_features``: with ``n_neighbors = k`` the model is fed [own, mean of the k nearest
-    spots'] features (per-spot models); otherwise it attends to the neighbourhood itself (the
-    model has an ``n_neighbors`` argument) or sees neighbourhood windows (``stflib.train.windows``).
-    ``zinb_head``: the model can model raw counts (losses with ``needs_counts``).
-    """
-
-    cls: type
-    kind: str  # "torch" or "numpy"
-    run_args: tuple[str, ...] = ()
-    context_features: bool = False
-    zinb_head: bool = False
-
-    @property
-    def description(self) -> str:
-        return self.cls.description
-
-    @property
-    def reference(self) -> str:
-        return self.cls.reference
-
-
-# "interaction" is the seed's --model name for SpatialTranscriptFormer
-MODELS: dict[str, ModelSpec] = {
-    "interaction": ModelSpec(SpatialTranscriptFormer, "torch", (
-        "num_pathways", "token_dim", "n_heads", "n_layers", "interactions", "positional_encoding", "pathway_init",
-        "pathway_names", "output_mode", "zinb", "dropout", "n_neighbors"), zinb_head=True),
-    "he2rna": ModelSpec(HE2RNA, "torch", ("output_mode",)),
-    "mlp": ModelSpec(SpotMLP, "torch", ("dropout", "output_mode"), context_features=True),
-    "abmil": ModelSpec(ABMIL, "torch", ("dropout",)),
-    "transmil": ModelSpec(TransMIL, "torch", ("n_heads", "dropout")),
-    "mean": ModelSpec(MeanExpression, "numpy"),
-    "ridge_probe": ModelSpec(RidgeProbe, "numpy", ("random_state",), context_features=True),
-}
 TORCH_MODELS = tuple(name for name, spec in MODELS.items() if spec.kind == "torch")
-
-
-def get_model(name: str) -> ModelSpec:
-    """``MODELS[name]`` with an error naming the allowed ones."""
-    if name not in MODELS:
-        raise ValueError(f"model: unknown {name!r}; allowed: {', '.join(MODELS)}")
-    return MODELS[name]
 
 
 def build_model(name: str, feature_dim: int, num_genes: int, **params):
@@ -106,7 +59,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "MODELS", "TORCH_MODELS", "ModelSpec", "get_model", "build_model", "model_table", "ModelOutput",
+    "MODELS", "TORCH_MODELS", "ModelSpec", "get_model", "register_model", "build_model", "model_table", "ModelOutput",
     "SpatialTranscriptFormer", "interaction_mask", "parse_interactions", "check_depth", "check_neighbours", "QUADRANTS",
     "NAMED_INTERACTIONS", "HE2RNA", "SpotMLP", "ABMIL", "TransMIL", "MeanExpression", "RidgeProbe",
     "get_backbone", "BACKBONES",

@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from stflib.models.registry import register_model
 from stflib.models.stf import ModelOutput, masked_mean
 
 
@@ -60,6 +61,7 @@ class _PerSpot(nn.Module):
         return ModelOutput(genes=genes)
 
 
+@register_model("he2rna", "torch", run_args=("output_mode",))
 class HE2RNA(_PerSpot):
     """Per-spot linear regression from frozen features to genes."""
 
@@ -72,6 +74,7 @@ class HE2RNA(_PerSpot):
         super().__init__(head, output_mode)
 
 
+@register_model("mlp", "torch", run_args=("dropout", "output_mode"), context_features=True)
 class SpotMLP(_PerSpot):
     """Per-spot two-layer MLP: Linear -> GELU -> Dropout -> Linear."""
 
@@ -86,6 +89,7 @@ class SpotMLP(_PerSpot):
         super().__init__(head, output_mode)
 
 
+@register_model("mean", "numpy")
 class MeanExpression:
     """The floor: predicts the training fold's mean log1p(CP10k) profile at every spot.
 
@@ -124,6 +128,7 @@ def ridge_path(X: np.ndarray, Y: np.ndarray, alphas) -> tuple[np.ndarray, np.nda
     return xm, ym, [V @ (VtXtY / (np.clip(evals, 0, None) + a)[:, None]) for a in alphas]
 
 
+@register_model("ridge_probe", "numpy", run_args=("random_state",), context_features=True)
 class RidgeProbe:
     """HEST-Bench's linear probe, run as its authors run it: StandardScaler -> PCA(256) -> Ridge with
     solver='lsqr', alpha = 100 / (n_components * n_genes), fit_intercept=False, max_iter=1000.
@@ -213,6 +218,7 @@ class RidgeProbe:
 # ---------------------------------------------------------------------------------------------
 
 
+@register_model("abmil", "torch", run_args=("dropout",))
 class ABMIL(nn.Module):
     """Gated attention MIL (Ilse et al. 2018): h = ReLU(W x); a = softmax_valid(w^T (tanh(V h) * sigm(U h)));
     slide = sum_s a_s h_s -> Linear -> genes (B, 1, G). ``return_attention`` gives a (B, 1, 1, S) map."""
@@ -363,6 +369,7 @@ class PPEG(nn.Module):
         return x + gathered * valid[..., None]  # identity + convolutions, as in TransMIL
 
 
+@register_model("transmil", "torch", run_args=("n_heads", "dropout"))
 class TransMIL(nn.Module):
     """TransMIL (Shao et al. 2021): fc -> [CLS | spots] -> Nystrom layer -> PPEG -> Nystrom layer -> LN(CLS)
     -> Linear -> genes (B, 1, G). PPEG runs on the spots' real grid positions (see ``PPEG``)."""

@@ -32,6 +32,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from stflib.models.registry import register_model
+
 # ---------------------------------------------------------------------------------------------
 # 1. What a model returns
 # ---------------------------------------------------------------------------------------------
@@ -569,6 +571,10 @@ class ZINBHead(nn.Module):
 # ---------------------------------------------------------------------------------------------
 
 
+# "interaction" is the seed's --model name for SpatialTranscriptFormer
+@register_model("interaction", "torch", run_args=(
+    "num_pathways", "token_dim", "n_heads", "n_layers", "interactions", "positional_encoding", "pathway_init",
+    "pathway_names", "output_mode", "zinb", "dropout", "n_neighbors"), zinb_head=True)
 class SpatialTranscriptFormer(nn.Module):
     """Frozen features -> tokens (+ position) -> encoder over [pathways | patches] -> cosine pathway
     scores -> genes (or ZINB parameters).
