@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 from typing import Any
@@ -131,6 +134,9 @@ def _fail(message: str, exc: BaseException | None, show_traceback: bool) -> int:
 
 
 def _interrupted(out_dir: Path) -> int:
+    # Ctrl-C reaches the kernel too; when it dies of it, nbclient's orphaned execute task holds a
+    # DeadKernelError that asyncio would log, with its traceback, when the event loop is collected
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     print(f"\ninterrupted; re-run the same command to resume from the last finished epoch ({out_dir})",
           file=sys.stderr)
     return 130
@@ -154,13 +160,25 @@ def run(args) -> int:
 
     import papermill as pm
 
+    sigint = []
+
+    def on_sigint(signum, frame):
+        sigint.append(signum)
+        signal.default_int_handler(signum, frame)
+
+    if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+        signal.signal(signal.SIGINT, on_sigint)
     try:
         pm.execute_notebook(str(notebook), str(executed), parameters=params, kernel_name="python3",
                             progress_bar=False, stdout_file=sys.stdout, stderr_file=sys.stderr, cwd=os.getcwd(),
                             kernel_manager_class=quiet_kernel_manager_class())
     except KeyboardInterrupt:
         return _interrupted(out_dir)
-    except pm.PapermillExecutionError as e:
+    except Exception as e:
+        if sigint and not isinstance(e, pm.PapermillExecutionError):  # the kernel died of the same Ctrl-C
+            return _interrupted(out_dir)
+        if not isinstance(e, pm.PapermillExecutionError):
+            raise
         if e.ename == "KeyboardInterrupt":  # the kernel alone was interrupted
             return _interrupted(out_dir)
         if args.traceback:
