@@ -166,19 +166,15 @@ def run(args) -> int:
         sigint.append(signum)
         signal.default_int_handler(signum, frame)
 
-    if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
-        signal.signal(signal.SIGINT, on_sigint)
+    in_main_thread = threading.current_thread() is threading.main_thread()  # where signal handlers live
+    previous = signal.signal(signal.SIGINT, on_sigint) if in_main_thread else None
     try:
         pm.execute_notebook(str(notebook), str(executed), parameters=params, kernel_name="python3",
                             progress_bar=False, stdout_file=sys.stdout, stderr_file=sys.stderr, cwd=os.getcwd(),
                             kernel_manager_class=quiet_kernel_manager_class())
     except KeyboardInterrupt:
         return _interrupted(out_dir)
-    except Exception as e:
-        if sigint and not isinstance(e, pm.PapermillExecutionError):  # the kernel died of the same Ctrl-C
-            return _interrupted(out_dir)
-        if not isinstance(e, pm.PapermillExecutionError):
-            raise
+    except pm.PapermillExecutionError as e:
         if e.ename == "KeyboardInterrupt":  # the kernel alone was interrupted
             return _interrupted(out_dir)
         if args.traceback:
@@ -187,6 +183,13 @@ def run(args) -> int:
         print(f"(executed notebook with the failing cell: {executed}"
               f"{'' if args.traceback else '; add --traceback for the full traceback'})", file=sys.stderr)
         return 1
+    except Exception:
+        if not sigint:
+            raise
+        return _interrupted(out_dir)  # the kernel died of the same Ctrl-C (nbclient's DeadKernelError)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous)
     metrics_path = out_dir / "metrics.json"
     if not metrics_path.is_file():
         print(f"error: the notebook finished without writing {metrics_path}", file=sys.stderr)
