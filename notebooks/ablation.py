@@ -35,7 +35,7 @@
 # %% tags=["parameters"]
 model = 'interaction'  # model: SpatialTranscriptFormer (interaction) or a baseline
 backbone = 'resnet50'  # frozen foundation-model backbone whose cached features are used
-token_dim = 256  # transformer embedding dimension
+token_dim = 128  # transformer embedding dimension
 n_heads = 4  # attention heads
 n_layers = 2  # transformer layers (at least 2 without h2h: the depth rule of the seed)
 num_pathways = 50  # pathway bottleneck tokens (the Hallmarks covered by the gene vocabulary when ...

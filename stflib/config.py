@@ -67,7 +67,7 @@ PARAMETERS: tuple[Param, ...] = (
     # the seed's flags (snake_case, seed defaults)
     Param("model", "interaction", str, "model: SpatialTranscriptFormer ('interaction') or a baseline", "seed flag", MODELS),
     Param("backbone", "resnet50", str, "frozen foundation-model backbone whose cached features are used", "seed flag", BACKBONES),
-    Param("token_dim", 256, int, "transformer embedding dimension", "seed flag"),
+    Param("token_dim", 128, int, "transformer embedding dimension", "seed flag"),
     Param("n_heads", 4, int, "attention heads", "seed flag"),
     Param("n_layers", 2, int, "transformer layers (at least 2 without h2h: the depth rule of the seed)", "seed flag"),
     Param("num_pathways", 50, int, "pathway bottleneck tokens (the Hallmarks covered by the gene vocabulary when pathway_init or the auxiliary loss name them)", "seed flag"),

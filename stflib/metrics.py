@@ -10,7 +10,8 @@
 - ``collapse_ratio``: predicted / true spatial variance within a slide (HVGs; 1 = no collapse,
   0 = a constant map per slide), averaged over slides.
 - ``noise_ceiling_*`` (simulator only): the PCC an oracle reaches by predicting the simulator's
-  expected expression, i.e. the best any model can do given the counting noise.
+  expected expression, i.e. the best any model can do given the counting noise;
+  ``collapse_ratio_oracle`` is that oracle's collapse ratio (below 1: counting noise adds variance).
 
 A gene whose *prediction* is constant scores PCC 0 (a collapsed model earns nothing); a gene whose
 *measurement* is constant over the held-out spots has no PCC and is left out of the means.
@@ -43,6 +44,10 @@ METRICS: dict[str, Metric] = {
     "pcc_hvg50_within_slide": Metric("PCC within slide, 50 HVGs", True, "pcc_hvg50 computed per slide, then averaged"),
     "collapse_ratio": Metric("collapse ratio", True, "predicted / true spatial variance within a slide (1 = no collapse)"),
     "noise_ceiling_hvg50": Metric("noise ceiling, 50 HVGs", True, "pcc_hvg50 of the simulator's expected expression"),
+    # the oracle's own collapse ratio: the expected expression varies less than the noisy counts, so
+    # even a perfect model stays below 1; a model's collapse_ratio is read against this
+    "collapse_ratio_oracle": Metric("oracle collapse ratio", True,
+                                    "collapse_ratio of the simulator's expected expression (the best a model can show)"),
     "moran_i_pred_median": Metric("Moran's I predicted (median)", True, "median Moran's I of the predicted HVG maps"),
     "moran_i_true_median": Metric("Moran's I measured (median)", True, "median Moran's I of the measured HVG maps"),
     "moran_rank_spearman": Metric("Moran's I rank Spearman", True, "Spearman of predicted vs measured Moran's I over HVGs"),
@@ -203,6 +208,7 @@ def evaluate(
         arrays["ceiling"] = ceiling
         out["noise_ceiling_hvg50"] = nanmean(ceiling[hvg_idx])
         out["noise_ceiling_all"] = nanmean(ceiling)
+        out["collapse_ratio_oracle"] = collapse_ratio(expected, true, slide_ids, hvg_idx)
     return out, arrays
 
 

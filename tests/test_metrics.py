@@ -66,6 +66,10 @@ def test_evaluate_pathways_and_ceiling():
     m2, _ = metrics.evaluate(true, true, genes, genes[:50], slides, pathway_scores=truth * 2, pathway_truth=truth)
     assert m2["pathway_pcc_truth"] == pytest.approx(1.0)
     assert 0.5 < m["noise_ceiling_hvg50"] < 1.0 and "ceiling" in arrays
+    # the oracle here is the truth plus independent noise: its spatial variance exceeds the truth's
+    assert m["collapse_ratio_oracle"] > 1.0
+    shrunk, _ = metrics.evaluate(true, true, genes, genes[:50], slides, expected=true.mean(0) + 0.5 * (true - true.mean(0)))
+    assert shrunk["collapse_ratio_oracle"] == pytest.approx(0.25, rel=0.05)
 
 
 def test_hvg_must_be_in_vocabulary():

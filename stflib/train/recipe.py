@@ -243,8 +243,11 @@ def run_check(folds: int = 3, out: str | Path = "results/recipe", jobs: int = 2,
 
 
 # ------------------------------------------------------------------------------------- search
-# a small grid around the reference (h2h restricted to the 18 nearest spots), one axis at a time: the
-# neighbourhood (the whole slide, 6 spots), the width and the learning rate
+# a small grid around the search's starting point (h2h restricted to the 18 nearest spots, width 256),
+# one axis at a time: the neighbourhood (the whole slide, 6 spots), the width and the learning rate.
+# SEARCH_BASE pins what the starting point was, so the search re-runs the same configurations after
+# its outcome became the default (width 128: the same validation PCC as 256 in half the training time)
+SEARCH_BASE: dict[str, Any] = {"token_dim": 256}
 SEARCH: list[dict[str, Any]] = [
     {}, {"n_neighbors": 0}, {"n_neighbors": 6},
     {"token_dim": 128},
@@ -259,7 +262,8 @@ def run_search(folds: int = 3, out: str | Path = "results/recipe", jobs: int = 2
 
     out = Path(out)
     names = [json.dumps(s, sort_keys=True) for s in SEARCH]
-    todo = [(f"search{i}", s, f, str(out / "search_runs")) for i, s in enumerate(SEARCH) for f in range(folds)]
+    todo = [(f"search{i}", {**SEARCH_BASE, **s}, f, str(out / "search_runs")) for i, s in enumerate(SEARCH)
+            for f in range(folds)]
     rows = run_jobs(todo, jobs, log)
     df = pd.DataFrame(rows)
     df["setting"] = [names[int(a.removeprefix("search"))] for a in df["arm"]]
