@@ -56,7 +56,7 @@ def _noisy_summary(n_folds=3, seeds=(0, 1), worlds=("default",), effect=0.05, rn
                                               ("interactions", "p2p", base + 0.004 * (-1) ** (fold + seed), 0.2),
                                               ("baselines", "mlp", base, 0.4), ("baselines", "ridge_probe", base, 0.35)):
                     rows.append(dict(axis=axis, arm=arm, world=world, fold=fold, seed=seed, pcc_hvg50=value,
-                                     train_pcc_hvg50=fit, epochs_run=30 if arm == "full" else 12, epochs_max=30))
+                                     train_pcc_hvg50=fit, hit_step_cap=arm == "full"))
     return pd.DataFrame(rows)
 
 
@@ -68,8 +68,12 @@ def test_describe_axis_and_takeaways_read_the_intervals():
     bullets = findings.takeaways(summary, "interactions").splitlines()
     assert bullets[0].startswith("- `bottleneck` is better than `full`") and "wins 6 of 6 pairs" in bullets[0]
     assert any(b.startswith("- No measurable difference from `full`") and "`p2p`" in b for b in bullets)
-    assert any("`full`: 6/6 at epoch cap" in b and "`p2p`: 6/6 fit below simple models" in b for b in bullets)
+    assert any("`full`: 6/6 at step cap" in b and "`p2p`: 6/6 fit below simple models" in b for b in bullets)
     assert "**These results are simulated.**" in bullets[-1] and "`default`" in bullets[-1]
+    # grids from before the step schedule record epochs: the cap is read from epochs_run >= epochs_max
+    old = _noisy_summary().drop(columns="hit_step_cap").assign(epochs_run=12, epochs_max=30)
+    old.loc[old["arm"] == "p2p", "epochs_run"] = 30
+    assert tables.arm_flags(old, "interactions")["p2p"].startswith("6/6 at step cap")
     null = findings.takeaways(_noisy_summary(effect=0.0), "interactions")
     assert "better than" not in null and "No measurable difference" in null
 
@@ -82,7 +86,7 @@ def test_run_flags_compare_with_the_simple_models_of_the_same_pair():
     assert rows.loc[rows["arm"] == "p2p", "fit_below_simple"].all()  # 0.2 < both 0.4 and 0.35
     assert not rows.loc[rows["arm"] == "full", "fit_below_simple"].any()  # 0.5: above both
     assert rows.loc[rows["arm"] == "mlp", "fit_below_simple"].isna().all()  # the bar itself
-    no_fit = tables.run_flags(summary.drop(columns=["train_pcc_hvg50", "epochs_max"]))
+    no_fit = tables.run_flags(summary.drop(columns=["train_pcc_hvg50", "hit_step_cap"]))
     assert no_fit.isna().all().all()
 
 

@@ -85,7 +85,7 @@ tables.show_table(tables.overview(summary, axis_references()).set_index(["axis",
 # %% [markdown]
 # ### Runs to read with care
 #
-# Per axis: runs that ended at their epoch cap instead of stopping early (they might have gone on
+# Per axis: runs that used their whole step budget (`max_steps`) instead of stopping early (they might have gone on
 # improving), and runs whose fit on their own training slides is below both simple models (MLP and
 # ridge probe) of the same fold and seed. "Not recorded" counts runs whose results do not hold the
 # columns a flag needs.

@@ -60,7 +60,7 @@ def takeaways(summary: pd.DataFrame, axis: str, reference: str | None = None, me
     if not len(deltas):
         bullets.append(f"The axis has only its reference arm `{reference}`: nothing to compare.")
     flags = arm_flags(summary, axis)
-    flagged = flags[flags.str.contains("at epoch cap|below", regex=True)]
+    flagged = flags[flags.str.contains("at step cap|below", regex=True)]
     if len(flagged):
         bullets.append("Read with care: " + "; ".join(f"`{a}`: {f}" for a, f in flagged.items()) + ".")
     bullets.append(simulation_note(axis_rows(summary, axis, world=None)))

@@ -27,7 +27,7 @@ def axis_report(axis: str, metric: str = "pcc_hvg50", results_dir: str | Path | 
     reference = ARMS[axis].reference
     summary = load_summary(results_dir)
     display(Markdown(f"**Mean ± standard deviation over the runs (patient folds x seeds)** (reference arm: "
-                     f"`{reference}`). `flags`: runs that ended at their epoch cap instead of stopping early, "
+                     f"`{reference}`). `flags`: runs that used their whole step budget instead of stopping early, "
                      "and runs whose fit on their own training slides is below both simple models "
                      "(MLP and ridge probe) of the same fold and seed."))
     show_table(arm_table(summary, axis), f"{axis}-arms")

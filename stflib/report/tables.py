@@ -83,6 +83,10 @@ def run_flags(summary: pd.DataFrame) -> pd.DataFrame:
     flags = pd.DataFrame(index=summary.index, columns=["at_cap", "fit_below_simple"], dtype=object)
     caps = [("epochs_run", "epochs_max"), ("steps_run", "max_steps")]
     cap_known, cap_hit = pd.Series(False, index=summary.index), pd.Series(False, index=summary.index)
+    if "hit_step_cap" in summary:  # recorded by the run itself: the step budget ran out before early stopping
+        recorded = summary["hit_step_cap"].map({True: True, False: False, "True": True, "False": False})
+        cap_known |= recorded.notna()
+        cap_hit |= recorded.eq(True)
     for done, cap in caps:
         if done in summary and cap in summary:
             ran, limit = pd.to_numeric(summary[done], errors="coerce"), pd.to_numeric(summary[cap], errors="coerce")
@@ -112,7 +116,7 @@ def run_flags(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def arm_flags(summary: pd.DataFrame, axis: str) -> pd.Series:
-    """Per arm of ``axis``: its runs' flags in words ("2/6 at epoch cap; fit not recorded")."""
+    """Per arm of ``axis``: its runs' flags in words ("2/6 at step cap; fit not recorded")."""
     rows = axis_rows(summary, axis)
     flags = run_flags(summary).loc[rows.index]
     out = {}
@@ -123,7 +127,7 @@ def arm_flags(summary: pd.DataFrame, axis: str) -> pd.Series:
         if cap.empty:
             words.append("cap not recorded")
         elif cap.astype(bool).any():
-            words.append(f"{int(cap.astype(bool).sum())}/{n} at epoch cap")
+            words.append(f"{int(cap.astype(bool).sum())}/{n} at step cap")
         fit = f["fit_below_simple"].dropna()
         if any((axis, arm) == s for s in SIMPLE_MODELS):
             pass
@@ -196,13 +200,13 @@ def deltas_to(summary: pd.DataFrame, arms: list[tuple[str, str]], reference: tup
 
 
 def flag_counts(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per axis: runs, runs that ended at their epoch cap, runs whose training fit is below the simple
+    """Per axis: runs that ended at their step (or epoch) cap, runs whose training fit is below the simple
     models', and how many runs do not record what a flag needs."""
     summary = with_design_columns(summary)
     flags = run_flags(summary)
     table = pd.DataFrame({
         "runs": summary.groupby("axis").size(),
-        "at epoch cap": flags["at_cap"].eq(True).groupby(summary["axis"]).sum(),
+        "at step cap": flags["at_cap"].eq(True).groupby(summary["axis"]).sum(),
         "cap not recorded": flags["at_cap"].isna().groupby(summary["axis"]).sum(),
         "fit below simple models": flags["fit_below_simple"].eq(True).groupby(summary["axis"]).sum(),
         "fit not recorded": flags["fit_below_simple"].isna().groupby(summary["axis"]).sum(),
