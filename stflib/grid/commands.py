@@ -25,7 +25,8 @@ from stflib.grid.runner import (DEFAULT_NOTEBOOK, is_complete, make_tasks, make_
 
 
 def add_arguments_ablate(p: argparse.ArgumentParser) -> None:
-    p.add_argument("paths", nargs="*", help="params YAML files or folders (default: params/ without params/hest/; with --world: the robustness subset)")
+    p.add_argument("paths", nargs="*", help="params YAML files or folders (default: params/ without params/hest/; "
+                   "with --world: the robustness subset)")
     p.add_argument("--folds", type=int, default=3, help="patient-grouped folds; every fold of every arm is run")
     p.add_argument("--seeds", default="0", help="comma-separated training seeds, each run on every fold "
                    "(e.g. 0,1: folders fold<k> for seed 0, fold<k>-seed<s> for the others)")
