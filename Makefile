@@ -12,7 +12,7 @@ TORCH_VERSION := $(shell sed -n 's/^torch==//p' requirements.txt)
 TORCHVISION_VERSION := $(shell sed -n 's/^torchvision==//p' requirements.txt)
 
 
-.PHONY: install install-cpu test test-lib test-notebooks book sync-notebooks grid collect clean
+.PHONY: install install-cpu test test-lib test-notebooks book sync-notebooks grid grid-worlds collect clean
 
 install: $(STAMP)
 
@@ -52,7 +52,12 @@ sync-notebooks: install
 
 ## The ablation grid on this machine (a Dask LocalCluster), then the summary the book reads.
 grid: install
-	$(BIN)/python -m stflib ablate params --folds 3
+	$(BIN)/python -m stflib ablate params --folds 3 --seeds 0,1
+	$(BIN)/python -m stflib collect
+
+## The robustness subset in every other simulator world (results/worlds/<world>/), then the summary.
+grid-worlds: install
+	$(BIN)/python -m stflib ablate --world all --folds 3
 	$(BIN)/python -m stflib collect
 
 clean:

@@ -10,10 +10,12 @@ import yaml
 
 from stflib import config as C
 from stflib.backbones import BACKBONES
-from stflib.grid.axes import ARMS, Axis
+from stflib.grid.axes import ARMS, DEFAULT_WORLD, ROBUSTNESS_ARMS, ROBUSTNESS_WORLDS, Axis
 from stflib.grid.collect import SUMMARY_COLUMNS, collect, summarise
-from stflib.grid.params import arm_params, axis_of, write_params
-from stflib.grid.runner import execute, make_tasks, parse_run_folder, parse_seeds, result_files, run_grid
+from stflib.grid.params import arm_params, axis_of, robustness_params, write_params
+from stflib.grid.runner import (execute, make_tasks, make_world_tasks, parse_run_folder, parse_seeds, parse_worlds,
+                                result_files, run_grid)
+from stflib.sim.worlds import WORLDS
 from stflib.metrics import METRICS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,6 +102,102 @@ def test_collect_reads_seed_and_world(tmp_path):
     assert df.loc[(0, 1), "world"] == "default" and df.loc[(1, 0), "world"] == "no-context"
     assert df.loc[(0, 0), "epochs_max"] == 30 and df.loc[(0, 0), "code_version"] == "abc"
     assert set(summarise(df.reset_index())["world"]) == {"default", "no-context"}
+
+
+def test_robustness_subset_keeps_each_axis_reference():
+    assert ROBUSTNESS_WORLDS == tuple(w for w in WORLDS if w != "default") and DEFAULT_WORLD == "default"
+    assert len(set(ROBUSTNESS_ARMS)) == len(ROBUSTNESS_ARMS)
+    for axis, arm in ROBUSTNESS_ARMS:
+        assert arm in ARMS[axis].arms, f"{axis}/{arm} is not an arm of ARMS"
+    axes = {axis for axis, _ in ROBUSTNESS_ARMS}
+    assert axes == {"interactions", "pathways", "context", "baselines"}
+    for axis in axes:  # paired differences need the reference in every world
+        assert (axis, ARMS[axis].reference) in ROBUSTNESS_ARMS, axis
+    assert {("interactions", "bottleneck"), ("interactions", "h2h"), ("pathways", "init-on_aux-0.5"),
+            ("context", "k18"), ("baselines", "ridge_probe"), ("baselines", "ridge_probe_k18")} <= set(ROBUSTNESS_ARMS)
+    assert all(p.is_file() for p in robustness_params())
+
+
+def test_world_tasks_go_to_their_own_folders_and_hashes(tmp_path):
+    tasks = make_world_tasks(["no-context"], folds=3, results=tmp_path)
+    default = make_tasks(robustness_params(), folds=3, results=tmp_path)
+    assert len(tasks) == len(default) == 7 * 3  # 10 arms, 7 distinct configurations, 3 folds
+    world_dir = tmp_path.resolve() / "worlds" / "no-context"
+    folders = [Path(t.out_dir) for t in tasks] + [Path(c[2]) for t in tasks for c in t.copies]
+    assert len(folders) == len(ROBUSTNESS_ARMS) * 3
+    assert all(f.parent.parent.parent == world_dir for f in folders)
+    assert {(f.parent.parent.name, f.parent.name) for f in folders} == set(ROBUSTNESS_ARMS)
+    assert all(t.params["world"] == "no-context" for t in tasks) and not any("world" in t.params for t in default)
+    assert not {t.run_hash for t in tasks} & {t.run_hash for t in default}
+    # the default STF (interactions/full, pathways/init-off_aux-0, context/k18, baselines/stf) runs once per fold
+    shared = [t for t in tasks if t.copies]
+    assert len(shared) == 3 and all(
+        {(t.axis, t.arm), *((a, m) for a, m, _ in t.copies)} == {("interactions", "full"), ("pathways", "init-off_aux-0"),
+                                                                 ("context", "k18"), ("baselines", "stf")} for t in shared)
+    # given paths run those params; two worlds run twice as many tasks, with distinct hashes
+    two = make_world_tasks(["no-context", "strong-patient"], [REPO / "params" / "losses" / "pcc.yaml"], folds=2,
+                           results=tmp_path)
+    assert len({t.run_hash for t in two}) == 4
+    assert {Path(t.out_dir).relative_to(tmp_path.resolve()).parts[:2] for t in two} == {
+        ("worlds", "no-context"), ("worlds", "strong-patient")}
+
+
+def test_world_errors_name_the_bad_value():
+    assert parse_worlds(["all"]) == list(ROBUSTNESS_WORLDS)
+    assert parse_worlds(["no-context,strong-patient", "no-context"]) == ["no-context", "strong-patient"]
+    with pytest.raises(ValueError, match="unknown world 'nowhere'; allowed: all, pathway-misspecified"):
+        parse_worlds(["no-context,nowhere"])
+    with pytest.raises(ValueError, match="--world default: .* without --world"):
+        parse_worlds(["default"])
+    with pytest.raises(ValueError, match="--world: expected a world name"):
+        parse_worlds([","])
+    with pytest.raises(ValueError, match="--set world=strong-patient and --world together"):
+        make_world_tasks(["no-context"], overrides={"world": "strong-patient"})
+    with pytest.raises(ValueError, match="data_dir=/data/hest"):
+        make_world_tasks(["no-context"], overrides={"data_dir": "/data/hest"})
+
+
+def test_ablate_world_dry_run_lists_the_world_runs(tmp_path, capsys):
+    import argparse
+
+    from stflib.grid.commands import add_arguments_ablate, run_ablate
+
+    parser = argparse.ArgumentParser()
+    add_arguments_ablate(parser)
+    args = parser.parse_args(["--world", "no-context", "--folds", "3", "--results", str(tmp_path), "--dry-run"])
+    assert run_ablate(args) == 0
+    out = capsys.readouterr().out
+    assert out.count("[to run]") == 21 and "worlds/no-context/interactions/h2h/fold2 [to run]" in out
+    args = parser.parse_args(["--world", "no-context", "--set", "world=default", "--results", str(tmp_path), "--dry-run"])
+    assert run_ablate(args) == 2
+    assert "--set world=default and --world together" in capsys.readouterr().err
+
+
+def test_collect_keeps_world_runs_apart(tmp_path):
+    from stflib.report.results import axis_rows
+
+    runs = {tmp_path / "interactions" / "full" / "fold0": ({}, 0.30),
+            tmp_path / "worlds" / "no-context" / "interactions" / "full" / "fold0": ({"world": "no-context"}, 0.20),
+            # a run.json without axis and arm: read from the nested folder
+            tmp_path / "worlds" / "no-context" / "interactions" / "h2h" / "fold0": ({"world": "no-context"}, 0.10)}
+    for d, (params, pcc) in runs.items():
+        d.mkdir(parents=True)
+        info = {"fold": 0, "status": "ok", "params": params}
+        if d.parent.name == "full":
+            info.update(axis="interactions", arm="full")
+        (d / "run.json").write_text(json.dumps(info))
+        (d / "metrics.json").write_text(json.dumps({"pcc_hvg50": pcc, "model": "interaction",
+                                                    "config": {"epochs": 30, **params}}))
+    df = collect(tmp_path)
+    got = {(r.world, r.axis, r.arm): r.pcc_hvg50 for r in df.itertuples()}
+    assert got == {("default", "interactions", "full"): 0.30, ("no-context", "interactions", "full"): 0.20,
+                   ("no-context", "interactions", "h2h"): 0.10}
+    by_arm = summarise(df).set_index(["world", "axis", "arm"])
+    assert by_arm.loc[("default", "interactions", "full"), "pcc_hvg50_mean"] == pytest.approx(0.30)
+    assert by_arm.loc[("no-context", "interactions", "full"), "pcc_hvg50_mean"] == pytest.approx(0.20)
+    assert by_arm["n_folds"].tolist() == [1, 1, 1]
+    # the default world's tables read the default runs only
+    assert axis_rows(df, "interactions")[["world", "arm"]].values.tolist() == [["default", "full"]]
 
 
 def test_summary_columns_hold_every_registered_metric_once():

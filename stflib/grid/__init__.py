@@ -1,6 +1,7 @@
 """The ablation grid, from its table to ``results/summary.csv``.
 
-- :mod:`~stflib.grid.axes`: ``ARMS``, every axis with its arms and its reference arm (the one table);
+- :mod:`~stflib.grid.axes`: ``ARMS``, every axis with its arms and its reference arm (the one table),
+  and ``ROBUSTNESS_ARMS``, the part of it re-run in every other simulator world;
 - :mod:`~stflib.grid.params`: the ``params/`` YAML files written from it, and read back;
 - :mod:`~stflib.grid.runner`: tasks, run hashing and resume, execution through papermill and Dask;
 - :mod:`~stflib.grid.collect`: ``results/summary.csv`` from the run folders;

@@ -93,3 +93,29 @@ ARMS: dict[str, Axis] = {
 def axis_references() -> dict[str, str]:
     """axis -> its reference arm, in the order of ``ARMS``."""
     return {axis: a.reference for axis, a in ARMS.items()}
+
+
+# the simulator world of the full grid; every other world re-runs only the robustness subset below
+DEFAULT_WORLD: str = C.PARAM_BY_NAME["world"].default
+ROBUSTNESS_WORLDS: tuple[str, ...] = tuple(w for w in C.WORLDS if w != DEFAULT_WORLD)
+
+# The robustness subset: (axis, arm) re-run in each of ROBUSTNESS_WORLDS (3 patient folds x 1 seed),
+# so the findings page can say in which worlds each default-world finding holds. Every axis touched
+# keeps its reference arm, so each arm has paired differences in every world. interactions/full,
+# pathways/init-off_aux-0, context/k18 and baselines/stf are all the default STF: the runner runs
+# them once and copies the run, so the subset is 7 distinct configurations.
+ROBUSTNESS_ARMS: tuple[tuple[str, str], ...] = (
+    ("interactions", ARMS["interactions"].reference),  # full: the reference STF
+    ("interactions", "bottleneck"),  # the pathway bottleneck: no h2h
+    ("interactions", "h2h"),  # h2h only
+    ("pathways", ARMS["pathways"].reference),
+    ("pathways", "init-on_aux-0.5"),  # Hallmark init + auxiliary pathway loss
+    ("context", ARMS["context"].reference),  # whole-slide attention
+    # the context axis's best arm chosen on validation patients: the reference search
+    # (results/recipe/search.csv) compared k = 0, 6 and 18 on the validation patients only and kept 18,
+    # the reference's own neighbourhood
+    ("context", f"k{C.REFERENCE_NEIGHBOURS}"),
+    ("baselines", ARMS["baselines"].reference),  # stf
+    ("baselines", "ridge_probe"),  # the linear probe on own features
+    ("baselines", f"ridge_probe_k{C.REFERENCE_NEIGHBOURS}"),  # ... and on the reference's neighbourhood
+)

@@ -1,8 +1,9 @@
 """The grid's results as tables: ``results/summary.csv`` (one row per run) and ``summary_by_arm.csv``.
 
-``collect`` reads every run folder (``results/<axis>/<arm>/fold<k>[-seed<s>]/``: ``run.json`` written by
-the runner, ``metrics.json`` by the run); its metric columns are the summarised metrics of
-:data:`stflib.metrics.METRICS`. ``summarise`` gives their mean and sd over folds and seeds per arm.
+``collect`` reads every run folder (``results/<axis>/<arm>/fold<k>[-seed<s>]/``, and the other
+simulator worlds' ``results/worlds/<world>/<axis>/<arm>/fold<k>/``: ``run.json`` written by the runner,
+``metrics.json`` by the run; the world comes from the run's config); its metric columns are the
+summarised metrics of :data:`stflib.metrics.METRICS`. ``summarise`` gives their mean and sd over folds and seeds per arm.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import json
 from pathlib import Path
 
 from stflib.io import atomic_write
-from stflib.grid.runner import parse_run_folder, read_run
+from stflib.grid.runner import WORLDS_FOLDER, parse_run_folder, read_run
 from stflib.metrics import METRICS
 
 # which run, and what the runner recorded of it
@@ -18,6 +19,15 @@ DESIGN_COLUMNS = ["axis", "arm", "world", "fold", "seed", "model", "status"]
 RUN_COLUMNS = ["n_params", "total_seconds", "epochs_run", "best_epoch", "steps_run", "best_step", "hit_step_cap",
                "run_seconds", "config_hash", "run_hash", "error", "epochs_max", "data_dir", "code_version"]
 SUMMARY_COLUMNS = [*DESIGN_COLUMNS, *METRICS, *RUN_COLUMNS]
+
+
+def folder_axis(run_dir: Path, results: Path) -> str:
+    """The axis a run folder's path names (``<results>/[worlds/<world>/]<axis>/<arm>/fold<k>``), for a
+    ``run.json`` that does not record it."""
+    parts = run_dir.parent.parent.relative_to(results).parts
+    if parts[:1] == (WORLDS_FOLDER,):
+        parts = parts[2:]
+    return "/".join(parts)
 
 
 def collect(results: str | Path = "results"):
@@ -33,7 +43,7 @@ def collect(results: str | Path = "results"):
         info = read_run(d) or {}
         folder_fold, folder_seed = parse_run_folder(d.name)
         params = info.get("params") or {}
-        row = {"axis": info.get("axis", str(d.parent.parent.relative_to(results))), "arm": info.get("arm", d.parent.name),
+        row = {"axis": info.get("axis", folder_axis(d, results)), "arm": info.get("arm", d.parent.name),
                "fold": info.get("fold", folder_fold), "seed": info.get("seed", params.get("seed", folder_seed)),
                "status": info.get("status"), "run_seconds": info.get("seconds"), "run_hash": info.get("run_hash"),
                "error": info.get("error", ""), "code_version": info.get("code_version"),

@@ -5,6 +5,8 @@
 Dask LocalCluster, a given scheduler or a SLURM cluster (:mod:`stflib.grid.cluster`); ``--dry-run``
 runs nothing and reports what the grid needs (:mod:`stflib.grid.plan`). ``collect`` writes
 ``results/summary.csv`` and ``results/summary_by_arm.csv`` (:mod:`stflib.grid.collect`).
+``ablate --world NAME`` runs the robustness subset (or the given params) in another simulator world,
+into ``results/worlds/<world>/<axis>/<arm>/fold<k>/``.
 """
 from __future__ import annotations
 
@@ -18,14 +20,20 @@ from typing import Any
 
 from stflib.grid.collect import collect, write_summary
 from stflib.grid.params import write_params
-from stflib.grid.runner import DEFAULT_NOTEBOOK, is_complete, make_tasks, parse_seeds, run_grid
+from stflib.grid.runner import (DEFAULT_NOTEBOOK, is_complete, make_tasks, make_world_tasks, parse_seeds,
+                                parse_worlds, run_grid)
 
 
 def add_arguments_ablate(p: argparse.ArgumentParser) -> None:
-    p.add_argument("paths", nargs="*", help="params YAML files or folders (default: params/ without params/hest/)")
+    p.add_argument("paths", nargs="*", help="params YAML files or folders (default: params/ without params/hest/; "
+                   "with --world: the robustness subset)")
     p.add_argument("--folds", type=int, default=3, help="patient-grouped folds; every fold of every arm is run")
     p.add_argument("--seeds", default="0", help="comma-separated training seeds, each run on every fold "
                    "(e.g. 0,1: folders fold<k> for seed 0, fold<k>-seed<s> for the others)")
+    p.add_argument("--world", action="append", default=[], metavar="NAME",
+                   help="run in this non-default simulator world (repeatable or comma-separated; 'all': every one) "
+                        "into <results>/worlds/<world>/; without paths, the robustness subset "
+                        "(stflib.grid.axes.ROBUSTNESS_ARMS). The default world is the grid without --world")
     p.add_argument("--scheduler", default=None, help="Dask scheduler address (default: a LocalCluster)")
     p.add_argument("--cluster", default=None, choices=["slurm"],
                    help="start a dask-jobqueue cluster of this kind (described by --cluster-config) and run the grid on it")
@@ -100,8 +108,13 @@ def run_ablate(args) -> int:
             return 2
         threads = args.threads or K.run_threads(cluster_cfg)
     try:
-        tasks = make_tasks(args.paths, args.folds, args.results, args.notebook, overrides, threads, args.timeout,
-                           seeds=parse_seeds(getattr(args, "seeds", "0")))
+        seeds = parse_seeds(getattr(args, "seeds", "0"))
+        if args.world:
+            tasks = make_world_tasks(parse_worlds(args.world), args.paths, args.folds, args.results, args.notebook,
+                                     overrides, threads, args.timeout, seeds)
+        else:
+            tasks = make_tasks(args.paths, args.folds, args.results, args.notebook, overrides, threads, args.timeout,
+                               seeds=seeds)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -113,7 +126,7 @@ def run_ablate(args) -> int:
             state = "complete" if is_complete(t.out_dir, t.run_hash) else "to run"
             if state == "complete":
                 complete.add(t.run_hash)
-            print(f"{t.axis}/{t.arm}/{Path(t.out_dir).name} [{state}] {t.run_hash}" + (f" (+{len(t.copies)} copies)" if t.copies else ""))
+            print(f"{Path(os.path.relpath(t.out_dir, Path(args.results).resolve())).as_posix()} [{state}] {t.run_hash}" + (f" (+{len(t.copies)} copies)" if t.copies else ""))
         report = plan(tasks, complete=complete)
         print(report.text())
         if cluster_cfg is not None:

@@ -2,7 +2,8 @@
 
 ``write_params`` writes one YAML file per arm for the simulated cohort on a CPU and the same arms
 under ``params/hest/`` for real HEST-1k on a GPU (:data:`HEST_OVERRIDES` added). ``discover`` lists
-the files a grid runs and ``load_params`` reads one; a file's axis is its folder below ``params/``.
+the files a grid runs (``robustness_params``: those re-run in every other simulator world) and
+``load_params`` reads one; a file's axis is its folder below ``params/``.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from stflib import config as C
-from stflib.grid.axes import ARMS
+from stflib.grid.axes import ARMS, ROBUSTNESS_ARMS
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_PARAMS = REPO / "params"
@@ -96,6 +97,11 @@ def discover(paths: list[str | Path] | None = None) -> list[tuple[str, str, Path
     for f in sorted(set(files)):
         found.append((axis_of(f), f.stem, f))
     return found
+
+
+def robustness_params(root: str | Path = DEFAULT_PARAMS) -> list[Path]:
+    """The params files of the robustness subset (:data:`stflib.grid.axes.ROBUSTNESS_ARMS`)."""
+    return [Path(root) / axis / f"{arm}.yaml" for axis, arm in ROBUSTNESS_ARMS]
 
 
 def load_params(path: Path) -> dict[str, Any]:

@@ -7,6 +7,7 @@ result-determining parameters and of the library code (``code_version``): a run 
 run resumes from its checkpoint) and is moved into place when done; a failure writes ``error.json`` and
 the grid carries on. ``run_grid`` dispatches the tasks through Dask distributed: a LocalCluster of
 worker processes, or any scheduler (e.g. dask-jobqueue on SLURM, :mod:`stflib.grid.cluster`).
+``make_world_tasks`` plans the same runs in the other simulator worlds, under ``<results>/worlds/<world>/``.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from typing import Any
 
 from stflib.io import write_json
 from stflib import config as C
-from stflib.grid.params import REPO, discover, load_params
+from stflib.grid.axes import DEFAULT_WORLD, ROBUSTNESS_WORLDS
+from stflib.grid.params import REPO, discover, load_params, robustness_params
 
 DEFAULT_NOTEBOOK = REPO / "notebooks" / "ablation.ipynb"
 
@@ -134,6 +136,51 @@ def make_tasks(paths, folds: int, results: str | Path, notebook: str | Path = DE
                                        str(Path(notebook).resolve()), version, os.getcwd(), threads, timeout_s,
                                        seed=seed)
     return list(tasks.values())
+
+
+WORLDS_FOLDER = "worlds"  # <results>/worlds/<world>/<axis>/<arm>/fold<k>: the runs of a non-default world
+
+
+def parse_worlds(items: list[str] | str) -> list[str]:
+    """``--world`` values (repeated or comma-separated; ``all``: every non-default world) -> world names.
+
+    The default world is not one of them: its runs are the full grid, ``ablate`` without ``--world``.
+    """
+    names = [w.strip() for item in ([items] if isinstance(items, str) else items) for w in item.split(",") if w.strip()]
+    if not names:
+        raise ValueError(f"--world: expected a world name or 'all'; allowed: all, {', '.join(ROBUSTNESS_WORLDS)}")
+    worlds = []
+    for name in names:
+        if name == DEFAULT_WORLD:
+            raise ValueError(f"--world {name}: the {DEFAULT_WORLD!r} world's runs are the full grid in "
+                             "<results>/<axis>/<arm>/; run `python -m stflib ablate params` without --world")
+        if name != "all" and name not in ROBUSTNESS_WORLDS:
+            raise ValueError(f"--world: unknown world {name!r}; allowed: all, {', '.join(ROBUSTNESS_WORLDS)}")
+        worlds += [w for w in (ROBUSTNESS_WORLDS if name == "all" else [name]) if w not in worlds]
+    return worlds
+
+
+def make_world_tasks(worlds: list[str], paths=None, folds: int = 3, results: str | Path = "results",
+                     notebook: str | Path = DEFAULT_NOTEBOOK, overrides: dict[str, Any] | None = None,
+                     threads: int = 1, timeout_s: float | None = None,
+                     seeds: list[int] | tuple[int, ...] = (0,)) -> list[Task]:
+    """:func:`make_tasks` in each simulator world of ``worlds``, into ``<results>/worlds/<world>/``.
+
+    ``paths``: params files or folders (default: the robustness subset, :func:`robustness_params`).
+    Every run sets ``world``, so it is part of the run hash and of the run's recorded config.
+    """
+    overrides = dict(overrides or {})
+    if "world" in overrides:
+        raise ValueError(f"--set world={overrides['world']} and --world together: give the worlds with --world only")
+    if overrides.get("data_dir") is not None:
+        raise ValueError(f"--world with data_dir={overrides['data_dir']}: a world is a simulated cohort, "
+                         "real data has none; drop --world or data_dir")
+    paths = list(paths or []) or robustness_params()
+    tasks = []
+    for world in worlds:
+        tasks += make_tasks(paths, folds, Path(results) / WORLDS_FOLDER / world, notebook,
+                            {**overrides, "world": world}, threads, timeout_s, seeds)
+    return tasks
 
 
 def read_run(out_dir: str | Path) -> dict | None:
@@ -301,7 +348,9 @@ def run_grid(tasks: list[Task], scheduler: str | None = None, workers: int | Non
             except Exception as e:  # noqa: BLE001 - a lost worker: record and carry on
                 info = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
             results.append(info)
-            log(f"[{i}/{len(todo)} {time.perf_counter() - t0:6.0f}s] {info.get('axis')}/{info.get('arm')}/"
+            world = (info.get("params") or {}).get("world")
+            where = f"{WORLDS_FOLDER}/{world}/" if world and world != DEFAULT_WORLD else ""
+            log(f"[{i}/{len(todo)} {time.perf_counter() - t0:6.0f}s] {where}{info.get('axis')}/{info.get('arm')}/"
                 f"{run_folder_name(info.get('fold'), info.get('seed') or 0)}: "
                 f"{info.get('status')} ({info.get('seconds', '?')} s){' ' + info['error'] if info.get('error') else ''}")
     finally:

@@ -175,6 +175,7 @@ def headline(summary: pd.DataFrame, references: dict[str, str] | None = None, me
                            f"({', '.join(other_worlds)}).")
         else:
             bullets.append("No other simulated world has been run yet, so no finding has been checked for "
-                           "robustness to the simulator's assumptions.")
+                           "robustness to the simulator's assumptions (`python -m stflib ablate --world all "
+                           "--folds 3` runs the robustness subset in each).")
     bullets.append(simulation_note(summary))
     return "\n".join(f"- {b}" for b in bullets)
