@@ -105,7 +105,9 @@ try:
 except FileNotFoundError as err:
     print(err)
 else:
-    cost = summary.groupby("axis")["train_seconds"].agg(["count", "median", "sum"])
+    # runs in the other simulator worlds are one row per world, not mixed into the default world's axes
+    row = summary["axis"].where(summary["world"] == "default", "world " + summary["world"].astype(str))
+    cost = summary.groupby(row)["train_seconds"].agg(["count", "median", "sum"])
     cost.columns = ["runs", "median seconds per run", "total seconds"]
     cost.loc["all"] = [len(summary), summary["train_seconds"].median(), summary["train_seconds"].sum()]
     display(cost.round(1))

@@ -115,10 +115,12 @@ def test_dry_run_names_a_test_sample_without_shared_genes(hest_folder, tmp_path,
 
 def test_run_seconds_counts_optimiser_steps_on_crops_and_the_evaluations():
     from stflib import config as C
-    from stflib.grid.plan import run_seconds
+    from stflib.grid.plan import BENCH_MODEL, run_seconds
 
     times = {"full": [(100, 0.1), (1000, 1.0)], "bottleneck": [(100, 0.1), (1000, 1.0)]}
-    cfg = C.validate({"n_neighbors": 0, "crop_spots": 0, "max_steps": 100, "eval_every": 25}, check_paths=False)
+    # the benchmarked model's width and depth: the per-spot times apply unscaled
+    cfg = C.validate({"n_neighbors": 0, "crop_spots": 0, "max_steps": 100, "eval_every": 25,
+                      "token_dim": BENCH_MODEL["token_dim"], "n_layers": BENCH_MODEL["n_layers"]}, check_paths=False)
     train, val, test = [500.0] * 8, [500.0] * 3, [500.0] * 4
     whole = run_seconds(cfg, train, val, test, times)
     per = 0.5  # 500 spots between the two benchmarked sizes, linear here

@@ -133,6 +133,8 @@ def test_grid_cost_counts_each_execution_once():
     cost = tables.grid_cost(runs)
     assert cost.loc["a", "run folders"] == 2 and cost.loc["a", "executions"] == 1
     assert cost.loc["all axes", "executed hours"] == pytest.approx(180 / 3600, abs=0.005)
+    worlds = tables.grid_cost(runs.assign(world=["default", "default", "no-context"]))
+    assert "world no-context" in worlds.index and "b" not in worlds.index
 
 
 def test_unknown_axis_names_the_present_ones(summary):
@@ -189,8 +191,13 @@ def test_histories_and_grid_runs_read_run_folders(tmp_path):
             % (arm, ', "copied_from": "x"' if arm == "mlp" else ""))
     curves = results.histories("baselines", ["stf", "mlp", "missing"], results_dir=tmp_path)
     assert list(curves.groupby("arm", sort=False)["train_loss"].first()) == [2.0, 1.0]
+    world_run = tmp_path / "worlds" / "no-context" / "baselines" / "stf" / "fold0"
+    world_run.mkdir(parents=True)
+    (world_run / "run.json").write_text('{"axis": "baselines", "arm": "stf", "fold": 0, "status": "ok", '
+                                        '"seconds": 10, "params": {"world": "no-context"}}')
     runs = results.grid_runs(tmp_path)
-    assert len(runs) == 2 and runs["copied"].sum() == 1 and (runs["status"] == "ok").all()
+    assert len(runs) == 3 and runs["copied"].sum() == 1 and (runs["status"] == "ok").all()
+    assert sorted(runs["world"]) == ["default", "default", "no-context"]
     figures.plot_histories(curves)
     with pytest.raises(FileNotFoundError, match="no history.csv"):
         results.histories("baselines", ["missing"], results_dir=tmp_path)

@@ -122,7 +122,9 @@ def grid_runs(results_dir: str | Path | None = None) -> pd.DataFrame:
 
     results_dir = Path(results_dir) if results_dir else repo_root() / "results"
     rows = []
-    for path in sorted(results_dir.glob("*/*/fold*/run.json")):
+    # results/<axis>/<arm>/fold*/ and, for the other simulator worlds, results/worlds/<world>/<axis>/<arm>/fold*/
+    paths = [*results_dir.glob("*/*/fold*/run.json"), *results_dir.glob("worlds/*/*/*/fold*/run.json")]
+    for path in sorted(p for p in paths if p.parts[-4] != "worlds"):
         info = json.loads(path.read_text())
         params = info.get("params") or {}
         rows.append({"axis": info.get("axis"), "arm": info.get("arm"), "fold": info.get("fold"),

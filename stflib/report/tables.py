@@ -216,9 +216,14 @@ def flag_counts(summary: pd.DataFrame) -> pd.DataFrame:
 
 def grid_cost(runs: pd.DataFrame) -> pd.DataFrame:
     """The grid's cost per axis from :func:`grid_runs`: run folders, executions (copies of a shared
-    run count once), and the executions' summed and median durations."""
+    run count once), and the executions' summed and median durations. Runs in another simulator
+    world than the default are one row per world (``world <name>``), not mixed into the axes."""
     if runs.empty:
         raise ValueError("no runs under results/: run `python -m stflib ablate params` first")
+    runs = runs.copy()
+    if "world" in runs:
+        other = runs["world"].fillna(DEFAULT_WORLD) != DEFAULT_WORLD
+        runs.loc[other, "axis"] = "world " + runs.loc[other, "world"].astype(str)
     executed = runs[~runs["copied"].astype(bool)]
     table = pd.DataFrame({
         "run folders": runs.groupby("axis").size(),
