@@ -13,7 +13,7 @@ from stflib.backbones import BACKBONES
 from stflib.grid.axes import ARMS, DEFAULT_WORLD, ROBUSTNESS_ARMS, ROBUSTNESS_WORLDS, Axis
 from stflib.grid.collect import SUMMARY_COLUMNS, collect, summarise
 from stflib.grid.params import arm_params, axis_of, robustness_params, write_params
-from stflib.grid.runner import (execute, make_tasks, make_world_tasks, parse_run_folder, parse_seeds, parse_worlds,
+from stflib.grid.runner import (complete_run_elsewhere, execute, make_tasks, make_world_tasks, parse_run_folder, parse_seeds, parse_worlds,
                                 result_files, run_grid)
 from stflib.sim.worlds import WORLDS
 from stflib.metrics import METRICS
@@ -252,6 +252,24 @@ def test_a_run_gets_its_threads_and_prediction_genes_as_parameters(tmp_path, mon
     # the BLAS reads its threads from the environment; the run's own settings come as parameters
     assert settings == {"torch_threads": 2, "prediction_genes": "hvg50", "omp": "2", "stflib_env": []}
     assert "torch_threads" not in task.params  # not a result-determining parameter: not in the run's hash
+
+
+def test_a_run_finished_in_another_axis_is_copied_not_run_again(tmp_path):
+    nb = _trivial_notebook(tmp_path / "trivial.ipynb")
+    for axis in ("first", "second"):  # the same parameters in two axes, run one axis at a time
+        (tmp_path / "params" / axis).mkdir(parents=True)
+        (tmp_path / "params" / axis / "same.yaml").write_text("model: mlp\n")
+    results = tmp_path / "results"
+    first = make_tasks([tmp_path / "params" / "first"], folds=2, results=results, notebook=nb)[:1]
+    assert execute(first[0])["status"] == "ok"
+    second = make_tasks([tmp_path / "params" / "second"], folds=2, results=results, notebook=nb)[:1]
+    logs = []
+    infos = run_grid(second, workers=1, log=logs.append)  # no Dask cluster starts when nothing is left to run
+    assert "1 complete, 0 to run" in logs[0] and infos[0]["status"] == "ok"
+    copied = json.loads((results / "second" / "same" / "fold0" / "run.json").read_text())
+    assert copied["axis"] == "second" and copied["copied_from"].endswith("first/same/fold0")
+    assert copied["run_hash"] == first[0].run_hash
+    assert complete_run_elsewhere(second[0], {}) is not None
 
 
 @pytest.mark.slow

@@ -288,6 +288,23 @@ def copy_run(src: Path, dst: Path, axis: str, arm: str) -> None:
     _replace_dir(tmp, dst)
 
 
+def complete_run_elsewhere(task: Task, finished: dict[Path, dict[str, Path]]) -> Path | None:
+    """A complete run folder with ``task``'s run hash anywhere in its results folder (the folder three
+    levels above ``task.out_dir``), or None. ``finished`` caches each results folder's index."""
+    root = Path(task.out_dir).parents[2]
+    if root not in finished:
+        index: dict[str, Path] = {}
+        for path in sorted(root.rglob("run.json")) if root.is_dir() else []:
+            folder = path.parent
+            if any(part.startswith(".") for part in folder.relative_to(root).parts):
+                continue  # partial, old or temporary folders
+            info = read_run(folder) or {}
+            if info.get("run_hash") and is_complete(folder, info["run_hash"]):
+                index.setdefault(info["run_hash"], folder)
+        finished[root] = index
+    return finished[root].get(task.run_hash)
+
+
 def _cost_estimate(t: Task) -> float:
     """Rough relative run time, to start the long runs first."""
     model = t.params.get("model", "interaction")
@@ -304,9 +321,18 @@ def run_grid(tasks: list[Task], scheduler: str | None = None, workers: int | Non
 
     ``resources``: what each run asks of a worker (e.g. ``{"GPU": 1}`` on a SLURM GPU cluster)."""
     todo, done = [], []
+    finished: dict[Path, dict[str, Path]] = {}  # results folder -> run hash -> a complete run in it
     for t in tasks:
         targets = [t.out_dir] + [c[2] for c in t.copies]
         if not force and all(is_complete(d, t.run_hash) for d in targets):
+            done.append(read_run(t.out_dir))
+            continue
+        src = None if force else complete_run_elsewhere(t, finished)
+        if src is not None and not any(is_complete(d, t.run_hash) for d in targets):
+            # the same run (same hash) finished in another axis's folder, e.g. the default STF when the
+            # grid is run one axis at a time: copy it instead of training it again
+            for axis, arm, out_dir in [(t.axis, t.arm, t.out_dir), *t.copies]:
+                copy_run(src, Path(out_dir), axis, arm)
             done.append(read_run(t.out_dir))
             continue
         if not force and is_complete(t.out_dir, t.run_hash):  # only some copies missing
