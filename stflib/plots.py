@@ -105,27 +105,92 @@ def pathway_maps(adata, pathways: Sequence[str] | None = None, sample_id: str | 
     return fig
 
 
+def _pathway_title(name: str) -> str:
+    return _short(name).replace("_", " ")
+
+
 def attention_maps(attention, coords: np.ndarray, num_pathways: int, pathway_names: Sequence[str] | None = None,
-                   pathways: Sequence[int] | None = None, layer: int = -1):
-    """Where pathway tokens look (P->H attention, averaged over heads) on the slide, plus the
-    head-averaged quadrant matrix. ``attention``: list per layer of (B, H, T, T) or (B, T, T)."""
-    a = np.asarray(attention[layer])
+                   pathways: Sequence[int | str] | None = None, layer: int = -1):
+    """The head-averaged attention of one layer on the first slide of a batch.
+
+    Top: the (pathways + patches)^2 matrix, rows = queries and columns = keys, on a log colour scale
+    with the entries the mask blocks in grey; its four quadrants (``p2p``, ``p2h``, ``h2p``, ``h2h``,
+    query -> key) are drawn at the same size whatever the number of spots, and each is labelled with
+    the share of its queries' attention it holds. Bottom: where a few pathway tokens look on the
+    slide (their attention over the patches), by default the three whose attention varies most.
+
+    ``attention``: list per layer of (B, H, T, T) or (B, T, T) with T >= num_pathways + len(coords);
+    ``pathways``: token indices or names of ``pathway_names``.
+    """
+    import matplotlib.colors as mcolors
+
+    a = np.asarray(attention[layer], dtype=float)
     if a.ndim == 4:
-        a = a[0].mean(0)
+        a = a[0].mean(0)  # (T, T): first slide, mean over heads
     elif a.ndim == 3:
         a = a[0]
-    s = len(coords)
-    pathways = list(pathways) if pathways is not None else list(np.argsort(-a[:num_pathways, num_pathways:num_pathways + s].std(1))[:3])
-    fig, axes = plt.subplots(1, len(pathways) + 1, figsize=(2.8 * (len(pathways) + 1), 2.8))
-    im = axes[0].imshow(np.log10(a[: num_pathways + s, : num_pathways + s] + 1e-6), cmap="viridis", aspect="auto")
-    axes[0].axhline(num_pathways - 0.5, color="w", lw=0.5)
-    axes[0].axvline(num_pathways - 0.5, color="w", lw=0.5)
-    axes[0].set_title("log10 attention\n[pathways | patches]", fontsize=8)
-    fig.colorbar(im, ax=axes[0], fraction=0.046)
+    else:
+        raise ValueError(f"attention maps: a layer's shape {a.shape}; allowed: (B, H, T, T) or (B, T, T)")
+    coords = np.asarray(coords)
+    n_p, n_s = int(num_pathways), len(coords)
+    if a.shape[0] < n_p + n_s:
+        raise ValueError(f"attention maps: {a.shape[0]} tokens, fewer than {n_p} pathways + {n_s} spots")
+    a = a[: n_p + n_s, : n_p + n_s]
+    names = list(pathway_names) if pathway_names is not None else [f"token {p}" for p in range(n_p)]
+    if pathways is None:  # the tokens whose attention over the slide varies most
+        pathways = list(np.argsort(-a[:n_p, n_p:].std(1))[:3])
+    unknown = [p for p in pathways if isinstance(p, str) and p not in names]
+    if unknown:
+        raise ValueError(f"attention maps: unknown pathways {unknown}; allowed: {', '.join(names)}")
+    pathways = [names.index(p) if isinstance(p, str) else int(p) for p in pathways]
+
+    fig = plt.figure(figsize=(9, 9.5), layout="constrained")
+    grid = fig.add_gridspec(2, len(pathways), height_ratios=[1.6, 1])
+    ax = fig.add_subplot(grid[0, :])
+
+    # the four quadrants, each drawn in a unit square: [0, 1] = pathway tokens, [1, 2] = patch tokens
+    allowed = a[a > 0]
+    norm = mcolors.LogNorm(vmin=max(float(np.percentile(allowed, 1)), 1e-6), vmax=float(allowed.max()))
+    cmap = plt.get_cmap("viridis").with_extremes(bad="0.85")  # grey: blocked by the mask (exactly zero weight)
+    blocks = {"p2p": (slice(0, n_p), slice(0, n_p)), "p2h": (slice(0, n_p), slice(n_p, None)),
+              "h2p": (slice(n_p, None), slice(0, n_p)), "h2h": (slice(n_p, None), slice(n_p, None))}
+    words = {"p2p": "pathway → pathway", "p2h": "pathway → patch", "h2p": "patch → pathway",
+             "h2h": "patch → patch"}
+    for quadrant, (rows, cols) in blocks.items():
+        block = a[rows, cols]
+        x0, y0 = (0 if cols.start == 0 else 1), (0 if rows.start == 0 else 1)
+        im = ax.imshow(np.ma.masked_equal(block, 0.0), cmap=cmap, norm=norm, extent=(x0, x0 + 1, y0 + 1, y0),
+                       interpolation="nearest", aspect="auto")
+        share = block.sum(1).mean()  # mean over the block's queries of the weight on its keys (a row sums to 1)
+        ax.text(x0 + 0.5, y0 + 0.5, f"{quadrant}: {words[quadrant]}\n{100 * share:.0f} % of the rows' weight",
+                ha="center", va="center", fontsize=9, bbox=dict(boxstyle="round", fc="white", ec="none", alpha=0.85))
+    ax.set_xlim(0, 2)
+    ax.set_ylim(2, 0)
+    ax.set_aspect("equal")
+    ax.axhline(1, color="white", lw=2)
+    ax.axvline(1, color="white", lw=2)
+    labels = [f"pathway tokens\n({n_p})", f"patch tokens\n({n_s} spots)"]
+    ax.set_xticks([0.5, 1.5], labels)
+    ax.set_yticks([0.5, 1.5], labels, rotation=90, va="center")
+    ax.set_xlabel("keys (attended to)")
+    ax.set_ylabel("queries (attending)")
+    ax.set_title("attention weights, mean over heads (each row sums to 1; grey: blocked by the mask);\n"
+                 "the four blocks are drawn at the same size whatever the number of spots", fontsize=10)
+    fig.colorbar(im, ax=ax, shrink=0.8).set_label("attention weight (log scale)")
+
+    # where the chosen pathway tokens look: their attention over the patches of the slide
+    size = float(np.clip(6000 / max(n_s, 1), 3, 60))
     for j, p in enumerate(pathways):
-        name = _short(pathway_names[p]) if pathway_names is not None else f"token {p}"
-        _scatter(axes[j + 1], np.asarray(coords), a[p, num_pathways:num_pathways + s], f"{name}\nattention to patches", cmap="inferno")
-    fig.tight_layout()
+        axj = fig.add_subplot(grid[1, j])
+        sc = axj.scatter(coords[:, 0], coords[:, 1], c=a[p, n_p:], s=size, cmap="inferno", linewidths=0)
+        axj.set_aspect("equal")
+        axj.invert_yaxis()  # image coordinates
+        axj.set_xticks([])
+        axj.set_yticks([])
+        axj.set_title(f"{_pathway_title(names[p])}:\nwhere its token looks", fontsize=9)
+        bar = fig.colorbar(sc, ax=axj, shrink=0.8)
+        bar.ax.tick_params(labelsize=7)
+        bar.set_label("attention weight", fontsize=8)
     return fig
 
 

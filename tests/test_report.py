@@ -238,3 +238,14 @@ def test_metric_labels_and_directions_come_from_the_registry(summary):
     # lower MSE is better: bottleneck (0.17) wins every fold against full (0.20)
     deltas = tables.paired_deltas(summary, "interactions", reference="full", metric="mse")
     assert deltas.loc["bottleneck", "wins"] == 3 and deltas.loc["bottleneck", "mean_delta"] == pytest.approx(-0.03)
+
+
+def test_markdown_table_keeps_long_cells_whole_and_escapes_bars():
+    table = pd.DataFrame({"name": ["ridge_probe", "mlp"], "description": ["a | b " + "x" * 120, "one\ntwo"]})
+    text = tables.markdown_table(table, code_columns=("name",))
+    lines = text.splitlines()
+    assert lines[:2] == ["| name | description |", "|---|---|"]
+    assert lines[2] == "| `ridge_probe` | a \\| b " + "x" * 120 + " |"  # nothing cut, the bar escaped
+    assert lines[3] == "| `mlp` | one two |"
+    with pytest.raises(ValueError, match="unknown code columns \\['class'\\]; allowed: name, description"):
+        tables.markdown_table(table, code_columns=("class",))

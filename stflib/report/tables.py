@@ -266,6 +266,25 @@ def csv_link(table: pd.DataFrame, name: str, label: str = "Download this table a
     return f"[{label}]({Path(os.path.relpath(path, Path.cwd())).as_posix()})"
 
 
+def markdown_table(table: pd.DataFrame, code_columns: tuple[str, ...] = ()) -> str:
+    """A table as Markdown (header, one line per row; the index is left out), so the rendered book
+    wraps long cells instead of cutting them; ``code_columns`` are set as code (names of things)."""
+    unknown = [c for c in code_columns if c not in table.columns]
+    if unknown:
+        allowed = ", ".join(map(str, table.columns))
+        raise ValueError(f"markdown table: unknown code columns {unknown}; allowed: {allowed}")
+
+    def cell(column, value) -> str:
+        text = "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+        text = text.replace("|", "\\|").replace("\n", " ")  # a bar would end the cell, a newline the row
+        return f"`{text}`" if column in code_columns and text else text
+
+    lines = ["| " + " | ".join(str(c) for c in table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(cell(c, v) for c, v in zip(table.columns, row)) + " |"
+              for row in table.itertuples(index=False)]
+    return "\n".join(lines)
+
+
 def show_table(table: pd.DataFrame, name: str) -> None:
     """Display a table and a link to its CSV download."""
     from IPython.display import Markdown, display
