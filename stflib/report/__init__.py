@@ -5,5 +5,6 @@
 - :mod:`~stflib.report.tables`: arm tables, paired differences, run flags, the grid's cost;
 - :mod:`~stflib.report.figures`: figures of an axis and of the whole grid;
 - :mod:`~stflib.report.findings`: readings, takeaways and findings written from the numbers;
+- :mod:`~stflib.report.context`: the context page's context-matched comparisons and its ceilings;
 - :mod:`~stflib.report.pages`: page bodies (an axis's report, banners) and the API tables.
 """
