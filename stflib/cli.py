@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "import-visium": ("stflib.data.visium", "add_arguments", "run",
                       "import a Visium section (Space Ranger folder or AnnData + H&E image) into the HEST-1k layout"),
     "recipe": ("stflib.train.recipe", "add_arguments", "run", "the training recipe's reference search and must-show measurements"),
+    "ceilings": ("stflib.report.context", "add_arguments", "run",
+                 "the context page's latent ceilings on the grid's patient folds (results/ceilings/)"),
 }
 
 

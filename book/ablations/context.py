@@ -40,8 +40,9 @@ pages.page_banner("context")
 # ## Runnable code
 #
 # The numbers below are read from `results/summary.csv` (one row per run, written by
-# `python -m stflib collect` after `python -m stflib ablate params/context`); nothing is typed by
-# hand. Re-run one arm with
+# `python -m stflib collect` after `python -m stflib ablate params/context`) and, for the latent
+# ceilings, from `results/ceilings/latent_default.csv` (written by `python -m stflib ceilings`);
+# nothing is typed by hand. Re-run one arm with
 # `papermill notebooks/ablation.ipynb out.ipynb -f params/context/whole-slide.yaml -p fold 0`.
 
 # %% [markdown]
@@ -53,15 +54,63 @@ from stflib.report import pages, results, tables
 pages.axis_report("context")
 
 # %% [markdown]
-# ### Against the HEST-Bench probe
+# ### Against the simple models that read the same neighbourhood
 #
-# The same folds and seeds, so the context arms can be compared pair by pair with the strongest
-# baseline of the baselines page, HEST-Bench's ridge probe (which sees one spot at a time); the
-# columns are those of the table above, the Holm family being the four context arms:
+# Each row is one neighbourhood: STF's arm that reads it, and the ridge probe and the MLP of the
+# baselines page fed [own features, mean of the k nearest spots' features], the same k. The first
+# row is matched only on the simple models' side: STF has no per-spot arm, its "no neighbourhood"
+# arm is whole-slide attention (every spot attends to every spot of the slide), while the probe and
+# the MLP of that row see no neighbour at all. `stf_minus_ridge_probe` and `stf_minus_mlp` are STF
+# minus the simple model over (fold, seed) pairs (the same held-out patients, the same seed), with
+# the 95 % t interval (`_ci_low`, `_ci_high`), the pairs STF wins (`_wins`) and the paired t-test's
+# p-value Holm-adjusted across every comparison of the table (`_p_holm`); `missing` names the arms
+# with no completed run yet.
 
 # %%
-tables.show_table(tables.deltas_to(results.load_summary(), [("context", arm) for arm in ["whole-slide", "k6", "k18", "k6_pcc"]],
-                               reference=("baselines", "ridge_probe")).round(4), "context-vs-ridge-probe")
+from IPython.display import Markdown, display
+
+from stflib.report import context
+
+summary = results.load_summary()
+matched = context.context_matched_table(summary)
+tables.show_table(matched.round(4), "context-matched")
+if context.missing_line(matched):
+    display(Markdown(context.missing_line(matched)))
+
+# %% [markdown]
+# ### Between the latent ceiling and the oracle
+#
+# Two ceilings frame these numbers, both on the runs' held-out patients and 50 HVGs. The **oracle
+# ceiling** is recorded by every run (`noise_ceiling_hvg50`): the PCC of the simulator's expected
+# expression with the measured counts, what no model can beat because of the counting noise. The
+# **latent ceiling** is what the patches can tell a linear read-out at most: the `ridge_probe` arm,
+# with its own fit and validation-chosen penalty, on the simulator's noise-free latent morphology
+# instead of the backbone's features, with the latents' mean over the same k nearest spots for
+# k > 0, and once more with the simulator's true context fields added (`latent_true_context`).
+# Each ceiling below is a mean over the runs of the row's arms, a run counting with its own fold's
+# value.
+
+# %%
+latent = context.load_latent_ceilings()
+ceilings = context.ceiling_table(summary, latent)
+tables.show_table(ceilings.round(4), "context-ceilings")
+display(Markdown(context.ceiling_notes(summary, latent)))
+display(Markdown(context.describe_ceilings(ceilings)))
+
+# %% [markdown]
+# Every context arm and every context-matched simple model, with the ceilings of its neighbourhood
+# (points: mean over the runs; bars: 95 % t interval):
+
+# %%
+import matplotlib.pyplot as plt
+
+from stflib.report import figures
+
+intervals = context.arm_intervals(summary)
+if intervals["runs"].gt(0).any():
+    figures.plot_context(intervals, ceilings, context.oracle_ceiling(summary))
+    plt.show()
+display(Markdown("**Reading, generated from the tables above.** " + context.describe_matched(matched, ceilings)))
 
 # %% [markdown]
 # **What we expected before running the grid.** If neighbourhood context is what carries the extra signal, restricting attention to it should

@@ -135,3 +135,65 @@ def figures_to_commit(summary: pd.DataFrame, results_dir: str | Path | None = No
             for arm in example_arms(summary, axis, reference, figure=figure, results_dir=results_dir):
                 paths.append(run_figure(axis, arm, figure, results_dir=results_dir))
     return paths
+
+
+def plot_context(intervals: pd.DataFrame, ceilings: pd.DataFrame | None = None, oracle: float | None = None,
+                 metric: str = "pcc_hvg50"):
+    """The context page's figure: every arm's mean ``metric`` with its 95 % interval over runs, grouped
+    by the neighbourhood it reads, between the ceilings.
+
+    ``intervals``: :func:`stflib.report.context.arm_intervals` (arms with no runs are left out);
+    ``ceilings``: :func:`stflib.report.context.ceiling_table` (index: the same neighbourhood names),
+    drawn as a solid segment over each group (latent ceiling) and a dotted one (with the true context
+    fields); ``oracle``: one line across the figure (mean over the runs).
+    """
+    import matplotlib.pyplot as plt
+
+    drawn = intervals[intervals["runs"] > 0]
+    if drawn.empty:
+        raise ValueError("plot_context: no arm has a completed run; nothing to draw")
+    groups = list(dict.fromkeys(intervals["neighbourhood"]))  # keep every neighbourhood on the axis
+    models = list(dict.fromkeys(intervals["model"]))
+    offsets = dict(zip(models, np.linspace(-0.3, 0.3, len(models)) if len(models) > 1 else [0.0]))
+    markers = dict(zip(models, "DosP^v<>"))
+    fig, ax = plt.subplots(figsize=(8, 5.6))
+    for model in models:
+        rows = drawn[drawn["model"] == model]
+        if rows.empty:
+            continue
+        x = np.array([groups.index(g) for g in rows["neighbourhood"]]) + offsets[model]
+        lo = (rows["mean"] - rows["ci_low"]).fillna(0).clip(lower=0).to_numpy()  # no interval: a bare point
+        hi = (rows["ci_high"] - rows["mean"]).fillna(0).clip(lower=0).to_numpy()
+        ax.errorbar(x, rows["mean"].to_numpy(), yerr=[lo, hi], fmt=markers[model], ms=7, capsize=3, lw=1.2,
+                    color=f"C{models.index(model)}", label=model)
+    tops = [drawn["ci_high"].max(), drawn["mean"].max()]
+    if ceilings is not None:
+        for i, g in enumerate(groups):
+            if g not in ceilings.index:
+                continue
+            values = {}
+            for column, style, name in (("latent", "-", "latent ceiling: ridge on the noise-free latent, same neighbourhood"),
+                                        ("latent_true_context", ":", "latent ceiling + the true context fields")):
+                value = float(ceilings.loc[g, column])
+                if np.isfinite(value):
+                    first = not any(line.get_label() == name for line in ax.collections)
+                    ax.hlines(value, i - 0.45, i + 0.45, colors="0.35", linestyles=style, lw=2, label=name if first else None)
+                    values[column] = value
+            if values:
+                text = " | ".join(f"{'latent' if c == 'latent' else '+ context'} {v:.3f}" for c, v in values.items())
+                ax.annotate(text, (i, max(values.values())), xytext=(0, 3), textcoords="offset points", ha="center",
+                            fontsize=7, color="0.3")
+                tops.append(max(values.values()))
+    if oracle is not None and np.isfinite(oracle):
+        ax.axhline(oracle, color="black", ls="--", lw=1.2, label=f"oracle ceiling (mean over the runs): {oracle:.3f}")
+        tops.append(oracle)
+    ax.set_xticks(range(len(groups)), [g.replace(" (", "\n(") for g in groups])
+    ax.set_xlim(-0.6, len(groups) - 0.4)
+    ax.set_ylim(min(0.0, float(drawn["ci_low"].min()) if drawn["ci_low"].notna().any() else 0.0),
+                np.nanmax(tops) * 1.08 + 0.02)
+    ax.set_xlabel("neighbourhood the arm reads besides its own spot")
+    ax.set_ylabel(f"{metric_info(metric).label}, held-out patients\n(mean over runs, 95 % t interval)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+    fig.tight_layout()
+    return fig

@@ -87,7 +87,7 @@ def page_banner(axis: str | None = None, results_dir: str | Path | None = None) 
 API_MODULES = ("pathways", "data", "simulate", "sim.calibration", "spatial", "backbones", "features", "models", "losses",
                "config", "train", "metrics", "plots", "grid.axes", "grid.params", "grid.runner", "grid.collect",
                "bench", "report.results", "report.stats", "report.tables", "report.figures", "report.findings",
-               "report.claims", "report.pages")
+               "report.claims", "report.context", "report.pages")
 
 
 def api_table(module_name: str) -> pd.DataFrame:

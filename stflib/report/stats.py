@@ -44,6 +44,13 @@ def paired_interval(differences, confidence: float = 1 - ALPHA) -> dict[str, flo
     return out
 
 
+def mean_interval(values, confidence: float = 1 - ALPHA) -> dict[str, float]:
+    """Mean of one arm's runs with its t interval (``runs``, ``mean``, ``ci_low``, ``ci_high``): the
+    one-sample form of :func:`paired_interval`, with the same rules for too few or identical values."""
+    out = paired_interval(values, confidence)
+    return {"runs": out["pairs"], "mean": out["mean_delta"], "ci_low": out["ci_low"], "ci_high": out["ci_high"]}
+
+
 def holm(p_values, alpha: float = ALPHA) -> np.ndarray:
     """Holm-adjusted p-values (family-wise error rate ``alpha``); NaN p-values stay NaN and do not
     count towards the family size."""
