@@ -1,6 +1,6 @@
 """The training recipe's must-show claims, computed from the ablation grid.
 
-The training-recipe issue lists what the reference configuration must show on the default simulated
+The training recipe states what the reference configuration must show on the default simulated
 cohort; :func:`stflib.train.recipe.check_table` evaluates those claims from one row per (arm, pair).
 The grid trains every arm the claims compare on every (fold, seed) pair, so the claims are read from
 ``results/summary.csv``: :data:`GRID_ARMS` says which grid run trains which check arm,
@@ -73,7 +73,7 @@ CLAIMS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "reference vs the seed's command-line defaults (same loop)": (("reference", "seed_defaults"), PCC),
 }
 COLLAPSE_CLAIM = "reference collapse_ratio >= 0.5"
-COLLAPSE_BAR = 0.5  # the issue's bar, for the absolute figure and for the share of the oracle's variance
+COLLAPSE_BAR = 0.5  # the recipe's bar, for the absolute figure and for the share of the oracle's variance
 RESTATED_COLLAPSE_CLAIM = ("reference keeps >= half the oracle's spatial variance "
                            "(collapse_ratio / collapse_ratio_oracle >= 0.5, mean over pairs)")
 
@@ -140,7 +140,7 @@ def _skip_reason(frame: pd.DataFrame, arms: tuple[str, ...], metrics: tuple[str,
 
 
 def _collapse_rows(frame: pd.DataFrame, original: dict) -> list[dict]:
-    """The issue's absolute collapse row, with the oracle's own ratio beside it, and the restated claim:
+    """The recipe's absolute collapse row, with the oracle's own ratio beside it, and the restated claim:
     the reference keeps at least half of the oracle's within-slide variance (per pair, then the mean)."""
     reason = _skip_reason(frame, ("reference",), ("collapse_ratio_oracle",))
     if reason:
