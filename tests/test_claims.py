@@ -91,7 +91,7 @@ def test_collapse_restatement_waits_for_the_oracle_metric():
     summary = _summary().drop(columns="collapse_ratio_oracle")
     table = claims.claims_table(summary).set_index("claim")
     assert table.loc[claims.RESTATED_COLLAPSE_CLAIM, "holds"] is None
-    assert "collapse_ratio_oracle of interactions/full" in table.loc[claims.RESTATED_COLLAPSE_CLAIM, "figure"]
+    assert "collapse_ratio_oracle of baselines/stf" in table.loc[claims.RESTATED_COLLAPSE_CLAIM, "figure"]
 
 
 def test_a_partial_grid_skips_the_claims_it_cannot_show():

@@ -28,7 +28,7 @@ from stflib.train import recipe
 
 # check arm (the keys of recipe.CHECK_ARMS) -> the grid run (axis, arm) that trains the same configuration
 GRID_ARMS: dict[str, tuple[str, str]] = {
-    "reference": ("interactions", "full"),  # the same run as baselines/stf
+    "reference": ("baselines", "stf"),  # the same run as interactions/full (the default STF)
     "mlp": ("baselines", "mlp"),
     "ridge_probe": ("baselines", "ridge_probe"),
     "ridge_probe_k6": ("baselines", "ridge_probe_k6"),
