@@ -104,7 +104,7 @@ def test_a_partial_grid_skips_the_claims_it_cannot_show():
         "reference vs the seed's command-line defaults (same loop)"}
     assert skipped["holds"].isna().all()
     figure = skipped.loc["mse_pcc vs mse (collapse_ratio)", "figure"]
-    assert figure == "skipped: the grid has no runs of losses/mse_pcc yet"
+    assert figure == "skipped: the grid has no runs of losses/mse_pcc by the reference's library version yet"
     assert table.loc["ZINB within 0.03 of the MSE arm's pcc_hvg50", "holds"] is True  # the rest is evaluated
     note = claims.pairs_note(summary)
     assert "6 (fold, seed) pairs" in note and "3 folds x 2 seeds" in note
@@ -115,6 +115,14 @@ def test_a_partial_grid_skips_the_claims_it_cannot_show():
     table = claims.claims_table(empty)
     assert table["figure"].str.startswith("skipped").all() and table["holds"].isna().all()
     assert "no runs of the reference" in claims.pairs_note(empty)
+
+
+def test_runs_of_another_library_version_than_the_reference_count_as_not_run():
+    summary = _summary().assign(code_version="new")
+    summary.loc[summary["arm"] == "mse_pcc", "code_version"] = "old"  # not re-run yet
+    table = claims.claims_table(summary).set_index("claim")
+    assert table.loc["mse_pcc vs mse (collapse_ratio)", "figure"].startswith("skipped: the grid has no runs of losses/mse_pcc")
+    assert table.loc["ZINB within 0.03 of the MSE arm's pcc_hvg50", "holds"] is True
 
 
 def test_two_runs_of_one_pair_are_refused():

@@ -41,6 +41,17 @@ def test_paired_deltas_are_fold_paired(summary):
         tables.paired_deltas(summary, "interactions", reference="nope")
 
 
+def test_runs_of_two_library_versions_are_never_paired(summary):
+    # the reference and bottleneck were re-run with the new code; p2p still holds the old code's runs
+    mixed = summary.assign(code_version=np.where(summary["arm"] == "p2p", "old", "new"))
+    deltas = tables.paired_deltas(mixed, "interactions", reference="full")
+    assert deltas.loc["bottleneck", "pairs"] == 3 and deltas.loc["p2p", "pairs"] == 0
+    assert np.isnan(deltas.loc["p2p", "mean_delta"]) and not deltas.loc["p2p", "finding"]
+    across = tables.deltas_to(mixed, [("interactions", "p2p"), ("interactions", "bottleneck")],
+                              reference=("interactions", "full"))
+    assert across.loc[("interactions", "p2p"), "pairs"] == 0 and across.loc[("interactions", "bottleneck"), "pairs"] == 3
+
+
 def _noisy_summary(n_folds=3, seeds=(0, 1), worlds=("default",), effect=0.05, rng_seed=0):
     """Interactions-axis runs over folds x seeds x worlds: `bottleneck` better than `full` by
     ``effect`` (a world -> effect dict allowed), `p2p` the same as `full`, plus the simple models."""

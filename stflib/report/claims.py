@@ -99,10 +99,18 @@ def check_frame(summary: pd.DataFrame, world: str = DEFAULT_WORLD) -> pd.DataFra
 
     Columns: ``arm`` (a key of :data:`GRID_ARMS`), ``fold`` (the pair id ``f<fold>s<seed>``: the
     check pairs arms on this column, so pairs match on fold *and* seed), ``grid_fold``, ``seed`` and
-    :data:`CHECK_METRICS`. Arms the grid has not run yet have no rows.
+    :data:`CHECK_METRICS`. Arms the grid has not run yet, or has run only with another library version
+    than the reference's (``code_version``), have no rows.
     """
     summary = with_design_columns(summary)
     summary = summary[summary["world"] == world]
+    if "code_version" in summary:
+        # a claim compares runs of one library version: while the grid is being re-run, arms still
+        # holding an earlier version's runs count as not run yet (their pairs would mix two codes)
+        axis, arm = GRID_ARMS["reference"]
+        ref = summary.loc[(summary["axis"] == axis) & (summary["arm"] == arm), "code_version"].dropna()
+        if not ref.empty:
+            summary = summary[summary["code_version"] == ref.mode().iloc[0]]
     frames = []
     for check_arm, (axis, arm) in GRID_ARMS.items():
         rows = summary[(summary["axis"] == axis) & (summary["arm"] == arm)]
@@ -131,7 +139,8 @@ def _skip_reason(frame: pd.DataFrame, arms: tuple[str, ...], metrics: tuple[str,
     """Why a claim cannot be evaluated yet (an arm without runs, a metric not recorded), or None."""
     absent = [a for a in arms if not (frame["arm"] == a).any()]
     if absent:
-        return f"the grid has no runs of {', '.join(_grid_label(a) for a in absent)} yet"
+        return (f"the grid has no runs of {', '.join(_grid_label(a) for a in absent)} by the reference's "
+                "library version yet")
     unrecorded = [f"{m} of {_grid_label(a)}" for a in arms for m in metrics
                   if frame.loc[frame["arm"] == a, m].isna().all()]
     if unrecorded:

@@ -31,7 +31,7 @@ import pandas as pd
 
 from stflib.grid.axes import ARMS, CONTEXT_KS
 from stflib.report import stats
-from stflib.report.results import DEFAULT_WORLD, PAIR_COLUMNS, metric_info, repo_root, with_design_columns
+from stflib.report.results import DEFAULT_WORLD, PAIR_COLUMNS, metric_info, pair_index, repo_root, with_design_columns
 from stflib.report.tables import interval_text
 
 __all__ = ["neighbourhood_label", "matched_arms", "context_matched_table", "arm_intervals", "oracle_ceiling",
@@ -81,7 +81,7 @@ def _per_pair(runs: pd.DataFrame, keys: list[str], metric: str) -> pd.DataFrame:
     rows = runs[runs["key"].isin(keys)]
     if rows.empty:
         return pd.DataFrame(columns=keys, dtype=float)
-    return rows.pivot_table(index=PAIR_COLUMNS, columns="key", values=metric).reindex(columns=keys)
+    return rows.pivot_table(index=pair_index(rows), columns="key", values=metric).reindex(columns=keys)
 
 
 def context_matched_table(summary: pd.DataFrame, metric: str = "pcc_hvg50", world: str = DEFAULT_WORLD) -> pd.DataFrame:

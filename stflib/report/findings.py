@@ -45,7 +45,8 @@ def takeaways(summary: pd.DataFrame, axis: str, reference: str | None = None, me
     up = metric_info(metric).higher_is_better
     better = deltas[deltas["finding"] & ((deltas["mean_delta"] > 0) == up)]
     worse = deltas[deltas["finding"] & ((deltas["mean_delta"] > 0) != up)]
-    null = deltas[~deltas["finding"]]
+    unpaired = deltas[deltas["pairs"] == 0]  # arms whose runs are of another library version than the reference's
+    null = deltas[~deltas["finding"] & (deltas["pairs"] > 0)]
     bullets = []
     for label, found in (("better than", better), ("worse than", worse)):
         for arm, r in found.iterrows():
@@ -57,6 +58,9 @@ def takeaways(summary: pd.DataFrame, axis: str, reference: str | None = None, me
         bullets.append(f"No measurable difference from `{reference}`{span}: "
                        + ", ".join(f"`{a}`" for a in null.index) + ". With "
                        f"{int(deltas['pairs'].max())} pairs, smaller effects than these intervals cannot be told apart.")
+    if len(unpaired):
+        bullets.append("Not compared yet (their runs and the reference's come from different library versions; "
+                       "`python -m stflib ablate` re-runs them): " + ", ".join(f"`{a}`" for a in unpaired.index) + ".")
     if not len(deltas):
         bullets.append(f"The axis has only its reference arm `{reference}`: nothing to compare.")
     flags = arm_flags(summary, axis)
@@ -146,9 +150,15 @@ def findings_text(summary: pd.DataFrame, references: dict[str, str] | None = Non
         lines.append(f"- None: no arm of any axis differs from its axis's reference after the Holm correction, "
                      f"with {n_pairs} pairs per arm.")
     lines += ["", "**No measurable difference**", ""]
-    for axis, rows in deltas[~deltas["finding"]].groupby("axis", sort=False):
+    for axis, rows in deltas[~deltas["finding"] & (deltas["pairs"] > 0)].groupby("axis", sort=False):
         lines.append(f"- **{axis}** (vs `{rows['reference'].iloc[0]}`): "
                      + ", ".join(f"`{a}` {interval_text(r)}" for a, r in rows.set_index("arm").iterrows()))
+    unpaired = deltas[deltas["pairs"] == 0]
+    if len(unpaired):
+        lines += ["", "**Not compared yet** (the arm's runs and its reference's come from different library "
+                  "versions; `python -m stflib ablate` re-runs them)", ""]
+        for axis, rows in unpaired.groupby("axis", sort=False):
+            lines.append(f"- **{axis}**: " + ", ".join(f"`{a}`" for a in rows["arm"]))
     return "\n".join(lines)
 
 
@@ -157,12 +167,16 @@ def headline(summary: pd.DataFrame, references: dict[str, str] | None = None, me
     introduction): how many arms are findings, the largest of them, and how much of the grid is null."""
     references = references or axis_references()
     deltas = overview(summary, references, metric)
+    unpaired = int((deltas["pairs"] == 0).sum())
+    deltas = deltas[deltas["pairs"] > 0]
     found = deltas[deltas["finding"]]
     name = metric_info(metric).label
-    n_pairs = int(deltas["pairs"].max())
+    n_pairs = int(deltas["pairs"].max()) if len(deltas) else 0
     bullets = [f"{len(found)} of the {len(deltas)} arms compared differ from their axis's reference on {name} "
                f"(Holm-adjusted p < 0.05 across each axis's arms; at most {n_pairs} (fold, seed) pairs per arm); "
-               f"the other {len(deltas) - len(found)} made no measurable difference."]
+               f"the other {len(deltas) - len(found)} made no measurable difference."
+               + (f" {unpaired} arms are not compared yet: their runs come from an earlier library version than "
+                  "their reference's." if unpaired else "")]
     if len(found):
         top = found.reindex(found["mean_delta"].abs().sort_values(ascending=False).index).head(3)
         bullets.append("Largest findings: " + "; ".join(

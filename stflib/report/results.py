@@ -41,6 +41,15 @@ DEFAULT_WORLD = "default"
 PAIR_COLUMNS = ["fold", "seed"]
 
 
+def pair_index(rows: pd.DataFrame) -> list[str]:
+    """The columns that make two runs a pair: the same fold and seed, and the same library version
+    (``code_version``, where recorded). While a grid is being re-run, a new run is never paired with
+    an earlier version's run of the same fold and seed: that difference would mix two codes."""
+    if "code_version" in rows and rows["code_version"].notna().all():
+        return [*PAIR_COLUMNS, "code_version"]
+    return list(PAIR_COLUMNS)
+
+
 def with_design_columns(summary: pd.DataFrame) -> pd.DataFrame:
     """Fill the design columns older summaries lack: ``seed`` 0 and ``world`` 'default'.
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from stflib.report import stats
-from stflib.report.results import (DEFAULT_WORLD, PAIR_COLUMNS, axis_rows, metric_info, repo_root,
+from stflib.report.results import (DEFAULT_WORLD, PAIR_COLUMNS, axis_rows, metric_info, pair_index, repo_root,
                                    with_design_columns)
 
 
@@ -40,8 +40,8 @@ def arm_table(summary: pd.DataFrame, axis: str, metrics: tuple[str, ...] = TABLE
 
 
 def _per_pair(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """One row per pair (fold, seed), one column per arm."""
-    return rows.pivot_table(index=PAIR_COLUMNS, columns="arm", values=metric)
+    """One row per pair (fold, seed, library version), one column per arm."""
+    return rows.pivot_table(index=pair_index(rows), columns="arm", values=metric)
 
 
 def paired_deltas(summary: pd.DataFrame, axis: str, reference: str, metric: str = "pcc_hvg50",
@@ -63,6 +63,8 @@ def paired_deltas(summary: pd.DataFrame, axis: str, reference: str, metric: str 
 
 
 def interval_text(row) -> str:
+    if int(row["pairs"]) == 0:
+        return "not compared (no pair of runs by one library version yet)"
     if np.isnan(row["ci_low"]):
         return f"{row['mean_delta']:+.3f} (no interval: {int(row['pairs'])} pair{'s' if row['pairs'] != 1 else ''})"
     return f"{row['mean_delta']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
@@ -170,6 +172,9 @@ def quadrant_effects(summary: pd.DataFrame, metric: str = "pcc_hvg50", axis: str
     from stflib.models.stf import QUADRANTS, parse_interactions
 
     rows = axis_rows(summary, axis, world)
+    if "code_version" in rows and (rows["arm"] == "full").any():
+        # the factorial contrast needs every subset from one library version: the reference arm's
+        rows = rows[rows["code_version"] == rows.loc[rows["arm"] == "full", "code_version"].mode().iloc[0]]
     # arm names are the interactions grammar with '-' for ',' ('p2p-h2h'), or a named variant ('full')
     quads = rows["arm"].map(lambda a: set(parse_interactions(a.replace("-", ","))))
     factors = {q: quads.map(lambda s, q=q: q in s) for q in QUADRANTS}
@@ -188,7 +193,7 @@ def deltas_to(summary: pd.DataFrame, arms: list[tuple[str, str]], reference: tup
         rows = summary[(summary["axis"] == axis) & (summary["arm"] == arm)]
         if rows.empty:
             raise ValueError(f"no completed runs for {axis}/{arm} (world {world!r})")
-        return rows.set_index(PAIR_COLUMNS)[metric]
+        return rows.set_index(pair_index(rows))[metric]
 
     columns = {"/".join(reference): per_pair(*reference)}
     for axis, arm in arms:
