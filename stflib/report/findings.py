@@ -140,7 +140,8 @@ def findings_text(summary: pd.DataFrame, references: dict[str, str] | None = Non
     for _, f in found.iterrows():
         direction = "better" if (f["mean_delta"] > 0) == up else "worse"
         worlds = ""
-        if (f["axis"], f["arm"]) in robust.index:
+        if (f["axis"], f["arm"]) in robust.index and (robust.loc[(f["axis"], f["arm"]),
+                                                             ["holds in", "does not hold in", "not run in"]] != "-").any():
             r = robust.loc[(f["axis"], f["arm"])]
             worlds = (f" Holds in the worlds: {r['holds in']}; does not hold in: {r['does not hold in']}; "
                       f"not run in: {r['not run in']}.")
