@@ -23,7 +23,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from stflib.report.results import DEFAULT_WORLD, PAIR_COLUMNS, with_design_columns
+from stflib.report.results import DEFAULT_WORLD, PAIR_COLUMNS, runs_of_reference_version, with_design_columns
 from stflib.train import recipe
 
 # check arm (the keys of recipe.CHECK_ARMS) -> the grid run (axis, arm) that trains the same configuration
@@ -104,13 +104,10 @@ def check_frame(summary: pd.DataFrame, world: str = DEFAULT_WORLD) -> pd.DataFra
     """
     summary = with_design_columns(summary)
     summary = summary[summary["world"] == world]
-    if "code_version" in summary:
-        # a claim compares runs of one library version: while the grid is being re-run, arms still
-        # holding an earlier version's runs count as not run yet (their pairs would mix two codes)
-        axis, arm = GRID_ARMS["reference"]
-        ref = summary.loc[(summary["axis"] == axis) & (summary["arm"] == arm), "code_version"].dropna()
-        if not ref.empty:
-            summary = summary[summary["code_version"] == ref.mode().iloc[0]]
+    # a claim compares runs of one library version: while the grid is being re-run, arms still
+    # holding an earlier version's runs count as not run yet (their pairs would mix two codes)
+    axis, arm = GRID_ARMS["reference"]
+    summary = runs_of_reference_version(summary, (summary["axis"] == axis) & (summary["arm"] == arm))
     frames = []
     for check_arm, (axis, arm) in GRID_ARMS.items():
         rows = summary[(summary["axis"] == axis) & (summary["arm"] == arm)]

@@ -50,6 +50,16 @@ def pair_index(rows: pd.DataFrame) -> list[str]:
     return list(PAIR_COLUMNS)
 
 
+def runs_of_reference_version(rows: pd.DataFrame, reference: pd.Series) -> pd.DataFrame:
+    """The ``rows`` made by the library version (``code_version``) of most of the ``reference`` runs
+    (a boolean mask over ``rows``); all ``rows`` where no version is recorded or the reference has no run.
+    A contrast over many arms (a factorial effect, a table of claims) then never mixes two codes."""
+    if "code_version" not in rows:
+        return rows
+    versions = rows.loc[reference, "code_version"].dropna()
+    return rows if versions.empty else rows[rows["code_version"] == versions.mode().iloc[0]]
+
+
 def with_design_columns(summary: pd.DataFrame) -> pd.DataFrame:
     """Fill the design columns older summaries lack: ``seed`` 0 and ``world`` 'default'.
 
@@ -133,7 +143,7 @@ def grid_runs(results_dir: str | Path | None = None) -> pd.DataFrame:
     rows = []
     # results/<axis>/<arm>/fold*/ and, for the other simulator worlds, results/worlds/<world>/<axis>/<arm>/fold*/
     paths = [*results_dir.glob("*/*/fold*/run.json"), *results_dir.glob("worlds/*/*/*/fold*/run.json")]
-    for path in sorted(p for p in paths if p.parts[-4] != "worlds"):
+    for path in sorted(paths):
         info = json.loads(path.read_text())
         params = info.get("params") or {}
         rows.append({"axis": info.get("axis"), "arm": info.get("arm"), "fold": info.get("fold"),

@@ -13,7 +13,7 @@ import pandas as pd
 
 from stflib.report import stats
 from stflib.report.results import (DEFAULT_WORLD, PAIR_COLUMNS, axis_rows, metric_info, pair_index, repo_root,
-                                   with_design_columns)
+                                   runs_of_reference_version, with_design_columns)
 
 
 # the columns of an axis's arm table
@@ -172,9 +172,7 @@ def quadrant_effects(summary: pd.DataFrame, metric: str = "pcc_hvg50", axis: str
     from stflib.models.stf import QUADRANTS, parse_interactions
 
     rows = axis_rows(summary, axis, world)
-    if "code_version" in rows and (rows["arm"] == "full").any():
-        # the factorial contrast needs every subset from one library version: the reference arm's
-        rows = rows[rows["code_version"] == rows.loc[rows["arm"] == "full", "code_version"].mode().iloc[0]]
+    rows = runs_of_reference_version(rows, rows["arm"] == "full")  # every subset from one library version
     # arm names are the interactions grammar with '-' for ',' ('p2p-h2h'), or a named variant ('full')
     quads = rows["arm"].map(lambda a: set(parse_interactions(a.replace("-", ","))))
     factors = {q: quads.map(lambda s, q=q: q in s) for q in QUADRANTS}
