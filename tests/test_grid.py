@@ -13,7 +13,7 @@ from stflib.backbones import BACKBONES
 from stflib.grid.axes import ARMS, DEFAULT_WORLD, ROBUSTNESS_ARMS, ROBUSTNESS_WORLDS, Axis
 from stflib.grid.collect import SUMMARY_COLUMNS, collect, summarise
 from stflib.grid.params import arm_params, axis_of, robustness_params, write_params
-from stflib.grid.runner import (complete_run_elsewhere, execute, make_tasks, make_world_tasks, parse_run_folder, parse_seeds, parse_worlds,
+from stflib.grid.runner import (complete_run_elsewhere, execute, kernel_environment, make_tasks, make_world_tasks, parse_run_folder, parse_seeds, parse_worlds,
                                 result_files, run_grid)
 from stflib.sim.worlds import WORLDS
 from stflib.metrics import METRICS
@@ -325,3 +325,16 @@ def test_notebook_rejects_a_bad_quadrant_at_once(tmp_path):
                             kernel_name="python3")
     assert "unknown quadrant 'p2x'; allowed: p2p, p2h, h2p, h2h" in str(err.value)
     assert time.perf_counter() - t0 < 60 and not (tmp_path / "metrics.json").exists()
+
+
+def test_kernel_environment_sets_threads_and_drops_dasks_malloc_trim(monkeypatch):
+    import os
+
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # what Dask's nanny gives its workers
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    monkeypatch.setenv("MKL_NUM_THREADS", "7")
+    kernel_environment(2)
+    assert "MALLOC_TRIM_THRESHOLD_" not in os.environ
+    assert os.environ["OMP_NUM_THREADS"] == os.environ["MKL_NUM_THREADS"] == "2"
+    kernel_environment(0)  # at least one thread
+    assert os.environ["OMP_NUM_THREADS"] == "1"

@@ -219,6 +219,20 @@ def run_settings(task: Task) -> dict[str, Any]:
     return {"torch_threads": max(1, task.threads), "prediction_genes": "hvg50"}
 
 
+def kernel_environment(threads: int) -> None:
+    """Set the environment the run's kernel inherits (in this worker process).
+
+    - ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS``: the BLAS libraries read them when the kernel starts.
+    - ``MALLOC_TRIM_THRESHOLD_`` is removed: Dask's nanny sets it to 65536 in its workers
+      (``distributed.nanny.pre-spawn-environ``), glibc then hands memory back to the system after
+      nearly every training step and half of a run's CPU time went to system calls (an STF run took
+      170 s under the grid against 86 s from papermill alone, with identical metrics).
+    """
+    threads = max(1, threads)
+    os.environ.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)})
+    os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+
+
 def execute(task: Task) -> dict:
     """Run one task through papermill (in a Dask worker or inline). Never raises: returns run.json."""
     import papermill as pm
@@ -231,9 +245,7 @@ def execute(task: Task) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     for name in ("error.json", "run.json", "metrics.json"):
         (work / name).unlink(missing_ok=True)
-    threads = max(1, task.threads)
-    # the BLAS libraries read their thread counts from the environment when the kernel starts
-    os.environ.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)})
+    kernel_environment(task.threads)
     info = {"axis": task.axis, "arm": task.arm, "fold": task.fold, "seed": task.seed, "run_hash": task.run_hash,
             "code_version": task.code_version, "params": task.params,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "host": os.uname().nodename}
