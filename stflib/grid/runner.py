@@ -219,6 +219,10 @@ def run_settings(task: Task) -> dict[str, Any]:
     return {"torch_threads": max(1, task.threads), "prediction_genes": "hvg50"}
 
 
+# what a run's kernel inherits from the runner, recorded in run.json (the grid's cost depends on it)
+KERNEL_ENVIRONMENT = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_")
+
+
 def kernel_environment(threads: int) -> None:
     """Set the environment the run's kernel inherits (in this worker process).
 
@@ -248,7 +252,8 @@ def execute(task: Task) -> dict:
     kernel_environment(task.threads)
     info = {"axis": task.axis, "arm": task.arm, "fold": task.fold, "seed": task.seed, "run_hash": task.run_hash,
             "code_version": task.code_version, "params": task.params,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "host": os.uname().nodename}
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "host": os.uname().nodename,
+            "kernel_environment": {name: os.environ.get(name) for name in KERNEL_ENVIRONMENT}}
     now = code_version(task.notebook)
     if now != task.code_version:  # the code changed after the grid was planned: the run is not what was asked
         info["code_version_at_run"] = now
