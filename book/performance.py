@@ -132,6 +132,12 @@ else:
 # The table is the grid's cost per axis from the runs' `run.json` (a run shared by two axes, such
 # as the default STF, is executed once: it counts as an execution in the axis that ran it and as a
 # run folder in both). `python -m stflib ablate params --folds 3 --seeds 0,1` reproduces the grid.
+#
+# The last column counts the executions whose kernel inherited `MALLOC_TRIM_THRESHOLD_=65536` from
+# Dask's worker processes. With it, glibc returned memory to the system after nearly every training
+# step and much of each run's CPU time went to system calls; the runner now removes it
+# (`stflib.grid.runner.kernel_environment`, which records the environment in `run.json`), with
+# identical metrics. The axes run before that change cost more hours here than the same grid costs now.
 
 # %% [markdown]
 # ### On a GPU

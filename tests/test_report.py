@@ -140,10 +140,12 @@ def test_tables_are_written_as_csv_and_linked(tmp_path):
 
 
 def test_grid_cost_counts_each_execution_once():
-    runs = pd.DataFrame({"axis": ["a", "a", "b"], "seconds": [60.0, 60.0, 120.0], "copied": [False, True, False]})
+    runs = pd.DataFrame({"axis": ["a", "a", "b"], "seconds": [60.0, 60.0, 120.0], "copied": [False, True, False],
+                         "malloc_trim": [True, True, False]})
     cost = tables.grid_cost(runs)
     assert cost.loc["a", "run folders"] == 2 and cost.loc["a", "executions"] == 1
     assert cost.loc["all axes", "executed hours"] == pytest.approx(180 / 3600, abs=0.005)
+    assert list(cost["executions with malloc trimming"]) == [1, 0, 1]  # a, b, all axes: the copy is not an execution
     worlds = tables.grid_cost(runs.assign(world=["default", "default", "no-context"]))
     assert "world no-context" in worlds.index and "b" not in worlds.index
 
@@ -205,10 +207,13 @@ def test_histories_and_grid_runs_read_run_folders(tmp_path):
     world_run = tmp_path / "worlds" / "no-context" / "baselines" / "stf" / "fold0"
     world_run.mkdir(parents=True)
     (world_run / "run.json").write_text('{"axis": "baselines", "arm": "stf", "fold": 0, "status": "ok", '
-                                        '"seconds": 10, "params": {"world": "no-context"}}')
+                                        '"seconds": 10, "params": {"world": "no-context"}, "kernel_environment": '
+                                        '{"OMP_NUM_THREADS": "1", "MALLOC_TRIM_THRESHOLD_": null}}')
     runs = results.grid_runs(tmp_path)
     assert len(runs) == 3 and runs["copied"].sum() == 1 and (runs["status"] == "ok").all()
     assert sorted(runs["world"]) == ["default", "default", "no-context"]
+    # the two runs without a recorded kernel environment predate it: they ran with Dask's malloc trimming
+    assert list(runs.sort_values("world")["malloc_trim"]) == [True, True, False]
     figures.plot_histories(curves)
     with pytest.raises(FileNotFoundError, match="no history.csv"):
         results.histories("baselines", ["missing"], results_dir=tmp_path)

@@ -135,7 +135,10 @@ def grid_runs(results_dir: str | Path | None = None) -> pd.DataFrame:
     library version that produced it).
 
     Runs shared between arms (identical parameters) are executed once and copied; copies are
-    marked ``copied`` so the grid's cost counts each execution once.
+    marked ``copied`` so the grid's cost counts each execution once. ``malloc_trim``: the run's
+    kernel inherited Dask's ``MALLOC_TRIM_THRESHOLD_`` (``stflib.grid.runner.kernel_environment``
+    removes it now); a ``run.json`` without ``kernel_environment`` predates that record, and every
+    grid before it ran with the setting.
     """
     import json
 
@@ -152,6 +155,8 @@ def grid_runs(results_dir: str | Path | None = None) -> pd.DataFrame:
                      "status": info.get("status"), "seconds": info.get("seconds"),
                      "started": pd.to_datetime(info.get("started")), "finished": pd.to_datetime(info.get("finished")),
                      "copied": "copied_from" in info, "code_version": info.get("code_version"),
+                     "malloc_trim": "kernel_environment" not in info
+                     or info["kernel_environment"].get("MALLOC_TRIM_THRESHOLD_") is not None,
                      "folder": str(path.parent.relative_to(results_dir))})
     return pd.DataFrame(rows, columns=["axis", "arm", "fold", "seed", "world", "status", "seconds", "started",
-                                       "finished", "copied", "code_version", "folder"])
+                                       "finished", "copied", "code_version", "malloc_trim", "folder"])

@@ -219,8 +219,9 @@ def flag_counts(summary: pd.DataFrame) -> pd.DataFrame:
 
 def grid_cost(runs: pd.DataFrame) -> pd.DataFrame:
     """The grid's cost per axis from :func:`grid_runs`: run folders, executions (copies of a shared
-    run count once), and the executions' summed and median durations. Runs in another simulator
-    world than the default are one row per world (``world <name>``), not mixed into the axes."""
+    run count once), the executions' summed and median durations, and how many of them ran with
+    Dask's malloc trimming (slower: see ``stflib.grid.runner.kernel_environment``). Runs in another
+    simulator world than the default are one row per world (``world <name>``), not mixed into the axes."""
     if runs.empty:
         raise ValueError("no runs under results/: run `python -m stflib ablate params` first")
     runs = runs.copy()
@@ -233,9 +234,11 @@ def grid_cost(runs: pd.DataFrame) -> pd.DataFrame:
         "executions": executed.groupby("axis").size(),
         "median minutes per execution": executed.groupby("axis")["seconds"].median() / 60,
         "executed hours": executed.groupby("axis")["seconds"].sum() / 3600,
+        "executions with malloc trimming": executed.groupby("axis")["malloc_trim"].sum(),
     }).fillna(0)
-    table.loc["all axes"] = [len(runs), len(executed), executed["seconds"].median() / 60, executed["seconds"].sum() / 3600]
-    return table.astype({"run folders": int, "executions": int}).round(2)
+    table.loc["all axes"] = [len(runs), len(executed), executed["seconds"].median() / 60, executed["seconds"].sum() / 3600,
+                             executed["malloc_trim"].sum()]
+    return table.astype({"run folders": int, "executions": int, "executions with malloc trimming": int}).round(2)
 
 
 def stale_runs(runs: pd.DataFrame, current: str | None = None) -> pd.DataFrame:
