@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "recipe": ("stflib.train.recipe", "add_arguments", "run", "the training recipe's reference search and must-show measurements"),
     "ceilings": ("stflib.report.context", "add_arguments", "run",
                  "the context page's latent ceilings on the grid's patient folds (results/ceilings/)"),
+    "pathway-bounds": ("stflib.report.pathway_bounds", "add_arguments", "run",
+                       "the pathways page's bounds for the named pathway tokens (results/ceilings/)"),
 }
 
 

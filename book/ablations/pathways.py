@@ -60,6 +60,29 @@ pages.axis_report("pathways")
 results.loss_terms("pathways", ["init-off_aux-0", "init-off_aux-0.5", "init-on_aux-0.5"]).round(3)
 
 # %% [markdown]
+# ### How much of the true activity could the tokens carry?
+#
+# A run's `pathway_ceiling` is a ridge from the arm's inputs fit *directly* to the simulator's true
+# activities, which no model sees: the tokens learn their names only from the auxiliary targets.
+# `python -m stflib pathway-bounds` (`stflib.report.pathway_bounds`) adds, per fold and on the same
+# inputs and patients, the same ridge fit to the auxiliary targets, and the auxiliary targets'
+# own correlation with the truth. The Hallmark-initialised arm with auxiliary weight 0.5 against them:
+
+# %%
+from IPython.display import Markdown, display
+
+from stflib.report import pathway_bounds, tables
+
+summary = results.load_summary()
+bounds = pathway_bounds.load_pathway_bounds()
+if bounds is None:
+    print("no results/ceilings/pathway_default.csv yet: run `python -m stflib pathway-bounds`")
+else:
+    table = pathway_bounds.bounds_table(summary, bounds)
+    tables.show_table(table.round(3), "pathways-bounds")
+    display(Markdown(pathway_bounds.describe_bounds(table)))
+
+# %% [markdown]
 # **What we expected before running the grid.** Gene accuracy and pathway fidelity can move in opposite directions: read both columns. The
 # auxiliary targets are computed from the measured (noisy) expression, so they are themselves
 # only an estimate of the true activity.
