@@ -280,7 +280,9 @@ else:
 # the measured counts that no prediction can have. The absolute row stays in the table, with the
 # oracle's value beside it, and the claim is restated against the oracle: the reference keeps at
 # least half of the oracle's within-slide variance. `python -m stflib recipe check` remains the
-# quick check (three folds, one seed, its own runs).
+# quick check (three folds, one seed, its own runs). The pathway-share claim's ceiling is a ridge
+# fit to the true activities, which no model sees; the pathways chapter's bounds set the tokens
+# beside the same ridge trained on the auxiliary targets they learn from.
 
 # %%
 summary_csv = repo_root() / "results" / "summary.csv"
