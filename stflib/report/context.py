@@ -31,7 +31,8 @@ import pandas as pd
 
 from stflib.grid.axes import ARMS, CONTEXT_KS
 from stflib.report import stats
-from stflib.report.results import DEFAULT_WORLD, PAIR_COLUMNS, metric_info, pair_index, repo_root, with_design_columns
+from stflib.report.results import (DEFAULT_WORLD, PAIR_COLUMNS, metric_info, pair_index, repo_root, with_design_columns,
+                                   write_results_csv)
 from stflib.report.tables import interval_text
 
 __all__ = ["neighbourhood_label", "matched_arms", "context_matched_table", "arm_intervals", "oracle_ceiling",
@@ -254,13 +255,7 @@ def latent_ceilings(world: str = DEFAULT_WORLD, n_folds: int = 3, neighbourhoods
 def write_latent_ceilings(world: str = DEFAULT_WORLD, n_folds: int = 3, results_dir: str | Path | None = None,
                           log: Callable[[str], None] | None = print) -> Path:
     """Compute :func:`latent_ceilings` and write it to :func:`ceilings_path` (atomically)."""
-    from stflib.io import atomic_write
-
-    table = latent_ceilings(world, n_folds, log=log)
-    path = ceilings_path(world, results_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: table.to_csv(tmp, index=False, float_format="%.6g"))
-    return path
+    return write_results_csv(latent_ceilings(world, n_folds, log=log), ceilings_path(world, results_dir))
 
 
 def load_latent_ceilings(world: str = DEFAULT_WORLD, results_dir: str | Path | None = None) -> pd.DataFrame | None:

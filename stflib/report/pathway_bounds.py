@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 
 from stflib.grid.axes import ARMS
-from stflib.report.results import DEFAULT_WORLD, repo_root
+from stflib.report import context
+from stflib.report.results import DEFAULT_WORLD, repo_root, write_results_csv
 
 __all__ = ["BOUNDS_ARM", "bounds_path", "pathway_bounds", "write_pathway_bounds", "load_pathway_bounds",
            "bounds_table", "describe_bounds"]
@@ -114,13 +115,7 @@ def pathway_bounds(world: str = DEFAULT_WORLD, n_folds: int = 3, log: Callable[[
 def write_pathway_bounds(world: str = DEFAULT_WORLD, n_folds: int = 3, results_dir: str | Path | None = None,
                          log: Callable[[str], None] | None = print, params: dict | None = None) -> Path:
     """Compute :func:`pathway_bounds` and write it to :func:`bounds_path` (atomically)."""
-    from stflib.io import atomic_write
-
-    table = pathway_bounds(world, n_folds, log=log, params=params)
-    path = bounds_path(world, results_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: table.to_csv(tmp, index=False, float_format="%.6g"))
-    return path
+    return write_results_csv(pathway_bounds(world, n_folds, log=log, params=params), bounds_path(world, results_dir))
 
 
 def load_pathway_bounds(world: str = DEFAULT_WORLD, results_dir: str | Path | None = None) -> pd.DataFrame | None:
@@ -159,12 +154,8 @@ def bounds_table(summary: pd.DataFrame, bounds: pd.DataFrame, world: str = DEFAU
 
 
 # --------------------------------------------------------------------------------------------- command
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    from stflib.sim.worlds import WORLDS
-
-    p.add_argument("--world", default=DEFAULT_WORLD, choices=list(WORLDS), help="simulator world of the grid's runs")
-    p.add_argument("--folds", type=int, default=3, help="patient folds, as the grid was run with (ablate --folds)")
-    p.add_argument("--results", default=None, help="results folder (default: results/ of this repository)")
+# the options of `python -m stflib ceilings`: the world, the grid's folds, the results folder
+add_arguments = context.add_arguments
 
 
 def run(args: argparse.Namespace) -> int:

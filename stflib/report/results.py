@@ -22,6 +22,16 @@ def repo_root(start: str | Path | None = None) -> Path:
     raise FileNotFoundError(f"no stf-book repository root above {here} (looked for _config.yml and stflib/)")
 
 
+def write_results_csv(table: pd.DataFrame, path: str | Path) -> Path:
+    """Write a results table (no index, 6 significant digits) to ``path`` atomically, creating its folder."""
+    from stflib.io import atomic_write
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: table.to_csv(tmp, index=False, float_format="%.6g"))
+    return path
+
+
 def load_summary(results_dir: str | Path | None = None) -> pd.DataFrame:
     """Read ``results/summary.csv`` (one row per run), keeping only completed runs."""
     results_dir = Path(results_dir) if results_dir else repo_root() / "results"
