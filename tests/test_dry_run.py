@@ -129,3 +129,31 @@ def test_run_seconds_counts_optimiser_steps_on_crops_and_the_evaluations():
     assert cropped < whole
     capped = run_seconds({**cfg, "epochs": 2}, train, val, test, times)  # 2 passes of 8 slides, 2 a step: 8 steps
     assert capped < whole and capped == pytest.approx(8 * 2 * per + 0 + 12 * per / 3)
+
+
+def test_embedded_cohort_runs_are_costed_from_their_arms_measured_seconds(tmp_path):
+    from types import SimpleNamespace
+
+    from stflib.grid.plan import measured_estimate, measured_seconds
+
+    def finished(folder, **info):
+        folder.mkdir(parents=True)
+        (folder / "run.json").write_text(json.dumps({"status": "ok", **info}))
+
+    arm = tmp_path / "results" / "context" / "k6"
+    finished(arm / "fold0", seconds=100.0)
+    finished(arm / "fold1", seconds=300.0)
+    finished(arm / "fold2", seconds=5000.0, copied_from="elsewhere")  # another arm's run: not this arm's cost
+    finished(tmp_path / "results" / "context" / "broken" / "fold0", seconds=50.0, status="failed")
+    assert measured_seconds(arm) == [100.0, 300.0]
+
+    def task(out_dir, axis="context", name="k6"):
+        return SimpleNamespace(out_dir=str(out_dir), axis=axis, arm=name, params={}, run_hash=str(out_dir))
+
+    todo = [task(arm / "fold0-seed1"), task(arm / "fold1-seed1"),  # 2 x median 200 s
+            task(tmp_path / "results" / "worlds" / "w" / "context" / "k6" / "fold0"),  # its default-world twin's
+            task(tmp_path / "results" / "context" / "broken" / "fold1", name="broken")]  # never finished: uncosted
+    line = measured_estimate(todo)
+    assert line.startswith("estimate: 0.17 run-hours for 3 of the 4 runs to do")  # 600 s
+    assert "not in it: 1 run of arms never timed here (context/broken)" in line
+    assert measured_estimate([]) == "estimate: nothing to run"

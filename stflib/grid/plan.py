@@ -103,6 +103,54 @@ def run_seconds(cfg: dict, train_spots: list[float], val_spots: list[float], tes
             + forward(train_spots) + forward(test_spots))
 
 
+def measured_seconds(arm_dir: str | Path) -> list[float]:
+    """Seconds of the finished runs under one arm's folder (``run.json`` of every fold and seed, any
+    code version: a version changes results, rarely cost), runs copied from another arm excluded."""
+    out = []
+    for path in sorted(Path(arm_dir).glob("*/run.json")):
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if info.get("status") == "ok" and info.get("seconds") and not info.get("copied_from"):
+            out.append(float(info["seconds"]))
+    return out
+
+
+def measured_estimate(tasks: list) -> str:
+    """The embedded cohort's estimate: no benchmark model, but its runs were timed. Each run to do is
+    costed at the median seconds of its arm's finished runs (``run.json``; one torch thread each, as
+    the grid runs them), in another world at its default-world twin's; runs of an arm never run before
+    are counted, not costed."""
+    if not tasks:
+        return "estimate: nothing to run"
+    costed, unknown = 0.0, []
+    cache: dict[str, list[float]] = {}
+    for t in tasks:
+        arm_dir = Path(t.out_dir).parent
+        if str(arm_dir) not in cache:
+            seconds = measured_seconds(arm_dir)
+            parts = arm_dir.parts
+            if not seconds and "worlds" in parts[:-3]:  # a world's arm not run yet: its default-world twin
+                i = len(parts) - 1 - parts[::-1].index("worlds")
+                seconds = measured_seconds(Path(*parts[:i], *parts[i + 2:]))
+            cache[str(arm_dir)] = seconds
+        if cache[str(arm_dir)]:
+            costed += float(np.median(cache[str(arm_dir)]))
+        else:
+            unknown.append(t)
+    n = len(tasks) - len(unknown)
+    line = (f"estimate: {costed / 3600:.2f} run-hours for {n} of the {len(tasks)} runs to do, from the median measured "
+            f"seconds of each arm's finished runs (results/**/run.json); wall time is about that over the "
+            f"number of workers")
+    if unknown:
+        arms = sorted({f"{t.axis}/{t.arm}" for t in unknown})
+        k = len(unknown)
+        line += (f"; not in it: {k} run{'s' if k != 1 else ''} of arms never timed here "
+                 f"({', '.join(arms[:4])}{', ...' if len(arms) > 4 else ''})")
+    return line
+
+
 # ------------------------------------------------------------------------------------ the plan
 def sample_genes(root: Path, sample_id: str) -> set[str]:
     """The gene symbols ``read_hest_sample`` would give a sample, from its st file's var only."""
@@ -175,9 +223,8 @@ def plan(tasks: list, bench_dir: str | Path = BENCH_DIR, complete: set[str] | fr
         by_dir[t.params.get("data_dir")].append(t)
     for data_dir, dir_tasks in by_dir.items():
         if data_dir is None:
-            p.lines.append(f"data: the embedded simulated cohort (generated on first use); {len(dir_tasks)} runs "
-                           "(not in the estimate below: its runs' measured times are in results/**/run.json and on the "
-                           "book's performance page)")
+            p.lines.append(f"data: the embedded simulated cohort (generated on first use); {len(dir_tasks)} runs")
+            p.lines.append(measured_estimate([t for t in dir_tasks if t.run_hash not in complete]))
             continue
         root = Path(data_dir)
         p.lines.append(f"data_dir {root}: {len(dir_tasks)} runs")
@@ -258,12 +305,13 @@ def plan(tasks: list, bench_dir: str | Path = BENCH_DIR, complete: set[str] | fr
                     train, val = D.train_val_split(train_all, meta, cfg["val_fraction"], seed=0)
                     p.hours += run_seconds(cfg, [spots[i] for i in train], [spots[i] for i in val],
                                            [spots[i] for i in test], times) / 3600
-    n = len([t for t in tasks if t.run_hash not in complete])
-    if device:
+    # the benchmark model costs runs on data folders only; the embedded cohort's are costed above
+    n = len([t for t in tasks if t.run_hash not in complete and t.params.get("data_dir") is not None])
+    if n and device:
         unit = "GPU-hours" if device == "cuda" else "CPU-hours (one core; no CUDA benchmark yet: run `python -m stflib bench gpu-check` on the GPU)"
         amount = f"{p.hours:.1f}" if p.hours >= 1 else f"{p.hours * 60:.1f} min, i.e. {p.hours:.3f}"
         p.lines.append(f"estimate: {amount} {unit} for the {n} runs to do, upper bound at each run's max_steps "
                        f"(from {Path(bench_dir) / f'attention_{device}.json'})")
-    else:
+    elif n:
         p.lines.append("estimate: none (no results/bench/attention_*.json; run `python -m stflib bench gpu-check`)")
     return p
