@@ -113,9 +113,10 @@ else:
     display(cost.round(1))
 
 # %% [markdown]
-# How long the whole grid took on the machine that produced the committed results (from each
-# run's `run.json`: the first start to the last finish, and the runs' own durations; runs with
-# identical parameters in two axes were executed once and copied):
+# How long the whole grid took on the machine that produced the committed results, from each
+# run's `run.json`: the busy wall time (the hours during which at least one run was executing, so
+# the gaps between the sessions of a resumed grid are left out and parallel runs count once) and
+# the runs' own durations; runs with identical parameters in two axes were executed once and copied:
 
 # %%
 runs = results.grid_runs()
@@ -123,9 +124,9 @@ if runs.empty:
     print("no runs under results/")
 else:
     executed = runs[~runs["copied"]]
-    span = (executed["finished"].max() - executed["started"].min()).total_seconds()
+    busy = tables.busy_hours(executed["started"], executed["finished"])
     print(f"{len(runs)} run folders, {len(executed)} executions ({(executed['status'] == 'ok').sum()} ok); "
-          f"wall-clock span {span / 60:.1f} min; sum of run durations {executed['seconds'].sum() / 60:.1f} min")
+          f"busy wall time {busy:.2f} h; sum of run durations {executed['seconds'].sum() / 3600:.2f} h")
     tables.show_table(tables.grid_cost(runs), "grid-cost-per-axis")
 
 # %% [markdown]

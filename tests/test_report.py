@@ -140,14 +140,28 @@ def test_tables_are_written_as_csv_and_linked(tmp_path):
 
 
 def test_grid_cost_counts_each_execution_once():
+    t0 = pd.Timestamp("2026-12-02T10:00:00")
+    minutes = lambda m: t0 + pd.Timedelta(minutes=m)  # noqa: E731
     runs = pd.DataFrame({"axis": ["a", "a", "b"], "seconds": [60.0, 60.0, 120.0], "copied": [False, True, False],
-                         "malloc_trim": [True, True, False]})
+                         "malloc_trim": [True, True, False],
+                         "started": [minutes(0), minutes(0), minutes(600)], "finished": [minutes(1), minutes(1), minutes(602)]})
     cost = tables.grid_cost(runs)
     assert cost.loc["a", "run folders"] == 2 and cost.loc["a", "executions"] == 1
     assert cost.loc["all axes", "executed hours"] == pytest.approx(180 / 3600, abs=0.005)
+    # the 598 idle minutes between the two axes are not grid time
+    assert cost.loc["all axes", "busy wall hours"] == pytest.approx(3 / 60, abs=0.005)
     assert list(cost["executions with malloc trimming"]) == [1, 0, 1]  # a, b, all axes: the copy is not an execution
     worlds = tables.grid_cost(runs.assign(world=["default", "default", "no-context"]))
     assert "world no-context" in worlds.index and "b" not in worlds.index
+
+
+def test_busy_hours_counts_overlapping_runs_once_and_leaves_out_gaps():
+    t = lambda h: pd.Timestamp("2026-12-02") + pd.Timedelta(hours=h)  # noqa: E731
+    # two workers: [0, 2] and [1, 3] overlap (3 h busy); a resumed session [10, 11]; one run without times
+    started = pd.Series([t(0), t(1), t(10), pd.NaT])
+    finished = pd.Series([t(2), t(3), t(11), pd.NaT])
+    assert tables.busy_hours(started, finished) == pytest.approx(4.0)
+    assert tables.busy_hours(started[:0], finished[:0]) == 0.0
 
 
 def test_unknown_axis_names_the_present_ones(summary):

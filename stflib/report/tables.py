@@ -217,11 +217,29 @@ def flag_counts(summary: pd.DataFrame) -> pd.DataFrame:
     return table.astype(int)
 
 
+def busy_hours(started: pd.Series, finished: pd.Series) -> float:
+    """Wall-clock hours during which at least one of the runs was executing: the length of the union
+    of their [started, finished] intervals. Unlike last finish minus first start, it leaves out the
+    gaps between sessions of a grid that was resumed, and counts runs executing in parallel once."""
+    spans = sorted((a, b) for a, b in zip(pd.to_datetime(started), pd.to_datetime(finished))
+                   if pd.notna(a) and pd.notna(b) and b >= a)
+    total, end = 0.0, None
+    for a, b in spans:
+        if end is None or a > end:
+            total += (b - a).total_seconds()
+            end = b
+        elif b > end:
+            total += (b - end).total_seconds()
+            end = b
+    return total / 3600
+
+
 def grid_cost(runs: pd.DataFrame) -> pd.DataFrame:
     """The grid's cost per axis from :func:`grid_runs`: run folders, executions (copies of a shared
-    run count once), the executions' summed and median durations, and how many of them ran with
-    Dask's malloc trimming (slower: see ``stflib.grid.runner.kernel_environment``). Runs in another
-    simulator world than the default are one row per world (``world <name>``), not mixed into the axes."""
+    run count once), the executions' summed and median durations, the wall-clock hours the axis kept
+    the machine busy (:func:`busy_hours`), and how many executions ran with Dask's malloc trimming
+    (slower: see ``stflib.grid.runner.kernel_environment``). Runs in another simulator world than the
+    default are one row per world (``world <name>``), not mixed into the axes."""
     if runs.empty:
         raise ValueError("no runs under results/: run `python -m stflib ablate params` first")
     runs = runs.copy()
@@ -234,10 +252,12 @@ def grid_cost(runs: pd.DataFrame) -> pd.DataFrame:
         "executions": executed.groupby("axis").size(),
         "median minutes per execution": executed.groupby("axis")["seconds"].median() / 60,
         "executed hours": executed.groupby("axis")["seconds"].sum() / 3600,
+        "busy wall hours": executed.groupby("axis")[["started", "finished"]].apply(
+            lambda g: busy_hours(g["started"], g["finished"])),
         "executions with malloc trimming": executed.groupby("axis")["malloc_trim"].sum(),
     }).fillna(0)
     table.loc["all axes"] = [len(runs), len(executed), executed["seconds"].median() / 60, executed["seconds"].sum() / 3600,
-                             executed["malloc_trim"].sum()]
+                             busy_hours(executed["started"], executed["finished"]), executed["malloc_trim"].sum()]
     return table.astype({"run folders": int, "executions": int, "executions with malloc trimming": int}).round(2)
 
 
