@@ -117,10 +117,20 @@ def test_world_robustness_says_where_a_finding_holds():
     table = findings.world_robustness(summary, {"interactions": "full"}).set_index("arm")
     assert list(table.index) == ["bottleneck"]  # the only finding of the default world
     row = table.loc["bottleneck"]
-    assert (row["holds in"], row["does not hold in"], row["not run in"]) == \
-        ("no-context", "strong-patient", "pathway-misspecified")
+    assert row["holds in"].startswith("no-context +0.06") and row["reversed in"].startswith("strong-patient -0.05")
+    assert (row["inconclusive in"], row["not run in"]) == ("-", "pathway-misspecified")
     text = findings.findings_text(summary, {"interactions": "full"})
-    assert "`bottleneck` is better than `full` by +0.05" in text and "Holds in the worlds: no-context" in text
+    assert "`bottleneck` is better than `full` by +0.05" in text and "In the other worlds: holds in no-context +0.06" in text
+    assert "reversed in strong-patient -0.05" in text
+    assert findings.unchecked_findings(summary, {"interactions": "full"}) == []
+    # an effect buried in noise: the interval crosses zero, neither holding nor reversed
+    noisy = _noisy_summary(worlds=("default", "no-context"), effect={"default": 0.05, "no-context": 0.0})
+    noisy_row = findings.world_robustness(noisy, {"interactions": "full"}).set_index("arm").loc["bottleneck"]
+    assert noisy_row["inconclusive in"].startswith("no-context") and noisy_row["holds in"] == "-"
+    # a finding whose arm no other world ran is not in the table but listed as unchecked
+    alone = summary[~((summary["world"] != "default") & (summary["arm"] == "bottleneck"))]
+    assert findings.world_robustness(alone, {"interactions": "full"}).empty
+    assert findings.unchecked_findings(alone, {"interactions": "full"}) == ["interactions/bottleneck"]
     assert "**No measurable difference**" in text and "`p2p`" in text.split("**No measurable difference**")[1]
 
 

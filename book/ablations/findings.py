@@ -41,7 +41,9 @@ pages.page_banner()
 # p-value is below 0.05** (the printed intervals are the unadjusted 95 % ones). For every finding of
 # the default simulated world, the same comparison in the other worlds of the simulator says
 # whether it depends on the simulator's assumptions: it *holds* in a world where the difference has
-# the same sign and its 95 % interval excludes zero.
+# the same sign and its 95 % interval excludes zero, is *reversed* where the interval excludes zero
+# on the other side, and is *inconclusive* where the interval crosses zero. The other worlds run one
+# seed per fold (3 pairs), so an inconclusive world is weaker evidence than a reversed one.
 #
 # ## Runnable code
 #
@@ -64,15 +66,21 @@ display(Markdown(findings.findings_text(summary)))
 # %% [markdown]
 # ### Robustness across simulated worlds
 #
-# For each finding of the default world: the worlds where it holds, where it does not, and where
-# the arm or its reference was not run.
+# For each finding of the default world that was re-run in other worlds (the robustness subset,
+# `stflib.grid.axes.ROBUSTNESS_ARMS`): the worlds where it holds, is inconclusive or is reversed,
+# each with that world's paired difference and 95 % interval, and the worlds where the arm or its
+# reference was not run.
 
 # %%
 robustness = findings.world_robustness(summary)
+unchecked = findings.unchecked_findings(summary)
 if robustness.empty:
-    display(Markdown("No finding in the default world, so there is nothing to check in the other worlds."))
+    display(Markdown("No finding of the default world has been re-run in another world."))
 else:
     tables.show_table(robustness, "findings-robustness")
+if unchecked:
+    display(Markdown("Findings not re-run in any other world (their arms are outside the robustness "
+                     "subset): " + ", ".join(f"`{u}`" for u in unchecked) + "."))
 
 # %% [markdown]
 # ### Every comparison

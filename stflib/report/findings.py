@@ -90,13 +90,21 @@ def simulation_note(summary: pd.DataFrame) -> str:
     return " ".join(parts)
 
 
+# what a default-world finding does in another world, by that world's paired comparison
+WORLD_VERDICTS = ("holds in", "inconclusive in", "reversed in")
+
+
 def world_robustness(summary: pd.DataFrame, references: dict[str, str] | None = None,
                      metric: str = "pcc_hvg50") -> pd.DataFrame:
-    """For each finding of the default world, in which other worlds it holds.
+    """For each finding of the default world that was re-run in another world, what it does there.
 
-    A finding holds in a world when that world's paired difference to the same reference has the
-    same sign and its 95 % interval excludes zero (the Holm family there is the arms re-run in that
-    world). Worlds where the arm or its reference was not run are listed as ``not run``.
+    In each other world the arm is paired with the same reference on the same folds and seeds. The
+    finding *holds* there when the difference has the same sign and its 95 % interval excludes zero;
+    it is *reversed* when the interval excludes zero on the other side; otherwise it is
+    *inconclusive* (the interval crosses zero: with the worlds' 3 pairs that is often a matter of
+    power, not of the effect). Each world is listed with its effect and interval. Worlds where the
+    arm or its reference was not run are ``not run in``; findings run in no other world are left out
+    (:func:`unchecked_findings` lists them).
     """
     references = references or axis_references()
     summary = with_design_columns(summary)
@@ -105,21 +113,39 @@ def world_robustness(summary: pd.DataFrame, references: dict[str, str] | None = 
     worlds = [w for w in sorted(summary["world"].unique()) if w != DEFAULT_WORLD]
     rows = []
     for _, f in findings.iterrows():
-        holds, fails, missing = [], [], []
+        verdicts: dict[str, list[str]] = {v: [] for v in WORLD_VERDICTS}
+        missing = []
         for world in worlds:
             there = summary[(summary["world"] == world) & (summary["axis"] == f["axis"])]
             if not {f["arm"], f["reference"]} <= set(there["arm"]):
                 missing.append(world)
                 continue
             d = paired_deltas(summary, f["axis"], f["reference"], metric, world).loc[f["arm"]]
-            same_side = np.sign(d["mean_delta"]) == np.sign(f["mean_delta"])
+            if int(d["pairs"]) == 0:
+                missing.append(world)
+                continue
             excludes_zero = d["ci_low"] > 0 or d["ci_high"] < 0
-            (holds if same_side and excludes_zero else fails).append(world)
+            same_side = np.sign(d["mean_delta"]) == np.sign(f["mean_delta"])
+            verdict = "inconclusive in" if not excludes_zero else "holds in" if same_side else "reversed in"
+            verdicts[verdict].append(f"{world} {interval_text(d)}")
+        if len(missing) == len(worlds):
+            continue
         rows.append({"axis": f["axis"], "arm": f["arm"], "reference": f["reference"],
-                     "effect (default world)": interval_text(f), "holds in": ", ".join(holds) or "-",
-                     "does not hold in": ", ".join(fails) or "-", "not run in": ", ".join(missing) or "-"})
-    return pd.DataFrame(rows, columns=["axis", "arm", "reference", "effect (default world)", "holds in",
-                                       "does not hold in", "not run in"])
+                     "effect (default world)": interval_text(f),
+                     **{v: "; ".join(w) or "-" for v, w in verdicts.items()}, "not run in": ", ".join(missing) or "-"})
+    return pd.DataFrame(rows, columns=["axis", "arm", "reference", "effect (default world)", *WORLD_VERDICTS,
+                                       "not run in"])
+
+
+def unchecked_findings(summary: pd.DataFrame, references: dict[str, str] | None = None,
+                       metric: str = "pcc_hvg50") -> list[str]:
+    """``axis/arm`` of the default world's findings that no other world re-ran (their arm is outside
+    the robustness subset, ``stflib.grid.axes.ROBUSTNESS_ARMS``, or no world was run)."""
+    references = references or axis_references()
+    found = overview(summary, references, metric)
+    found = found[found["finding"]]
+    checked = set(map(tuple, world_robustness(summary, references, metric)[["axis", "arm"]].to_numpy()))
+    return [f"{a}/{b}" for a, b in found[["axis", "arm"]].to_numpy() if (a, b) not in checked]
 
 
 def findings_text(summary: pd.DataFrame, references: dict[str, str] | None = None,
@@ -140,11 +166,11 @@ def findings_text(summary: pd.DataFrame, references: dict[str, str] | None = Non
     for _, f in found.iterrows():
         direction = "better" if (f["mean_delta"] > 0) == up else "worse"
         worlds = ""
-        if (f["axis"], f["arm"]) in robust.index and (robust.loc[(f["axis"], f["arm"]),
-                                                             ["holds in", "does not hold in", "not run in"]] != "-").any():
+        if (f["axis"], f["arm"]) in robust.index:
             r = robust.loc[(f["axis"], f["arm"])]
-            worlds = (f" Holds in the worlds: {r['holds in']}; does not hold in: {r['does not hold in']}; "
-                      f"not run in: {r['not run in']}.")
+            worlds = " In the other worlds: " + "; ".join(
+                f"{verdict.removesuffix(' in')} in {r[verdict]}" for verdict in (*WORLD_VERDICTS, "not run in")
+                if r[verdict] != "-") + "."
         lines.append(f"- **{f['axis']}**: `{f['arm']}` is {direction} than `{f['reference']}` by {interval_text(f)} "
                      f"(Holm-adjusted p = {f['p_holm']:.3g}; wins {f['wins']} of {f['pairs']} pairs).{worlds}")
     if found.empty:
@@ -185,9 +211,14 @@ def headline(summary: pd.DataFrame, references: dict[str, str] | None = None, me
         robust = world_robustness(summary, references, metric)
         other_worlds = sorted(set(with_design_columns(summary)["world"]) - {DEFAULT_WORLD})
         if other_worlds:
-            everywhere = robust[(robust["does not hold in"] == "-") & (robust["not run in"] == "-")]
-            bullets.append(f"{len(everywhere)} of the {len(robust)} findings hold in every other simulated world "
-                           f"({', '.join(other_worlds)}).")
+            everywhere = robust[(robust["inconclusive in"] == "-") & (robust["reversed in"] == "-")
+                                & (robust["not run in"] == "-")]
+            reversed_ = robust[robust["reversed in"] != "-"]
+            bullets.append(f"Of the {len(robust)} findings re-run in the other simulated worlds "
+                           f"({', '.join(other_worlds)}; 3 pairs each), {len(everywhere)} hold in every one and "
+                           f"{len(reversed_)} reverse in at least one"
+                           + (f" ({', '.join('`' + a + '`' for a in reversed_['arm'])})" if len(reversed_) else "")
+                           + "; the others are inconclusive somewhere.")
         else:
             bullets.append("No other simulated world has been run yet, so no finding has been checked for "
                            "robustness to the simulator's assumptions (`python -m stflib ablate --world all "
