@@ -289,3 +289,19 @@ def test_markdown_table_keeps_long_cells_whole_and_escapes_bars():
     assert lines[3] == "| `mlp` | one two |"
     with pytest.raises(ValueError, match="unknown code columns \\['class'\\]; allowed: name, description"):
         tables.markdown_table(table, code_columns=("class",))
+
+
+def test_headline_reads_the_intervals_of_design_axes_baselines_and_worlds():
+    # bottleneck better than full in both worlds; p2p level; the MLP worse than the reference STF
+    summary = _noisy_summary(worlds=("default", "no-context"), effect={"default": 0.05, "no-context": 0.06})
+    stf = summary[summary["arm"] == "full"].assign(axis="baselines", arm="stf")
+    summary = pd.concat([summary[summary["arm"] != "mlp"], stf,
+                         stf.assign(arm="mlp", pcc_hvg50=stf["pcc_hvg50"] - 0.1 + 0.002 * stf["fold"])])
+    refs = {"interactions": "full", "baselines": "stf"}
+    bullets = findings.headline(summary, refs).splitlines()
+    assert bullets[0].startswith("- 2 of the 4 arms compared differ")
+    assert bullets[1].startswith("- The largest finding of each axis") and "interactions: `bottleneck` vs `full` +0.05" in bullets[1]
+    assert "baselines" not in bullets[1]
+    assert "The reference STF (`stf`) beats `mlp`; is not measurably different from `ridge_probe`" in bullets[2]
+    assert "`bottleneck` vs `full` holds in no-context" in bullets[3] and "None reverses anywhere." in bullets[3]
+    assert "**These results are simulated.**" in bullets[-1]

@@ -77,7 +77,9 @@ unchecked = findings.unchecked_findings(summary)
 if robustness.empty:
     display(Markdown("No finding of the default world has been re-run in another world."))
 else:
-    tables.show_table(robustness, "findings-robustness")
+    # Markdown, not a DataFrame: the cells hold each world's interval and must wrap, not be cut off
+    display(Markdown(tables.markdown_table(robustness, code_columns=("arm", "reference"))))
+    display(Markdown(tables.csv_link(robustness, "findings-robustness")))
 if unchecked:
     display(Markdown("Findings not re-run in any other world (their arms are outside the robustness "
                      "subset): " + ", ".join(f"`{u}`" for u in unchecked) + "."))

@@ -191,35 +191,60 @@ def findings_text(summary: pd.DataFrame, references: dict[str, str] | None = Non
 
 def headline(summary: pd.DataFrame, references: dict[str, str] | None = None, metric: str = "pcc_hvg50") -> str:
     """The book's headline findings in Markdown bullets (the findings page's takeaways, linked from the
-    introduction): how many arms are findings, the largest of them, and how much of the grid is null."""
+    introduction): how many arms are findings, the largest finding of each axis other than the
+    baselines, how the reference STF compares with the baselines, and what the other worlds say."""
     references = references or axis_references()
     deltas = overview(summary, references, metric)
     unpaired = int((deltas["pairs"] == 0).sum())
     deltas = deltas[deltas["pairs"] > 0]
     found = deltas[deltas["finding"]]
     name = metric_info(metric).label
+    up = metric_info(metric).higher_is_better
     n_pairs = int(deltas["pairs"].max()) if len(deltas) else 0
     bullets = [f"{len(found)} of the {len(deltas)} arms compared differ from their axis's reference on {name} "
                f"(Holm-adjusted p < 0.05 across each axis's arms; at most {n_pairs} (fold, seed) pairs per arm); "
                f"the other {len(deltas) - len(found)} made no measurable difference."
                + (f" {unpaired} arms are not compared yet: their runs come from an earlier library version than "
                   "their reference's." if unpaired else "")]
-    if len(found):
-        top = found.reindex(found["mean_delta"].abs().sort_values(ascending=False).index).head(3)
-        bullets.append("Largest findings: " + "; ".join(
+    design = found[found["axis"] != "baselines"]
+    if len(design):
+        # one per axis, so a single axis with large effects (say, the backbones) does not fill the line
+        top = design.loc[design["mean_delta"].abs().groupby(design["axis"]).idxmax()]
+        bullets.append("The largest finding of each axis about STF's design and inputs: " + "; ".join(
             f"{r['axis']}: `{r['arm']}` vs `{r['reference']}` {interval_text(r)}" for _, r in top.iterrows()) + ".")
+    base = deltas[deltas["axis"] == "baselines"]
+    if len(base):
+        reference = base["reference"].iloc[0]
+        # an arm that is worse than the reference is a model the reference beats
+        beaten = base[base["finding"] & ((base["mean_delta"] < 0) == up)]
+        beating = base[base["finding"] & ((base["mean_delta"] > 0) == up)]
+        level = base[~base["finding"]]
+        parts = []
+        if len(beaten):
+            parts.append("beats " + ", ".join(f"`{a}`" for a in beaten["arm"]))
+        if len(beating):
+            parts.append("is beaten by " + ", ".join(f"`{a}` ({interval_text(r)})" for a, r in
+                                                     beating.set_index("arm").iterrows()))
+        if len(level):
+            parts.append("is not measurably different from " + ", ".join(
+                f"`{a}` ({interval_text(r)})" for a, r in level.set_index("arm").iterrows()))
+        bullets.append(f"The reference STF (`{reference}`) " + "; ".join(parts) + " (differences are the baseline "
+                       f"minus `{reference}`).")
+    if len(found):
         robust = world_robustness(summary, references, metric)
         other_worlds = sorted(set(with_design_columns(summary)["world"]) - {DEFAULT_WORLD})
-        if other_worlds:
-            everywhere = robust[(robust["inconclusive in"] == "-") & (robust["reversed in"] == "-")
-                                & (robust["not run in"] == "-")]
+        if other_worlds and len(robust):
             reversed_ = robust[robust["reversed in"] != "-"]
-            bullets.append(f"Of the {len(robust)} findings re-run in the other simulated worlds "
-                           f"({', '.join(other_worlds)}; 3 pairs each), {len(everywhere)} hold in every one and "
-                           f"{len(reversed_)} reverse in at least one"
-                           + (f" ({', '.join('`' + a + '`' for a in reversed_['arm'])})" if len(reversed_) else "")
-                           + "; the others are inconclusive somewhere.")
-        else:
+            per_finding = []
+            for _, r in robust.iterrows():
+                said = [f"{v.removesuffix(' in')} in " + ", ".join(w.split(" ")[0] for w in r[v].split("; "))
+                        for v in WORLD_VERDICTS if r[v] != "-"]
+                per_finding.append(f"`{r['arm']}` vs `{r['reference']}` " + ", ".join(said))
+            bullets.append(f"In the other simulated worlds ({', '.join(other_worlds)}; 3 pairs each), "
+                           f"{len(robust)} findings were re-run: " + "; ".join(per_finding) + ". "
+                           + ("None reverses anywhere." if reversed_.empty else
+                              f"{len(reversed_)} reverse{'s' if len(reversed_) == 1 else ''} somewhere."))
+        elif not other_worlds:
             bullets.append("No other simulated world has been run yet, so no finding has been checked for "
                            "robustness to the simulator's assumptions (`python -m stflib ablate --world all "
                            "--folds 3` runs the robustness subset in each).")
