@@ -128,6 +128,13 @@ else:
     print(f"{len(runs)} run folders, {len(executed)} executions ({(executed['status'] == 'ok').sum()} ok); "
           f"busy wall time {busy:.2f} h; sum of run durations {executed['seconds'].sum() / 3600:.2f} h")
     tables.show_table(tables.grid_cost(runs), "grid-cost-per-axis")
+    trimmed = executed[executed["malloc_trim"].astype(bool)]
+    if len(trimmed):
+        print(f"{len(trimmed)} executions ({', '.join(sorted(trimmed['axis'].unique()))}) ran with Dask's malloc "
+              "trimming (see below): they cost more hours here than the same runs cost with today's runner.")
+    else:
+        print("No committed execution ran with Dask's malloc trimming (see below): the busy wall time is what "
+              "the grid costs with today's runner.")
 
 # %% [markdown]
 # The table is the grid's cost per axis from the runs' `run.json` (a run shared by two axes, such
@@ -138,7 +145,7 @@ else:
 # Dask's worker processes. With it, glibc returned memory to the system after nearly every training
 # step and much of each run's CPU time went to system calls; the runner now removes it
 # (`stflib.grid.runner.kernel_environment`, which records the environment in `run.json`), with
-# identical metrics. The axes run before that change cost more hours here than the same grid costs now.
+# identical metrics.
 
 # %% [markdown]
 # ### On a GPU
