@@ -134,6 +134,25 @@ def test_world_robustness_says_where_a_finding_holds():
     assert "**No measurable difference**" in text and "`p2p`" in text.split("**No measurable difference**")[1]
 
 
+def test_world_verdicts_are_one_row_per_finding_and_world():
+    summary = _noisy_summary(worlds=("default", "no-context", "strong-patient", "pathway-misspecified"),
+                             effect={"default": 0.05, "no-context": 0.06, "strong-patient": -0.05,
+                                     "pathway-misspecified": 0.05})
+    summary = summary[~((summary["world"] == "pathway-misspecified") & (summary["arm"] == "bottleneck"))]
+    long = findings.world_verdicts(summary, {"interactions": "full"}).set_index("world")
+    assert list(long.index) == ["no-context", "pathway-misspecified", "strong-patient"]
+    assert (long["arm"] == "bottleneck").all() and (long["default_pairs"] == 6).all()
+    assert long.loc["no-context", "verdict"] == "holds in" and long.loc["no-context", "mean_delta"] > 0.05
+    assert long.loc["strong-patient", "verdict"] == "reversed in" and long.loc["strong-patient", "ci_high"] < 0
+    assert long.loc["pathway-misspecified", "verdict"] == "not run in"
+    assert np.isnan(long.loc["pathway-misspecified", "mean_delta"]) and long.loc["pathway-misspecified", "pairs"] == 0
+    # the table and the unchecked list read a precomputed long table the same way they read the runs
+    verdicts = findings.world_verdicts(summary, {"interactions": "full"})
+    assert findings.world_robustness(summary, {"interactions": "full"}, verdicts=verdicts).equals(
+        findings.world_robustness(summary, {"interactions": "full"}))
+    assert findings.unchecked_findings(summary, {"interactions": "full"}, verdicts=verdicts) == []
+
+
 def test_stale_banner_counts_runs_of_an_earlier_library():
     runs = pd.DataFrame({"axis": ["losses", "losses", "context"], "code_version": ["old", "new", "old"]})
     text = pages.stale_banner(runs, current="new")
@@ -304,4 +323,5 @@ def test_headline_reads_the_intervals_of_design_axes_baselines_and_worlds():
     assert "baselines" not in bullets[1]
     assert "The reference STF (`stf`) beats `mlp`; is not measurably different from `ridge_probe`" in bullets[2]
     assert "`bottleneck` vs `full` holds in no-context" in bullets[3] and "None reverses anywhere." in bullets[3]
+    assert "(no-context; 6 pairs each)" in bullets[3]  # counted from the runs, not typed
     assert "**These results are simulated.**" in bullets[-1]

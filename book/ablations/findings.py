@@ -72,8 +72,9 @@ display(Markdown(findings.findings_text(summary)))
 # reference was not run.
 
 # %%
-robustness = findings.world_robustness(summary)
-unchecked = findings.unchecked_findings(summary)
+verdicts = findings.world_verdicts(summary)  # computed once, formatted twice below
+robustness = findings.world_robustness(summary, verdicts=verdicts)
+unchecked = findings.unchecked_findings(summary, verdicts=verdicts)
 if robustness.empty:
     display(Markdown("No finding of the default world has been re-run in another world."))
 else:

@@ -94,57 +94,82 @@ def simulation_note(summary: pd.DataFrame) -> str:
 WORLD_VERDICTS = ("holds in", "inconclusive in", "reversed in")
 
 
-def world_robustness(summary: pd.DataFrame, references: dict[str, str] | None = None,
-                     metric: str = "pcc_hvg50") -> pd.DataFrame:
-    """For each finding of the default world that was re-run in another world, what it does there.
+def world_verdicts(summary: pd.DataFrame, references: dict[str, str] | None = None,
+                   metric: str = "pcc_hvg50") -> pd.DataFrame:
+    """What each finding of the default world does in every other world, one row per (finding, world).
 
     In each other world the arm is paired with the same reference on the same folds and seeds. The
     finding *holds* there when the difference has the same sign and its 95 % interval excludes zero;
     it is *reversed* when the interval excludes zero on the other side; otherwise it is
     *inconclusive* (the interval crosses zero: with the worlds' 3 pairs that is often a matter of
-    power, not of the effect). Each world is listed with its effect and interval. Worlds where the
-    arm or its reference was not run are ``not run in``; findings run in no other world are left out
-    (:func:`unchecked_findings` lists them).
+    power, not of the effect). A world where the arm or its reference was not run gets the verdict
+    ``not run in`` and no interval. Columns: axis, arm, reference, the default world's ``mean_delta``,
+    ``ci_low``, ``ci_high``, ``pairs`` (prefixed ``default_``), world, verdict and that world's
+    ``mean_delta``, ``ci_low``, ``ci_high``, ``pairs``.
     """
     references = references or axis_references()
     summary = with_design_columns(summary)
     findings = overview(summary, references, metric)
     findings = findings[findings["finding"]]
     worlds = [w for w in sorted(summary["world"].unique()) if w != DEFAULT_WORLD]
+    columns = ["axis", "arm", "reference", "default_mean_delta", "default_ci_low", "default_ci_high", "default_pairs",
+               "world", "verdict", "mean_delta", "ci_low", "ci_high", "pairs"]
     rows = []
     for _, f in findings.iterrows():
-        verdicts: dict[str, list[str]] = {v: [] for v in WORLD_VERDICTS}
-        missing = []
+        finding = {"axis": f["axis"], "arm": f["arm"], "reference": f["reference"],
+                   **{f"default_{k}": f[k] for k in ("mean_delta", "ci_low", "ci_high", "pairs")}}
         for world in worlds:
             there = summary[(summary["world"] == world) & (summary["axis"] == f["axis"])]
-            if not {f["arm"], f["reference"]} <= set(there["arm"]):
-                missing.append(world)
-                continue
-            d = paired_deltas(summary, f["axis"], f["reference"], metric, world).loc[f["arm"]]
-            if int(d["pairs"]) == 0:
-                missing.append(world)
+            d = None
+            if {f["arm"], f["reference"]} <= set(there["arm"]):
+                d = paired_deltas(summary, f["axis"], f["reference"], metric, world).loc[f["arm"]]
+            if d is None or int(d["pairs"]) == 0:
+                rows.append({**finding, "world": world, "verdict": "not run in", "mean_delta": np.nan,
+                             "ci_low": np.nan, "ci_high": np.nan, "pairs": 0})
                 continue
             excludes_zero = d["ci_low"] > 0 or d["ci_high"] < 0
             same_side = np.sign(d["mean_delta"]) == np.sign(f["mean_delta"])
             verdict = "inconclusive in" if not excludes_zero else "holds in" if same_side else "reversed in"
-            verdicts[verdict].append(f"{world} {interval_text(d)}")
-        if len(missing) == len(worlds):
+            rows.append({**finding, "world": world, "verdict": verdict,
+                         **{k: d[k] for k in ("mean_delta", "ci_low", "ci_high", "pairs")}})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def world_robustness(summary: pd.DataFrame, references: dict[str, str] | None = None,
+                     metric: str = "pcc_hvg50", verdicts: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The robustness table: one row per finding of the default world that was re-run in another
+    world, with the worlds where it holds, is inconclusive or is reversed (each with its effect and
+    interval) and the worlds where it was not run. Findings run in no other world are left out
+    (:func:`unchecked_findings` lists them). ``verdicts``: :func:`world_verdicts`' table, if already
+    computed."""
+    if verdicts is None:
+        verdicts = world_verdicts(summary, references, metric)
+    rows = []
+    for (axis, arm), per_world in verdicts.groupby(["axis", "arm"], sort=False):
+        if (per_world["verdict"] == "not run in").all():
             continue
-        rows.append({"axis": f["axis"], "arm": f["arm"], "reference": f["reference"],
-                     "effect (default world)": interval_text(f),
-                     **{v: "; ".join(w) or "-" for v, w in verdicts.items()}, "not run in": ", ".join(missing) or "-"})
+        first = per_world.iloc[0]
+        effect = interval_text({k: first[f"default_{k}"] for k in ("mean_delta", "ci_low", "ci_high", "pairs")})
+        cells = {v: "; ".join(f"{w['world']} {interval_text(w)}" for _, w in per_world[per_world["verdict"] == v].iterrows())
+                 or "-" for v in WORLD_VERDICTS}
+        missing = ", ".join(per_world.loc[per_world["verdict"] == "not run in", "world"]) or "-"
+        rows.append({"axis": axis, "arm": arm, "reference": first["reference"], "effect (default world)": effect,
+                     **cells, "not run in": missing})
     return pd.DataFrame(rows, columns=["axis", "arm", "reference", "effect (default world)", *WORLD_VERDICTS,
                                        "not run in"])
 
 
 def unchecked_findings(summary: pd.DataFrame, references: dict[str, str] | None = None,
-                       metric: str = "pcc_hvg50") -> list[str]:
+                       metric: str = "pcc_hvg50", verdicts: pd.DataFrame | None = None) -> list[str]:
     """``axis/arm`` of the default world's findings that no other world re-ran (their arm is outside
-    the robustness subset, ``stflib.grid.axes.ROBUSTNESS_ARMS``, or no world was run)."""
+    the robustness subset, ``stflib.grid.axes.ROBUSTNESS_ARMS``, or no world was run). ``verdicts``:
+    :func:`world_verdicts`' table, if already computed."""
     references = references or axis_references()
+    if verdicts is None:
+        verdicts = world_verdicts(summary, references, metric)
     found = overview(summary, references, metric)
     found = found[found["finding"]]
-    checked = set(map(tuple, world_robustness(summary, references, metric)[["axis", "arm"]].to_numpy()))
+    checked = {(a, b) for (a, b), v in verdicts.groupby(["axis", "arm"]) if (v["verdict"] != "not run in").any()}
     return [f"{a}/{b}" for a, b in found[["axis", "arm"]].to_numpy() if (a, b) not in checked]
 
 
@@ -231,19 +256,22 @@ def headline(summary: pd.DataFrame, references: dict[str, str] | None = None, me
         bullets.append(f"The reference STF (`{reference}`) " + "; ".join(parts) + " (differences are the baseline "
                        f"minus `{reference}`).")
     if len(found):
-        robust = world_robustness(summary, references, metric)
+        verdicts = world_verdicts(summary, references, metric)
         other_worlds = sorted(set(with_design_columns(summary)["world"]) - {DEFAULT_WORLD})
-        if other_worlds and len(robust):
-            reversed_ = robust[robust["reversed in"] != "-"]
+        rerun = verdicts.groupby(["axis", "arm"], sort=False).filter(lambda v: (v["verdict"] != "not run in").any())
+        if other_worlds and len(rerun):
             per_finding = []
-            for _, r in robust.iterrows():
-                said = [f"{v.removesuffix(' in')} in " + ", ".join(w.split(" ")[0] for w in r[v].split("; "))
-                        for v in WORLD_VERDICTS if r[v] != "-"]
-                per_finding.append(f"`{r['arm']}` vs `{r['reference']}` " + ", ".join(said))
-            bullets.append(f"In the other simulated worlds ({', '.join(other_worlds)}; 3 pairs each), "
-                           f"{len(robust)} findings were re-run: " + "; ".join(per_finding) + ". "
-                           + ("None reverses anywhere." if reversed_.empty else
-                              f"{len(reversed_)} reverse{'s' if len(reversed_) == 1 else ''} somewhere."))
+            for (_, arm), v in rerun.groupby(["axis", "arm"], sort=False):
+                said = [f"{verdict.removesuffix(' in')} in " + ", ".join(v.loc[v["verdict"] == verdict, "world"])
+                        for verdict in WORLD_VERDICTS if (v["verdict"] == verdict).any()]
+                per_finding.append(f"`{arm}` vs `{v['reference'].iloc[0]}` " + ", ".join(said))
+            pairs = sorted({int(n) for n in rerun.loc[rerun["verdict"] != "not run in", "pairs"]})
+            pairs_text = f"{pairs[0]} pairs each" if len(pairs) == 1 else f"{pairs[0]} to {pairs[-1]} pairs"
+            n_reversed = rerun.loc[rerun["verdict"] == "reversed in", ["axis", "arm"]].drop_duplicates().shape[0]
+            bullets.append(f"In the other simulated worlds ({', '.join(other_worlds)}; {pairs_text}), "
+                           f"{len(per_finding)} findings were re-run: " + "; ".join(per_finding) + ". "
+                           + ("None reverses anywhere." if n_reversed == 0 else
+                              f"{n_reversed} reverse{'s' if n_reversed == 1 else ''} somewhere."))
         elif not other_worlds:
             bullets.append("No other simulated world has been run yet, so no finding has been checked for "
                            "robustness to the simulator's assumptions (`python -m stflib ablate --world all "
