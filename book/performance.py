@@ -144,8 +144,10 @@ else:
 # The last column counts the executions whose kernel inherited `MALLOC_TRIM_THRESHOLD_=65536` from
 # Dask's worker processes. With it, glibc returned memory to the system after nearly every training
 # step and much of each run's CPU time went to system calls; the runner now removes it
-# (`stflib.grid.runner.kernel_environment`, which records the environment in `run.json`), with
-# identical metrics.
+# (`stflib.grid.runner.kernel_environment`, which records the environment in `run.json`). A run
+# executed again gives the same metrics up to the floating-point non-determinism of CPU training:
+# the closed-form and numpy models exactly, the torch models within a few thousandths of PCC, which
+# is why the grid repeats every arm over folds and seeds instead of trusting one execution.
 
 # %% [markdown]
 # ### On a GPU
