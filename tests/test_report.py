@@ -109,11 +109,17 @@ def test_simulation_note_names_worlds_and_real_data():
     assert "world `default`" in note and "read real data from `/data/hest`" in note
 
 
-def test_world_robustness_says_where_a_finding_holds():
+def _four_world_summary():
+    """`bottleneck` better than `full` in the default world: it holds in no-context, reverses in
+    strong-patient and was not run in pathway-misspecified."""
     summary = _noisy_summary(worlds=("default", "no-context", "strong-patient", "pathway-misspecified"),
                              effect={"default": 0.05, "no-context": 0.06, "strong-patient": -0.05,
                                      "pathway-misspecified": 0.05})
-    summary = summary[~((summary["world"] == "pathway-misspecified") & (summary["arm"] == "bottleneck"))]
+    return summary[~((summary["world"] == "pathway-misspecified") & (summary["arm"] == "bottleneck"))]
+
+
+def test_world_robustness_says_where_a_finding_holds():
+    summary = _four_world_summary()
     table = findings.world_robustness(summary, {"interactions": "full"}).set_index("arm")
     assert list(table.index) == ["bottleneck"]  # the only finding of the default world
     row = table.loc["bottleneck"]
@@ -135,10 +141,7 @@ def test_world_robustness_says_where_a_finding_holds():
 
 
 def test_world_verdicts_are_one_row_per_finding_and_world():
-    summary = _noisy_summary(worlds=("default", "no-context", "strong-patient", "pathway-misspecified"),
-                             effect={"default": 0.05, "no-context": 0.06, "strong-patient": -0.05,
-                                     "pathway-misspecified": 0.05})
-    summary = summary[~((summary["world"] == "pathway-misspecified") & (summary["arm"] == "bottleneck"))]
+    summary = _four_world_summary()
     long = findings.world_verdicts(summary, {"interactions": "full"}).set_index("world")
     assert list(long.index) == ["no-context", "pathway-misspecified", "strong-patient"]
     assert (long["arm"] == "bottleneck").all() and (long["default_pairs"] == 6).all()
