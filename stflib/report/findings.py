@@ -92,6 +92,7 @@ def simulation_note(summary: pd.DataFrame) -> str:
 
 # what a default-world finding does in another world, by that world's paired comparison
 WORLD_VERDICTS = ("holds in", "inconclusive in", "reversed in")
+INTERVAL_COLUMNS = ("mean_delta", "ci_low", "ci_high", "pairs")  # what interval_text reads
 
 
 def world_verdicts(summary: pd.DataFrame, references: dict[str, str] | None = None,
@@ -117,7 +118,7 @@ def world_verdicts(summary: pd.DataFrame, references: dict[str, str] | None = No
     rows = []
     for _, f in findings.iterrows():
         finding = {"axis": f["axis"], "arm": f["arm"], "reference": f["reference"],
-                   **{f"default_{k}": f[k] for k in ("mean_delta", "ci_low", "ci_high", "pairs")}}
+                   **{f"default_{k}": f[k] for k in INTERVAL_COLUMNS}}
         for world in worlds:
             there = summary[(summary["world"] == world) & (summary["axis"] == f["axis"])]
             d = None
@@ -131,8 +132,13 @@ def world_verdicts(summary: pd.DataFrame, references: dict[str, str] | None = No
             same_side = np.sign(d["mean_delta"]) == np.sign(f["mean_delta"])
             verdict = "inconclusive in" if not excludes_zero else "holds in" if same_side else "reversed in"
             rows.append({**finding, "world": world, "verdict": verdict,
-                         **{k: d[k] for k in ("mean_delta", "ci_low", "ci_high", "pairs")}})
+                         **{k: d[k] for k in INTERVAL_COLUMNS}})
     return pd.DataFrame(rows, columns=columns)
+
+
+def rerun_verdicts(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """The rows of :func:`world_verdicts` whose finding was re-run in at least one other world."""
+    return verdicts.groupby(["axis", "arm"], sort=False).filter(lambda v: (v["verdict"] != "not run in").any())
 
 
 def world_robustness(summary: pd.DataFrame, references: dict[str, str] | None = None,
@@ -145,11 +151,9 @@ def world_robustness(summary: pd.DataFrame, references: dict[str, str] | None = 
     if verdicts is None:
         verdicts = world_verdicts(summary, references, metric)
     rows = []
-    for (axis, arm), per_world in verdicts.groupby(["axis", "arm"], sort=False):
-        if (per_world["verdict"] == "not run in").all():
-            continue
+    for (axis, arm), per_world in rerun_verdicts(verdicts).groupby(["axis", "arm"], sort=False):
         first = per_world.iloc[0]
-        effect = interval_text({k: first[f"default_{k}"] for k in ("mean_delta", "ci_low", "ci_high", "pairs")})
+        effect = interval_text({k: first[f"default_{k}"] for k in INTERVAL_COLUMNS})
         cells = {v: "; ".join(f"{w['world']} {interval_text(w)}" for _, w in per_world[per_world["verdict"] == v].iterrows())
                  or "-" for v in WORLD_VERDICTS}
         missing = ", ".join(per_world.loc[per_world["verdict"] == "not run in", "world"]) or "-"
@@ -169,7 +173,7 @@ def unchecked_findings(summary: pd.DataFrame, references: dict[str, str] | None 
         verdicts = world_verdicts(summary, references, metric)
     found = overview(summary, references, metric)
     found = found[found["finding"]]
-    checked = {(a, b) for (a, b), v in verdicts.groupby(["axis", "arm"]) if (v["verdict"] != "not run in").any()}
+    checked = set(map(tuple, rerun_verdicts(verdicts)[["axis", "arm"]].to_numpy()))
     return [f"{a}/{b}" for a, b in found[["axis", "arm"]].to_numpy() if (a, b) not in checked]
 
 
@@ -258,7 +262,7 @@ def headline(summary: pd.DataFrame, references: dict[str, str] | None = None, me
     if len(found):
         verdicts = world_verdicts(summary, references, metric)
         other_worlds = sorted(set(with_design_columns(summary)["world"]) - {DEFAULT_WORLD})
-        rerun = verdicts.groupby(["axis", "arm"], sort=False).filter(lambda v: (v["verdict"] != "not run in").any())
+        rerun = rerun_verdicts(verdicts)
         if other_worlds and len(rerun):
             per_finding = []
             for (_, arm), v in rerun.groupby(["axis", "arm"], sort=False):
