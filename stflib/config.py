@@ -81,6 +81,7 @@ PARAMETERS: tuple[Param, ...] = (
     Param("n_neighbors", None, int, "None: the reference (18 for STF with h2h, else 0); 0: patches attend to the whole slide; k > 0: h2h attention restricted to each spot's k nearest spots (ridge_probe and mlp: input [own features, mean of the k nearest spots' features])", "seed flag", nullable=True),
     # additions
     Param("positional_encoding", "sinusoidal", str, "2D positional encoding of the patch tokens", "model", POSITIONAL_ENCODINGS),
+    Param("balance_h2p", True, bool, "STF: a learnable per-head offset on the patches' attention logits for the pathway keys, starting at -log P, so the P pathway tokens start with the weight of one neighbour (False: the seed's plain softmax, where 50 tokens take most of a patch's attention)", "model"),
     Param("output_mode", "dense", str, "dense: one prediction per spot; global: one (mean-pooled) prediction per slide", "model", OUTPUT_MODES),
     Param("standardize_features", True, bool, "z-score each feature with the training fold's mean and sd (as HEST-Bench's probe does)", "training"),
     Param("center_targets", True, bool, "standardise every gene with the training fold's mean and sd: the model predicts standardised targets and the MSE is computed on them (False: raw targets, the seed's scale)", "training"),

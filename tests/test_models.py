@@ -176,7 +176,7 @@ def test_blocked_quadrants_pass_no_gradient(quads, batch):
     valid; blocked quadrants and padding get exactly zero attention in the maps."""
     _, _, pad = batch
     torch.manual_seed(0)
-    block = stf.TransformerBlock(D, 2).double()
+    block = stf.TransformerBlock(D, 2, h2p_logit_init=-1.0).double()  # the offset must not open a quadrant
     key_valid = torch.cat([torch.ones(B, P, dtype=torch.bool), ~pad], 1)
     x = torch.randn(B, P + S, D, dtype=torch.float64)
     expected = interaction_mask(P, S, quads).unsqueeze(0) & key_valid.unsqueeze(1) | torch.eye(P + S, dtype=torch.bool)
@@ -189,6 +189,40 @@ def test_blocked_quadrants_pass_no_gradient(quads, batch):
     _, weights = block(x, plan, need_weights=True)
     assert (weights[~expected.unsqueeze(1).expand_as(weights)] == 0).all()
     torch.testing.assert_close(weights.sum(-1), torch.ones_like(weights.sum(-1)))
+
+
+@pytest.mark.parametrize("n_neighbors", [0, 3])
+def test_h2p_offset_sets_the_pathway_share_at_a_uniform_start(n_neighbors, batch):
+    """With equal logits, a patch gives its pathway keys P e^b / (P e^b + n) of its attention, n its
+    other keys; balance_h2p (b = -log P) makes that 1 / (1 + n), and all three impls agree."""
+    features, coords, pad = batch
+    for balance in (False, True):
+        torch.manual_seed(0)
+        model = small_model("all", n_neighbors=n_neighbors, balance_h2p=balance).double()
+        block = model.encoder.layers[0]
+        with torch.no_grad():
+            block.qkv.weight.zero_()
+            block.qkv.bias.zero_()  # q = k = 0: every allowed logit is the offset or 0
+        assert (block.h2p_logit is not None) == balance
+        valid = ~pad
+        plan = model.attention_plan(coords.double(), valid, impl="explicit")
+        x = torch.randn(B, P + S, D, dtype=torch.float64)
+        _, weights = block(x, plan, need_weights=True)  # (B,H,T,T)
+        share = weights[:, :, P:, :P].sum(-1)  # (B,H,S)
+        n_other = plan.dense_allowed()[:, 0, P:, P:].sum(-1)  # (B,S): the patch keys a patch may read
+        expected = (1.0 / (1.0 + n_other) if balance else P / (P + n_other)).double()
+        for b in range(B):
+            torch.testing.assert_close(share[b][:, valid[b]], expected[b][valid[b]].expand(share.shape[1], -1))
+        outs = [block(x, model.attention_plan(coords.double(), valid, impl=i))[0] for i in ("fast", "reference")]
+        for out in outs:
+            torch.testing.assert_close(out[torch.cat([torch.ones(B, P, dtype=torch.bool), valid], 1)],
+                                       block(x, plan)[0][torch.cat([torch.ones(B, P, dtype=torch.bool), valid], 1)])
+
+
+def test_balance_h2p_needs_h2p():
+    """Without the h2p flow there is nothing to balance: no offset parameter is created."""
+    model = small_model("p2p,p2h,h2h")
+    assert all(layer.h2p_logit is None for layer in model.encoder.layers)
 
 
 @pytest.mark.parametrize("quads", [q for q in SUBSETS if not q & {"p2h", "h2h"}], ids=lambda q: "+".join(sorted(q)))

@@ -87,6 +87,12 @@ ARMS: dict[str, Axis] = {
         "k6_pcc": {"n_neighbors": 6, "loss": "pcc"},
     }),
     "baselines": Axis("stf", _baseline_arms()),
+    # how patches read the pathway tokens (h2p): the seed's plain softmax over [50 pathways + neighbours],
+    # or a learnable per-head logit offset on the pathway keys that starts at -log P (the default)
+    "h2p_balance": Axis("plain", {
+        "plain": {"balance_h2p": False},  # the seed's attention
+        "balanced": {},  # the default STF
+    }),
 }
 
 

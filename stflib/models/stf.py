@@ -294,7 +294,15 @@ class AttentionPlan:
         return (allowed | eye).unsqueeze(1)
 
 
-def attend_reference(q: Tensor, k: Tensor, v: Tensor, plan: AttentionPlan, dropout_p: float) -> Tensor:
+def h2p_logit_block(h2p_logit: Tensor, P: int, T: int) -> Tensor:
+    """The (1, H, T, T) additive logits that put one learnable offset per head on the h2p quadrant
+    (patch queries, pathway keys) and 0 elsewhere."""
+    H, S = h2p_logit.shape[0], T - P
+    return F.pad(h2p_logit.view(1, H, 1, 1).expand(1, H, S, P), (0, T - P, P, 0))
+
+
+def attend_reference(q: Tensor, k: Tensor, v: Tensor, plan: AttentionPlan, dropout_p: float,
+                     h2p_logit: Tensor | None = None) -> Tensor:
     """What ``nn.TransformerEncoder`` does with a (T, T) mask and a key-padding mask: merge them into
     one additive float mask of shape (B, H, T, T) and call the attention kernel. O(T^2) whatever
     the mask says. (B, H, T, d) -> (B, H, T, d)
@@ -302,15 +310,20 @@ def attend_reference(q: Tensor, k: Tensor, v: Tensor, plan: AttentionPlan, dropo
     B, H, T, _ = q.shape
     allowed = plan.dense_allowed()  # (B, 1, T, T)
     additive = torch.zeros(B, H, T, T, dtype=q.dtype, device=q.device)
-    additive.masked_fill_(~allowed, float("-inf"))
+    if h2p_logit is not None:
+        additive = additive + h2p_logit_block(h2p_logit, plan.num_pathways, T)
+    additive = additive.masked_fill(~allowed, float("-inf"))
     return F.scaled_dot_product_attention(q, k, v, attn_mask=additive, dropout_p=dropout_p)
 
 
-def attend_explicit(q: Tensor, k: Tensor, v: Tensor, plan: AttentionPlan, dropout_p: float) -> tuple[Tensor, Tensor]:
-    """softmax(q k^T / sqrt(d) + mask) v written out; returns the weights actually applied to v
-    (after dropout, if any), so they are exactly the maps behind the prediction. (B, H, T, T)"""
+def attend_explicit(q: Tensor, k: Tensor, v: Tensor, plan: AttentionPlan, dropout_p: float,
+                    h2p_logit: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """softmax(q k^T / sqrt(d) + h2p offset + mask) v written out; returns the weights actually
+    applied to v (after dropout, if any), so they are exactly the maps behind the prediction. (B, H, T, T)"""
     scale = q.shape[-1] ** -0.5
     scores = (q @ k.transpose(-2, -1)) * scale  # (B, H, T, T)
+    if h2p_logit is not None:
+        scores = scores + h2p_logit_block(h2p_logit, plan.num_pathways, scores.shape[-1])
     scores = scores.masked_fill(~plan.dense_allowed(), float("-inf"))
     weights = F.dropout(scores.softmax(-1), p=dropout_p)
     return weights @ v, weights
@@ -323,7 +336,8 @@ def _self_only(v: Tensor, dropout_p: float) -> Tensor:
     return F.dropout(torch.ones_like(v[..., :1]), p=dropout_p) * v
 
 
-def attend_fast(q: Tensor, k: Tensor, v: Tensor, plan: AttentionPlan, dropout_p: float) -> Tensor:
+def attend_fast(q: Tensor, k: Tensor, v: Tensor, plan: AttentionPlan, dropout_p: float,
+                h2p_logit: Tensor | None = None) -> Tensor:
     """Same result as ``attend_reference`` on every non-padding query, never a T x T tensor unless h2h
     needs one. Queries are split by group:
 
@@ -334,12 +348,14 @@ def attend_fast(q: Tensor, k: Tensor, v: Tensor, plan: AttentionPlan, dropout_p:
       in local-context mode keys = [pathways] + k neighbours, gathered: O(S*(P+K)).
     - patch queries without h2h: keys = [P pathway tokens (h2p)] + the patch itself: a per-row
       softmax over P + 1 scores (the self score is the extra column): O(S*P).
+
+    ``h2p_logit`` (H,), when given, is added to every patch query's logits for the pathway keys.
     """
     P = plan.num_pathways
     quads, local = plan.quadrants, plan.neighbours is not None
     key_mask = plan.key_valid[:, None, None, :] if plan.has_padding else None  # (B,1,1,T)
 
-    if quads == frozenset(QUADRANTS) and not local:
+    if quads == frozenset(QUADRANTS) and not local and h2p_logit is None:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, dropout_p=dropout_p)
 
     q_p, q_h = q[:, :, :P], q[:, :, P:]  # (B,H,P,d), (B,H,S,d)
@@ -362,7 +378,7 @@ def attend_fast(q: Tensor, k: Tensor, v: Tensor, plan: AttentionPlan, dropout_p:
 
     # -- patch queries
     if "h2h" in quads and local:
-        out_h = _attend_neighbours(q_h, k_p, v_p, k_h, v_h, plan, dropout_p)
+        out_h = _attend_neighbours(q_h, k_p, v_p, k_h, v_h, plan, dropout_p, h2p_logit)
     elif "h2h" in quads:
         patch_valid = plan.key_valid[:, P:]
         # a slide that is all padding would leave its patch rows with no key: let them see themselves
@@ -370,6 +386,9 @@ def attend_fast(q: Tensor, k: Tensor, v: Tensor, plan: AttentionPlan, dropout_p:
         if "h2p" in quads:
             keys, values = k, v
             mask = torch.cat([plan.key_valid[:, :P], patch_valid], 1)[:, None, None] if plan.has_padding else None
+            if h2p_logit is not None:  # (1,H,1,T) offsets on the pathway keys, -inf on padding
+                offsets = F.pad(h2p_logit.view(1, -1, 1, 1).expand(1, -1, 1, P), (0, k_h.shape[2])).to(q.dtype)
+                mask = offsets if mask is None else offsets.masked_fill(~mask, float("-inf"))
         else:
             keys, values = k_h, v_h
             mask = patch_valid[:, None, None] if plan.has_padding else None
@@ -377,6 +396,8 @@ def attend_fast(q: Tensor, k: Tensor, v: Tensor, plan: AttentionPlan, dropout_p:
     elif "h2p" in quads:
         scale = q.shape[-1] ** -0.5
         to_pathways = (q_h @ k_p.transpose(-2, -1)) * scale  # (B,H,S,P)
+        if h2p_logit is not None:
+            to_pathways = to_pathways + h2p_logit.view(1, -1, 1, 1)
         to_self = (q_h * k_h).sum(-1, keepdim=True) * scale  # (B,H,S,1)
         weights = F.dropout(torch.cat([to_pathways, to_self], -1).softmax(-1), p=dropout_p)  # (B,H,S,P+1)
         out_h = weights[..., :P] @ v_p + weights[..., P:] * v_h
@@ -385,7 +406,8 @@ def attend_fast(q: Tensor, k: Tensor, v: Tensor, plan: AttentionPlan, dropout_p:
     return torch.cat([out_p, out_h], dim=2)
 
 
-def _attend_neighbours(q_h, k_p, v_p, k_h, v_h, plan: AttentionPlan, dropout_p: float) -> Tensor:
+def _attend_neighbours(q_h, k_p, v_p, k_h, v_h, plan: AttentionPlan, dropout_p: float,
+                       h2p_logit: Tensor | None = None) -> Tensor:
     """Local context: each patch reads [pathways (h2p)] + itself + its k nearest neighbours."""
     B, H, S, d = q_h.shape
     P, K = k_p.shape[2], plan.neighbours.shape[-1]
@@ -397,6 +419,8 @@ def _attend_neighbours(q_h, k_p, v_p, k_h, v_h, plan: AttentionPlan, dropout_p: 
     to_nb = to_nb.masked_fill(~plan.neighbour_valid[:, None], float("-inf"))
     if "h2p" in plan.quadrants:
         to_pathways = (q_h @ k_p.transpose(-2, -1)) * scale  # (B,H,S,P)
+        if h2p_logit is not None:
+            to_pathways = to_pathways + h2p_logit.view(1, -1, 1, 1)
         weights = F.dropout(torch.cat([to_pathways, to_nb], -1).softmax(-1), p=dropout_p)
         w_p, w_nb = weights[..., :P], weights[..., P:]
         return w_p @ v_p + (w_nb.unsqueeze(-1) * v_nb).sum(3)
@@ -414,9 +438,12 @@ class TransformerBlock(nn.Module):
 
     Parameter-for-parameter the same computation as ``nn.TransformerEncoderLayer(norm_first=True,
     activation="gelu", batch_first=True)`` (tests check it), with attention chosen by the plan.
+    ``h2p_logit_init``: when given, the block also learns one logit offset per head that is added to
+    every patch query's scores for the pathway keys (the h2p quadrant), starting at this value.
     """
 
-    def __init__(self, dim: int, n_heads: int, ff_mult: int = 4, dropout: float = 0.0):
+    def __init__(self, dim: int, n_heads: int, ff_mult: int = 4, dropout: float = 0.0,
+                 h2p_logit_init: float | None = None):
         super().__init__()
         if dim % n_heads:
             raise ValueError(f"token_dim ({dim}) must be divisible by n_heads ({n_heads})")
@@ -429,6 +456,7 @@ class TransformerBlock(nn.Module):
             nn.Linear(dim, ff_mult * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ff_mult * dim, dim)
         )
         self.drop = nn.Dropout(dropout)
+        self.h2p_logit = None if h2p_logit_init is None else nn.Parameter(torch.full((n_heads,), float(h2p_logit_init)))
 
     def forward(self, x: Tensor, plan: AttentionPlan, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
         B, T, D = x.shape
@@ -437,11 +465,11 @@ class TransformerBlock(nn.Module):
         p = self.dropout if self.training else 0.0
         weights = None
         if need_weights or plan.impl == "explicit":
-            a, weights = attend_explicit(q, k, v, plan, p)
+            a, weights = attend_explicit(q, k, v, plan, p, self.h2p_logit)
         elif plan.impl == "reference":
-            a = attend_reference(q, k, v, plan, p)
+            a = attend_reference(q, k, v, plan, p, self.h2p_logit)
         else:
-            a = attend_fast(q, k, v, plan, p)
+            a = attend_fast(q, k, v, plan, p, self.h2p_logit)
         x = x + self.drop(self.out(a.transpose(1, 2).reshape(B, T, D)))
         x = x + self.drop(self.ff(self.norm2(x)))
         return x, weights
@@ -450,9 +478,11 @@ class TransformerBlock(nn.Module):
 class InteractionEncoder(nn.Module):
     """n_layers TransformerBlocks and a final LayerNorm (pre-norm stacks need one at the end)."""
 
-    def __init__(self, dim: int, n_heads: int, n_layers: int, dropout: float = 0.0):
+    def __init__(self, dim: int, n_heads: int, n_layers: int, dropout: float = 0.0,
+                 h2p_logit_init: float | None = None):
         super().__init__()
-        self.layers = nn.ModuleList(TransformerBlock(dim, n_heads, dropout=dropout) for _ in range(n_layers))
+        self.layers = nn.ModuleList(TransformerBlock(dim, n_heads, dropout=dropout, h2p_logit_init=h2p_logit_init)
+                                    for _ in range(n_layers))
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, x: Tensor, plan: AttentionPlan, need_weights: bool = False):
@@ -573,7 +603,7 @@ class ZINBHead(nn.Module):
 
 # "interaction" is the seed's --model name for SpatialTranscriptFormer
 @register_model("interaction", "torch", run_args=(
-    "num_pathways", "token_dim", "n_heads", "n_layers", "interactions", "positional_encoding", "pathway_init",
+    "num_pathways", "token_dim", "n_heads", "n_layers", "interactions", "positional_encoding", "balance_h2p", "pathway_init",
     "pathway_names", "output_mode", "zinb", "dropout", "n_neighbors"), zinb_head=True)
 class SpatialTranscriptFormer(nn.Module):
     """Frozen features -> tokens (+ position) -> encoder over [pathways | patches] -> cosine pathway
@@ -586,7 +616,9 @@ class SpatialTranscriptFormer(nn.Module):
     spots. ``zinb``: also return pi and theta; ``genes`` is then mu (pass ``library_size``).
     ``n_neighbors > 0`` restricts h2h to each spot's k nearest neighbours (local context, linear in
     S). ``attention_impl``: "fast" (default), "reference" (dense T x T mask, the original
-    implementation's cost) or "explicit"; all three give the same result.
+    implementation's cost) or "explicit"; all three give the same result. ``balance_h2p``: a
+    learnable per-head offset on the patches' logits for the pathway keys, starting at -log P, so
+    the P pathway tokens start with the attention of one neighbour (False: the seed's plain softmax).
     """
 
     description = "SpatialTranscriptFormer: pathway-token transformer with cosine pathway scores"
@@ -609,6 +641,7 @@ class SpatialTranscriptFormer(nn.Module):
         dropout: float = 0.0,
         n_neighbors: int = 0,
         attention_impl: str = "fast",
+        balance_h2p: bool = True,
     ):
         super().__init__()
         self.quadrants = frozenset(parse_interactions(interactions))
@@ -636,7 +669,12 @@ class SpatialTranscriptFormer(nn.Module):
         self.project = nn.Linear(feature_dim, token_dim)  # (B,S,F) -> (B,S,D)
         self.position = PositionalEncoding2D(token_dim, positional_encoding)
         self.pathway_tokens = nn.Parameter(torch.randn(num_pathways, token_dim) * 0.02)  # (P, D)
-        self.encoder = InteractionEncoder(token_dim, n_heads, n_layers, dropout)
+        # P pathway keys next to K + 1 neighbour keys would take P / (P + K + 1) of every patch's attention
+        # at a uniform start (72 % for 50 pathways and 18 neighbours), all of it on slide-constant
+        # tokens; an offset of -log P per head makes the P pathway keys together start with the weight
+        # of one key, and training moves it
+        h2p_init = -math.log(num_pathways) if balance_h2p and "h2p" in self.quadrants else None
+        self.encoder = InteractionEncoder(token_dim, n_heads, n_layers, dropout, h2p_init)
         self.scorer = CosineScorer()
         self.score_norm = ScoreNorm(num_pathways)
         self.reconstructor = GeneReconstructor(num_pathways, num_genes, pathway_init)
