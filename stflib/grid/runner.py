@@ -30,9 +30,9 @@ from stflib.grid.params import REPO, discover, load_params, robustness_params
 DEFAULT_NOTEBOOK = REPO / "notebooks" / "ablation.ipynb"
 
 # code that does not change what a run computes (command line, the grid, the results pages, figures of
-# a run, benchmarks, the Visium importer): left out of the code version, so editing it does not mark
-# finished runs stale
-_NOT_RESULT_FILES = {"cli.py", "__main__.py", "bench.py", "plots.py", "visium.py", "visium_read.py"}
+# a run, benchmarks, the Visium importer, the recipe's search and check drivers): left out of the code
+# version, so editing it does not mark finished runs stale
+_NOT_RESULT_FILES = {"cli.py", "__main__.py", "bench.py", "plots.py", "visium.py", "visium_read.py", "recipe.py"}
 _NOT_RESULT_PACKAGES = {"grid", "report"}
 
 

@@ -252,6 +252,9 @@ SEARCH: list[dict[str, Any]] = [
     {}, {"n_neighbors": 0}, {"n_neighbors": 6},
     {"token_dim": 128},
     {"lr": 3e-4},
+    # the seed's plain softmax for h2p: 50 pathway keys beside 19 patch keys take 72 % of a patch's
+    # attention at the start (the default offsets them by -log P)
+    {"balance_h2p": False},
 ]
 
 
