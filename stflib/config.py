@@ -34,6 +34,7 @@ from stflib.sim import worlds as _worlds
 from stflib.models.stf import (
     NAMED_INTERACTIONS,
     QUADRANTS,
+    CosineScorer,
     PositionalEncoding2D,
     check_depth,
     check_neighbours,
@@ -46,6 +47,7 @@ TORCH_MODELS = _models.TORCH_MODELS
 LOSSES = tuple(_losses.LOSSES)
 BACKBONES = tuple(_backbones.BACKBONES)
 POSITIONAL_ENCODINGS = PositionalEncoding2D.MODES
+PATHWAY_READOUTS = CosineScorer.READOUTS
 OUTPUT_MODES = ("dense", "global")
 PRESETS = tuple(_worlds.PRESETS)  # the simulator owns the presets
 WORLDS = tuple(_worlds.WORLDS)  # the simulator owns the worlds
@@ -82,6 +84,7 @@ PARAMETERS: tuple[Param, ...] = (
     # additions
     Param("positional_encoding", "sinusoidal", str, "2D positional encoding of the patch tokens", "model", POSITIONAL_ENCODINGS),
     Param("balance_h2p", True, bool, "STF: a learnable per-head offset on the patches' attention logits for the pathway keys, starting at -log P, so the P pathway tokens start with the weight of one neighbour (False: the seed's plain softmax, where 50 tokens take most of a patch's attention)", "model"),
+    Param("pathway_readout", "shared", str, "STF: score the encoded patches against the learnable pathway tokens shared by every slide ('shared'), or against the encoder's output pathway tokens, which have read the slide's patches through p2h ('contextual', the seed)", "model", PATHWAY_READOUTS),
     Param("output_mode", "dense", str, "dense: one prediction per spot; global: one (mean-pooled) prediction per slide", "model", OUTPUT_MODES),
     Param("standardize_features", True, bool, "z-score each feature with the training fold's mean and sd (as HEST-Bench's probe does)", "training"),
     Param("center_targets", True, bool, "standardise every gene with the training fold's mean and sd: the model predicts standardised targets and the MSE is computed on them (False: raw targets, the seed's scale)", "training"),

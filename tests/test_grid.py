@@ -42,7 +42,8 @@ def test_every_axis_names_its_reference_among_its_arms():
     assert {axis: a.reference for axis, a in ARMS.items()} == {
         "interactions": "full", "losses": "mse", "backbones": "resnet50", "pathways": "init-off_aux-0",
         "log_transform": "off", "positional_encoding": "sinusoidal", "model_size": "small",
-        "context": "whole-slide", "baselines": "stf", "h2p_balance": "plain"}
+        "context": "whole-slide", "baselines": "stf", "h2p_balance": "plain",
+        "pathway_readout": "contextual"}
     with pytest.raises(ValueError, match="reference arm 'k6' is not an arm of its axis; arms: whole-slide"):
         Axis("k6", {"whole-slide": {}})
 

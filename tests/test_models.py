@@ -652,3 +652,37 @@ def test_a_model_registers_itself_once_and_a_bad_kind_is_named():
     with pytest.raises(ValueError, match="model 'mlp' is already registered to SpotMLP"):
         register_model("mlp", "torch")(type("Other", (), {}))
     assert MODELS["mlp"].context_features and MODELS["interaction"].zinb_head
+
+
+@pytest.mark.parametrize("readout", stf.CosineScorer.READOUTS)
+def test_pathway_readout_scores_against_the_chosen_tokens(readout, batch):
+    """contextual: tau cos(encoded patch, encoded pathway token of that slide); shared: tau cos(encoded
+    patch, the learnable pathway token), one direction for every slide."""
+    features, coords, pad = batch
+    model = small_model("all", pathway_readout=readout)
+    encoded = {}
+    model.encoder.register_forward_hook(lambda module, args, out: encoded.update(x=out[0]))  # returns None: output kept
+    scores = model(features, coords, pad).pathway_scores
+    x = encoded["x"]  # (B,T,D)
+    pathways = x[:, :P] if readout == "contextual" else model.pathway_tokens.expand(B, -1, -1)
+    cos = torch.nn.functional.normalize(x[:, P:], dim=-1) @ torch.nn.functional.normalize(pathways, dim=-1).transpose(1, 2)
+    torch.testing.assert_close(scores[~pad], (model.scorer.temperature * cos)[~pad])
+
+
+def test_shared_readout_directions_do_not_read_the_slide(batch):
+    """With p2h the encoded pathway tokens depend on the slide's patches; the shared read-out's do not:
+    changing another spot's features moves spot 0's contextual scores, never its shared ones,
+    when only p2p and p2h carry information between spots."""
+    features, coords, pad = batch
+    moved = features.clone()
+    moved[0, 3] += 5.0
+    for readout, changes in (("contextual", True), ("shared", False)):
+        torch.manual_seed(0)
+        model = small_model("p2p,p2h", n_layers=2, pathway_readout=readout)
+        before, after = (model(f, coords, pad).pathway_scores[0, 0] for f in (features, moved))
+        assert (not torch.allclose(before, after)) == changes, readout
+
+
+def test_pathway_readout_rejects_an_unknown_value():
+    with pytest.raises(ValueError, match="pathway_readout: unknown 'encoded'; allowed: contextual, shared"):
+        small_model(pathway_readout="encoded")

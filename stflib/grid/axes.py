@@ -93,6 +93,13 @@ ARMS: dict[str, Axis] = {
         "plain": {"balance_h2p": False},  # the seed's attention
         "balanced": {},  # the default STF
     }),
+    # which pathway tokens score the patches, in the arm whose tokens are named and supervised
+    # (Hallmark init + aux 0.5): the encoder's output tokens, which have read the slide through p2h
+    # (the seed), or the learnable tokens shared by every slide (the default)
+    "pathway_readout": Axis("contextual", {
+        "contextual": {"pathway_readout": "contextual", "pathway_init": True, "pathway_loss_weight": 0.5},
+        "shared": {"pathway_init": True, "pathway_loss_weight": 0.5},
+    }),
 }
 
 

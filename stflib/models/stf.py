@@ -12,7 +12,8 @@ Read top to bottom, one class per idea:
                                  (exploits the quadrant structure: O(P*S) without h2h)
 5. ``TransformerBlock``          a pre-norm encoder layer whose attention follows the plan
 6. ``InteractionEncoder``        the stack of blocks + final norm
-7. ``CosineScorer``              pathway scores = cos(patch, pathway) x learnable temperature
+7. ``CosineScorer``              pathway scores = cos(patch, pathway) x learnable temperature,
+                                 against the encoded or the shared pathway tokens
 8. ``GeneReconstructor``         Linear(P -> G) on the normalised scores (``ScoreNorm``), zero or Hallmark init
 9. ``ZINBHead``                  mu (library size as offset), gene-wise pi and theta for the ZINB loss
 10. ``SpatialTranscriptFormer``  the model
@@ -294,11 +295,16 @@ class AttentionPlan:
         return (allowed | eye).unsqueeze(1)
 
 
+def h2p_key_offsets(h2p_logit: Tensor, P: int, T: int) -> Tensor:
+    """(1, H, 1, T): a patch query's additive logits over the keys [pathways | patches], the head's
+    learnable offset on the P pathway keys and 0 on the patch keys."""
+    return F.pad(h2p_logit.view(1, -1, 1, 1).expand(1, -1, 1, P), (0, T - P))
+
+
 def h2p_logit_block(h2p_logit: Tensor, P: int, T: int) -> Tensor:
-    """The (1, H, T, T) additive logits that put one learnable offset per head on the h2p quadrant
-    (patch queries, pathway keys) and 0 elsewhere."""
-    H, S = h2p_logit.shape[0], T - P
-    return F.pad(h2p_logit.view(1, H, 1, 1).expand(1, H, S, P), (0, T - P, P, 0))
+    """(1, H, T, T): ``h2p_key_offsets`` on every patch query's row, 0 on the pathway queries' rows."""
+    rows = h2p_key_offsets(h2p_logit, P, T).expand(-1, -1, T - P, -1)  # (1,H,S,T)
+    return F.pad(rows, (0, 0, P, 0))
 
 
 def attend_reference(q: Tensor, k: Tensor, v: Tensor, plan: AttentionPlan, dropout_p: float,
@@ -341,7 +347,8 @@ def attend_fast(q: Tensor, k: Tensor, v: Tensor, plan: AttentionPlan, dropout_p:
     """Same result as ``attend_reference`` on every non-padding query, never a T x T tensor unless h2h
     needs one. Queries are split by group:
 
-    - all four flows, whole-slide: one fused kernel call, no mask (or a (B,1,1,T) key-padding mask).
+    - all four flows, whole-slide, no h2p offset: one fused kernel call, no mask (or a (B,1,1,T)
+      key-padding mask); with the offset the pathway and patch queries go as below (two calls).
     - pathway queries (P rows): keys = pathways (p2p, else just itself) + valid patches (p2h);
       a (B,1,P,T) mask at most: O(P*T).
     - patch queries with h2h: keys = [pathways (h2p)] + valid patches; a (B,1,1,Tk) key mask;
@@ -387,7 +394,7 @@ def attend_fast(q: Tensor, k: Tensor, v: Tensor, plan: AttentionPlan, dropout_p:
             keys, values = k, v
             mask = torch.cat([plan.key_valid[:, :P], patch_valid], 1)[:, None, None] if plan.has_padding else None
             if h2p_logit is not None:  # (1,H,1,T) offsets on the pathway keys, -inf on padding
-                offsets = F.pad(h2p_logit.view(1, -1, 1, 1).expand(1, -1, 1, P), (0, k_h.shape[2])).to(q.dtype)
+                offsets = h2p_key_offsets(h2p_logit, P, k.shape[2]).to(q.dtype)
                 mask = offsets if mask is None else offsets.masked_fill(~mask, float("-inf"))
         else:
             keys, values = k_h, v_h
@@ -501,7 +508,19 @@ class InteractionEncoder(nn.Module):
 class CosineScorer(nn.Module):
     """scores[b, s, p] = tau * cos(patch_s, pathway_p). Cosine, not dot product, so a pathway's score
     depends on direction only (token norms cannot inflate it); tau = exp(log_tau) stays positive,
-    starts at 10 and is capped at 100 (as CLIP does) to keep the softmax-free scores bounded."""
+    starts at 10 and is capped at 100 (as CLIP does) to keep the softmax-free scores bounded.
+
+    Which pathway tokens the encoded patches are scored against (``READOUTS``):
+
+    - ``contextual`` (the seed): the encoder's output pathway tokens. With p2h they have read the
+      slide's patches, so pathway p's direction, and with it the offset and scale of its scores,
+      differs from slide to slide.
+    - ``shared``: the learnable pathway tokens as they enter the encoder, one direction per pathway
+      for every slide, so a score means the same on every slide. The encoded pathway tokens still
+      reach the patches through h2p in the layers before the last.
+    """
+
+    READOUTS = ("contextual", "shared")
 
     def __init__(self, init_temperature: float = 10.0, max_temperature: float = 100.0):
         super().__init__()
@@ -603,7 +622,8 @@ class ZINBHead(nn.Module):
 
 # "interaction" is the seed's --model name for SpatialTranscriptFormer
 @register_model("interaction", "torch", run_args=(
-    "num_pathways", "token_dim", "n_heads", "n_layers", "interactions", "positional_encoding", "balance_h2p", "pathway_init",
+    "num_pathways", "token_dim", "n_heads", "n_layers", "interactions", "positional_encoding", "balance_h2p",
+    "pathway_readout", "pathway_init",
     "pathway_names", "output_mode", "zinb", "dropout", "n_neighbors"), zinb_head=True)
 class SpatialTranscriptFormer(nn.Module):
     """Frozen features -> tokens (+ position) -> encoder over [pathways | patches] -> cosine pathway
@@ -619,6 +639,9 @@ class SpatialTranscriptFormer(nn.Module):
     implementation's cost) or "explicit"; all three give the same result. ``balance_h2p``: a
     learnable per-head offset on the patches' logits for the pathway keys, starting at -log P, so
     the P pathway tokens start with the attention of one neighbour (False: the seed's plain softmax).
+    ``pathway_readout``: score the encoded patches against the encoded pathway tokens
+    ("contextual", the seed) or against the learnable tokens shared by every slide ("shared"); see
+    ``CosineScorer``.
     """
 
     description = "SpatialTranscriptFormer: pathway-token transformer with cosine pathway scores"
@@ -642,6 +665,7 @@ class SpatialTranscriptFormer(nn.Module):
         n_neighbors: int = 0,
         attention_impl: str = "fast",
         balance_h2p: bool = True,
+        pathway_readout: str = "shared",
     ):
         super().__init__()
         self.quadrants = frozenset(parse_interactions(interactions))
@@ -651,6 +675,8 @@ class SpatialTranscriptFormer(nn.Module):
             raise ValueError(f"output_mode: unknown {output_mode!r}; allowed: dense, global")
         if zinb and output_mode != "dense":
             raise ValueError("zinb=True needs output_mode='dense' (a mean of per-spot ZINBs is not a ZINB)")
+        if pathway_readout not in CosineScorer.READOUTS:
+            raise ValueError(f"pathway_readout: unknown {pathway_readout!r}; allowed: {', '.join(CosineScorer.READOUTS)}")
         if attention_impl not in ATTENTION_IMPLS:
             raise ValueError(f"attention_impl: unknown {attention_impl!r}; allowed: {', '.join(ATTENTION_IMPLS)}")
         if isinstance(pathway_init, bool):
@@ -663,7 +689,7 @@ class SpatialTranscriptFormer(nn.Module):
             pathway_init = pathway_init.matrix
         self.feature_dim, self.num_genes, self.num_pathways = feature_dim, num_genes, num_pathways
         self.n_neighbors, self.output_mode, self.zinb = n_neighbors, output_mode, zinb
-        self.attention_impl = attention_impl
+        self.attention_impl, self.pathway_readout = attention_impl, pathway_readout
         self.pathway_names = _pathway_names(num_pathways, pathway_names)
 
         self.project = nn.Linear(feature_dim, token_dim)  # (B,S,F) -> (B,S,D)
@@ -720,7 +746,8 @@ class SpatialTranscriptFormer(nn.Module):
         plan = self.attention_plan(coords, valid)
         x, maps = self.encoder(x, plan, need_weights=return_attention)
 
-        scores = self.scorer(x[:, P:], x[:, :P])  # (B,S,P)
+        readout = x[:, :P] if self.pathway_readout == "contextual" else pathways  # (B,P,D)
+        scores = self.scorer(x[:, P:], readout)  # (B,S,P)
         scores = scores.masked_fill(~valid.unsqueeze(-1), 0.0)
         genes = self.reconstructor(self.score_norm(scores))  # (B,S,G): expression, or the ZINB rate logit
         pi = theta = None

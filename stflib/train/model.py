@@ -29,6 +29,7 @@ def run_arguments(cfg: RunConfig, membership=None) -> dict[str, Any]:
         num_pathways=len(membership.names) if named else cfg.num_pathways, token_dim=cfg.token_dim,
         n_heads=cfg.n_heads, n_layers=cfg.n_layers, interactions=cfg.interactions,
         positional_encoding=cfg.positional_encoding, balance_h2p=cfg.balance_h2p,
+        pathway_readout=cfg.pathway_readout,
         pathway_init=membership.matrix if (cfg.pathway_init and membership is not None) else None,
         pathway_names=list(membership.names) if named else None,
         output_mode=cfg.output_mode, zinb=MODELS[cfg.model].zinb_head and get_loss(cfg.loss).needs_counts,
