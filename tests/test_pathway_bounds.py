@@ -55,3 +55,43 @@ def test_pathway_bounds_on_the_tiny_cohort_match_the_runs_ceiling(tmp_path):
     fold = load_fold(cfg)
     prepare_features(fold, cfg)
     assert table.loc[1, "ceiling"] == pytest.approx(pathway_ceiling(fold, cfg), abs=1e-5)
+
+
+def _write_predictions(path, scores, truth, slide):
+    import anndata as ad
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    a = ad.AnnData(np.zeros((len(slide), 1), np.float32))
+    a.obs["valid"] = np.ones(len(slide), bool)
+    a.obs["sample_id"] = slide
+    a.obsm["pathway_scores"] = scores.astype(np.float32)
+    a.obsm["true_pathway_activity"] = truth[:, ::-1].astype(np.float32)  # another column order than the scores
+    a.uns["pathway_names"] = ["A", "B"]
+    a.uns["true_pathway_names"] = ["B", "A"]
+    a.write_h5ad(path)
+
+
+def test_slide_levels_separate_slide_offsets_from_the_pattern(tmp_path):
+    """Scores that follow the truth inside every slide but carry slide offsets of their own lose
+    pooled PCC, not within-slide PCC; scores equal to the truth keep both at 1."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    slide = np.repeat(["s0", "s1", "s2", "s3"], 50)
+    truth = rng.normal(size=(200, 2))
+    offsets = np.repeat(rng.normal(scale=3.0, size=(4, 2)), 50, axis=0)
+    _write_predictions(tmp_path / "pathway_readout/contextual/fold0/predictions.h5ad", truth + offsets, truth, slide)
+    _write_predictions(tmp_path / "pathway_readout/shared/fold0/predictions.h5ad", truth, truth, slide)
+    table = B.slide_levels("pathway_readout", results_dir=tmp_path)
+    assert list(table.index) == ["contextual", "shared"] and (table["runs"] == 1).all()
+    ctx, shared = table.loc["contextual"], table.loc["shared"]
+    assert shared["pooled PCC"] == pytest.approx(1.0) and shared["within-slide PCC"] == pytest.approx(1.0)
+    assert ctx["within-slide PCC"] == pytest.approx(1.0) and ctx["pooled PCC"] < 0.6
+    assert ctx["scores between slides"] > 0.7 > shared["scores between slides"]
+    assert shared["scores between slides"] == pytest.approx(shared["truth between slides"])
+
+
+def test_slide_levels_without_runs_say_what_to_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run `python -m stflib ablate params/pathway_readout`"):
+        B.slide_levels("pathway_readout", results_dir=tmp_path)

@@ -34,7 +34,7 @@ from stflib.report import context
 from stflib.report.results import DEFAULT_WORLD, repo_root, write_results_csv
 
 __all__ = ["BOUNDS_ARM", "bounds_path", "pathway_bounds", "write_pathway_bounds", "load_pathway_bounds",
-           "bounds_table", "describe_bounds"]
+           "bounds_table", "describe_bounds", "slide_levels", "SLIDE_LEVEL_COLUMNS"]
 
 BOUNDS_ARM = ("pathways", "init-on_aux-0.5")  # the arm the training-recipe issue measures against its ceiling
 BOUND_COLUMNS = ("ceiling", "aux_readout", "aux_target")  # the per-fold figures of the module doc
@@ -176,6 +176,64 @@ def describe_bounds(table: pd.DataFrame) -> str:
         text += (f" Trained on the same targets from the same inputs, a linear read-out correlates "
                  f"{1 / m['share of aux read-out']:.1f}x as strongly with the truth as the tokens do.")
     return text
+
+# --------------------------------------------------------------------------------------- slide levels
+SLIDE_LEVEL_COLUMNS = ("pooled PCC", "within-slide PCC", "scores between slides", "truth between slides")
+
+
+def _centre_slides(x: np.ndarray, slide: np.ndarray) -> np.ndarray:
+    x = x.copy()
+    for s in np.unique(slide):
+        x[slide == s] -= x[slide == s].mean(0)
+    return x
+
+
+def run_slide_levels(predictions: str | Path) -> dict[str, float]:
+    """One run's held-out pathway scores against the true activities (``predictions.h5ad``), the
+    scores' columns matched to the truth's by pathway name:
+
+    - ``pooled PCC``: per pathway, the PCC over every held-out spot (``pathway_pcc_truth``);
+    - ``within-slide PCC``: the same after subtracting each slide's mean from scores and truth, so
+      only the pattern inside each slide counts;
+    - ``scores between slides`` / ``truth between slides``: the share of each pathway's variance
+      that lies between the slides' means (mean over pathways).
+    """
+    import anndata as ad
+
+    from stflib.metrics import nanmean, pearson_columns
+
+    a = ad.read_h5ad(predictions)
+    valid = np.asarray(a.obs["valid"], bool)
+    names, truth_names = list(a.uns["pathway_names"]), list(a.uns["true_pathway_names"])
+    scores = np.asarray(a.obsm["pathway_scores"], np.float64)[valid]
+    truth = np.asarray(a.obsm["true_pathway_activity"], np.float64)[valid][:, [truth_names.index(n) for n in names]]
+    slide = np.asarray(a.obs["sample_id"])[valid]
+
+    def between(x):
+        within = _centre_slides(x, slide)
+        return float(np.mean(1.0 - within.var(0) / np.maximum(x.var(0), 1e-12)))
+
+    return {"pooled PCC": nanmean(pearson_columns(scores, truth)),
+            "within-slide PCC": nanmean(pearson_columns(_centre_slides(scores, slide), _centre_slides(truth, slide))),
+            "scores between slides": between(scores), "truth between slides": between(truth)}
+
+
+def slide_levels(axis: str, results_dir: str | Path | None = None) -> pd.DataFrame:
+    """Per arm of ``axis``: :func:`run_slide_levels` averaged over the arm's committed runs (every
+    ``results/<axis>/<arm>/fold*/predictions.h5ad``), with the number of runs. A run whose pathway
+    PCC pooled over slides falls below its within-slide PCC loses to slide-level offsets of its
+    scores that the truth does not have."""
+    root = (Path(results_dir) if results_dir else repo_root() / "results") / axis
+    rows = []
+    for arm in ARMS[axis].arms:
+        runs = sorted((root / arm).glob("fold*/predictions.h5ad"))
+        if runs:
+            levels = pd.DataFrame([run_slide_levels(r) for r in runs])
+            rows.append({"arm": arm, "runs": len(runs), **levels.mean().to_dict()})
+    if not rows:
+        raise FileNotFoundError(f"no predictions.h5ad under {root}: run `python -m stflib ablate params/{axis}`")
+    return pd.DataFrame(rows).set_index("arm")[["runs", *SLIDE_LEVEL_COLUMNS]]
+
 
 # --------------------------------------------------------------------------------------------- command
 # the options of `python -m stflib ceilings`: the world, the grid's folds, the results folder
