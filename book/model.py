@@ -222,6 +222,37 @@ axes[1].legend(fontsize=8)
 fig.tight_layout()
 
 # %% [markdown]
+# ### Which pathway tokens score the patches
+#
+# A pathway score is $\tau \cos(\text{patch}_s, \text{pathway}_p)$. In the seed the pathway
+# token is the encoder's *output*: with `p2h` it has read the slide's patches, so each slide scores
+# its spots against its own 50 directions. The auxiliary loss, a PCC inside each slide, cannot see
+# what that does between slides, while `pathway_pcc_truth` pools the held-out slides.
+# `pathway_readout: shared` (the default) scores the encoded patches against the learnable pathway
+# tokens as they enter the encoder, the same 50 directions on every slide; the pathway tokens still
+# read the patches and pass what they gathered to them through `h2p` in the layers before the last.
+# Below: the cosine between pathway $p$'s encoded token on the two slides of the batch above
+# (untrained model), the directions the seed's read-out would use. The shared read-out's are the
+# same on both slides by construction (cosine 1). The `pathway_readout` chapter measures the
+# slide offsets this leaves in trained models' scores and what the shared read-out buys.
+
+# %%
+encoded = {}
+hook = model.encoder.register_forward_hook(lambda module, args, output: encoded.update(x=output[0]))
+with torch.no_grad():
+    model(features, coords, pad_mask)
+hook.remove()
+P = len(membership.names)
+between_slides = torch.nn.functional.cosine_similarity(encoded["x"][0, :P], encoded["x"][1, :P], dim=-1).numpy()
+fig, ax = plt.subplots(figsize=(5, 2.8))
+ax.hist(between_slides, bins=25, range=(-1, 1))
+ax.axvline(1.0, color="grey", ls=":", lw=1, label="shared read-out (cosine 1)")
+ax.set_xlabel("cosine of pathway p's encoded token, slide 1 vs slide 2")
+ax.set_ylabel("pathways")
+ax.legend(fontsize=8)
+print(f"median cosine between the two slides' encoded pathway tokens: {np.median(between_slides):.2f}")
+
+# %% [markdown]
 # ### The attention implementations agree
 #
 # The reference implementation builds one dense $T \times T$ mask, as the original code does with
@@ -370,6 +401,9 @@ display(Markdown(markdown_table(model_table(), code_columns=("name", "class"))))
 # - With the reference's 18 neighbours, 50 pathway keys take about three quarters of an untrained
 #   patch's attention under the seed's plain softmax; the `balance_h2p` offset starts them at the
 #   weight of one key (figure above). The `h2p_balance` chapter reads what that buys on the test folds.
+# - With `p2h`, the encoder's output pathway tokens differ from slide to slide (figure above), so the
+#   seed's read-out scores each slide against its own directions; the default scores every slide
+#   against the same learnable tokens, and the `pathway_readout` chapter measures the difference.
 #
 # ## References
 #
