@@ -33,9 +33,13 @@ pages.page_banner("interactions")
 #
 # Every non-empty subset of `{p2p, p2h, h2p, h2h}` (15 arms) is trained on the same folds with
 # every other parameter at its default. `full` (all four) and `bottleneck` (`p2p,p2h,h2p`) are the
-# seed's named variants. Note that the gene prediction reads only the patch tokens (cosine with the
-# pathway tokens): an arm where patches can neither read pathways (`h2p`) nor each other (`h2h`)
-# predicts from its own features alone, and the pathway tokens only rotate the read-out.
+# seed's named variants. Note that the gene prediction reads only the patch tokens: an arm where
+# patches can neither read pathways (`h2p`) nor each other (`h2h`) predicts from its own features
+# alone. With the default read-out (`pathway_readout: shared`, see the `pathway_readout` chapter)
+# the patches are scored against the learnable pathway tokens, not the encoded ones, so what the
+# pathway tokens gather through `p2p` and `p2h` reaches a prediction only through `h2p` in a later
+# layer: without `h2p`, `p2p` and `p2h` change nothing, by construction. (Under the seed's
+# `contextual` read-out they would still rotate each slide's scoring directions.)
 #
 # ## Runnable code
 #
