@@ -321,6 +321,10 @@ fig = plots.attention_maps(held_out["attention"], slide_coords, len(names), name
 # larger); a smaller gain keeps the simpler configuration. A change that keeps the mean within that
 # 0.005 and makes the model itself cheaper (less computation per step, not an earlier stop) is
 # adopted for its cost. The seed's own command-line defaults are the `baselines/seed_defaults` arm.
+# The search's `{"pathway_readout": "contextual"}` row, the seed's read-out, was added with the
+# shared read-out; until the search is re-run, the table lacks that row and its `{}` row is the
+# configuration before the shared read-out (the `pathway_readout` chapter says how that choice was
+# made).
 
 # %%
 from IPython.display import Markdown, display

@@ -255,6 +255,9 @@ SEARCH: list[dict[str, Any]] = [
     # the seed's plain softmax for h2p: 50 pathway keys beside 19 patch keys take 72 % of a patch's
     # attention at the start (the default offsets them by -log P)
     {"balance_h2p": False},
+    # the seed's read-out: patches scored against the encoder's output pathway tokens, which differ
+    # from slide to slide (the default scores them against the shared learnable tokens)
+    {"pathway_readout": "contextual"},
 ]
 
 
