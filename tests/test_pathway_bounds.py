@@ -83,6 +83,10 @@ def test_slide_levels_separate_slide_offsets_from_the_pattern(tmp_path):
     offsets = np.repeat(rng.normal(scale=3.0, size=(4, 2)), 50, axis=0)
     _write_predictions(tmp_path / "pathway_readout/contextual/fold0/predictions.h5ad", truth + offsets, truth, slide)
     _write_predictions(tmp_path / "pathway_readout/shared/fold0/predictions.h5ad", truth, truth, slide)
+    with pytest.raises(FileNotFoundError, match="run `python -m stflib pathway-bounds --slide-levels pathway_readout`"):
+        B.slide_levels("pathway_readout", results_dir=tmp_path)
+    path = B.write_slide_levels("pathway_readout", results_dir=tmp_path)
+    assert path == tmp_path / "ceilings" / "slide_levels_pathway_readout.csv"
     table = B.slide_levels("pathway_readout", results_dir=tmp_path)
     assert list(table.index) == ["contextual", "shared"] and (table["runs"] == 1).all()
     ctx, shared = table.loc["contextual"], table.loc["shared"]
@@ -94,4 +98,4 @@ def test_slide_levels_separate_slide_offsets_from_the_pattern(tmp_path):
 
 def test_slide_levels_without_runs_say_what_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="run `python -m stflib ablate params/pathway_readout`"):
-        B.slide_levels("pathway_readout", results_dir=tmp_path)
+        B.write_slide_levels("pathway_readout", results_dir=tmp_path)

@@ -61,7 +61,8 @@ pages.axis_report("pathway_readout")
 # the truth pooled over every spot (`pathway_pcc_truth`), the same after subtracting each slide's
 # mean from scores and truth (only the pattern inside each slide counts), and the share of each
 # pathway's variance that lies between the slides' means, for the scores and for the truth
-# (`stflib.report.pathway_bounds.slide_levels`, read from the runs' `predictions.h5ad`). A read-out
+# (`stflib.report.pathway_bounds.slide_levels`; `python -m stflib pathway-bounds --slide-levels
+# pathway_readout` reads the runs' `predictions.h5ad` into `results/ceilings/`). A read-out
 # whose scores carry slide offsets that the truth does not have shows a pooled PCC below its
 # within-slide PCC.
 

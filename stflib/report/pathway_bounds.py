@@ -34,7 +34,8 @@ from stflib.report import context
 from stflib.report.results import DEFAULT_WORLD, repo_root, write_results_csv
 
 __all__ = ["BOUNDS_ARM", "bounds_path", "pathway_bounds", "write_pathway_bounds", "load_pathway_bounds",
-           "bounds_table", "describe_bounds", "slide_levels", "SLIDE_LEVEL_COLUMNS"]
+           "bounds_table", "describe_bounds", "run_slide_levels", "write_slide_levels", "slide_levels",
+           "slide_levels_path", "SLIDE_LEVEL_COLUMNS"]
 
 BOUNDS_ARM = ("pathways", "init-on_aux-0.5")  # the arm the training-recipe issue measures against its ceiling
 BOUND_COLUMNS = ("ceiling", "aux_readout", "aux_target")  # the per-fold figures of the module doc
@@ -218,29 +219,53 @@ def run_slide_levels(predictions: str | Path) -> dict[str, float]:
             "scores between slides": between(scores), "truth between slides": between(truth)}
 
 
-def slide_levels(axis: str, results_dir: str | Path | None = None) -> pd.DataFrame:
-    """Per arm of ``axis``: :func:`run_slide_levels` averaged over the arm's committed runs (every
-    ``results/<axis>/<arm>/fold*/predictions.h5ad``), with the number of runs. A run whose pathway
-    PCC pooled over slides falls below its within-slide PCC loses to slide-level offsets of its
-    scores that the truth does not have."""
+def slide_levels_path(axis: str, results_dir: str | Path | None = None) -> Path:
+    """``results/ceilings/slide_levels_<axis>.csv``: committed, since the runs' ``predictions.h5ad`` are not."""
+    results_dir = Path(results_dir) if results_dir else repo_root() / "results"
+    return results_dir / "ceilings" / f"slide_levels_{axis}.csv"
+
+
+def write_slide_levels(axis: str, results_dir: str | Path | None = None) -> Path:
+    """:func:`run_slide_levels` of every run of ``axis`` that has its ``predictions.h5ad`` here
+    (``results/<axis>/<arm>/fold*/``), one row per run, to :func:`slide_levels_path`."""
     root = (Path(results_dir) if results_dir else repo_root() / "results") / axis
-    rows = []
-    for arm in ARMS[axis].arms:
-        runs = sorted((root / arm).glob("fold*/predictions.h5ad"))
-        if runs:
-            levels = pd.DataFrame([run_slide_levels(r) for r in runs])
-            rows.append({"arm": arm, "runs": len(runs), **levels.mean().to_dict()})
+    rows = [{"arm": arm, "run": r.parent.name, **run_slide_levels(r)}
+            for arm in ARMS[axis].arms for r in sorted((root / arm).glob("fold*/predictions.h5ad"))]
     if not rows:
         raise FileNotFoundError(f"no predictions.h5ad under {root}: run `python -m stflib ablate params/{axis}`")
-    return pd.DataFrame(rows).set_index("arm")[["runs", *SLIDE_LEVEL_COLUMNS]]
+    return write_results_csv(pd.DataFrame(rows), slide_levels_path(axis, results_dir))
+
+
+def slide_levels(axis: str, results_dir: str | Path | None = None) -> pd.DataFrame:
+    """Per arm of ``axis``: the committed per-run slide levels (:func:`write_slide_levels`) averaged
+    over the arm's runs, with their number. A run whose pathway PCC pooled over slides falls below
+    its within-slide PCC loses to slide-level offsets of its scores that the truth does not have."""
+    path = slide_levels_path(axis, results_dir)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run `python -m stflib pathway-bounds --slide-levels {axis}` "
+                                "where the axis' runs (their predictions.h5ad) are")
+    runs = pd.read_csv(path)
+    table = runs.groupby("arm", sort=False)[list(SLIDE_LEVEL_COLUMNS)].mean()
+    table.insert(0, "runs", runs.groupby("arm", sort=False).size())
+    return table
 
 
 # --------------------------------------------------------------------------------------------- command
-# the options of `python -m stflib ceilings`: the world, the grid's folds, the results folder
-add_arguments = context.add_arguments
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    context.add_arguments(p)
+    p.add_argument("--slide-levels", metavar="AXIS", default=None, choices=list(ARMS),
+                   help="instead of the bounds: write results/ceilings/slide_levels_AXIS.csv from the axis' "
+                        "predictions.h5ad (where its pathway scores vary: within or between slides)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.slide_levels:
+        path = write_slide_levels(args.slide_levels, args.results)
+        print(slide_levels(args.slide_levels, args.results).round(4).to_string())
+        print(f"wrote {path}")
+        return 0
     path = write_pathway_bounds(args.world, args.folds, args.results)
     table = pd.read_csv(path)
     print(table[["fold", *BOUND_COLUMNS]].round(4).to_string(index=False))
