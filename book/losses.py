@@ -156,7 +156,9 @@ terms.round(3)
 #
 # ## Key takeaways
 #
-# - MSE alone rewards predicting averages; PCC alone ignores scale; MSE + PCC balances both.
+# - MSE alone rewards predicting averages; PCC alone ignores scale. Adding PCC to MSE does not by
+#   itself restore the scale: the losses results page measures how far each loss's predictions
+#   spread against what their accuracy warrants.
 # - ZINB fits raw counts (sparsity and overdispersion) and needs the spot's library size as an
 #   offset; its predictions are converted to log1p CP10k for evaluation like every other model's.
 # - Every loss is mask-aware: padding and QC-failed spots never pull predictions toward zero.

@@ -371,6 +371,27 @@ else:
     print(f"no {summary_csv}: the claims need the grid (python -m stflib ablate params, then python -m stflib collect)")
 
 # %% [markdown]
+# Is the reference's collapse ratio a collapse? A prediction that is calibrated (the truth's
+# least-squares slope on it is 1, as for the conditional mean MSE estimates) varies within a slide
+# by the share of the measured variance it explains and no more, so its collapse ratio is an
+# accuracy figure: a model shows more spread than its accuracy allows only by overshooting. The
+# table sets each model's collapse ratio beside its `explained_share` and its
+# `calibration_slope` on the held-out slides (`stflib.report.spread`; from the runs'
+# `predictions.h5ad` by `python -m stflib spread baselines`).
+
+# %%
+from stflib.report import spread
+
+spread_csv = spread.spread_path("baselines")
+if spread_csv.is_file():
+    baseline_spread = spread.spread_table("baselines")
+    shown = [a for a in ("stf", "mlp", "ridge_probe", "ridge_probe_k18", "seed_defaults") if a in baseline_spread.index]
+    show_table(baseline_spread.loc[shown].round(3), "recipe-spread")
+    display(Markdown(" ".join(spread.describe(baseline_spread, arm, f"`{arm}`") for arm in shown)))
+else:
+    print(f"no {spread_csv}: run python -m stflib spread baselines where the grid's runs are")
+
+# %% [markdown]
 # ### The model zoo
 #
 # Every model is built by name from one registry (`stflib.models.MODELS`), the same table the
@@ -393,6 +414,9 @@ display(Markdown(markdown_table(model_table(), code_columns=("name", "class"))))
 # - The training recipe's must-show claims are read from the ablation grid's runs, paired on
 #   (fold, seed); the collapse claim is measured against the simulator's oracle as well as against
 #   the issue's absolute bar.
+# - Each baseline's collapse ratio is set beside the share of the measured variance it explains
+#   and its calibration slope, so a flat map is read as a collapse only when it is flatter than the
+#   model's accuracy warrants.
 #
 # ## Key takeaways
 #
@@ -405,6 +429,9 @@ display(Markdown(markdown_table(model_table(), code_columns=("name", "class"))))
 # - With the reference's 18 neighbours, 50 pathway keys take about three quarters of an untrained
 #   patch's attention under the seed's plain softmax; the `balance_h2p` offset starts them at the
 #   weight of one key (figure above). The `h2p_balance` chapter reads what that buys on the test folds.
+# - A collapse ratio below one is not by itself a collapse: a calibrated prediction varies by the
+#   share of the variance it explains. The spread table above says which models are flatter
+#   than their accuracy warrants.
 # - With `p2h`, the encoder's output pathway tokens differ from slide to slide (figure above), so the
 #   seed's read-out scores each slide against its own directions; the default scores every slide
 #   against the same learnable tokens, and the `pathway_readout` chapter measures the difference.

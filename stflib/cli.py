@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
                  "the context page's latent ceilings on the grid's patient folds (results/ceilings/)"),
     "pathway-bounds": ("stflib.report.pathway_bounds", "add_arguments", "run",
                        "the pathways page's bounds for the named pathway tokens (results/ceilings/)"),
+    "spread": ("stflib.report.spread", "add_arguments", "run",
+                    "held-out spread vs accuracy (collapse ratio, explained share, calibration slope) per run (results/ceilings/)"),
 }
 
 

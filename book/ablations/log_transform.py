@@ -47,6 +47,25 @@ from stflib.report import pages
 pages.axis_report("log_transform")
 
 # %% [markdown]
+# **How far the predictions spread.** Both arms are scored on log1p CP10k, but the `off` arm is
+# trained on standardised CP10k, and its predictions are brought to the log scale afterwards.
+# `explained_share` is the within-slide spread a calibrated prediction with the run's correlations
+# would show and `calibration_slope` the truth's slope on the predictions (1 calibrated, below 1
+# more spread than the accuracy warrants; `stflib.report.spread`, from the runs'
+# `predictions.h5ad` by `python -m stflib spread log_transform`), so a higher `collapse_ratio` is
+# read as pattern or as overshoot.
+
+# %%
+from IPython.display import Markdown, display
+
+from stflib.report import spread
+from stflib.report.tables import show_table
+
+log_spread = spread.spread_table("log_transform")
+show_table(log_spread.round(3), "log-transform-spread")
+display(Markdown(" ".join(spread.describe(log_spread, arm, f"`{arm}`") for arm in log_spread.index)))
+
+# %% [markdown]
 # **What we expected before running the grid.** Training on the scale the metric uses usually helps; without the transform, the loss is dominated
 # by the few genes with the largest counts.
 #

@@ -59,6 +59,32 @@ pages.axis_report("losses")
 results.loss_terms("losses", ["mse", "mse_pcc", "pcc"]).round(3)
 
 # %% [markdown]
+# ### Pattern or scale?
+#
+# A loss can leave the spatial pattern intact and change only how far the predictions spread.
+# `collapse_ratio` (the predicted over the measured within-slide variance of the 50 HVGs) cannot
+# tell the two apart; `stflib.report.spread` can: `explained_share` is the collapse ratio a
+# prediction with the run's correlations would show if it were calibrated, and
+# `calibration_slope` is the truth's least-squares slope on the predictions within each slide (1
+# calibrated, above 1 flatter than the run's accuracy warrants, below 1 more spread). The figures
+# are the mean over each arm's runs, computed from their `predictions.h5ad` by
+# `python -m stflib spread losses` (`results/ceilings/spread_losses.csv`).
+
+# %%
+from IPython.display import Markdown, display
+
+from stflib.report import spread
+from stflib.report.tables import show_table
+
+losses_spread = spread.spread_table("losses")
+show_table(losses_spread.round(3), "losses-spread")
+display(Markdown(" ".join(spread.describe(losses_spread, arm, f"`{arm}`") for arm in losses_spread.index)))
+
+# %% [markdown]
+# Read the table by its columns: the arms share their explained share (the pattern) and differ in
+# their slope (the scale). A PCC term is blind to scale, so with it only the MSE term and the
+# weight decay set how far the predictions spread.
+#
 # **What we expected before running the grid.** PCC-based losses optimise (a slide-level version of) the metric itself; MSE optimises magnitude.
 # The ZINB arm's result depends on how well a per-gene dispersion fits the simulator's counts,
 # which are ZINB by construction: a favourable setting for it, stated so that it is not over-read.

@@ -72,6 +72,23 @@ from stflib.report import pathway_bounds, tables
 tables.show_table(pathway_bounds.slide_levels("pathway_readout").round(3), "pathway-readout-slide-levels")
 
 # %% [markdown]
+# **How far the gene predictions spread.** The contextual read-out's gene maps vary more within a
+# slide (`collapse_ratio`). Whether that is pattern or scale: `explained_share` is the spread a
+# calibrated prediction with the run's correlations would have, `calibration_slope` the truth's
+# slope on the predictions (1 calibrated, below 1 more spread than the accuracy warrants), as on
+# the losses page (`python -m stflib spread pathway_readout`).
+
+# %%
+from IPython.display import Markdown, display
+
+from stflib.report import spread
+
+readout_spread = spread.spread_table("pathway_readout")
+tables.show_table(readout_spread.round(3), "pathway-readout-spread")
+display(Markdown(" ".join(spread.describe(readout_spread, arm, f"`{arm}`")
+                          for arm in readout_spread.index)))
+
+# %% [markdown]
 # **What we expected before running the grid.** The shared read-out was chosen on validation
 # patients only, in an exploratory comparison over 3 folds and 2 seeds: there the named tokens
 # matched the simulator's activities better with the shared read-out and the gene PCC did not

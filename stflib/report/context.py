@@ -31,7 +31,7 @@ import pandas as pd
 
 from stflib.grid.axes import ARMS, CONTEXT_KS
 from stflib.report import stats
-from stflib.report.results import (DEFAULT_WORLD, PAIR_COLUMNS, metric_info, pair_index, repo_root, with_design_columns,
+from stflib.report.results import (DEFAULT_WORLD, PAIR_COLUMNS, metric_info, pair_index, results_root, with_design_columns,
                                    write_results_csv)
 from stflib.report.tables import interval_text
 
@@ -168,7 +168,7 @@ def oracle_ceiling(summary: pd.DataFrame, world: str = DEFAULT_WORLD) -> float:
 # ------------------------------------------------------------------------------------- latent ceiling
 def ceilings_path(world: str = DEFAULT_WORLD, results_dir: str | Path | None = None) -> Path:
     """``results/ceilings/latent_<world>.csv``."""
-    results_dir = Path(results_dir) if results_dir else repo_root() / "results"
+    results_dir = results_root(results_dir)
     return results_dir / "ceilings" / f"latent_{world}.csv"
 
 
@@ -296,7 +296,7 @@ def folds_match_runs(latent: pd.DataFrame, results_dir: str | Path | None = None
     ``hvg50``) the same held-out patients and the same 50 HVGs as the latent ceiling's probe saw."""
     import json
 
-    results_dir = Path(results_dir) if results_dir else repo_root() / "results"
+    results_dir = results_root(results_dir)
     per_fold = latent.drop_duplicates("fold").set_index("fold")
     counts = {f: {"runs_checked": 0, "same_test_patients": 0, "same_hvgs": 0} for f in per_fold.index}
     for axis in axes:

@@ -31,7 +31,7 @@ import pandas as pd
 
 from stflib.grid.axes import ARMS
 from stflib.report import context
-from stflib.report.results import DEFAULT_WORLD, repo_root, write_results_csv
+from stflib.report.results import DEFAULT_WORLD, results_root, run_predictions, write_results_csv
 
 __all__ = ["BOUNDS_ARM", "bounds_path", "pathway_bounds", "write_pathway_bounds", "load_pathway_bounds",
            "bounds_table", "describe_bounds", "run_slide_levels", "write_slide_levels", "slide_levels",
@@ -43,7 +43,7 @@ BOUND_COLUMNS = ("ceiling", "aux_readout", "aux_target")  # the per-fold figures
 
 def bounds_path(world: str = DEFAULT_WORLD, results_dir: str | Path | None = None) -> Path:
     """``results/ceilings/pathway_<world>.csv``."""
-    results_dir = Path(results_dir) if results_dir else repo_root() / "results"
+    results_dir = results_root(results_dir)
     return results_dir / "ceilings" / f"pathway_{world}.csv"
 
 
@@ -221,18 +221,14 @@ def run_slide_levels(predictions: str | Path) -> dict[str, float]:
 
 def slide_levels_path(axis: str, results_dir: str | Path | None = None) -> Path:
     """``results/ceilings/slide_levels_<axis>.csv``: committed, since the runs' ``predictions.h5ad`` are not."""
-    results_dir = Path(results_dir) if results_dir else repo_root() / "results"
+    results_dir = results_root(results_dir)
     return results_dir / "ceilings" / f"slide_levels_{axis}.csv"
 
 
 def write_slide_levels(axis: str, results_dir: str | Path | None = None) -> Path:
     """:func:`run_slide_levels` of every run of ``axis`` that has its ``predictions.h5ad`` here
     (``results/<axis>/<arm>/fold*/``), one row per run, to :func:`slide_levels_path`."""
-    root = (Path(results_dir) if results_dir else repo_root() / "results") / axis
-    rows = [{"arm": arm, "run": r.parent.name, **run_slide_levels(r)}
-            for arm in ARMS[axis].arms for r in sorted((root / arm).glob("fold*/predictions.h5ad"))]
-    if not rows:
-        raise FileNotFoundError(f"no predictions.h5ad under {root}: run `python -m stflib ablate params/{axis}`")
+    rows = [{"arm": arm, "run": run, **run_slide_levels(path)} for arm, run, path in run_predictions(axis, results_dir)]
     return write_results_csv(pd.DataFrame(rows), slide_levels_path(axis, results_dir))
 
 

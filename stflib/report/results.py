@@ -22,6 +22,11 @@ def repo_root(start: str | Path | None = None) -> Path:
     raise FileNotFoundError(f"no stf-book repository root above {here} (looked for _config.yml and stflib/)")
 
 
+def results_root(results_dir: str | Path | None = None) -> Path:
+    """The results folder: ``results_dir`` when given, else ``<repository>/results``."""
+    return Path(results_dir) if results_dir else repo_root() / "results"
+
+
 def write_results_csv(table: pd.DataFrame, path: str | Path) -> Path:
     """Write a results table (no index, 6 significant digits) to ``path`` atomically, creating its folder."""
     from stflib.io import atomic_write
@@ -34,7 +39,7 @@ def write_results_csv(table: pd.DataFrame, path: str | Path) -> Path:
 
 def load_summary(results_dir: str | Path | None = None) -> pd.DataFrame:
     """Read ``results/summary.csv`` (one row per run), keeping only completed runs."""
-    results_dir = Path(results_dir) if results_dir else repo_root() / "results"
+    results_dir = results_root(results_dir)
     path = results_dir / "summary.csv"
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: run `python -m stflib ablate params` then `python -m stflib collect`")
@@ -103,8 +108,24 @@ def axis_rows(summary: pd.DataFrame, axis: str, world: str | None = DEFAULT_WORL
 
 def run_dir(axis: str, arm: str, fold: int = 0, results_dir: str | Path | None = None) -> Path:
     """Folder of one run: ``results/<axis>/<arm>/fold<k>``."""
-    results_dir = Path(results_dir) if results_dir else repo_root() / "results"
+    results_dir = results_root(results_dir)
     return results_dir / axis / arm / f"fold{fold}"
+
+
+def run_predictions(axis: str, results_dir: str | Path | None = None) -> list[tuple[str, str, Path]]:
+    """(arm, run folder name, path) of every ``predictions.h5ad`` of ``axis`` here
+    (``results/<axis>/<arm>/fold*/``), arms in the axis' order; a clear error when there is none
+    (the grid commits each run's metrics, not its predictions)."""
+    from stflib.grid.axes import ARMS
+
+    if axis not in ARMS:
+        raise ValueError(f"axis {axis!r} unknown; allowed: {', '.join(ARMS)}")
+    root = results_root(results_dir) / axis
+    runs = [(arm, path.parent.name, path) for arm in ARMS[axis].arms
+            for path in sorted((root / arm).glob("fold*/predictions.h5ad"))]
+    if not runs:
+        raise FileNotFoundError(f"no predictions.h5ad under {root}: run `python -m stflib ablate params/{axis}`")
+    return runs
 
 
 def run_figure(axis: str, arm: str, name: str, fold: int = 0, results_dir: str | Path | None = None) -> Path:
@@ -152,7 +173,7 @@ def grid_runs(results_dir: str | Path | None = None) -> pd.DataFrame:
     """
     import json
 
-    results_dir = Path(results_dir) if results_dir else repo_root() / "results"
+    results_dir = results_root(results_dir)
     rows = []
     # results/<axis>/<arm>/fold*/ and, for the other simulator worlds, results/worlds/<world>/<axis>/<arm>/fold*/
     paths = [*results_dir.glob("*/*/fold*/run.json"), *results_dir.glob("worlds/*/*/*/fold*/run.json")]
