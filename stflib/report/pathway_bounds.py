@@ -31,7 +31,7 @@ import pandas as pd
 
 from stflib.grid.axes import ARMS
 from stflib.report import context
-from stflib.report.results import DEFAULT_WORLD, results_root, run_predictions, write_results_csv
+from stflib.report.results import DEFAULT_WORLD, per_arm_means, results_root, run_predictions, write_results_csv
 
 __all__ = ["BOUNDS_ARM", "bounds_path", "pathway_bounds", "write_pathway_bounds", "load_pathway_bounds",
            "bounds_table", "describe_bounds", "run_slide_levels", "write_slide_levels", "slide_levels",
@@ -236,14 +236,8 @@ def slide_levels(axis: str, results_dir: str | Path | None = None) -> pd.DataFra
     """Per arm of ``axis``: the committed per-run slide levels (:func:`write_slide_levels`) averaged
     over the arm's runs, with their number. A run whose pathway PCC pooled over slides falls below
     its within-slide PCC loses to slide-level offsets of its scores that the truth does not have."""
-    path = slide_levels_path(axis, results_dir)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run `python -m stflib pathway-bounds --slide-levels {axis}` "
-                                "where the axis' runs (their predictions.h5ad) are")
-    runs = pd.read_csv(path)
-    table = runs.groupby("arm", sort=False)[list(SLIDE_LEVEL_COLUMNS)].mean()
-    table.insert(0, "runs", runs.groupby("arm", sort=False).size())
-    return table
+    return per_arm_means(slide_levels_path(axis, results_dir), SLIDE_LEVEL_COLUMNS,
+                         f"python -m stflib pathway-bounds --slide-levels {axis}")
 
 
 # --------------------------------------------------------------------------------------------- command

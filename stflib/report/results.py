@@ -128,6 +128,19 @@ def run_predictions(axis: str, results_dir: str | Path | None = None) -> list[tu
     return runs
 
 
+def per_arm_means(path: str | Path, columns, command: str) -> pd.DataFrame:
+    """Per arm (in file order): the mean of ``columns`` over the per-run rows of a committed results
+    CSV (columns ``arm``, ``run``, ...), with the number of runs first; when the file is absent, an
+    error naming ``command``, which writes it from the runs' ``predictions.h5ad``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run `{command}` where the axis' runs (their predictions.h5ad) are")
+    runs = pd.read_csv(path)
+    table = runs.groupby("arm", sort=False)[list(columns)].mean()
+    table.insert(0, "runs", runs.groupby("arm", sort=False).size())
+    return table
+
+
 def run_figure(axis: str, arm: str, name: str, fold: int = 0, results_dir: str | Path | None = None) -> Path:
     """A figure saved by one run (``results/<axis>/<arm>/fold<k>/<name>``); a clear error when absent."""
     path = run_dir(axis, arm, fold, results_dir) / name

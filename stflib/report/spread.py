@@ -28,19 +28,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stflib.report.results import results_root, run_predictions, write_results_csv
+from stflib.report.results import per_arm_means, results_root, run_predictions, write_results_csv
 
-__all__ = ["CALIBRATION_COLUMNS", "CALIBRATED_WITHIN", "spread", "run_spread", "spread_path",
+__all__ = ["SPREAD_COLUMNS", "CALIBRATED_WITHIN", "spread", "run_spread", "spread_path",
            "write_spread", "spread_table", "describe"]
 
-CALIBRATION_COLUMNS = ("collapse_ratio", "explained_share", "calibration_slope")
+SPREAD_COLUMNS = ("collapse_ratio", "explained_share", "calibration_slope")
 # a slope within this of 1 is read as calibrated: one arm's runs differ by about this much between
 # held-out folds, so a smaller departure is not a property of the arm
 CALIBRATED_WITHIN = 0.15
 
 
 def spread(pred: np.ndarray, truth: np.ndarray, slide_ids: np.ndarray) -> dict[str, float]:
-    """:data:`CALIBRATION_COLUMNS` of predictions ``pred`` (spots, genes) against ``truth`` (same
+    """:data:`SPREAD_COLUMNS` of predictions ``pred`` (spots, genes) against ``truth`` (same
     shape), within each slide of ``slide_ids`` (spots,), then the mean over slides with at least two
     spots and some measured variance."""
     pred, truth, slide_ids = np.asarray(pred, np.float64), np.asarray(truth, np.float64), np.asarray(slide_ids)
@@ -67,7 +67,7 @@ def spread(pred: np.ndarray, truth: np.ndarray, slide_ids: np.ndarray) -> dict[s
         raise ValueError("spread: no slide with two or more spots and within-slide variance in the truth")
     from stflib.metrics import nanmean  # nan, without a warning, when every slide's figure is nan
 
-    return {c: float(nanmean([r[c] for r in per_slide])) for c in CALIBRATION_COLUMNS}
+    return {c: float(nanmean([r[c] for r in per_slide])) for c in SPREAD_COLUMNS}
 
 
 def run_spread(predictions: str | Path) -> dict[str, float]:
@@ -98,12 +98,7 @@ def spread_table(axis: str, results_dir: str | Path | None = None, arms: list[st
     """Per arm of ``axis`` (or of ``arms``, in that order): the committed per-run figures
     (:func:`write_spread`) averaged over the arm's runs, with their number."""
     path = spread_path(axis, results_dir)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run `python -m stflib spread {axis}` "
-                                "where the axis' runs (their predictions.h5ad) are")
-    runs = pd.read_csv(path)
-    table = runs.groupby("arm", sort=False)[list(CALIBRATION_COLUMNS)].mean()
-    table.insert(0, "runs", runs.groupby("arm", sort=False).size())
+    table = per_arm_means(path, SPREAD_COLUMNS, f"python -m stflib spread {axis}")
     if arms is not None:
         absent = [a for a in arms if a not in table.index]
         if absent:
