@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "pathway-bounds": ("stflib.report.pathway_bounds", "add_arguments", "run",
                        "the pathways page's bounds for the named pathway tokens (results/ceilings/)"),
     "spread": ("stflib.report.spread", "add_arguments", "run",
-                    "held-out spread vs accuracy (collapse ratio, explained share, calibration slope) per run (results/ceilings/)"),
+               "held-out spread vs accuracy (collapse ratio, explained share, calibration slope) per run (results/ceilings/)"),
 }
 
 

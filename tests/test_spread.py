@@ -51,6 +51,7 @@ def test_slide_offsets_do_not_count_and_a_flat_prediction_explains_nothing():
     assert C.spread(signal + offsets, truth, slide) == pytest.approx(C.spread(signal, truth, slide))
     flat = C.spread(np.zeros_like(truth), truth, slide)
     assert flat["collapse_ratio"] == 0 and flat["explained_share"] == 0 and np.isnan(flat["calibration_slope"])
+    assert "flat: no within-slide spread" in C.describe(_table({"flat": flat}), "flat", "F")
 
 
 def test_bad_shapes_and_slides_without_variance_are_refused():

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from stflib.metrics import nanmean  # nan, without a warning, when every slide's figure is nan
 from stflib.report.results import per_arm_means, results_root, run_predictions, write_results_csv
 
 __all__ = ["SPREAD_COLUMNS", "CALIBRATED_WITHIN", "spread", "run_spread", "spread_path",
@@ -65,8 +66,6 @@ def spread(pred: np.ndarray, truth: np.ndarray, slide_ids: np.ndarray) -> dict[s
         })
     if not per_slide:
         raise ValueError("spread: no slide with two or more spots and within-slide variance in the truth")
-    from stflib.metrics import nanmean  # nan, without a warning, when every slide's figure is nan
-
     return {c: float(nanmean([r[c] for r in per_slide])) for c in SPREAD_COLUMNS}
 
 
@@ -111,7 +110,8 @@ def describe(table: pd.DataFrame, arm: str, label: str) -> str:
     """One sentence on ``arm`` of a :func:`spread_table`: its spread against what its accuracy allows."""
     r = table.loc[arm]
     slope = r["calibration_slope"]
-    verdict = ("calibrated" if abs(slope - 1.0) <= CALIBRATED_WITHIN else
+    verdict = ("flat: no within-slide spread to calibrate" if np.isnan(slope) else
+               "calibrated" if abs(slope - 1.0) <= CALIBRATED_WITHIN else
                "flatter than its accuracy warrants (a collapse)" if slope > 1.0 else
                "more spread than its accuracy warrants (an overshoot)")
     return (f"{label} shows {r['collapse_ratio']:.3f} of the measured within-slide variance and explains "
