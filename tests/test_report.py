@@ -313,6 +313,27 @@ def test_markdown_table_keeps_long_cells_whole_and_escapes_bars():
         tables.markdown_table(table, code_columns=("class",))
 
 
+def test_book_renders_generated_markdown_tables_as_tables():
+    # the pages display tables.markdown_table through IPython's Markdown; myst-nb parses that output
+    # with the format _config.yml names, and its default (CommonMark) prints a table as plain text
+    from pathlib import Path
+
+    import yaml
+    from markdown_it.renderer import RendererHTML
+    from myst_parser.config.main import MdParserConfig
+    from myst_parser.parsers.mdit import create_md_parser
+
+    book = yaml.safe_load((Path(__file__).parents[1] / "_config.yml").read_text())
+    fmt = book["sphinx"]["config"].get("nb_render_markdown_format", "commonmark")
+    assert fmt in ("gfm", "myst"), f"_config.yml renders cell Markdown as {fmt!r}: tables would print as text"
+    config = MdParserConfig(gfm_only=True) if fmt == "gfm" else MdParserConfig(
+        enable_extensions=set(book["parse"]["myst_enable_extensions"]))
+    text = tables.markdown_table(pd.DataFrame({"arm": ["k18"], "holds in": ["strong-patient +0.065 [+0.003, +0.127]"]}),
+                                 code_columns=("arm",))
+    html = create_md_parser(config, RendererHTML).render(text)
+    assert "<table>" in html and "<td><code>k18</code></td>" in html
+
+
 def test_headline_reads_the_intervals_of_design_axes_baselines_and_worlds():
     # bottleneck better than full in both worlds; p2p level; the MLP worse than the reference STF
     summary = _noisy_summary(worlds=("default", "no-context"), effect={"default": 0.05, "no-context": 0.06})
