@@ -78,8 +78,12 @@ unchecked = findings.unchecked_findings(summary, verdicts=verdicts)
 if robustness.empty:
     display(Markdown("No finding of the default world has been re-run in another world."))
 else:
-    # Markdown, not a DataFrame: the cells hold each world's interval and must wrap, not be cut off
-    display(Markdown(tables.markdown_table(robustness, code_columns=("arm", "reference"))))
+    # Markdown, not a DataFrame: the cells hold each world's interval and must wrap, not be cut off;
+    # a column with no entry in any row ("-" throughout) is said in a sentence instead, to leave room
+    empty = [c for c in robustness.columns if (robustness[c] == "-").all()]
+    display(Markdown(tables.markdown_table(robustness.drop(columns=empty), code_columns=("arm", "reference"))))
+    if empty:
+        display(Markdown("No finding has an entry under " + " or ".join(f"*{c}*" for c in empty) + "."))
     display(Markdown(tables.csv_link(robustness, "findings-robustness")))
 if unchecked:
     display(Markdown("Findings not re-run in any other world (their arms are outside the robustness "
