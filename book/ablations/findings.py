@@ -81,7 +81,12 @@ else:
     # Markdown, not a DataFrame: the cells hold each world's interval and must wrap, not be cut off;
     # a column with no entry in any row ("-" throughout) is said in a sentence instead, to leave room
     empty = [c for c in robustness.columns if (robustness[c] == "-").all()]
-    display(Markdown(tables.markdown_table(robustness.drop(columns=empty), code_columns=("arm", "reference"))))
+    # one column names the finding, so the worlds' columns get the page's width
+    finding = (robustness["axis"] + ": `" + robustness["arm"] + "` vs `" + robustness["reference"] + "` "
+               + robustness["effect (default world)"])
+    shown = robustness.drop(columns=["axis", "arm", "reference", "effect (default world)", *empty])
+    display(Markdown(tables.markdown_table(shown.assign(**{"finding (default world)": finding})
+                                           [["finding (default world)", *shown.columns]])))
     if empty:
         display(Markdown("No finding has an entry under " + " or ".join(f"*{c}*" for c in empty) + "."))
     display(Markdown(tables.csv_link(robustness, "findings-robustness")))
