@@ -1,13 +1,14 @@
 """Atomic artefact writes: a file appears complete or not at all.
 
 The grid resumes by the presence of a run's files (``metrics.json`` marks a finished run,
-``checkpoint.pt`` a resumable one), so every artefact is written to ``<name>.tmp`` beside its target
+``checkpoint.pt`` a resumable one), so every artefact is written to a temporary file beside its target
 and renamed over it; an interrupted write leaves only the temporary file.
 """
 from __future__ import annotations
 
 import json
 import os
+import uuid
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,10 +16,12 @@ import numpy as np
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on ``<path>.tmp``, then rename it to ``path``; a write that raises leaves
-    neither file behind (a killed process may leave the temporary one)."""
+    """Call ``write(tmp)`` on ``<path>.tmp-<pid>-<random>``, then rename it to ``path``; a write that
+    raises leaves neither file behind (a killed process may leave the temporary one). The temporary name
+    is the writer's own, so two processes writing the same target (two grid workers filling one cache
+    entry) never write into each other's file: the last rename wins, and both wrote the same content."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         write(tmp)
         os.replace(tmp, path)

@@ -304,3 +304,57 @@ def test_zinb_prediction_is_the_expectation():
     expect = (0.99 * out["genes"][0]).detach().numpy()
     lib = items[3]["library_size"].numpy()[:, None]
     np.testing.assert_allclose(p["pred"], np.log1p(expect / lib * 1e4), rtol=1e-4, atol=1e-5)
+
+
+def _ceiling_fold(seed: int = 0):
+    """The parts of a FoldData that pathway_ceiling reads: six slides whose true activities are a
+    linear function of their features plus a little noise."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(seed)
+    mixing = rng.standard_normal((5, 3))
+    items = {}
+    for i in range(6):
+        f = rng.standard_normal((40, 5))
+        items[f"s{i}"] = {"features": torch.tensor(f, dtype=torch.float32),
+                          "coords": torch.tensor(rng.uniform(0, 100, (40, 2)), dtype=torch.float32),
+                          "valid": torch.ones(40, dtype=torch.bool),
+                          "true_pathways": torch.tensor(f @ mixing + 0.1 * rng.standard_normal((40, 3)),
+                                                        dtype=torch.float32)}
+    return SimpleNamespace(items=items, truth_pathway_names=["A", "B", "C"], train_ids=["s0", "s1", "s2"],
+                           val_ids=["s3"], test_ids=["s4", "s5"])
+
+
+def test_pathway_ceiling_is_cached_by_what_it_reads(tmp_path, monkeypatch):
+    from stflib.train import evaluate as E
+
+    monkeypatch.setenv("STFLIB_CACHE", str(tmp_path))
+    fold, cfg = _ceiling_fold(), C.RunConfig.from_params({"n_neighbors": 3})
+    fresh = E.pathway_ceiling(fold, cfg, cache=False)
+    assert 0.5 < fresh <= 1 and not list(tmp_path.rglob("*.json"))  # cache=False writes nothing
+    assert E.pathway_ceiling(fold, cfg) == fresh and len(list((tmp_path / "pathway_ceiling").glob("*.json"))) == 1
+
+    def computed_again(*args, **kwargs):
+        raise AssertionError("computed again")
+
+    real_ridge = E.ridge_path
+    monkeypatch.setattr(E, "ridge_path", computed_again)
+    assert E.pathway_ceiling(fold, cfg) == fresh  # read back bit for bit
+    # neither the model's loss nor the seed is an input of the ceiling: another arm reads the same entry
+    assert E.pathway_ceiling(fold, C.RunConfig.from_params({"n_neighbors": 3, "seed": 5, "loss": "mse_pcc"})) == fresh
+    # what it reads is in the key: the neighbourhood, a feature value, which slides are validation
+    edited = _ceiling_fold()
+    edited.items["s4"]["features"][0, 0] += 1
+    swapped = _ceiling_fold()
+    swapped.val_ids, swapped.test_ids = ["s4"], ["s3", "s5"]
+    for other_fold, other_cfg in ((fold, C.RunConfig.from_params({"n_neighbors": 0})), (edited, cfg), (swapped, cfg)):
+        with pytest.raises(AssertionError, match="computed again"):
+            E.pathway_ceiling(other_fold, other_cfg)
+    # an unreadable entry is computed again and overwritten
+    monkeypatch.setattr(E, "ridge_path", real_ridge)
+    entry = next((tmp_path / "pathway_ceiling").glob("*.json"))
+    entry.write_text("{not json")
+    assert E.pathway_ceiling(fold, cfg) == fresh and json.loads(entry.read_text())["pathway_ceiling"] == fresh
+    # no simulator truth: NaN, and nothing cached
+    fold.truth_pathway_names = []
+    assert math.isnan(E.pathway_ceiling(fold, cfg)) and len(list((tmp_path / "pathway_ceiling").glob("*.json"))) == 1

@@ -4,14 +4,27 @@
 metrics of ``stflib.metrics.evaluate`` (with the simulator's true pathway activities and expected
 expression where the cohort has them), the fit on the training slides and ``pathway_ceiling``:
 how much of the true pathway activity the arm's inputs hold at all.
+
+``pathway_ceiling`` depends only on the fold's inputs and truth, never on the arm's model, and its
+ridge costs as much as a third of a run (one eigendecomposition of a 4,096 x 4,096 Gram matrix with
+the neighbourhood mean): it is cached by content (``ceiling_key``) under ``$STFLIB_CACHE/pathway_ceiling``,
+so the grid's many arms on one fold and backbone compute it once.
 """
 from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
 
 import numpy as np
 
 from stflib import metrics as M
+from stflib import spatial
 from stflib.config import RunConfig
+from stflib.io import write_json
+from stflib.models import baselines
 from stflib.models.baselines import ridge_path
+from stflib.sim.cohort import cache_dir
 from stflib.spatial import with_neighbour_mean
 from stflib.train.fold import FoldData, uses_context_features
 
@@ -20,23 +33,32 @@ from stflib.train.fold import FoldData, uses_context_features
 CEILING_ALPHAS = tuple(10.0 ** np.arange(-1, 8))
 
 
-def pathway_ceiling(fold: FoldData, cfg: RunConfig, alphas=CEILING_ALPHAS) -> float:
+def pathway_ceiling(fold: FoldData, cfg: RunConfig, alphas=CEILING_ALPHAS, cache: bool = True) -> float:
     """How much of the simulator's true pathway activity the arm's inputs hold: a ridge from the same
     (standardised) features, plus the mean of the k nearest spots' features when the arm uses
     ``n_neighbors``, fit directly to the true activities on the training slides, its penalty chosen on
     the validation slides, scored on the test slides (mean over pathways of the PCC over spots).
-    The reference for ``pathway_pcc_truth``; NaN without simulator truth."""
+    The reference for ``pathway_pcc_truth``; NaN without simulator truth. ``cache``: read and write
+    the value under ``ceiling_key`` (the same inputs give the same value, bit for bit)."""
     if not fold.truth_pathway_names:
+        return float("nan")
+    splits = (fold.train_ids, fold.val_ids, fold.test_ids)
+    if any(fold.items[i].get("true_pathways") is None for ids in splits for i in ids):
         return float("nan")
     # per-spot baselines with n_neighbors already carry [own, neighbour mean] in their features
     k = 0 if uses_context_features(cfg) else cfg.n_neighbors
+    path = cache_dir() / "pathway_ceiling" / f"{ceiling_key(fold, k, alphas)}.json" if cache else None
+    if path is not None and path.is_file():
+        try:
+            value = json.loads(path.read_text())["pathway_ceiling"]
+            return float("nan") if value is None else float(value)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # an unreadable entry is computed again and overwritten
 
     def stack(ids):
         X, A = [], []
         for i in ids:
             it = fold.items[i]
-            if it.get("true_pathways") is None:
-                return None, None
             v = it["valid"].cpu().numpy().astype(bool)
             f = it["features"].cpu().numpy().astype(np.float64)
             if k:
@@ -45,13 +67,41 @@ def pathway_ceiling(fold: FoldData, cfg: RunConfig, alphas=CEILING_ALPHAS) -> fl
             A.append(it["true_pathways"].cpu().numpy().astype(np.float64)[v])
         return np.concatenate(X), np.concatenate(A)
 
-    (X, A), (Xv, Av), (Xt, At) = stack(fold.train_ids), stack(fold.val_ids), stack(fold.test_ids)
-    if X is None or Xv is None or Xt is None:
-        return float("nan")
+    (X, A), (Xv, Av), (Xt, At) = (stack(ids) for ids in splits)
     xm, am, Ws = ridge_path(X, A, alphas)
     val = [M.nanmean(M.pearson_columns((Xv - xm) @ W + am, Av)) for W in Ws]
     W = Ws[int(np.nanargmax(val))]
-    return M.nanmean(M.pearson_columns((Xt - xm) @ W + am, At))
+    value = M.nanmean(M.pearson_columns((Xt - xm) @ W + am, At))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json({"pathway_ceiling": value, "n_neighbors": k, "alphas": list(alphas),
+                    "slides": [list(ids) for ids in splits]}, path)
+    return value
+
+
+# the modules whose code computes the ceiling from its inputs: an edit to any of them is a new key
+_CEILING_CODE = (__file__, M.__file__, spatial.__file__, baselines.__file__)
+
+
+def ceiling_key(fold: FoldData, k: int, alphas=CEILING_ALPHAS) -> str:
+    """Content hash of everything ``pathway_ceiling`` reads: per slide of the train, validation and
+    test splits (in order) its id, features, coordinates, valid mask and true activities; ``k``, the
+    penalties and the source of the modules that compute it. Model, loss and seed are not in it: the
+    ceiling does not depend on them."""
+    h = hashlib.blake2b(digest_size=16)
+    for source in _CEILING_CODE:
+        h.update(Path(source).read_bytes())
+    h.update(json.dumps({"k": int(k or 0), "alphas": [float(a) for a in alphas]}).encode())
+    for ids in (fold.train_ids, fold.val_ids, fold.test_ids):
+        h.update(b"split")
+        for i in ids:
+            it = fold.items[i]
+            h.update(str(i).encode() + b"\0")
+            for name in ("features", "coords", "valid", "true_pathways"):
+                a = np.ascontiguousarray(it[name].cpu().numpy())
+                h.update(f"{name}{a.dtype}{a.shape}".encode())
+                h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def expected_log(sample, genes: list[str]) -> np.ndarray | None:
