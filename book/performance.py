@@ -127,6 +127,7 @@ else:
     busy = tables.busy_hours(executed["started"], executed["finished"])
     print(f"{len(runs)} run folders, {len(executed)} executions ({(executed['status'] == 'ok').sum()} ok); "
           f"busy wall time {busy:.2f} h; sum of run durations {executed['seconds'].sum() / 3600:.2f} h")
+    print(tables.grid_wall_verdict(runs))
     tables.show_table(tables.grid_cost(runs), "grid-cost-per-axis")
     trimmed = executed[executed["malloc_trim"].astype(bool)]
     if len(trimmed):
@@ -139,7 +140,12 @@ else:
 # %% [markdown]
 # The table is the grid's cost per axis from the runs' `run.json` (a run shared by two axes, such
 # as the default STF, is executed once: it counts as an execution in the axis that ran it and as a
-# run folder in both). `python -m stflib ablate params --folds 3 --seeds 0,1` reproduces the grid.
+# run folder in both). `python -m stflib ablate params --folds 3 --seeds 0,1` reproduces the default
+# world's grid and `python -m stflib ablate --world all --folds 3` the robustness worlds (`make grid`
+# and `make grid-worlds`). The runs of one fold and backbone share their `pathway_ceiling`: its ridge
+# on the features and their neighbourhood mean is a run's most expensive step after training, so it is
+# computed once per fold, input and neighbourhood and read from `$STFLIB_CACHE/pathway_ceiling/` by
+# every other arm.
 #
 # The last column counts the executions whose kernel inherited `MALLOC_TRIM_THRESHOLD_=65536` from
 # Dask's worker processes. With it, glibc returned memory to the system after nearly every training

@@ -187,6 +187,19 @@ def test_grid_cost_counts_each_execution_once():
     assert "world no-context" in worlds.index and "b" not in worlds.index
 
 
+def test_grid_wall_verdict_compares_busy_time_with_the_budget():
+    t = lambda h: pd.Timestamp("2026-12-02") + pd.Timedelta(hours=h)  # noqa: E731
+    runs = pd.DataFrame({"started": [t(0), t(1), t(1)], "finished": [t(2), t(3), t(3)], "copied": [False, False, True],
+                         "code_version": ["new", "new", "new"]})
+    text = tables.grid_wall_verdict(runs, current="new")
+    assert "busy for 3.00 h over 2 executions" in text and "within the 4-hour budget" in text and "1.00 h to spare" in text
+    assert "earlier version" not in text
+    over = tables.grid_wall_verdict(runs.assign(code_version=["old", "new", "new"]), current="new", budget_hours=2.5)
+    assert "over the 2.5-hour budget for a 2-core machine by 0.50 h" in over and "1 of these executions" in over
+    with pytest.raises(ValueError, match="no runs under results/"):
+        tables.grid_wall_verdict(runs[:0], current="new")
+
+
 def test_busy_hours_counts_overlapping_runs_once_and_leaves_out_gaps():
     t = lambda h: pd.Timestamp("2026-12-02") + pd.Timedelta(hours=h)  # noqa: E731
     # two workers: [0, 2] and [1, 3] overlap (3 h busy); a resumed session [10, 11]; one run without times

@@ -234,6 +234,31 @@ def busy_hours(started: pd.Series, finished: pd.Series) -> float:
     return total / 3600
 
 
+# the whole grid (default world and the robustness worlds) must run on the project's 2-core, no-GPU
+# machine in about this much busy wall time, resumed across sessions if need be
+GRID_WALL_BUDGET_HOURS = 4.0
+
+
+def grid_wall_verdict(runs: pd.DataFrame, current: str | None = None,
+                      budget_hours: float = GRID_WALL_BUDGET_HOURS) -> str:
+    """One sentence: the grid's busy wall time (:func:`busy_hours` over its executions) against
+    ``budget_hours``, and how many executions ran an earlier version of the library (their cost is
+    that version's: the figure is today's grid only when there are none)."""
+    if runs.empty:
+        raise ValueError("no runs under results/: run `python -m stflib ablate params` first")
+    executed = runs[~runs["copied"].astype(bool)]
+    busy = busy_hours(executed["started"], executed["finished"])
+    margin = budget_hours - busy
+    text = (f"The grid kept the machine busy for {busy:.2f} h over {len(executed)} executions: "
+            + (f"within the {budget_hours:g}-hour budget for a 2-core machine, with {margin:.2f} h to spare."
+               if margin >= 0 else f"over the {budget_hours:g}-hour budget for a 2-core machine by {-margin:.2f} h."))
+    old = stale_runs(executed, current)
+    if len(old):
+        text += (f" {len(old)} of these executions ran an earlier version of the library, so the figure mixes "
+                 "that version's cost with today's until they are re-run.")
+    return text
+
+
 def grid_cost(runs: pd.DataFrame) -> pd.DataFrame:
     """The grid's cost per axis from :func:`grid_runs`: run folders, executions (copies of a shared
     run count once), the executions' summed and median durations, the wall-clock hours the axis kept
