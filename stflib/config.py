@@ -13,10 +13,10 @@ strings from ``papermill -p`` are coerced), raising ``ValueError`` naming the ba
 allowed ones. Training and model building take it whole. ``validate(params)`` is the same check
 returning a plain dict; ``config_hash`` identifies a run's result (the grid resumes by it).
 
-The allowed names of models, losses, backbones and attention quadrants are not listed here: they
-are read from the registries that own them (``stflib.models.MODELS``, ``stflib.losses.LOSSES``,
-``stflib.backbones.BACKBONES``, ``stflib.models.stf.QUADRANTS``), and rules that belong to one model
-or loss are asked of it (``check_depth``, ``check_neighbours``, ``GeneLoss.needs_counts``, ``ModelSpec.zinb_head``).
+The allowed names of models, losses, backbones, attention quadrants and pathway sets are not listed
+here: they are read from the registries that own them (``stflib.models.MODELS``, ``stflib.losses.LOSSES``,
+``stflib.backbones.BACKBONES``, ``stflib.models.stf.QUADRANTS``, ``stflib.pathways.PATHWAY_SETS``), and
+rules that belong to one model or loss are asked of it (``check_depth``, ``check_neighbours``, ``GeneLoss.needs_counts``, ``ModelSpec.zinb_head``).
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from typing import Any
 from stflib import backbones as _backbones
 from stflib import losses as _losses
 from stflib import models as _models
+from stflib import pathways as _pathways
 from stflib.sim import worlds as _worlds
 from stflib.models.stf import (
     NAMED_INTERACTIONS,
@@ -48,6 +49,7 @@ LOSSES = tuple(_losses.LOSSES)
 BACKBONES = tuple(_backbones.BACKBONES)
 POSITIONAL_ENCODINGS = PositionalEncoding2D.MODES
 PATHWAY_READOUTS = CosineScorer.READOUTS
+PATHWAY_SETS = _pathways.PATHWAY_SETS  # stflib.pathways owns the gene-set memberships
 OUTPUT_MODES = ("dense", "global")
 PRESETS = tuple(_worlds.PRESETS)  # the simulator owns the presets
 WORLDS = tuple(_worlds.WORLDS)  # the simulator owns the worlds
@@ -85,6 +87,7 @@ PARAMETERS: tuple[Param, ...] = (
     Param("positional_encoding", "sinusoidal", str, "2D positional encoding of the patch tokens", "model", POSITIONAL_ENCODINGS),
     Param("balance_h2p", True, bool, "STF: a learnable per-head offset on the patches' attention logits for the pathway keys, starting at -log P, so the P pathway tokens start with the weight of one neighbour (False: the seed's plain softmax, where 50 tokens take most of a patch's attention)", "model"),
     Param("pathway_readout", "shared", str, "STF: score the encoded patches against the learnable pathway tokens shared by every slide ('shared'), or against the encoder's output pathway tokens, which have read the slide's patches through p2h ('contextual', the seed)", "model", PATHWAY_READOUTS),
+    Param("pathway_sets", "hallmark", str, "gene sets of pathway_init and the auxiliary target: hallmark, or the negative control permuted (each Hallmark keeps its name and size, its genes are drawn at random, seeded by the fold; stflib.pathways.permuted_membership)", "model", PATHWAY_SETS),
     Param("output_mode", "dense", str, "dense: one prediction per spot; global: one (mean-pooled) prediction per slide", "model", OUTPUT_MODES),
     Param("standardize_features", True, bool, "z-score each feature with the training fold's mean and sd (as HEST-Bench's probe does)", "training"),
     Param("center_targets", True, bool, "standardise every gene with the training fold's mean and sd: the model predicts standardised targets and the MSE is computed on them (False: raw targets, the seed's scale)", "training"),
@@ -365,12 +368,23 @@ def validate(params: dict[str, Any] | None = None, check_paths: bool = True, **o
 
 # parameters that do not change what a run computes (left out of the run hash)
 NON_RESULT_PARAMS = ("output_dir", "progress", "device", "torch_threads", "prediction_genes")
+# parameters added after runs had finished: left out of the run hash while at their default (the
+# behaviour those runs had), so finished runs keep their hash; any other value is hashed as usual
+HASHED_UNLESS_DEFAULT = ("pathway_sets",)
+
+
+def hash_payload(cfg: "dict[str, Any] | RunConfig") -> dict[str, Any]:
+    """The parameters ``config_hash`` hashes: all but ``NON_RESULT_PARAMS`` and, at their default,
+    ``HASHED_UNLESS_DEFAULT``."""
+    c = RunConfig.from_params(cfg).as_dict()
+    d = defaults()
+    return {k: v for k, v in c.items()
+            if k not in NON_RESULT_PARAMS and not (k in HASHED_UNLESS_DEFAULT and v == d[k])}
 
 
 def config_hash(cfg: "dict[str, Any] | RunConfig") -> str:
-    """Short stable hash of the parameters that determine a run's result."""
-    c = RunConfig.from_params(cfg).as_dict()
-    payload = {k: v for k, v in c.items() if k not in NON_RESULT_PARAMS}
+    """Short stable hash of the parameters that determine a run's result (``hash_payload``)."""
+    payload = hash_payload(cfg)
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

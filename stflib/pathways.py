@@ -2,6 +2,8 @@
 
 The 50 Hallmark sets (MSigDB v7.5.1, CC BY 4.0, Liberzon et al. 2015) ship with the package so
 that ``hallmarks()`` works offline; ``read_gmt`` reads any other GMT a user brings.
+``permuted_membership`` is their negative control (run parameter ``pathway_sets="permuted"``): the same
+names and sizes with random members.
 """
 from __future__ import annotations
 
@@ -15,6 +17,13 @@ import numpy as np
 HALLMARK_GMT = "h.all.v7.5.1.symbols.gmt"
 HALLMARK_SHA256 = "de0fdee38af2611a284973f565df1a98bfa2385aecd7ba2ee3fe51208e753b40"
 N_HALLMARKS = 50
+
+# The gene-set memberships a run can name its pathway tokens with (the ``pathway_sets`` parameter):
+# ``hallmark``, the 50 MSigDB Hallmark sets; ``permuted``, the negative control (``permuted_membership``).
+PATHWAY_SETS = ("hallmark", "permuted")
+# ``permuted`` draws its sets with the seed PERMUTATION_SEED + fold (``permutation_seed``): fixed per
+# fold, independent of the training ``seed``, so both training seeds of a fold see one permutation.
+PERMUTATION_SEED = 7919
 
 
 def read_gmt(path: str | Path) -> dict[str, list[str]]:
@@ -119,6 +128,44 @@ def membership_matrix(
             f"(e.g. {genes[:5]}): are the genes HGNC symbols?"
         )
     return Membership(np.stack(rows), names, genes, coverage, dropped)
+
+
+def permutation_seed(fold: int) -> int:
+    """The seed of a run's ``permuted`` membership: ``PERMUTATION_SEED + fold`` (not the training seed)."""
+    return PERMUTATION_SEED + int(fold)
+
+
+def permuted_membership(membership: Membership, seed: int) -> Membership:
+    """The negative control of named pathway tokens: every set keeps its name and its size, its
+    members are drawn at random.
+
+    Does a token named after a Hallmark recover that Hallmark's activity because of the genes it was
+    tied to (``pathway_init``, the auxiliary pathway target), or would any set of that size do? This
+    answers it: row ``p`` keeps ``names[p]`` and its number of member genes in the vocabulary (its
+    row sum), but its members are redrawn uniformly without replacement over the vocabulary's
+    columns, each row independently (sets may overlap, as Hallmarks do). ``coverage`` and
+    ``dropped`` are those of ``membership`` (the sizes and the sets dropped are unchanged).
+    Deterministic for a given ``seed`` (runs use ``permutation_seed(fold)``).
+    """
+    matrix = np.asarray(membership.matrix)
+    n_genes = matrix.shape[1]
+    rng = np.random.default_rng(seed)
+    permuted = np.zeros_like(matrix, dtype=np.float32)
+    for p, size in enumerate(np.rint(matrix.sum(1)).astype(int)):
+        permuted[p, rng.choice(n_genes, size=size, replace=False)] = 1.0
+    return Membership(permuted, list(membership.names), list(membership.genes), dict(membership.coverage),
+                      list(membership.dropped))
+
+
+def pathway_membership(genes: list[str] | np.ndarray, pathway_sets: str = "hallmark", fold: int = 0) -> Membership:
+    """A run's pathway membership over its gene vocabulary: the Hallmarks (``hallmark``) or their
+    permuted negative control (``permuted``, seeded by ``permutation_seed(fold)``)."""
+    membership = membership_matrix(hallmarks(), genes)
+    if pathway_sets == "hallmark":
+        return membership
+    if pathway_sets == "permuted":
+        return permuted_membership(membership, permutation_seed(fold))
+    raise ValueError(f"pathway_sets: unknown value {pathway_sets!r}; allowed: {', '.join(PATHWAY_SETS)}")
 
 
 def pathway_targets(

@@ -146,3 +146,37 @@ def test_n_neighbors_none_is_the_reference_neighbourhood_where_there_is_an_h2h_f
     assert config.config_hash({}) != config.config_hash({"n_neighbors": 0})
     with pytest.raises(ValueError, match="interactions p2p,p2h has no h2h; use n_neighbors=0 or add h2h"):
         RunConfig.from_params({"interactions": "p2p,p2h", "n_neighbors": 6})
+
+
+def test_pathway_sets_are_read_from_their_registry():
+    from stflib import pathways
+
+    assert config.PATHWAY_SETS is pathways.PATHWAY_SETS
+    p = config.PARAM_BY_NAME["pathway_sets"]
+    assert p.allowed == pathways.PATHWAY_SETS and p.default == pathways.PATHWAY_SETS[0]
+    for value in pathways.PATHWAY_SETS:
+        assert config.RunConfig(pathway_sets=value).pathway_sets == value
+        assert config.validate(pathway_sets=value.upper())["pathway_sets"] == value  # papermill spelling
+    with pytest.raises(ValueError) as err:
+        config.RunConfig(pathway_sets="random")
+    assert str(err.value) == f"pathway_sets: unknown value 'random'; allowed: {', '.join(pathways.PATHWAY_SETS)}"
+
+
+def test_parameters_added_later_keep_finished_runs_hashes_at_their_default():
+    import hashlib
+    import json
+
+    assert "pathway_sets" in config.HASHED_UNLESS_DEFAULT
+    for name in config.HASHED_UNLESS_DEFAULT:
+        assert name in config.PARAM_BY_NAME and name not in config.NON_RESULT_PARAMS
+    base = config.validate({}, check_paths=False)
+    assert "pathway_sets" not in config.hash_payload(base)
+    # the hash as it was computed before pathway_sets existed
+    before = {k: v for k, v in base.items() if k not in config.NON_RESULT_PARAMS and k != "pathway_sets"}
+    old_hash = hashlib.sha256(json.dumps(before, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    assert config.config_hash(base) == config.config_hash({"pathway_sets": "hallmark"}) == old_hash
+    assert old_hash == "8cb0f99fc1d5edae"  # results/backbones/resnet50/fold0 (the reference run, fold 0, seed 0)
+    permuted = config.hash_payload({"pathway_sets": "permuted"})
+    assert permuted["pathway_sets"] == "permuted"
+    assert config.config_hash({"pathway_sets": "permuted"}) != old_hash
+    assert config.config_hash({"pathway_sets": "permuted"}) != config.config_hash({"pathway_sets": "permuted", "fold": 1})

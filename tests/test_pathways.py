@@ -66,3 +66,68 @@ def test_pathway_targets_match_direct_computation():
     want = np.stack([z[:, :3].sum(1) / 3, z[:, 3:5].sum(1) / 2], axis=1)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     assert np.isfinite(got).all()
+
+
+# ------------------------------------------------------------------ the permuted negative control
+
+
+@pytest.fixture(scope="module")
+def hallmark_membership():
+    sets = pathways.hallmarks()
+    # a vocabulary of Hallmark genes and genes in no set (a run's vocabulary has both)
+    vocab = sorted(set().union(*sets.values()))[::4] + [f"NOTINASET{i}" for i in range(300)]
+    return pathways.membership_matrix(sets, vocab)
+
+
+def test_pathway_sets_registry_starts_with_todays_hallmarks():
+    assert pathways.PATHWAY_SETS[0] == "hallmark" and "permuted" in pathways.PATHWAY_SETS
+
+
+def test_permuted_membership_keeps_names_and_sizes_with_random_members(hallmark_membership):
+    m = hallmark_membership
+    p = pathways.permuted_membership(m, seed=1)
+    assert isinstance(p, pathways.Membership)
+    assert p.names == m.names and p.genes == m.genes
+    assert p.coverage == m.coverage and p.dropped == m.dropped
+    assert p.matrix.shape == m.matrix.shape and p.matrix.dtype == np.float32
+    assert set(np.unique(p.matrix)) <= {0.0, 1.0}  # a valid 0/1 matrix over the vocabulary
+    np.testing.assert_array_equal(p.matrix.sum(1), m.matrix.sum(1))  # every set keeps its size
+    assert all((p.matrix[i] != m.matrix[i]).any() for i in range(len(m.names)))  # every set is redrawn
+    overlap = (p.matrix * m.matrix).sum() / m.matrix.sum()
+    assert overlap < 0.5  # mostly other genes than the Hallmark's own
+    # the members are spread over the whole vocabulary, genes in no Hallmark included
+    assert p.matrix[:, [m.genes.index(f"NOTINASET{i}") for i in range(300)]].any()
+    np.testing.assert_array_equal(p.matrix, pathways.permuted_membership(m, seed=1).matrix)  # deterministic
+    assert (p.matrix != pathways.permuted_membership(m, seed=2).matrix).any()
+    assert m.matrix is not p.matrix and m.names is not p.names  # the original is left alone
+
+
+def test_a_runs_membership_follows_pathway_sets_and_its_fold(hallmark_membership):
+    genes = hallmark_membership.genes
+    hallmark = pathways.pathway_membership(genes, "hallmark", fold=2)
+    np.testing.assert_array_equal(hallmark.matrix, hallmark_membership.matrix)  # today's behaviour
+    permuted = pathways.pathway_membership(genes, "permuted", fold=0)
+    np.testing.assert_array_equal(
+        permuted.matrix, pathways.permuted_membership(hallmark_membership, pathways.permutation_seed(0)).matrix)
+    assert pathways.permutation_seed(1) == pathways.PERMUTATION_SEED + 1  # a constant plus the fold
+    assert (permuted.matrix != pathways.pathway_membership(genes, "permuted", fold=1).matrix).any()
+    allowed = ", ".join(pathways.PATHWAY_SETS)
+    with pytest.raises(ValueError, match=f"pathway_sets: unknown value 'random'; allowed: {allowed}"):
+        pathways.pathway_membership(genes, "random")
+
+
+def test_a_permuted_run_uses_the_permutation_for_init_and_auxiliary_targets():
+    """load_fold on the simulator's tiny cohort (no training): the fold's membership, which
+    ``pathway_init`` and the auxiliary targets read, is the fold's permutation whatever the seed."""
+    from stflib.config import RunConfig
+    from stflib.train.fold import load_fold
+
+    hallmark = load_fold(RunConfig(preset="tiny"))
+    permuted = load_fold(RunConfig(preset="tiny", pathway_sets="permuted", seed=1))
+    assert hallmark.genes == permuted.genes
+    expected = pathways.pathway_membership(permuted.genes, "permuted", fold=0)
+    np.testing.assert_array_equal(permuted.membership.matrix, expected.matrix)  # not seeded by the training seed
+    assert permuted.membership.names == hallmark.membership.names
+    sample = hallmark.train_ids[0]
+    assert not np.allclose(hallmark.items[sample]["pathway_targets"], permuted.items[sample]["pathway_targets"])
+    np.testing.assert_array_equal(hallmark.items[sample]["targets"], permuted.items[sample]["targets"])

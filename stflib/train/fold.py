@@ -68,7 +68,7 @@ def load_fold(cfg: RunConfig, log: Callable[[str], None] | None = None) -> FoldD
     samples = {i: D.read_hest_sample(root, i, backbone=cfg.backbone) for i in ids}
     genes, hvg = D.select_genes([samples[i] for i in list(train_ids) + list(val_ids)], n_genes=cfg.n_genes, n_hvg=50,
                                 qc=qc)
-    membership = P.membership_matrix(P.hallmarks(), genes)
+    membership = P.pathway_membership(genes, cfg.pathway_sets, cfg.fold)  # Hallmarks, or permuted (negative control)
     ds = D.SlideDataset([samples[i] for i in ids], genes, membership=membership.matrix,
                         log_transform=cfg.log_transform, qc=qc)
     items = {}
@@ -80,7 +80,7 @@ def load_fold(cfg: RunConfig, log: Callable[[str], None] | None = None) -> FoldD
     names = first.truth_names.get("pathway_activity") if first.truth else None
     if log:
         log(f"{root}: {len(train_ids)} train / {len(val_ids)} val / {len(test_ids)} test slides; "
-            f"{len(genes)} genes, {len(membership.names)} pathways, features {cfg.backbone} ({feature_dim}-d)")
+            f"{len(genes)} genes, {len(membership.names)} pathways ({cfg.pathway_sets}), features {cfg.backbone} ({feature_dim}-d)")
     return FoldData(root, meta, list(train_ids), list(val_ids), list(test_ids), samples, genes, hvg, membership,
                     items, feature_dim, names)
 
