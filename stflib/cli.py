@@ -14,6 +14,8 @@ import sys
 # command -> (module, add-arguments function, run function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "simulate": ("stflib.sim.cohort", "add_arguments", "run", "write a simulated CRC Visium cohort in HEST-1k layout"),
+    "truth": ("stflib.sim.truth", "add_arguments", "run",
+              "what each simulated world lets a model find, measured on its truth (results/worlds/truth.csv)"),
     "extract-features": ("stflib.features", "add_arguments", "run", "extract frozen backbone features into the feature cache"),
     "bench": ("stflib.bench", "add_arguments", "run", "benchmarks that print figures (attention, backbones)"),
     "run": ("stflib.arm", "add_arguments", "run", "run one ablation arm (the notebook) with live progress and its metrics"),

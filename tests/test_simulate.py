@@ -134,7 +134,9 @@ def test_feature_cache_format(tiny):
     widths = {"resnet50": 2048, "ctranspath": 768, "phikon": 768, "hibou-b": 768, "hibou-l": 1024, "gigapath": 1536}
     assert {k: v.dim for k, v in S.BACKBONES.items()} == widths
     noise = {k: v.noise for k, v in S.BACKBONES.items()}
-    assert noise["gigapath"] <= noise["hibou-l"] < noise["ctranspath"] < noise["resnet50"]
+    # the information level is the noise together with the stain sensitivity and output noise; the measured
+    # order of the stand-ins' probes is checked against HEST-Bench in tests/test_truth.py
+    assert noise["gigapath"] <= noise["hibou-l"] < noise["phikon"] < noise["ctranspath"]
 
 
 def test_read_hest_sample_on_simulated(tiny):
@@ -179,12 +181,13 @@ def test_deterministic_by_seed(tiny):
 
 
 def test_unknown_preset_is_a_clear_error(tmp_path, capsys):
-    with pytest.raises(ValueError, match="unknown preset 'huge'; allowed: tiny, default, full"):
+    allowed = "allowed: " + ", ".join(S.PRESETS)
+    with pytest.raises(ValueError, match=f"unknown preset 'huge'; {allowed}"):
         S.simulate_cohort(tmp_path / "x", preset="huge")
-    with pytest.raises(ValueError, match="allowed: tiny, default, full"):
+    with pytest.raises(ValueError, match=allowed):
         S.default_cohort("huge")
     assert cli_main(["simulate", "--out", str(tmp_path / "y"), "--preset", "huge"]) == 2
-    assert "allowed: tiny, default, full" in capsys.readouterr().out
+    assert allowed in capsys.readouterr().out
     with pytest.raises(ValueError, match="unknown backbone"):
         S.simulate_cohort(tmp_path / "z", preset="tiny", backbones=["vit-huge"])
 

@@ -6,10 +6,16 @@ from Python, ``default_cohort(preset, seed, world)`` (generated once into ``$STF
 ``~/.cache/stflib``, one folder per world, ``cohort_name``).
 
 Worlds (``WORLDS``): the named, frozen assumptions that decide what can be found. ``default`` is
-calibrated against real anchors (HEST-Bench ridge-probe range; STFlow's +16-18 % relative gain of
-spatial context over spot-only probes); ``pathway-misspecified`` puts most expression variance on
-non-Hallmark programmes; ``no-context`` turns the context fields off; ``strong-patient`` makes patient
-effects 2.5x larger. ``stflib.sim.calibration.calibration_report`` measures each against its anchor.
+calibrated against real anchors (each stand-in's ridge probe inside HEST-Bench's published bowel range
+for its encoder; STFlow's +10-20 % relative gain of spatial context over spot-only probes);
+``pathway-misspecified`` puts most expression variance on non-Hallmark programmes; ``no-context`` turns
+the context fields off (the negative control for context biology); ``strong-patient`` makes patient
+effects 2.5x larger; ``long-range-context`` (the positive control for spatial interaction) adds
+programmes that a local mean cannot form; ``pathway-visible`` (the positive control for named
+pathway tokens) makes most pathway activity observable; ``depth-confounded`` and ``study-shift`` carry
+the real-data confounds measured on HEST-1k bowel slides. ``stflib.sim.truth`` measures, on each
+world's truth and before any model, what it lets a model find (``python -m stflib truth``), and checks
+each world's acceptance figures (``truth.ACCEPTANCE``); ``stflib.sim.calibration`` holds the probes.
 
 What is simulated (per slide; all fields live on the real Visium v1 array, 100 um pitch, 55 um spots)
 --------------------------------------------------------------------------------------------------
@@ -26,8 +32,9 @@ What is simulated (per slide; all fields live on the real Visium v1 array, 100 u
    patch: only neighbouring spots reveal them.
 5. **50 Hallmark pathway activities** = composition loadings + context loadings (EMT/TGF-beta at the
    interface, hypoxia/glycolysis deep in tumour and near necrosis, interferon/inflammatory around
-   immune aggregates, E2F/G2M/MYC in tumour, ...) + patient and slide offsets + smooth noise
-   (300 um) + a little spot noise.
+   immune aggregates, E2F/G2M/MYC in tumour, ...) + long-range fields where the world has them
+   (``LONG_RANGE_CONTEXTS``) + patient and slide offsets + smooth noise (300 um) + a little spot
+   noise; each part is kept (``activity_parts``) so the truth report can split variance by driver.
 6. **Expression** for ~5.7k real gene symbols (all Hallmark genes, compartment markers, 13 MT-
    genes, ribosomal RPL/RPS genes, background genes from real symbol families):
    rate[s, g] = sum_c composition[s, c] * exp(baseline[g] + celltype_loading[g, c])
@@ -58,10 +65,12 @@ Modules, in the order the data flows
 ``worlds`` (``PRESETS``, ``BACKBONES``, ``WORLDS``) -> ``genes`` (the gene catalogue) -> ``biology``
 (the fixed loadings, ``biology()``) -> ``tissue`` (array, fields, tissue, activities, counts) ->
 ``standin`` (stand-in features) and ``patches`` (rendered H&E) -> ``cohort`` (one slide assembled
-and written, the cohort, its cache, the CLI); ``calibration`` measures a cohort against real anchors.
+and written, the cohort, its cache, the CLI); ``calibration`` measures a cohort against real anchors;
+``truth`` reports each world's truth (variance shares, observability, the linear-sufficiency gap,
+confound figures, the stand-ins' calibration).
 A cached cohort is keyed by ``simulator_fingerprint()``, a hash of every module of this package.
 """
-from .biology import BIOLOGY_SEED, CELL_TYPES, COMPARTMENTS, CONTEXTS, Biology, biology
+from .biology import BIOLOGY_SEED, CELL_TYPES, COMPARTMENTS, CONTEXTS, LONG_RANGE_CONTEXTS, Biology, biology
 from .cohort import (COMPLETE_MARKER, HEST_COLUMNS, SIMULATOR_VERSION, cache_dir, cohort_name, default_cohort,
                      simulate_cohort, simulate_slide, simulator_fingerprint, write_slide)
 from .genes import gene_catalogue
@@ -71,6 +80,7 @@ from .tissue import programme_log_modulation, visium_array
 from .worlds import BACKBONES, PRESETS, WORLDS, BackboneSpec, Preset, World
 
 __all__ = ["BACKBONES", "BIOLOGY_SEED", "CELL_TYPES", "COMPARTMENTS", "COMPLETE_MARKER", "CONTEXTS", "HEST_COLUMNS",
+           "LONG_RANGE_CONTEXTS",
            "PRESETS", "SIMULATOR_VERSION", "WORLDS", "BackboneSpec", "Biology", "Preset", "World", "biology",
            "cache_dir", "cohort_name", "default_cohort", "gene_catalogue", "latent_morphology",
            "programme_log_modulation", "render_patches", "simulate_cohort", "simulate_slide", "simulator_fingerprint",

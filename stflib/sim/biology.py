@@ -18,6 +18,25 @@ CELL_TYPES = ["tumour_epithelial", "normal_epithelial", "fibroblast", "smooth_mu
               "T_cell", "B_cell", "plasma_cell", "macrophage", "necrotic_debris"]
 CONTEXTS = ["tumour_stroma_interface", "tumour_depth", "immune_proximity", "necrosis_proximity",
             "stroma_neighbourhood"]
+# Long-range context fields (the ``long-range-context`` world): biology that a mean over a spot's local
+# neighbourhood (6-60 nearest spots, up to ~450 um) cannot form. Each is scaled to about [0, 1].
+LONG_RANGE_CONTEXTS = [
+    "tumour_core_depth",   # inside tumour: distance to the tumour-stroma boundary, saturating at 1.5 mm
+    "stromal_reach",       # outside tumour: 1 at the boundary, falling to 0 at 1.5 mm into the stroma
+    "tls_ifng_field",      # sum over tertiary lymphoid structures of exp(-distance / lambda), lambda 300-800 um
+    "tumour_x_immune",     # own tumour content x immune density within 0.5 mm (a product: not linear in a mean)
+    "immune_hot_slide",    # 1 on an immune-hot slide, 0 on a cold one: seen only as slide-wide composition
+]
+LONG_RANGE_REFERENCE = np.array([0.25, 0.25, 0.3, 0.1, 0.5])  # typical values: modulations centre on them
+# {long-range field: {pathway short name: weight on the activity}}
+LONG_RANGE_RULES: dict[str, dict[str, float]] = {
+    "tumour_core_depth": {"HYPOXIA": 3.0, "GLYCOLYSIS": 2.0, "P53_PATHWAY": 1.0},
+    "stromal_reach": {"EPITHELIAL_MESENCHYMAL_TRANSITION": 3.0, "TGF_BETA_SIGNALING": 2.5, "ANGIOGENESIS": 1.0},
+    "tls_ifng_field": {"INTERFERON_GAMMA_RESPONSE": 2.5, "INTERFERON_ALPHA_RESPONSE": 2.0, "ALLOGRAFT_REJECTION": 1.5},
+    "tumour_x_immune": {"INTERFERON_GAMMA_RESPONSE": 6.0, "ALLOGRAFT_REJECTION": 5.0, "IL2_STAT5_SIGNALING": 2.0},
+    "immune_hot_slide": {"INFLAMMATORY_RESPONSE": 1.2, "TNFA_SIGNALING_VIA_NFKB": 1.0, "IL6_JAK_STAT3_SIGNALING": 1.0,
+                         "COMPLEMENT": 0.8},
+}
 
 
 # Pathway rules: {short pathway name: ({cell type: weight}, {context: weight})}; other pathways get
@@ -107,6 +126,7 @@ class Biology:
     mix: np.ndarray  # (n_compartments, C)
     lib_effect: np.ndarray  # (C,)
     visible: np.ndarray  # (V,) pathway indices visible in morphology
+    w_long: np.ndarray  # (L, P) weights of the long-range context fields (LONG_RANGE_RULES)
 
 
 @lru_cache(maxsize=1)
@@ -170,8 +190,12 @@ def biology() -> Biology:
     mix /= mix.sum(1, keepdims=True)
     lib_effect = np.array([_LIB_EFFECT[c] for c in CELL_TYPES])
     visible = np.array([names.index("HALLMARK_" + v) for v in VISIBLE_PATHWAYS])
+    w_long = np.zeros((len(LONG_RANGE_CONTEXTS), P))  # from the rules alone: no draw from the biology stream
+    for i, field_name in enumerate(LONG_RANGE_CONTEXTS):
+        for pathway, w in LONG_RANGE_RULES[field_name].items():
+            w_long[i, names.index("HALLMARK_" + pathway)] = w
     return Biology(genes, classes, names, log_profiles, pathway_loadings, theta, dropout, w_comp, w_ctx, mix,
-                   lib_effect, visible)
+                   lib_effect, visible, w_long)
 
 
 def hidden_programmes(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -188,9 +212,10 @@ def hidden_programmes(n: int) -> tuple[np.ndarray, np.ndarray]:
     return w_comp, load
 
 
-@lru_cache(maxsize=1)
-def activity_reference() -> np.ndarray:
+@lru_cache(maxsize=8)
+def activity_reference(long_range_scale: float = 0.0) -> np.ndarray:
     """A fixed typical pathway-activity level (cohort-independent), used to centre modulations."""
     bio = biology()
     typical = np.full(len(CELL_TYPES), 1.0 / len(CELL_TYPES))
-    return typical @ bio.w_comp + np.array([0.1, 0.3, 0.05, 0.03, 0.2]) @ bio.w_ctx
+    ref = typical @ bio.w_comp + np.array([0.1, 0.3, 0.05, 0.03, 0.2]) @ bio.w_ctx
+    return ref + long_range_scale * (LONG_RANGE_REFERENCE @ bio.w_long)

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .biology import BIOLOGY_SEED, CELL_TYPES, COMPARTMENTS, CONTEXTS, activity_reference, biology
+from .biology import BIOLOGY_SEED, CELL_TYPES, COMPARTMENTS, CONTEXTS, LONG_RANGE_CONTEXTS, activity_reference, biology
 from .patches import PATCH_PX, render_patches
 from .standin import latent_morphology, stand_in_features, structured_noise
 from .tissue import (N_COLS, N_ROWS, PIXEL_SIZE_UM, SPOT_DIAMETER_UM, SPOT_PITCH_UM, array_centres_um,
@@ -56,8 +56,9 @@ def _rng(seed: int, *keys: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), *keys]))
 
 
-def _cohort_plan(preset: Preset, seed: int) -> list[dict]:
-    """Slides: id, patient index, replicate index, spot count, oncotree code, library median."""
+def _cohort_plan(preset: Preset, seed: int, n_studies: int = 1) -> list[dict]:
+    """Slides: id, patient index, replicate index, spot count, oncotree code, library median, study
+    (patients are dealt to ``n_studies`` studies in turn, so every study holds whole patients)."""
     rng = _rng(seed, 0)
     n_rep = preset.n_slides - preset.n_patients
     reps = [2 if i < n_rep else 1 for i in range(preset.n_patients)]
@@ -69,15 +70,32 @@ def _cohort_plan(preset: Preset, seed: int) -> list[dict]:
         for j in range(r):
             plan.append(dict(id=f"SIM{k:03d}", patient=p, replicate=j, oncotree=str(codes[p]),
                              n_spots=int(rng.integers(preset.spots[0], preset.spots[1] + 1)),
-                             lib_median=float(np.exp(rng.uniform(np.log(4000), np.log(14000))))))
+                             lib_median=float(np.exp(rng.uniform(np.log(4000), np.log(14000)))),
+                             study=p % n_studies))
             k += 1
     return plan
 
 
 def _patient_effects(seed: int, p: int, n_pathways: int, scale: float = 1.0) -> dict:
     rng = _rng(seed, 1, p)
-    return dict(tumour_bias=float(rng.normal(0.3, 0.4 * scale)), immune_bias=float(rng.normal(0.0, 0.6 * scale)),
-                pathway_offset=rng.normal(0, 0.3 * scale, n_pathways))
+    effects = dict(tumour_bias=float(rng.normal(0.3, 0.4 * scale)), immune_bias=float(rng.normal(0.0, 0.6 * scale)),
+                   pathway_offset=rng.normal(0, 0.3 * scale, n_pathways))
+    effects["immune_hot"] = float(rng.random() < 0.5)  # the tumour's immune phenotype (long-range-context world)
+    return effects
+
+
+def study_effects(seed: int, study: int, latent_dim: int, n_nuisance: int, world) -> dict:
+    """One study's batch effects (``study-shift``): a shift of the features' nuisance input (stain, scanner)
+    and of their latent input, and a perturbation of the log cell-type profiles (G, C)."""
+    if world.n_studies <= 1:
+        return {"nuisance": np.zeros(n_nuisance), "latent": np.zeros(latent_dim), "mixing": None, "profiles": None}
+    rng = _rng(seed, 6, study)
+    bio = biology()
+    return {"nuisance": world.study_feature_shift * rng.normal(0, 1.5, n_nuisance),
+            "latent": world.study_feature_shift * rng.normal(0, 0.5, latent_dim),
+            "profiles": world.study_expression_shift * rng.normal(0, 1, bio.log_profiles.shape),
+            "mixing": np.eye(latent_dim) + world.study_feature_mixing * rng.normal(0, 1 / np.sqrt(latent_dim),
+                                                                                  (latent_dim, latent_dim))}
 
 
 def _round_mantissa(a: np.ndarray, keep_bits: int) -> np.ndarray:
@@ -125,9 +143,10 @@ def simulate_slide(plan: dict, seed: int, preset_name: str, grid=None, with_patc
     mask = tissue_mask(rng_t, xy_all, plan["n_spots"])
     xy, barcodes, rows, cols = xy_all[mask], barcodes_all[mask], rows_all[mask], cols_all[mask]
     patient = _patient_effects(seed, plan["patient"], len(bio.pathway_names), spec_world.patient_scale)
-    tissue = simulate_tissue(rng_t, bio, xy, patient, spec_world)
-    tissue["activity_ref"] = activity_reference()
-    counts, mu, lib = simulate_counts(rng_x, bio, xy, tissue, plan["lib_median"], spec_world)
+    tissue = simulate_tissue(rng_t, bio, xy, patient, spec_world, rng_long=_rng(seed, 5, k))
+    tissue["activity_ref"] = activity_reference(spec_world.long_range_scale)
+    study = study_effects(seed, int(plan.get("study", 0)), len(CELL_TYPES) + len(bio.visible), 5, spec_world)
+    counts, mu, lib = simulate_counts(rng_x, bio, xy, tissue, plan["lib_median"], spec_world, study["profiles"])
     n, G = counts.shape
 
     centres_px = MARGIN_PX + xy / PIXEL_SIZE_UM
@@ -147,24 +166,29 @@ def simulate_slide(plan: dict, seed: int, preset_name: str, grid=None, with_patc
     adata.obsm["true_context"] = tissue["context"].astype(np.float32)
     if "hidden_activity" in tissue:
         adata.obsm["true_hidden_programme_activity"] = tissue["hidden_activity"].astype(np.float32)
+    if "long_range_context" in tissue:
+        adata.obsm["true_long_range_context"] = tissue["long_range_context"].astype(np.float32)
+        adata.uns["long_range_contexts"] = np.array(LONG_RANGE_CONTEXTS)
     adata.uns["true_pathway_names"] = np.array(bio.pathway_names)
     adata.uns["cell_types"] = np.array(CELL_TYPES)
     adata.uns["compartments"] = np.array(COMPARTMENTS)
     adata.uns["contexts"] = np.array(CONTEXTS)
     adata.uns["simulator"] = {"version": SIMULATOR_VERSION, "preset": preset_name, "seed": int(seed), "world": world,
                               "patient": int(plan["patient"]), "replicate": int(plan["replicate"]),
+                              "study": int(plan.get("study", 0)),
                               "library_median": float(plan["lib_median"]),
                               "biology_seed": BIOLOGY_SEED, "pixel_size_um": PIXEL_SIZE_UM}
 
     # nuisance seen by the feature extractors: slide stain (3) + spot focus/thickness (2)
     stain_latent = rng_f.normal(0, 1, 3)
-    nuisance = np.concatenate([np.tile(stain_latent, (n, 1)), rng_f.normal(0, 1, (n, 2))], 1)
+    nuisance = np.concatenate([np.tile(stain_latent, (n, 1)), rng_f.normal(0, 1, (n, 2))], 1) + study["nuisance"]
     stain = {"vectors": np.clip(1 + 0.08 * np.stack([stain_latent, np.roll(stain_latent, 1)]), 0.7, 1.3),
              "h": float(np.exp(0.15 * stain_latent[0])), "e": float(np.exp(0.15 * stain_latent[1]))}
     latent = latent_morphology(bio, tissue)
     adata.obsm["true_latent_morphology"] = latent.astype(np.float32)
-    image_noise = structured_noise(_rng(seed, 4, k), xy, latent.shape[1], spec_world)
-    features = {name: stand_in_features(_rng(seed, 3, k, zlib.crc32(name.encode())), name, latent, nuisance,
+    image_noise = structured_noise(_rng(seed, 4, k), xy, latent.shape[1], spec_world) + study["latent"]
+    seen = latent if study["mixing"] is None else latent @ study["mixing"]  # what this study's scanner shows
+    features = {name: stand_in_features(_rng(seed, 3, k, zlib.crc32(name.encode())), name, seen, nuisance,
                                         image_noise, spec_world.noise_spot)
                 for name in (backbones if backbones is not None else BACKBONES)}
 
@@ -180,7 +204,8 @@ def simulate_slide(plan: dict, seed: int, preset_name: str, grid=None, with_patc
 
     width, height = int(2 * MARGIN_PX + N_COLS * 50 / PIXEL_SIZE_UM), int(2 * MARGIN_PX + N_ROWS * 86.61 / PIXEL_SIZE_UM)
     meta = {
-        "dataset_title": "stflib simulated colorectal cancer Visium cohort", "id": plan["id"],
+        "dataset_title": "stflib simulated colorectal cancer Visium cohort" + (
+            f", study {int(plan['study']) + 1}" if spec_world.n_studies > 1 else ""), "id": plan["id"],
         "image_filename": "", "organ": "Bowel", "disease_state": "Cancer", "oncotree_code": plan["oncotree"],
         "species": "Homo sapiens", "patient": f"SIM Patient {plan['patient'] + 1:02d}", "st_technology": "Visium",
         "data_publication_date": "", "license": "MIT (simulated data)", "study_link": "",
@@ -193,7 +218,7 @@ def simulate_slide(plan: dict, seed: int, preset_name: str, grid=None, with_patc
         "hest_version_added": f"stflib-sim-v{SIMULATOR_VERSION}",
     }
     return dict(adata=adata, expected=mu, patches=patches, features=features, meta=meta, barcodes=barcodes,
-                centres_px=centres_px, latent=latent)
+                centres_px=centres_px, latent=latent, tissue=tissue)
 
 
 def write_slide(out: Path, sim: dict, gzip_level: int = 4) -> None:
@@ -251,7 +276,7 @@ def simulate_cohort(out: str | Path, preset: str = "default", seed: int = 0, wit
     grid = visium_array()
     rows = []
     t0 = time.time()
-    for plan in _cohort_plan(spec, seed):
+    for plan in _cohort_plan(spec, seed, WORLDS[world].n_studies):
         sim = simulate_slide(plan, seed, preset, grid=grid, with_patches=with_patches, backbones=backbones,
                              world=world)
         write_slide(out, sim, spec.gzip_level)

@@ -13,9 +13,16 @@ from .worlds import BACKBONES, World
 
 
 def latent_morphology(bio: Biology, tissue: dict) -> np.ndarray:
-    """The information a patch carries: standardised composition + visible pathway activities."""
+    """The information a patch carries: standardised composition + visible pathway activities.
+
+    The long-range programmes (``long-range-context``) are transcriptional states without a morphological
+    correlate in the spot's own patch: the visible activities exclude them, so only the neighbourhood and
+    the slide can reveal them."""
     comp = (tissue["composition"] - 0.1) / 0.2
-    vis = VISIBLE_WEIGHT * (tissue["activity"][:, bio.visible] - tissue["activity_ref"][bio.visible]) / 0.6
+    activity = tissue["activity"]
+    if "activity_parts" in tissue:
+        activity = activity - tissue["activity_parts"]["long_range"]
+    vis = VISIBLE_WEIGHT * (activity[:, bio.visible] - tissue["activity_ref"][bio.visible]) / 0.6
     return np.concatenate([comp, vis], 1)
 
 

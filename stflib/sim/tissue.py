@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import spatial
 from ..spatial import gaussian_smoother as _smoother
-from .biology import CELL_TYPES, Biology, hidden_programmes
+from .biology import CELL_TYPES, LONG_RANGE_CONTEXTS, Biology, hidden_programmes
 from .worlds import WORLDS, World
 
 PIXEL_SIZE_UM = 0.5
@@ -95,8 +95,15 @@ def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def simulate_tissue(rng: np.random.Generator, bio: Biology, xy: np.ndarray, patient: dict,
-                    world: World | None = None) -> dict:
-    """Compartments, composition, context and pathway activities of one slide's spots."""
+                    world: World | None = None, rng_long: np.random.Generator | None = None) -> dict:
+    """Compartments, composition, context and pathway activities of one slide's spots.
+
+    ``activity_parts`` splits the activity (N, P) by what drives it, summing to ``activity``:
+    ``composition``, ``context`` (the local context fields), ``long_range`` (``LONG_RANGE_CONTEXTS``),
+    ``patient`` (offsets no input shows) and ``slide_and_noise`` (slide offset, smooth and spot noise).
+    ``rng_long`` draws the long-range structures (used only when ``world.long_range_scale`` > 0)."""
+    world = world or WORLDS["default"]
+    long_range = world.long_range_scale > 0
     n = len(xy)
     sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
     centre = xy.mean(0)
@@ -112,6 +119,9 @@ def simulate_tissue(rng: np.random.Generator, bio: Biology, xy: np.ndarray, pati
     stro = 0.7 * random_field(rng, 400, xy) + 0.4
     imm = 3.0 * (random_field(rng, 160, xy) - 1.25) + patient["immune_bias"]
     nec = 2.5 * (random_field(rng, 250, xy) - 0.9) + 2.0 * (tum - 1.6)
+    if long_range:  # lymphoid structures (visible locally as immune aggregates) and the hot/cold state
+        tls = _tertiary_lymphoid_structures(rng_long, xy)
+        imm = imm + 4.0 * np.exp(-0.5 * tls["distance"].min(1) ** 2 / 120.0 ** 2) + 0.8 * patient["immune_hot"]
     logits = np.stack([tum, stro, imm, muc, mus, nec], 1)
     compart = _softmax(1.4 * logits)
     comp = compart @ bio.mix
@@ -132,17 +142,58 @@ def simulate_tissue(rng: np.random.Generator, bio: Biology, xy: np.ndarray, pati
         s250 @ necro_frac,                   # necrosis proximity
         s250 @ stroma_frac,                  # stromal neighbourhood
     ], 1)
-    world = world or WORLDS["default"]
     ctx = world.context_scale * ctx
 
     P = len(bio.pathway_names)
     smooth_noise = np.stack([random_field(rng, 300, xy) for _ in range(P)], 1)
-    act = (comp @ bio.w_comp + ctx @ bio.w_ctx + patient["pathway_offset"] + rng.normal(0, 0.1, P)
-           + 0.3 * smooth_noise + rng.normal(0, 0.08, (n, P)))
-    out = dict(compartments=compart, composition=comp, context=ctx, activity=act)
+    slide_offset = rng.normal(0, 0.1, P)
+    spot_noise = rng.normal(0, 0.08, (n, P))
+    parts = {"composition": comp @ bio.w_comp, "context": ctx @ bio.w_ctx,
+             "long_range": np.zeros((n, P)), "patient": np.tile(patient["pathway_offset"], (n, 1)),
+             "slide_and_noise": world.pathway_noise_scale * (slide_offset + 0.3 * smooth_noise + spot_noise)}
+    out = dict(compartments=compart, composition=comp, context=ctx)
+    if long_range:
+        fields = _long_range_fields(xy, compart, tumour_frac, immune_frac, tls, patient["immune_hot"])
+        parts["long_range"] = world.long_range_scale * (fields @ bio.w_long)
+        out["long_range_context"] = fields
+    out["activity_parts"] = parts
+    out["activity"] = sum(parts.values())
     if world.hidden_programmes:
         out["hidden_activity"] = _hidden_activity(rng, bio, xy, comp, world.hidden_programmes)
     return out
+
+
+BOUNDARY_SATURATION_UM = 1500.0  # the boundary-distance fields saturate here (invasive front, hypoxic core)
+LOCAL_IMMUNE_SIGMA_UM = 250.0  # "immune density within about 0.5 mm": a Gaussian of this sd (2 sd = 0.5 mm)
+
+
+def _tertiary_lymphoid_structures(rng: np.random.Generator, xy: np.ndarray) -> dict:
+    """2-4 TLS centres on tissue spots, each with its own IFN-gamma decay length (300-800 um)."""
+    k = int(rng.integers(2, 5))
+    centres = xy[rng.choice(len(xy), k, replace=False)]
+    decay = rng.uniform(300.0, 800.0, k)
+    distance = np.sqrt(((xy[:, None, :] - centres[None, :, :]) ** 2).sum(-1))  # (N, k) um
+    return {"centres": centres, "decay_um": decay, "distance": distance}
+
+
+def _long_range_fields(xy: np.ndarray, compart: np.ndarray, tumour_frac: np.ndarray, immune_frac: np.ndarray,
+                       tls: dict, immune_hot: float) -> np.ndarray:
+    """The ``LONG_RANGE_CONTEXTS`` fields (N, 5), each about in [0, 1] (see their comments in ``biology``)."""
+    from scipy.spatial import cKDTree
+
+    n = len(xy)
+    tumour = compart.argmax(1) == 0  # the spot's dominant compartment is tumour
+    core, reach = np.zeros(n), np.zeros(n)
+    if tumour.any() and (~tumour).any():
+        d_in = cKDTree(xy[~tumour]).query(xy[tumour])[0]  # tumour spot -> nearest non-tumour spot
+        d_out = cKDTree(xy[tumour]).query(xy[~tumour])[0]  # non-tumour spot -> nearest tumour spot
+        core[tumour] = 1.0 - np.exp(-3.0 * d_in / BOUNDARY_SATURATION_UM)  # 95 % of its plateau at 1.5 mm
+        reach[~tumour] = np.exp(-3.0 * d_out / BOUNDARY_SATURATION_UM)
+    ifng = np.minimum(np.exp(-tls["distance"] / tls["decay_um"][None, :]).sum(1), 1.5)
+    local_immune = _smoother(xy, LOCAL_IMMUNE_SIGMA_UM) @ immune_frac
+    product = tumour_frac * local_immune / 0.05  # typical immune density ~0.1-0.3, tumour content 0-0.7
+    hot = np.full(n, float(immune_hot))
+    return np.stack([core, reach, ifng, product, hot], 1)
 
 
 def _hidden_activity(rng: np.random.Generator, bio: Biology, xy: np.ndarray, comp: np.ndarray, n: int) -> np.ndarray:
@@ -154,15 +205,23 @@ def _hidden_activity(rng: np.random.Generator, bio: Biology, xy: np.ndarray, com
 
 
 def simulate_counts(rng: np.random.Generator, bio: Biology, xy: np.ndarray, tissue: dict, slide_median: float,
-                    world: World | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(counts (N,G) float32, expected counts (N,G) float32, library sizes (N,))."""
+                    world: World | None = None, study_profiles: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(counts (N,G) float32, expected counts (N,G) float32, library sizes (N,)).
+
+    ``study_profiles`` (G, C): the study's perturbation of the log cell-type profiles (``study-shift``)."""
+    world = world or WORLDS["default"]
     comp = tissue["composition"]
-    profiles = np.exp(bio.log_profiles)  # (G, C)
-    log_mod = programme_log_modulation(bio, tissue, world or WORLDS["default"])
-    rate = (comp @ profiles.T) * np.exp(log_mod["hallmark"] + log_mod["hidden"])
+    log_profiles = bio.log_profiles if study_profiles is None else bio.log_profiles + study_profiles
+    profiles = np.exp(log_profiles)  # (G, C)
+    log_mod = programme_log_modulation(bio, tissue, world)
+    log_lib = (np.log(slide_median) + comp @ bio.lib_effect
+               + world.depth_field * random_field(rng, world.depth_length_um, xy) + rng.normal(0, 0.2, len(xy)))
+    log_capture = 0.0
+    if world.depth_capture:  # gene-wise capture efficiency that changes with depth (a technical confound)
+        log_capture = np.outer(log_lib - log_lib.mean(), depth_sensitivity(bio, world.depth_capture))
+    rate = (comp @ profiles.T) * np.exp(log_mod["hallmark"] + log_mod["hidden"] + log_capture)
     rate /= rate.sum(1, keepdims=True)
-    log_lib = (np.log(slide_median) + comp @ bio.lib_effect + 0.25 * random_field(rng, 500, xy)
-               + rng.normal(0, 0.2, len(xy)))
     lib = np.exp(log_lib)
     mu = (rate * lib[:, None]).astype(np.float32)
     theta = bio.theta[None, :]
@@ -172,10 +231,22 @@ def simulate_counts(rng: np.random.Generator, bio: Biology, xy: np.ndarray, tiss
     return counts, mu, lib
 
 
+def depth_sensitivity(bio: Biology, scale: float) -> np.ndarray:
+    """Gene-wise capture sensitivity to log depth (G,), fixed by the biology seed: deeper spots capture
+    more of the lowly expressed genes (most Hallmark members) and relatively less of the mitochondrial
+    and ribosomal ones, so every gene-set score shares a depth component, as on real Visium slides."""
+    from .biology import BIOLOGY_SEED
+
+    rng = np.random.default_rng([BIOLOGY_SEED, 11])
+    gamma = rng.normal(1.0, 0.5, len(bio.genes))
+    gamma[np.isin(bio.gene_class, ["mito", "ribo"])] = -1.5
+    return scale * gamma
+
+
 def programme_log_modulation(bio: Biology, tissue: dict, world: World) -> dict[str, np.ndarray]:
     """Log-rate modulation (N, G) of each gene by the Hallmark pathways and by the hidden programmes."""
     act_c = tissue["activity"] - tissue["activity_ref"]  # modulation around a fixed typical activity
-    hallmark = world.hallmark_scale * (act_c @ bio.pathway_loadings.T)
+    hallmark = world.hallmark_scale * (act_c @ bio.pathway_loadings.T)  # (N, G)
     hidden = np.zeros_like(hallmark)
     if world.hidden_programmes:
         _, load = hidden_programmes(world.hidden_programmes)

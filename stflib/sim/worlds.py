@@ -16,6 +16,7 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(n_patients=3, n_slides=4, spots=(100, 150), gzip_level=1),
+    "small": Preset(n_patients=6, n_slides=6, spots=(350, 450), gzip_level=1),  # world-property tests
     "default": Preset(n_patients=12, n_slides=16, spots=(500, 700)),
     "full": Preset(n_patients=34, n_slides=55, spots=(2500, 3600)),
 }
@@ -29,15 +30,19 @@ class BackboneSpec:
     out_noise: float  # iid noise on the output features
 
 
-# Information content ordered like HEST-Bench (Jaume et al. 2024): gigapath ~ hibou-l > hibou-b ~
-# phikon ~ ctranspath > resnet50 (ImageNet). Calibrated on the default preset, see calibration.py.
+# Information level of each stand-in, calibrated on the default world (``python -m stflib truth``, with
+# HEST-Bench's own ridge protocol): each stand-in's own-feature ridge inside its encoder's published bowel
+# range (``stflib.sim.truth.HEST_BENCH_BOWEL``: HEST-Bench's ridge leaderboard 08.30.24, READ to COAD) and in
+# their order there (resnet50 ~ ctranspath < phikon < gigapath; Hibou has no published figure: hibou-b next
+# to phikon, hibou-l next to gigapath), with [own, mean of 6 nearest] +10-20 % relative for every
+# foundation-model stand-in (STFlow). Set on those anchors alone, never on a model's result.
 BACKBONES: dict[str, BackboneSpec] = {
-    "resnet50": BackboneSpec(2048, 1.60, 1.2, 0.30),
-    "ctranspath": BackboneSpec(768, 1.00, 0.7, 0.20),
-    "phikon": BackboneSpec(768, 0.95, 0.6, 0.20),
-    "hibou-b": BackboneSpec(768, 0.95, 0.6, 0.20),
-    "hibou-l": BackboneSpec(1024, 0.80, 0.5, 0.20),
-    "gigapath": BackboneSpec(1536, 0.78, 0.5, 0.20),
+    "resnet50": BackboneSpec(2048, 2.30, 1.2, 0.30),
+    "ctranspath": BackboneSpec(768, 2.64, 0.7, 0.20),
+    "phikon": BackboneSpec(768, 2.45, 0.6, 0.20),
+    "hibou-b": BackboneSpec(768, 2.30, 0.6, 0.45),
+    "hibou-l": BackboneSpec(1024, 2.25, 0.5, 0.20),
+    "gigapath": BackboneSpec(1536, 2.20, 0.5, 0.20),
 }
 
 
@@ -51,10 +56,25 @@ class World:
     ``noise_length_um`` per latent dimension, shared by all backbones: section thickness, fixation and
     staining gradients; neighbour averaging keeps it) and ``noise_slide`` (one offset per slide and
     latent dimension: batch/stain effects that no neighbourhood removes).
+
+    Biology beyond the default (each 0 = off, so the default world draws no extra random numbers):
+    ``long_range_scale`` the long-range context programmes (``stflib.sim.biology.LONG_RANGE_RULES``:
+    distance to the tumour-stroma boundary saturating at 1.5 mm, tertiary lymphoid structures with an
+    IFN-gamma field decaying over 300-800 um, own tumour content x immune density within 0.5 mm, an
+    immune hot/cold state per slide); ``pathway_noise_scale`` multiplies the pathway activity that no
+    input carries (slide offsets, smooth and spot noise; patient offsets follow ``patient_scale``).
+    Real-data confounds: ``depth_field`` / ``depth_length_um`` the smooth log library-size field,
+    ``depth_capture`` a gene-wise capture sensitivity to depth (log rate += gamma_g x centred log depth);
+    ``n_studies`` studies (patients nested in them) with ``study_feature_shift`` (a per-study shift of
+    the image features' input: stain, scanner, protocol), ``study_feature_mixing`` (a per-study linear
+    mixing of what the features read from the latent, so the feature geometry differs between studies) and
+    ``study_expression_shift`` (a per-study
+    perturbation of every cell type's gene profile: chemistry and protocol, so the morphology-to-
+    expression map differs between studies).
     """
 
     description: str
-    noise_spot: float = 0.7
+    noise_spot: float = 0.62
     noise_smooth: float = 0.5
     noise_slide: float = 0.25
     noise_length_um: float = 300.0
@@ -63,29 +83,76 @@ class World:
     hallmark_scale: float = 1.0  # multiplies the Hallmark pathway loadings of the genes
     hidden_programmes: int = 0  # programmes on non-Hallmark gene sets (not among the 50 named pathways)
     hidden_scale: float = 0.0  # loading scale of those programmes
+    long_range_scale: float = 0.0  # long-range context programmes (0: off)
+    pathway_noise_scale: float = 1.0  # multiplies slide offsets, smooth and spot noise of the pathway activities
+    depth_field: float = 0.25  # sd of the smooth log library-size field
+    depth_length_um: float = 500.0  # its correlation length
+    depth_capture: float = 0.0  # sd of the gene-wise capture sensitivity to log depth (0: off)
+    n_studies: int = 1  # studies in the cohort (patients are nested in them)
+    study_feature_shift: float = 0.0  # sd of a per-study shift of the features' latent input
+    study_feature_mixing: float = 0.0  # sd of a per-study linear mixing of the latent (scanner, stain: I + this x N(0, 1/d))
+    study_expression_shift: float = 0.0  # sd of a per-study, per gene and cell type log-profile perturbation
     anchor: str = ""  # the real figure this world is calibrated against, with its source
+    controls: str = ""  # what the world is a control for, and which findings it can confirm or refute
 
 
 WORLDS: dict[str, World] = {
     "default": World(
         "the calibrated world: structured feature noise so that a ridge probe on [own, mean of 6 nearest "
-        "neighbours] gains +10-20 % relative over own features (resnet50 stand-in), as STFlow (ICML 2025) "
-        "reports for spatial context over spot-only probes on HEST-Bench; own-feature probes in HEST-Bench's "
-        "0.25-0.45 range",
-        anchor="HEST-Bench (Jaume et al. 2024) ridge probes 0.25-0.45; STFlow (Huang et al., ICML 2025) about +18 %"),
+        "neighbours] gains +10-20 % relative over own features for every stand-in, as STFlow (ICML 2025) "
+        "reports for spatial context over spot-only foundation-model probes; each stand-in's own-feature "
+        "probe inside HEST-Bench's published bowel range for its encoder (between READ and COAD)",
+        anchor="HEST-Bench (Jaume et al. 2024) ridge leaderboard 08.30.24, COAD/READ per encoder; "
+               "STFlow (Huang et al., ICML 2025) about +18 % relative",
+        controls="reference world; one study, no depth confound beyond composition-driven library size"),
     "pathway-misspecified": World(
         "most expression variance comes from 24 programmes on random non-Hallmark gene sets (composition-linked "
         "and spatially smooth); the Hallmark loadings are scaled by 0.4: a Hallmark prior names the wrong sets",
         hallmark_scale=0.4, hidden_programmes=24, hidden_scale=1.0,
-        anchor="stress test without a real anchor: the 50 Hallmarks (4,383 genes) are a prior, not a measured fact"),
+        anchor="stress test without a real anchor: the 50 Hallmarks (4,383 genes) are a prior, not a measured fact",
+        controls="negative control for the Hallmark prior (init, auxiliary loss)"),
     "no-context": World(
         "the spatial context fields are zero: a spot's expression depends on its own composition, patient, "
         "slide and smooth noise only, so neighbourhood models can only denoise",
-        context_scale=0.0, anchor="null world (no designed context biology)"),
+        context_scale=0.0, anchor="null world (no designed context biology)",
+        controls="negative control for context biology: a context gain that survives here is denoising"),
     "strong-patient": World(
         "patient effects 2.5x the default (tumour and immune bias, pathway offsets): inter-patient variation "
         "dominates, as between real HEST-1k CRC patients",
-        patient_scale=2.5, anchor="stress test without a measured anchor: real between-patient spread is not measured here"),
+        patient_scale=2.5, anchor="stress test without a measured anchor: real between-patient spread is not measured here",
+        controls="stress test of generalisation to new patients"),
+    "long-range-context": World(
+        "positive control for spatial interaction: programmes that a local mean cannot form - distance to the "
+        "tumour-stroma boundary saturating at 1.5 mm (EMT, TGF-beta, hypoxia), tertiary lymphoid structures "
+        "with an IFN-gamma field decaying over 300-800 um, own tumour content x immune density within 0.5 mm "
+        "(IFN-gamma response, antigen presentation), an immune hot/cold state per slide seen only as slide-wide "
+        "composition; the default's per-spot feature noise is kept, so denoising stays a competing explanation",
+        long_range_scale=1.0,
+        anchor="motifs: invasive-front EMT/TGF-beta and hypoxic tumour cores (mm scale); TLS-centred IFN-gamma "
+               "signalling; immune hot/cold CRC (Galon immunoscore); acceptance on the truth: context >= 10 % of "
+               "the evaluated genes' variance, linear-sufficiency gap >= 0.03 PCC",
+        controls="positive control for h2h / neighbourhood attention and pathway-mediated communication"),
+    "pathway-visible": World(
+        "positive control for interpretability: pathway activity mostly observable (composition, context and "
+        "visible morphology), patient offsets small, pathway programmes a large share of the evaluated genes",
+        patient_scale=0.3, pathway_noise_scale=0.3, hallmark_scale=2.5,
+        anchor="acceptance on the truth: observable share of pathway activity >= 60 %, patient offsets <= 20 %, "
+               "pathway programmes >= 20 % of the evaluated genes' variance",
+        controls="positive control for named pathway tokens (with pathway_sets=permuted as its negative control)"),
+    "depth-confounded": World(
+        "sequencing depth spatially autocorrelated and driving the shared component of Hallmark scores, as on "
+        "real HEST-1k bowel Visium slides",
+        depth_field=0.6, depth_length_um=700.0, depth_capture=0.35,
+        anchor="upstream SpatialTranscriptFormer on 73 HEST-1k bowel Visium slides: median |r(PC1 of Hallmark "
+               "scores, log depth)| 0.93; Moran's I of depth 0.76",
+        controls="confound: a pathway or context finding that rides on depth"),
+    "study-shift": World(
+        "three studies with batch effects: the study is predictable from the image features and a probe trained "
+        "on other studies loses about a third of its within-study PCC",
+        n_studies=3, study_feature_shift=1.2, study_feature_mixing=1.0, study_expression_shift=0.5,
+        anchor="upstream SpatialTranscriptFormer on HEST-1k bowel: study 98.5 % predictable from CTransPath features; "
+               "H-Optimus-0 ridge 0.28 within study, 0.19 across studies",
+        controls="confound: between-study shift (leave-one-study-out generalisation)"),
 }
 
 
