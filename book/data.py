@@ -70,7 +70,7 @@ import pandas as pd
 from stflib.data import find_hest_metadata, patient_groups, read_hest_sample, select_samples
 from stflib.report.figures import spot_maps
 from stflib.report.results import repo_root
-from stflib.sim import calibration, default_cohort
+from stflib.sim import default_cohort
 
 root = repo_root()
 metadata_csv = find_hest_metadata(root.parent / "shared/data/hest/HEST_v1_1_0.csv")
@@ -258,6 +258,18 @@ calibration_table.pivot(index="backbone", columns="world", values="probe_pcc").r
 
 # %%
 calibration_table.pivot(index="backbone", columns="world", values="context_gain_relative").round(3)
+
+# %% [markdown]
+# Read through the controls, the probe's context gain says where it comes from:
+
+# %%
+gain = calibration_table[calibration_table["backbone"].isin(sim_truth.FOUNDATION_MODELS)].groupby("world")[
+    "context_gain_relative"].mean()
+print("context gain of the [own, 6-nearest] ridge, mean over the foundation-model stand-ins: " + ", ".join(
+    f"{w} {gain[w]:+.1%}" for w in ("default", "no-context", "long-range-context") if w in gain))
+same = abs(gain.get("default", np.nan) - gain.get("no-context", np.nan)) < 0.03
+print("the gain is about the same with no context biology at all (no-context): in default it is denoising"
+      if same else "the gain differs between default and no-context: part of it is context biology")
 
 # %% [markdown]
 # The anchors themselves, with their sources:

@@ -428,7 +428,7 @@ def acceptance(world: str, report: dict) -> list[dict]:
 
 
 TRUTH_COLUMNS = ["world", "controls", "share_composition", "share_pathway", "share_context", "share_offsets_and_noise",
-                 "observable_share", "patient_share", "pcc_latent_own", "pcc_latent_local", "pcc_all_truth",
+                 "share_hidden_programmes", "share_depth_capture", "observable_share", "patient_share", "pcc_latent_own", "pcc_latent_local", "pcc_all_truth",
                  "local_context_gain", "linear_sufficiency_gap", "depth_pc1_abs_r", "depth_morans_i",
                  "study_accuracy", "cross_study_ratio", "hvg_composition_markers", "acceptance_passed",
                  "simulate_seconds"]
@@ -444,6 +444,8 @@ def write_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     for path in sorted((folder / "truth").glob("*.json")):
         r = json.loads(path.read_text())
         row = {c: r.get(c) for c in TRUTH_COLUMNS}
+        row["share_hidden_programmes"] = r["variance_shares"]["hidden_programmes"]
+        row["share_depth_capture"] = r["variance_shares"]["depth_capture"]
         row["acceptance_passed"] = (all(a["passed"] for a in r["acceptance"]) if r.get("acceptance") else None)
         rows.append(row)
         for c in r.get("calibration", []):
@@ -514,7 +516,8 @@ def format_report(r: dict) -> str:
     lines = [f"  simulated in {r['simulate_seconds']:.0f} s; report in {r['seconds']:.0f} s",
              f"  evaluated genes' variance: composition {r['share_composition']:.3f}, pathway programmes "
              f"{r['share_pathway']:.3f} (context {r['share_context']:.3f}, offsets and noise "
-             f"{r['share_offsets_and_noise']:.3f})",
+             f"{r['share_offsets_and_noise']:.3f}); hidden programmes {r['variance_shares']['hidden_programmes']:.3f}, "
+             f"depth capture {r['variance_shares']['depth_capture']:.3f}",
              f"  pathway activity: observable {r['observable_share']:.3f}, patient offsets {r['patient_share']:.3f}",
              f"  ridge on truth vs expected expression: own latent {r['pcc_latent_own']:.3f}, + 6/18/60-nearest means "
              f"{r['pcc_latent_local']:.3f}, all of the truth {r['pcc_all_truth']:.3f} (gap "
