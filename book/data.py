@@ -171,6 +171,7 @@ print(f"median UMIs per spot {np.median(counts.sum(1)):,.0f}; zero entries {np.m
 from stflib import simulate
 from stflib.sim import truth as sim_truth
 
+pd.set_option("display.max_colwidth", 400)  # the assumptions and anchors are sentences: show them whole
 world_table = pd.DataFrame({
     name: {"assumption": w.description, "control for": w.controls, "anchor": w.anchor}
     for name, w in simulate.WORLDS.items()}).T
