@@ -1,5 +1,6 @@
 """The grid (stflib.grid): the arms table, params files, task planning, the Dask runner (a real LocalCluster), collect."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -221,7 +222,7 @@ if seed == 13:
     raise ValueError("arm asked to fail")
 Path(output_dir).mkdir(parents=True, exist_ok=True)
 metrics = {"pcc_hvg50": 0.1 * (fold + 1), "pcc_all": 0.05, "mse": 1.0, "pathway_pcc_truth": None,
-           "model": model, "train_seconds": 0.1, "config": {"seed": seed},
+           "model": model, "train_seconds": 0.1, "config": {"seed": seed, "output_dir": output_dir},
            "settings": {"torch_threads": torch_threads, "prediction_genes": prediction_genes,
                         "omp": os.environ.get("OMP_NUM_THREADS"),
                         "stflib_env": sorted(k for k in os.environ if k in ("STFLIB_TORCH_THREADS", "STFLIB_PREDICTION_GENES"))}}
@@ -268,7 +269,10 @@ def test_a_run_finished_in_another_axis_is_copied_not_run_again(tmp_path):
     infos = run_grid(second, workers=1, log=logs.append)  # no Dask cluster starts when nothing is left to run
     assert "1 complete, 0 to run" in logs[0] and infos[0]["status"] == "ok"
     copied = json.loads((results / "second" / "same" / "fold0" / "run.json").read_text())
-    assert copied["axis"] == "second" and copied["copied_from"].endswith("first/same/fold0")
+    assert copied["axis"] == "second" and copied["copied_from"] == "first/same/fold0"  # no path of this machine
+    ran = json.loads((results / "first" / "same" / "fold0" / "metrics.json").read_text())["config"]["output_dir"]
+    assert ran == Path(os.path.relpath(results / "first" / "same" / "fold0", first[0].cwd)).as_posix()
+    assert not Path(ran).is_absolute() and ".partial" not in ran
     assert copied["run_hash"] == first[0].run_hash
     assert complete_run_elsewhere(second[0], {}) is not None
 

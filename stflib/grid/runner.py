@@ -269,6 +269,7 @@ def execute(task: Task) -> dict:
                             extra_arguments=["--IPKernelApp.log_level=ERROR"])
         if not (work / "metrics.json").is_file():
             raise RuntimeError("the notebook finished without writing metrics.json")
+        record_output_dir(work / "metrics.json", final, Path(task.cwd))
         info["status"] = "ok"
         if code_version(task.notebook) != task.code_version or "code_version_at_run" in info:
             info["status"] = "stale"  # re-run by the next `ablate` (is_complete needs status ok)
@@ -294,13 +295,26 @@ def execute(task: Task) -> dict:
     return info
 
 
+def record_output_dir(metrics_json: Path, final: Path, root: Path) -> None:
+    """Record in ``metrics.json`` the run's final folder relative to ``root`` (the grid's working folder,
+    the repository), not the absolute temporary folder the notebook wrote into: committed results carry
+    no path of the machine that ran them."""
+    metrics = json.loads(metrics_json.read_text())
+    config = metrics.get("config") or {}
+    if "output_dir" in config:
+        config["output_dir"] = Path(os.path.relpath(final.resolve(), root.resolve())).as_posix()
+        write_json(metrics, metrics_json)
+
+
 def copy_run(src: Path, dst: Path, axis: str, arm: str) -> None:
     """Copy a finished run into another arm's folder (identical parameters), atomically."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.copy-{uuid.uuid4().hex[:8]}")
     shutil.copytree(src, tmp)
     info = read_run(tmp) or {}
-    info.update({"axis": axis, "arm": arm, "copied_from": str(src)})
+    # <axis>/<arm>/fold<k> of the source, relative to the results folder both live in: committed runs
+    # record no path of the machine that ran them
+    info.update({"axis": axis, "arm": arm, "copied_from": Path(os.path.relpath(src, dst.parents[2])).as_posix()})
     write_json(info, tmp / "run.json")
     _replace_dir(tmp, dst)
 
