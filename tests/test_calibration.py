@@ -140,26 +140,3 @@ def test_anchor_table_flags_values_outside_their_range():
     assert bool(row.loc["probe_pcc", "within"]) and not bool(row.loc["context_gain_relative", "within"])
     assert "STFlow" in row.loc["context_gain_relative", "source"] and "HEST-Bench" in row.loc["probe_pcc", "source"]
     assert row.loc["latent_ceiling", "measured"] == 0.5 and np.isnan(row.loc["latent_ceiling", "anchor_low"])
-
-
-def test_world_calibration_is_cached_in_the_cohort_folder(tiny, monkeypatch):
-    import shutil
-
-    folder = tiny.parent / "cached-world"
-    if not folder.exists():
-        shutil.copytree(tiny, folder)
-    monkeypatch.setattr(cohort, "default_cohort", lambda preset, seed, world: folder)
-    calls = []
-    real = C.calibration_report
-
-    def counting(*args, **kwargs):
-        calls.append(kwargs)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(C, "calibration_report", counting)
-    first = C.world_calibration("no-context", preset="tiny", backbone="ctranspath")
-    again = C.world_calibration("no-context", preset="tiny", backbone="ctranspath")
-    assert len(calls) == 1 and (folder / "calibration.json").is_file()
-    assert again["probe_pcc"] == pytest.approx(first["probe_pcc"]) and again["world"] == "no-context"
-    with pytest.raises(ValueError, match="unknown world 'mars'"):
-        C.world_calibration("mars")

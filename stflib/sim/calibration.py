@@ -397,39 +397,6 @@ def calibration_report(data_dir: str | Path, backbone: str = "resnet50", n_folds
     return report
 
 
-def _source_digest() -> str:
-    import hashlib
-
-    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
-
-
-def world_calibration(world: str = "default", preset: str = "default", seed: int = 0,
-                      backbones: Sequence[str] | None = None, **kwargs) -> dict:
-    """``calibration_report`` of the cached cohort of ``world`` (generated on first use), itself cached
-    as ``calibration.json`` in the cohort folder (recomputed when this module or the arguments change;
-    the folder itself is replaced when the simulator changes)."""
-    import json
-
-    from .cohort import default_cohort
-    from .worlds import WORLDS
-
-    if world not in WORLDS:
-        raise ValueError(f"unknown world {world!r}; allowed: {', '.join(WORLDS)}")
-    root = default_cohort(preset, seed, world)
-    key = {"code": _source_digest(), "backbones": list(backbones or []), **{k: v for k, v in sorted(kwargs.items())}}
-    path = root / "calibration.json"
-    if path.is_file():
-        cached = json.loads(path.read_text())
-        if cached.get("key") == key:
-            return cached["report"]
-    report = calibration_report(root, backbones=backbones, **kwargs)
-    report["world"] = world
-    tmp = path.with_suffix(f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps({"key": key, "report": report}, default=float))
-    os.replace(tmp, path)
-    return report
-
-
 def anchor_table(reports: dict[str, dict]) -> pd.DataFrame:
     """One row per (world, figure): the measured value, the anchor's range, inside it or not, the source.
 

@@ -218,7 +218,7 @@ def simulate_slide(plan: dict, seed: int, preset_name: str, grid=None, with_patc
         "hest_version_added": f"stflib-sim-v{SIMULATOR_VERSION}",
     }
     return dict(adata=adata, expected=mu, patches=patches, features=features, meta=meta, barcodes=barcodes,
-                centres_px=centres_px, latent=latent, tissue=tissue)
+                centres_px=centres_px, latent=latent, tissue=tissue, study=study)
 
 
 def write_slide(out: Path, sim: dict, gzip_level: int = 4) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import spatial
 from ..spatial import gaussian_smoother as _smoother
-from .biology import CELL_TYPES, LONG_RANGE_CONTEXTS, Biology, hidden_programmes
+from .biology import CELL_TYPES, Biology, hidden_programmes
 from .worlds import WORLDS, World
 
 PIXEL_SIZE_UM = 0.5
@@ -217,10 +217,7 @@ def simulate_counts(rng: np.random.Generator, bio: Biology, xy: np.ndarray, tiss
     log_mod = programme_log_modulation(bio, tissue, world)
     log_lib = (np.log(slide_median) + comp @ bio.lib_effect
                + world.depth_field * random_field(rng, world.depth_length_um, xy) + rng.normal(0, 0.2, len(xy)))
-    log_capture = 0.0
-    if world.depth_capture:  # gene-wise capture efficiency that changes with depth (a technical confound)
-        log_capture = np.outer(log_lib - log_lib.mean(), depth_sensitivity(bio, world.depth_capture))
-    rate = (comp @ profiles.T) * np.exp(log_mod["hallmark"] + log_mod["hidden"] + log_capture)
+    rate = (comp @ profiles.T) * np.exp(log_mod["hallmark"] + log_mod["hidden"] + depth_capture(bio, log_lib, world))
     rate /= rate.sum(1, keepdims=True)
     lib = np.exp(log_lib)
     mu = (rate * lib[:, None]).astype(np.float32)
@@ -229,6 +226,14 @@ def simulate_counts(rng: np.random.Generator, bio: Biology, xy: np.ndarray, tiss
     counts = rng.poisson(lam).astype(np.float32)
     counts *= rng.random(mu.shape, dtype=np.float32) >= bio.dropout[None, :].astype(np.float32)
     return counts, mu, lib
+
+
+def depth_capture(bio: Biology, log_lib: np.ndarray, world: World) -> np.ndarray | float:
+    """Log-rate term (N, G) of the gene-wise capture efficiency that changes with depth (a technical
+    confound, ``world.depth_capture``; 0 where the world has none): sensitivity x the slide-centred log depth."""
+    if not world.depth_capture:
+        return 0.0
+    return np.outer(log_lib - log_lib.mean(), depth_sensitivity(bio, world.depth_capture))
 
 
 def depth_sensitivity(bio: Biology, scale: float) -> np.ndarray:

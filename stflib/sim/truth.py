@@ -48,8 +48,9 @@ import numpy as np
 import pandas as pd
 
 from .. import metrics, spatial
-from .biology import CELL_TYPES, CONTEXTS, LONG_RANGE_CONTEXTS, biology
-from .tissue import _long_range_fields, _smoother, depth_sensitivity
+from .biology import CELL_TYPES, biology
+from .calibration import _fold_hvgs, _qc, log_cp10k
+from .tissue import _long_range_fields, depth_capture
 from .worlds import BACKBONES, PRESETS, WORLDS, check_preset, check_world
 
 # HEST-Bench ridge leaderboard (mahmoodlab/HEST README, "HEST-Benchmark results (08.30.24)": PCA-256 ridge,
@@ -138,38 +139,20 @@ def with_features(samples: list, sims: list[dict], backbone: str) -> list:
     return [replace(s, features=sim["features"][backbone]) for s, sim in zip(samples, sims)]
 
 
-def _log_cp10k(mat: np.ndarray) -> np.ndarray:
-    lib = mat.sum(1, keepdims=True)
-    return np.log1p(mat * np.divide(1e4, lib, out=np.zeros_like(lib), where=lib > 0))
-
-
-def _qc(sample) -> np.ndarray:
-    from ..data import qc_mask
-
-    return qc_mask(sample.counts, sample.genes)
-
-
-def _cohort_hvgs(samples: list, n_hvg: int = 50) -> list[str]:
-    from ..data import select_genes
-
-    return select_genes(samples, n_genes=1000, n_hvg=n_hvg)[1]
-
-
 # --------------------------------------------------------------------------- 1. variance shares
 SOURCES = ("composition", "pathway_composition", "pathway_context", "pathway_long_range", "pathway_patient",
            "pathway_slide_and_noise", "hidden_programmes", "depth_capture")
 
 
-def log_rate_terms(sim: dict, world: str, seed: int) -> dict[str, np.ndarray]:
+def log_rate_terms(sim: dict, world: str) -> dict[str, np.ndarray]:
     """The additive terms (N, G) of one slide's log expression rate, by source (``SOURCES``)."""
-    from .cohort import study_effects
     from .biology import hidden_programmes
 
     spec = WORLDS[world]
     bio = biology()
     tissue = sim["tissue"]
-    study = study_effects(seed, int(sim["plan"].get("study", 0)), len(CELL_TYPES) + len(bio.visible), 5, spec)
-    log_profiles = bio.log_profiles if study["profiles"] is None else bio.log_profiles + study["profiles"]
+    profiles = sim["study"]["profiles"]  # the study's perturbation of the cell-type profiles, as simulated
+    log_profiles = bio.log_profiles if profiles is None else bio.log_profiles + profiles
     terms = {"composition": np.log(tissue["composition"] @ np.exp(log_profiles).T)}
     load = spec.hallmark_scale * bio.pathway_loadings.T  # (P, G)
     for part, values in tissue["activity_parts"].items():
@@ -179,24 +162,20 @@ def log_rate_terms(sim: dict, world: str, seed: int) -> dict[str, np.ndarray]:
     if spec.hidden_programmes:
         _, hidden_load = hidden_programmes(spec.hidden_programmes)
         terms["hidden_programmes"] = spec.hidden_scale * (tissue["hidden_activity"] @ hidden_load.T)
-    terms["depth_capture"] = np.zeros((n, g))
-    if spec.depth_capture:
-        log_lib = np.log(np.asarray(sim["adata"].obs["true_library_size"], np.float64))
-        terms["depth_capture"] = np.outer(log_lib - log_lib.mean(), depth_sensitivity(bio, spec.depth_capture))
+    log_lib = np.log(np.asarray(sim["adata"].obs["true_library_size"], np.float64))
+    terms["depth_capture"] = np.broadcast_to(depth_capture(bio, log_lib, spec), (n, g))
     return terms
 
 
-def variance_shares(samples: list, sims: list[dict], world: str, seed: int, genes: Sequence[str]) -> dict:
+def variance_shares(samples: list, sims: list[dict], world: str, genes: Sequence[str]) -> dict:
     """Mean over ``genes`` of each source's share of the variance of log1p(CP10k expected), pooled spots."""
-    cols = None
     ys, terms = [], {k: [] for k in SOURCES}
     for s, sim in zip(samples, sims):
-        if cols is None:
-            index = {g: i for i, g in enumerate(s.genes)}
-            cols = np.array([index[g] for g in genes])
+        index = {g: i for i, g in enumerate(s.genes)}
+        cols = np.array([index[g] for g in genes])
         keep = _qc(s)
-        ys.append(_log_cp10k(np.asarray(sim["expected"], np.float64))[keep][:, cols])
-        for k, v in log_rate_terms(sim, world, seed).items():
+        ys.append(log_cp10k(s, genes, expected=True)[keep])
+        for k, v in log_rate_terms(sim, world).items():
             terms[k].append(v[keep][:, cols])
     y = np.concatenate(ys)
     yc = y - y.mean(0)
@@ -279,9 +258,7 @@ def hallmark_scores(sample) -> np.ndarray:
     over each pathway's member genes (``stflib.pathways.pathway_targets``); QC-passed spots."""
     from .. import pathways as P
 
-    keep = _qc(sample)
-    x = sample.counts[keep].toarray().astype(np.float64)
-    expr = _log_cp10k(x)
+    expr = log_cp10k(sample, sample.genes)[_qc(sample)]
     membership = P.membership_matrix(P.hallmarks(), sample.genes)
     return P.pathway_targets(expr, membership.matrix)
 
@@ -318,7 +295,7 @@ def study_figures(meta: pd.DataFrame, samples: list, sims: list[dict], backbone_
     from sklearn.preprocessing import StandardScaler
 
     from ..data import patient_groups
-    from .calibration import log_cp10k, ridge_probe
+    from .calibration import ridge_probe
 
     study = _study(meta)
     if study.nunique() < 2:
@@ -340,7 +317,7 @@ def study_figures(meta: pd.DataFrame, samples: list, sims: list[dict], backbone_
             correct += int((clf.predict(feats[i]) == study[i]).sum())
             total += len(feats[i])
     by_id = {s.sample_id: s for s in with_features(samples, sims, backbone_probe)}
-    hvg = _cohort_hvgs(samples)
+    hvg = _fold_hvgs(samples, 50)  # the evaluated genes of the whole cohort
     within, across = [], []
     for p in patients:
         test = [i for i in ids if groups[i] == p]
@@ -388,8 +365,8 @@ def truth_report(world: str, preset: str = "default", seed: int = 0, n_folds: in
     backbones = list(backbones if backbones is not None else BACKBONES)
     meta, samples, sims = simulate_in_memory(world, preset, seed, backbones)
     simulate_s = time.time() - t0
-    hvg = _cohort_hvgs(samples)
-    shares = variance_shares(samples, sims, world, seed, hvg)
+    hvg = _fold_hvgs(samples, 50)  # the evaluated genes of the whole cohort
+    shares = variance_shares(samples, sims, world, hvg)
     report = {"world": world, "preset": preset, "seed": seed, "n_folds": n_folds, "n_slides": len(samples),
               "n_patients": int(meta["patient"].nunique()), "n_spots": int(sum(s.n_spots for s in samples)),
               "description": spec.description, "anchor": spec.anchor, "controls": spec.controls,
