@@ -32,6 +32,11 @@
 # All the code lives in `stflib` (`stflib.train.run` is the whole run); the parameters are the
 # seed's flags in snake_case (table: `stflib.config.parameters_table()`).
 
+# %%
+# the names that exist before the parameters: every name defined after this cell (the parameters cell
+# and the one papermill injects after it) is a parameter, so an unknown one can be stopped
+_before_parameters = set(globals())
+
 # %% tags=["parameters"]
 model = 'interaction'  # model: SpatialTranscriptFormer (interaction) or a baseline
 backbone = 'resnet50'  # frozen foundation-model backbone whose cached features are used
@@ -87,12 +92,14 @@ torch_threads = 0  # torch CPU threads of this run (0: the torch default; the gr
 prediction_genes = 'all'  # genes kept in predictions.h5ad: all, or the 50 evaluation HVGs (hvg50, as the grid ...
 
 # %%
-# Validate first: a bad value (an unknown quadrant, model, loss or backbone) stops the run here.
-from stflib import config
+# Validate first: an unknown parameter (papermill -p or -f) or a bad value (an unknown quadrant, model,
+# loss or backbone) stops the run here, with one line naming it and the allowed values.
+given = {name: value for name, value in globals().items() if name not in _before_parameters and not name.startswith("_")}
+from stflib import config  # noqa: E402
 
-cfg = config.RunConfig.from_params({name: globals()[name] for name in config.defaults()})
+cfg = config.RunConfig.from_params(given)
 config.check_data_dir(cfg.data_dir)
-print(config.format_config(cfg.as_dict()))
+print(config.format_config(cfg))
 
 # %%
 import warnings
@@ -154,7 +161,7 @@ first = result.predictions[0]
 if cfg.return_attention and first.get("attention"):
     n_spots = len(first["pred"])
     coords = result.adata.obsm["spatial"][: n_spots]
-    names = getattr(result.model, "pathway_names_", None)
+    names = result.model.config.pathway_names
     n_p = len(names) if names else cfg.num_pathways
     fig = plots.attention_maps(first["attention"], coords, n_p, names)
     fig.savefig(figures / "attention.png", dpi=100, bbox_inches="tight")

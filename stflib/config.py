@@ -15,42 +15,45 @@ returning a plain dict; ``config_hash`` identifies a run's result (the grid resu
 
 The allowed names of models, losses, backbones, attention quadrants and pathway sets are not listed
 here: they are read from the registries that own them (``stflib.models.MODELS``, ``stflib.losses.LOSSES``,
-``stflib.backbones.BACKBONES``, ``stflib.models.stf.QUADRANTS``, ``stflib.pathways.PATHWAY_SETS``), and
-rules that belong to one model or loss are asked of it (``check_depth``, ``check_neighbours``, ``GeneLoss.needs_counts``, ``ModelSpec.zinb_head``).
+``stflib.backbones.BACKBONES``, ``stflib.models.config.QUADRANTS``, ``stflib.pathways.PATHWAY_SETS``), and
+rules that belong to one model or loss are asked of it (``ModelSpec.check``, ``GeneLoss.needs_counts``,
+``ModelSpec.zinb_head``). ``interactions`` is one value type, ``Interactions``, parsed where it enters.
+Importing this module imports no torch, so parameters are checked before anything heavy; the losses'
+registry (torch) is read when a configuration is first validated.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, make_dataclass
-from itertools import combinations
 from pathlib import Path
 from typing import Any
 
 from stflib import backbones as _backbones
-from stflib import losses as _losses
-from stflib import models as _models
 from stflib import pathways as _pathways
+from stflib.models.config import OUTPUT_MODES, PATHWAY_READOUTS, POSITIONAL_ENCODINGS, Interactions
+from stflib.models.registry import MODELS as _MODELS
 from stflib.sim import worlds as _worlds
-from stflib.models.stf import (
-    NAMED_INTERACTIONS,
-    QUADRANTS,
-    CosineScorer,
-    PositionalEncoding2D,
-    check_depth,
-    check_neighbours,
-    parse_interactions,
-)
+
+
+def _losses():
+    """The losses' registry (imports torch: read when a configuration is validated, not on import)."""
+    from stflib.losses import LOSSES
+
+    return LOSSES
+
+
+def __getattr__(name: str):  # LOSSES: the loss names, read from their registry on first use (torch)
+    if name == "LOSSES":
+        return tuple(_losses())
+    raise AttributeError(f"module 'stflib.config' has no attribute {name!r}")
+
 
 # allowed values: read from the registries that own the names
-MODELS = tuple(_models.MODELS)
-TORCH_MODELS = _models.TORCH_MODELS
-LOSSES = tuple(_losses.LOSSES)
+MODELS = tuple(_MODELS)
 BACKBONES = tuple(_backbones.BACKBONES)
-POSITIONAL_ENCODINGS = PositionalEncoding2D.MODES
-PATHWAY_READOUTS = CosineScorer.READOUTS
 PATHWAY_SETS = _pathways.PATHWAY_SETS  # stflib.pathways owns the gene-set memberships
-OUTPUT_MODES = ("dense", "global")
 PRESETS = tuple(_worlds.PRESETS)  # the simulator owns the presets
 WORLDS = tuple(_worlds.WORLDS)  # the simulator owns the worlds
 PREDICTION_GENES = ("all", "hvg50")  # genes kept in predictions.h5ad: every gene or the 50 evaluation HVGs
@@ -58,13 +61,20 @@ PREDICTION_GENES = ("all", "hvg50")  # genes kept in predictions.h5ad: every gen
 
 @dataclass(frozen=True)
 class Param:
+    """One run parameter. ``type``: bool, int, float, str, or a value type that parses its own
+    spellings (``Interactions``); ``allowed``: the allowed values, or a function returning them (read
+    from a registry when first needed)."""
+
     name: str
     default: Any
     type: type
     help: str
     group: str  # "seed flag", "data", "training", "run"
-    allowed: tuple | None = None
+    allowed: tuple | Callable[[], tuple] | None = None
     nullable: bool = False
+
+    def choices(self) -> tuple | None:
+        return tuple(self.allowed()) if callable(self.allowed) else self.allowed
 
 
 PARAMETERS: tuple[Param, ...] = (
@@ -76,10 +86,10 @@ PARAMETERS: tuple[Param, ...] = (
     Param("n_layers", 2, int, "transformer layers (at least 2 without h2h: the depth rule of the seed)", "seed flag"),
     Param("num_pathways", 50, int, "pathway bottleneck tokens (the Hallmarks covered by the gene vocabulary when pathway_init or the auxiliary loss name them)", "seed flag"),
     Param("pathway_init", False, bool, "initialise the gene reconstructor from MSigDB Hallmark membership", "seed flag"),
-    Param("loss", "mse", str, "gene loss", "seed flag", LOSSES),
+    Param("loss", "mse", str, "gene loss", "seed flag", lambda: tuple(_losses())),
     Param("pcc_weight", 1.0, float, "weight of the PCC term in mse_pcc", "seed flag"),
     Param("pathway_loss_weight", 0.0, float, "weight of the auxiliary pathway loss (lambda_aux)", "seed flag"),
-    Param("interactions", "all", str, "enabled attention quadrants: 'all', 'full', 'bottleneck', or a subset of p2p,p2h,h2p,h2h (string or list)", "seed flag"),
+    Param("interactions", "all", Interactions, "enabled attention quadrants: 'all', 'full', 'bottleneck', or a subset of p2p,p2h,h2p,h2h (string or list)", "seed flag"),
     Param("log_transform", True, bool, "True: train on log1p(CP10k); False: on CP10k (both standardised per gene inside the loss, both scored on log1p(CP10k))", "seed flag"),
     Param("return_attention", False, bool, "return attention maps (diagnostics; the notebook plots them)", "seed flag"),
     Param("n_neighbors", None, int, "None: the reference (18 for STF with h2h, else 0); 0: patches attend to the whole slide; k > 0: h2h attention restricted to each spot's k nearest spots (ridge_probe and mlp: input [own features, mean of the k nearest spots' features])", "seed flag", nullable=True),
@@ -166,18 +176,13 @@ def _allowed(values) -> str:
 
 
 def interactions_name(quadrants) -> str:
-    """Canonical arm name of an interaction subset: 'full', 'bottleneck' or e.g. 'p2p-p2h'."""
-    q = parse_interactions(quadrants)
-    if q == QUADRANTS:
-        return "full"
-    if q == NAMED_INTERACTIONS["bottleneck"]:
-        return "bottleneck"
-    return "-".join(q)
+    """Canonical arm name of an interaction subset: 'full', 'bottleneck' or e.g. 'p2p-p2h' (``Interactions.name``)."""
+    return Interactions(quadrants).name
 
 
-def interaction_subsets() -> list[tuple[str, ...]]:
-    """All 15 non-empty subsets of the four quadrants."""
-    return [c for r in range(1, 5) for c in combinations(QUADRANTS, r)]
+def interaction_subsets() -> list[Interactions]:
+    """All 15 non-empty subsets of the four quadrants (``Interactions.subsets``)."""
+    return Interactions.subsets()
 
 
 def _coerce(p: Param, value):
@@ -206,13 +211,13 @@ def _coerce(p: Param, value):
             raise ValueError(f"{p.name}: expected an integer, got {value!r}")
         return int(f)
     if p.type is float:
+        if isinstance(value, bool):  # YAML's yes/true would otherwise be 1.0
+            raise ValueError(f"{p.name}: expected a number, got {value!r}")
         try:
             return float(value)
         except (TypeError, ValueError):
             raise ValueError(f"{p.name}: expected a number, got {value!r}") from None
     if p.type is str:
-        if p.name == "interactions":
-            return value  # parsed below
         if p.name in COHORT_FILTERS:  # one canonical spelling: "COAD,READ" (from "COAD, READ" or a list)
             items = value if isinstance(value, (list, tuple)) else str(value).split(",")
             items = [str(v).strip() for v in items if str(v).strip()]
@@ -220,7 +225,7 @@ def _coerce(p: Param, value):
                 raise ValueError(f"{p.name}: empty cohort filter {value!r}; give values or None (no filter)")
             return ",".join(items)
         return str(value)
-    return value
+    return p.type(value)  # a value type parses its own spellings (Interactions)
 
 
 # The reference neighbourhood of STF's h2h flow, chosen on the validation patients of every fold
@@ -233,8 +238,8 @@ def reference_neighbours(model: str, interactions, output_mode: str = "dense") -
     """``n_neighbors`` when none is given: REFERENCE_NEIGHBOURS for STF with an h2h flow to restrict,
     0 for every other model (the per-spot baselines stay per-spot unless asked for context) and for
     STF without h2h (there is no patch-patch attention to restrict) or with one output per slide."""
-    uses_h2h = model == "interaction" and "h2h" in parse_interactions(interactions) and output_mode != "global"
-    return REFERENCE_NEIGHBOURS if uses_h2h else 0
+    restricts_h2h = _MODELS[model].neighbourhood == "attention" and "h2h" in Interactions(interactions)
+    return REFERENCE_NEIGHBOURS if restricts_h2h and output_mode != "global" else 0
 
 
 def _normalised(given: dict[str, Any]) -> dict[str, Any]:
@@ -244,15 +249,15 @@ def _normalised(given: dict[str, Any]) -> dict[str, Any]:
     for name, value in given.items():
         cfg[name] = _coerce(PARAM_BY_NAME[name], value)
     for p in PARAMETERS:
-        if p.allowed is not None:
+        allowed = p.choices()
+        if allowed is not None:
             v = cfg[p.name]
             if isinstance(v, str) and p.name != "backbone":
                 v = v.strip().lower()
-            if v not in p.allowed:
-                raise ValueError(f"{p.name}: unknown value {cfg[p.name]!r}; allowed: {_allowed(p.allowed)}")
+            if v not in allowed:
+                raise ValueError(f"{p.name}: unknown value {cfg[p.name]!r}; allowed: {_allowed(allowed)}")
             cfg[p.name] = v
-    cfg["interactions"] = list(parse_interactions(cfg["interactions"]))
-    model, loss = _models.MODELS[cfg["model"]], _losses.LOSSES[cfg["loss"]]
+    model, loss = _MODELS[cfg["model"]], _losses()[cfg["loss"]]
     if cfg["n_neighbors"] is None:
         cfg["n_neighbors"] = reference_neighbours(cfg["model"], cfg["interactions"], cfg["output_mode"])
 
@@ -268,8 +273,8 @@ def _normalised(given: dict[str, Any]) -> dict[str, Any]:
     for name in ("pcc_weight", "pathway_loss_weight", "n_neighbors", "weight_decay", "warmup_steps", "crop_spots",
                  "grad_clip", "patience", "dropout", "time_limit_s", "seed", "qc_min_umis", "qc_min_genes", "torch_threads"):
         positive(name, strict=False)
-    if "n_layers" in model.run_args:
-        check_depth(cfg["interactions"], cfg["n_layers"])
+    if model.check is not None:  # the model's own rules (STF: the depth rule, n_neighbors needs h2h)
+        model.check(cfg)
     if cfg["token_dim"] % cfg["n_heads"]:
         raise ValueError(f"token_dim ({cfg['token_dim']}) must be divisible by n_heads ({cfg['n_heads']})")
     if cfg["n_folds"] < 2:
@@ -285,12 +290,10 @@ def _normalised(given: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"device: unknown value {cfg['device']!r}; allowed: auto, cpu, cuda, cuda:N, mps")
     cfg["device"] = dev
     if loss.needs_counts and not model.zinb_head:
-        with_head = ", ".join(name for name, spec in _models.MODELS.items() if spec.zinb_head)
+        with_head = ", ".join(name for name, spec in _MODELS.items() if spec.zinb_head)
         raise ValueError(f"loss {cfg['loss']!r} needs a model with a ZINB head; allowed: {with_head} (got model {cfg['model']!r})")
     if loss.needs_counts and cfg["log_transform"]:
         raise ValueError(f"loss {cfg['loss']!r} models raw counts: log_transform must be False")
-    if "n_neighbors" in model.run_args:
-        check_neighbours(cfg["interactions"], cfg["n_neighbors"])
     if cfg["output_mode"] == "global" and cfg["n_neighbors"]:
         raise ValueError("output_mode 'global' predicts one profile per slide: n_neighbors must be 0")
     if cfg["data_dir"] is not None:
@@ -311,7 +314,6 @@ class _RunConfigMethods:
 
     def __post_init__(self):
         values = _normalised({name: getattr(self, name) for name in PARAM_BY_NAME})
-        values["interactions"] = tuple(values["interactions"])
         for name, value in values.items():
             object.__setattr__(self, name, value)
 
@@ -329,15 +331,17 @@ class _RunConfigMethods:
         return cls(**given)
 
     def as_dict(self) -> dict[str, Any]:
-        """Every parameter by name, in table order (``interactions`` as a list, as the params files write it)."""
-        out = {name: getattr(self, name) for name in PARAM_BY_NAME}
-        out["interactions"] = list(out["interactions"])
-        return out
+        """Every parameter by name, in table order, as plain data (JSON, YAML, a checkpoint): a value
+        type's tuple (``interactions``) as a list, as the params files write it and as the run
+        hash of finished runs was computed."""
+        return {name: _plain(getattr(self, name)) for name in PARAM_BY_NAME}
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _field_type(p: Param) -> Any:
-    if p.name == "interactions":  # given as a string or a list, held as the quadrants' tuple
-        return tuple[str, ...]
     return (p.type | None) if p.nullable else p.type
 
 
@@ -389,10 +393,12 @@ def config_hash(cfg: "dict[str, Any] | RunConfig") -> str:
 
 
 def to_yaml_value(name: str, value):
-    """A parameter as it goes into a params YAML (interactions as a list)."""
-    if name == "interactions":
-        return list(parse_interactions(value))
-    return value
+    """A parameter as it goes into a params YAML: normalised by its type (``interactions`` in
+    canonical order), as plain data (a list)."""
+    p = PARAM_BY_NAME.get(name)
+    if p is not None and p.type not in (bool, int, float, str) and value is not None:
+        value = p.type(value)
+    return _plain(value)
 
 
 def parameters_table(groups: tuple[str, ...] | None = None) -> str:
@@ -401,7 +407,7 @@ def parameters_table(groups: tuple[str, ...] | None = None) -> str:
     for p in PARAMETERS:
         if groups and p.group not in groups:
             continue
-        allowed = _allowed(p.allowed) if p.allowed else ("subset of " + _allowed(QUADRANTS) if p.name == "interactions" else p.type.__name__)
+        allowed = _allowed(p.choices()) if p.allowed else getattr(p.type, "spellings", p.type.__name__)
         lines.append(f"| `{p.name}` | `{p.default!r}` | {allowed} | {p.help} |")
     return "\n".join(lines)
 
@@ -417,16 +423,12 @@ def parameters_cell() -> str:
     return "\n".join(out)
 
 
-def format_config(cfg: dict[str, Any]) -> str:
+def format_config(cfg: "dict[str, Any] | RunConfig") -> str:
     """The parameters as run, one per line, non-defaults marked with '*'."""
-    d = defaults()
+    cfg = cfg.as_dict() if isinstance(cfg, RunConfig) else cfg
+    d = validate({}, check_paths=False)  # every default, normalised as a run holds it
     width = max(len(k) for k in cfg)
-    lines = []
-    for k, v in cfg.items():
-        default = validate({k: d[k]}, check_paths=False)[k] if k in d else None
-        mark = "*" if v != default else " "
-        lines.append(f"{mark} {k:<{width}} = {v!r}")
-    return "\n".join(lines)
+    return "\n".join(f"{'*' if v != d.get(k) else ' '} {k:<{width}} = {v!r}" for k, v in cfg.items())
 
 
 def sync_notebook_parameters(py_path: str | Path) -> bool:

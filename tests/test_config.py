@@ -108,6 +108,90 @@ def test_notebook_parameters_cell_is_generated_from_the_table():
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
 
 
+@pytest.mark.parametrize("value", ["p2h,p2p", "P2P p2h", "p2p+p2h", ["p2h", "p2p"], ("p2p", "p2h")])
+def test_interactions_is_one_type_parsed_where_it_enters(value):
+    """Every spelling (papermill -p string, a YAML list from -f) becomes one Interactions value on the
+    run configuration; as plain data (metrics.json, the hash, params files) it is the list of quadrants."""
+    import json
+    import pickle
+
+    from stflib.models import Interactions
+
+    cfg = config.RunConfig(interactions=value)
+    assert type(cfg.interactions) is Interactions and cfg.interactions == ("p2p", "p2h")
+    assert cfg.interactions.name == "p2p-p2h" and "p2h" in cfg.interactions and "h2h" not in cfg.interactions
+    assert cfg.as_dict()["interactions"] == ["p2p", "p2h"] and config.to_yaml_value("interactions", value) == ["p2p", "p2h"]
+    assert json.loads(json.dumps(cfg.interactions)) == ["p2p", "p2h"]
+    assert pickle.loads(pickle.dumps(cfg)) == cfg
+    assert config.RunConfig(interactions=cfg.interactions) == cfg
+    assert Interactions("all").name == "full" and Interactions("bottleneck").name == "bottleneck"
+    assert config.PARAM_BY_NAME["interactions"].type is Interactions
+
+
+def test_committed_runs_keep_their_hash():
+    """A finished run is found again by its configuration's hash: every committed metrics.json's
+    config hashes to the config_hash it was written with."""
+    import json
+    from pathlib import Path
+
+    runs = sorted((Path(__file__).resolve().parents[1] / "results").rglob("metrics.json"))
+    runs = [r for r in runs if "config_hash" in (m := json.loads(r.read_text())) and "config" in m]
+    if not runs:
+        pytest.skip("no committed runs under results/")
+    for path in runs:
+        m = json.loads(path.read_text())
+        assert config.config_hash(m["config"]) == m["config_hash"], path
+
+
+def test_import_needs_no_torch():
+    """Checking parameters must be fast: importing the run configuration imports no torch."""
+    import subprocess
+    import sys
+
+    code = "import sys, stflib.config; print(sorted(m for m in ('torch', 'timm') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_a_boolean_is_not_a_number():
+    with pytest.raises(ValueError, match="lr: expected a number, got True"):
+        config.validate(lr=True)
+
+
+def test_cli_stops_on_an_unknown_key_in_a_parameters_file(tmp_path):
+    """python -m stflib run -f: an unknown key is one error line naming it and the allowed names."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("learning_rate: 0.01\n")
+    out = subprocess.run([sys.executable, "-m", "stflib", "run", "-f", str(bad), "-p", "output_dir", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert out.returncode == 2
+    first = out.stderr.splitlines()[0]
+    assert first.startswith("error: unknown parameter(s) learning_rate; allowed: model, backbone,"), out.stderr
+    assert not (tmp_path / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("params,needle", [
+    ({"learning_rate": 0.01}, "unknown parameter(s) learning_rate; allowed: model, backbone"),
+    ({"interactions": ["p2p", "p2x"]}, "interactions: unknown quadrant 'p2x'; allowed: p2p, p2h, h2p, h2h"),
+])
+def test_notebook_stops_on_an_unknown_or_bad_parameter(params, needle, tmp_path):
+    """papermill -f/-p: an unknown name (which papermill injects without complaint) or a bad value
+    stops the notebook at its validation cell, before anything is trained or written."""
+    from pathlib import Path
+
+    import papermill as pm
+
+    notebook = Path(__file__).resolve().parents[1] / "notebooks" / "ablation.ipynb"
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        pm.execute_notebook(str(notebook), str(tmp_path / "out.ipynb"), parameters={**params, "output_dir": str(tmp_path)},
+                            progress_bar=False, kernel_name="python3")
+    assert needle in str(err.value)
+    assert not (tmp_path / "metrics.json").exists()
+
+
 def test_run_config_is_validated_once_frozen_and_whole():
     import dataclasses
 

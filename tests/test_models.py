@@ -1,6 +1,7 @@
 """SpatialTranscriptFormer and baselines: masks, exactness of the fast attention, padding, heads, registry."""
 import itertools
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,8 @@ import torch.nn as nn
 from stflib.models import (
     MODELS,
     QUADRANTS,
+    TORCH_MODELS,
+    ModelConfig,
     SpatialTranscriptFormer,
     build_model,
     check_depth,
@@ -18,7 +21,7 @@ from stflib.models import (
     model_table,
     parse_interactions,
 )
-from stflib.models import baselines, stf
+from stflib.models import attention, baselines, stf
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SUBSETS = [frozenset(c) for r in range(1, 5) for c in itertools.combinations(QUADRANTS, r)]
@@ -114,7 +117,7 @@ def test_reference_block_is_transformer_encoder_layer(batch):
     x = torch.randn(B, P + S, D)
     key_pad = torch.cat([torch.zeros(B, P, dtype=torch.bool), pad], 1)
     for quads in [frozenset(QUADRANTS), frozenset({"p2p", "p2h", "h2p"})]:
-        plan = stf.AttentionPlan(P, quads, ~key_pad, True, impl="reference")
+        plan = attention.AttentionPlan(P, quads, ~key_pad, True, impl="reference")
         ours, _ = block(x, plan)
         theirs = layer(x, src_mask=~interaction_mask(P, S, quads), src_key_padding_mask=key_pad)
         keep = ~key_pad
@@ -124,9 +127,10 @@ def test_reference_block_is_transformer_encoder_layer(batch):
 # ---------------------------------------------------------------- fast == reference, exactly
 
 
-def _run(model, impl, features, coords, pad):
-    model.attention_impl = impl
-    model.zero_grad()
+def _run(source, impl, features, coords, pad):
+    """``source``'s weights run with attention ``impl``: outputs on valid spots, feature and parameter gradients."""
+    model = SpatialTranscriptFormer(F, G, replace(source.config, attention_impl=impl)).to(source.project.weight.dtype)
+    model.load_state_dict(source.state_dict())
     f = features.clone().requires_grad_()
     out = model(f, coords, pad)
     valid = ~pad
@@ -181,11 +185,11 @@ def test_blocked_quadrants_pass_no_gradient(quads, batch):
     x = torch.randn(B, P + S, D, dtype=torch.float64)
     expected = interaction_mask(P, S, quads).unsqueeze(0) & key_valid.unsqueeze(1) | torch.eye(P + S, dtype=torch.bool)
     for impl in ("fast", "reference", "explicit"):
-        plan = stf.AttentionPlan(P, quads, key_valid, True, impl=impl)
+        plan = attention.AttentionPlan(P, quads, key_valid, True, impl=impl)
         dep = _dependence(block, x, plan)
         rows = key_valid  # valid queries (pathways + valid spots)
         assert torch.equal(dep[rows], expected[rows]), impl
-    plan = stf.AttentionPlan(P, quads, key_valid, True, impl="explicit")
+    plan = attention.AttentionPlan(P, quads, key_valid, True, impl="explicit")
     _, weights = block(x, plan, need_weights=True)
     assert (weights[~expected.unsqueeze(1).expand_as(weights)] == 0).all()
     torch.testing.assert_close(weights.sum(-1), torch.ones_like(weights.sum(-1)))
@@ -461,7 +465,7 @@ def test_knn_neighbours_match_brute_force():
     coords = torch.rand(2, 30, 2, generator=g)
     valid = torch.ones(2, 30, dtype=torch.bool)
     valid[1, 20:] = False
-    idx, ok = stf.knn_neighbours(coords, valid, 4)
+    idx, ok = attention.knn_neighbours(coords, valid, 4)
     assert idx.shape == (2, 30, 5) and (idx[..., 0] == torch.arange(30)).all()
     for b in range(2):
         rows = valid[b].nonzero().squeeze(1)
@@ -498,21 +502,29 @@ def test_invalid_options_name_allowed_values():
 # ---------------------------------------------------------------- baselines
 
 
-@pytest.mark.parametrize("name", ["he2rna", "mlp", "abmil", "transmil"])
-def test_baselines_shapes_and_padding(name, batch):
+SMALL = ModelConfig(num_pathways=P, token_dim=D, n_heads=2)  # what every torch model is built from here
+
+
+def _slide_level(name: str) -> bool:
+    return "slide mean" in MODELS[name].outputs
+
+
+@pytest.mark.parametrize("name", TORCH_MODELS)
+def test_torch_models_shapes_and_padding(name, batch):
+    """Every registered torch model, built by name from one config: its registered output shape, and
+    padding (even garbage in it) never changes a valid output."""
     features, coords, pad = batch
     torch.manual_seed(0)
-    params = {"hidden_dim": 16, "n_heads": 2} if name == "transmil" else {}
-    model = build_model(name, F, G, **params).eval()
+    model = build_model(name, F, G, SMALL).eval()
     out = model(features, coords, pad)
-    global_mode = name in ("abmil", "transmil")
-    assert out.genes.shape == ((B, 1, G) if global_mode else (B, S, G))
+    assert out.genes.shape == ((B, 1, G) if _slide_level(name) else (B, S, G))
     n = int((~pad[1]).sum())
     alone = model(features[1:, :n], coords[1:, :n]).genes
     f2 = features.clone()
     f2[pad] = 1e3
-    padded = model(f2, coords, pad).genes[1:, : (1 if global_mode else n)]
-    torch.testing.assert_close(padded, alone[:, : (1 if global_mode else n)], rtol=1e-4, atol=1e-4)
+    keep = 1 if _slide_level(name) else n
+    padded = model(f2, coords, pad).genes[1:, :keep]
+    torch.testing.assert_close(padded, alone[:, :keep], rtol=1e-4, atol=1e-4)
     out.genes.sum().backward()
 
 
@@ -602,31 +614,121 @@ def test_mean_expression_fit():
 
 
 def test_registry_build_and_errors():
-    assert set(MODELS) == {"interaction", "he2rna", "mlp", "abmil", "transmil", "mean", "ridge_probe"}
     model = build_model("interaction", F, G, num_pathways=P, token_dim=D, n_heads=2, interactions="p2p,p2h,h2p")
-    assert isinstance(model, SpatialTranscriptFormer)
-    assert isinstance(build_model("he2rna", F, G, output_mode="global"), baselines.HE2RNA)
-    with pytest.raises(ValueError, match=r"model: unknown 'gnn'; allowed: interaction, he2rna, mlp, mean, ridge_probe, abmil, transmil"):
+    assert isinstance(model, SpatialTranscriptFormer) and model.config.interactions == ("p2p", "p2h", "h2p")
+    assert build_model("he2rna", F, G, output_mode="global").config.output_mode == "global"
+    with pytest.raises(ValueError, match=rf"model: unknown 'gnn'; allowed: {', '.join(MODELS)}$"):
         build_model("gnn", F, G)
-    with pytest.raises(ValueError, match="'ridge_probe' is a numpy model"):
-        build_model("ridge_probe", F, G)
-    with pytest.raises(TypeError, match="tokn_dim"):
+    with pytest.raises(ValueError, match="model: unknown 'gnn'"):
+        MODELS.get("gnn")  # the registry's get raises too: a typo never reads as None
+    with pytest.raises(TypeError, match=r"unknown field\(s\) tokn_dim; allowed: num_pathways, token_dim"):
         build_model("interaction", F, G, tokn_dim=3)
-    with pytest.raises(TypeError, match="interactions"):  # another model's argument is an error, not dropped
-        build_model("he2rna", F, G, interactions="all")
-    table = model_table()
-    assert list(table.columns) == ["name", "class", "description", "reference"]
-    assert "ridge_probe" in set(table["name"]) and table["reference"].str.len().min() > 0
+    with pytest.raises(TypeError, match="config: expected a ModelConfig, got int 5"):
+        SpatialTranscriptFormer(F, G, 5)  # the third positional argument is the config, not num_pathways
+
+
+def test_model_table_reads_the_registry():
+    """The book's model zoo: one row per entry, what it sees and outputs read from its ModelSpec."""
+    table = model_table().set_index("name")
+    assert list(table.index) == list(MODELS)
+    for name, spec in MODELS.items():
+        row = table.loc[name]
+        assert row["class"] == spec.cls.__name__ and row["kind"] == spec.kind and row["sees"] == spec.sees
+        assert row["outputs"] == ", ".join(spec.outputs) and row["description"] and row["reference"]
+
+
+def _depends_on_other_spots(model, features, coords) -> bool:
+    """Does spot 0's prediction (or the slide's) change when another spot's features change?"""
+    moved = features.clone()
+    moved[:, 1:] += 3.0
+    if isinstance(model, nn.Module):
+        with torch.no_grad():
+            return not torch.allclose(model(features, coords).genes[:, 0], model(moved, coords).genes[:, 0])
+    return not np.allclose(model.predict(features[0].numpy())[0], model.predict(moved[0].numpy())[0])
 
 
 @pytest.mark.parametrize("name", list(MODELS))
-def test_registry_run_args_are_constructor_arguments(name):
-    import inspect
-
+def test_every_registry_entry_is_what_it_says(name, batch):
+    """Each ModelSpec's facts hold for its model: the kind, what one prediction sees, what it outputs,
+    how n_neighbors reaches it."""
     spec = MODELS[name]
-    accepted = inspect.signature(spec.cls.__init__).parameters
-    assert set(spec.run_args) <= set(accepted), f"{name}: run_args not taken by {spec.cls.__name__}"
-    assert spec.kind in ("torch", "numpy")
+    features, coords, _ = batch
+    features, coords = features[:1], coords[:1]
+    torch.manual_seed(0)
+    model = build_model(name, F, G, SMALL)
+    assert type(model) is spec.cls and model.config == SMALL  # built from the config, kept whole
+    if spec.kind == "torch":
+        assert isinstance(model, nn.Module)
+        with torch.no_grad():  # the zero-initialised gene heads would hide every dependence
+            for p in model.parameters():
+                p.add_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(3)))
+        out = model(features, coords)
+        assert (out.pathway_scores is not None) == ("pathway scores" in spec.outputs)
+    else:
+        X, Y = np.random.default_rng(0).normal(size=(40, F)), np.random.default_rng(1).normal(size=(40, G))
+        model.fit(X, Y)
+        if spec.outputs == ("training mean",):
+            np.testing.assert_allclose(model.predict(X[:3]), np.broadcast_to(Y.mean(0), (3, G)), rtol=1e-6)
+    if spec.sees != "nothing":
+        assert _depends_on_other_spots(model, features, coords) == (spec.sees == "the whole slide"), name
+    if spec.neighbourhood == "attention":  # the model restricts its own attention: whole slides go in
+        assert build_model(name, F, G, SMALL, n_neighbors=3).n_neighbors == 3 and spec.window_k(3) == 0
+    assert spec.window_k(3) == (3 if spec.neighbourhood == "windows" else 0)
+    assert spec.context_features == (spec.neighbourhood == "features")
+
+
+def test_keyword_form_builds_the_same_config_and_weights(batch):
+    features, coords, pad = batch
+    keywords = dict(num_pathways=P, token_dim=D, n_heads=2, interactions="p2p,p2h,h2p", n_neighbors=0)
+    torch.manual_seed(0)
+    by_keyword = SpatialTranscriptFormer(F, G, **keywords)
+    torch.manual_seed(0)
+    by_config = SpatialTranscriptFormer(F, G, ModelConfig(**keywords))
+    assert by_keyword.config == by_config.config
+    for (name, a), (other, b) in zip(by_keyword.state_dict().items(), by_config.state_dict().items()):
+        assert name == other and torch.equal(a, b)
+    assert torch.equal(by_keyword(features, coords, pad).genes, by_config(features, coords, pad).genes)
+    # overrides on a config replace its fields; the config itself is frozen
+    assert SpatialTranscriptFormer(F, G, by_config.config, n_layers=3).config.n_layers == 3
+    with pytest.raises(AttributeError):
+        by_config.config.token_dim = 8
+
+
+def test_state_dict_names_are_the_checkpoints():
+    """Parameter names are what finished checkpoints hold: renaming a module breaks loading them."""
+    model = SpatialTranscriptFormer(F, G, num_pathways=P, token_dim=D, n_heads=2, zinb=True)
+    top = {k.split(".")[0] for k in model.state_dict()}
+    assert top == {"project", "position", "pathway_tokens", "encoder", "scorer", "score_norm", "reconstructor", "zinb_head"}
+    assert {"encoder.layers.0.qkv.weight", "encoder.layers.1.h2p_logit", "encoder.norm.weight", "scorer.log_tau",
+            "score_norm.norm.weight", "zinb_head.pi_logit", "position.gain"} <= set(model.state_dict())
+
+
+def test_model_config_checks_and_names():
+    with pytest.raises(ValueError, match="attention_impl: unknown 'flash'; allowed: fast, reference, explicit"):
+        ModelConfig(attention_impl="flash")
+    with pytest.raises(ValueError, match="token_dim: must be an integer >= 1, got 0"):
+        ModelConfig(token_dim=0)
+    with pytest.raises(ValueError, match="pathway_names has 2 names for num_pathways=3"):
+        ModelConfig(num_pathways=3, pathway_names=["A", "B"])
+    with pytest.raises(ValueError, match="interactions: unknown quadrant 'p2x'"):
+        ModelConfig(interactions="p2x")
+    assert ModelConfig(num_pathways=2, pathway_names=["A", "B"]).pathway_names == ("A", "B")
+    assert ModelConfig(num_pathways=3).token_names() == ["pathway_0", "pathway_1", "pathway_2"]
+    # baselines that do not use the STF rules are built from any config (a bottleneck with one layer)
+    assert build_model("mlp", F, G, interactions="bottleneck", n_layers=1, n_neighbors=4).config.n_neighbors == 4
+
+
+def test_a_model_name_registers_once_and_entries_are_checked():
+    from stflib.models.registry import ModelSpec
+
+    spec = MODELS["mlp"]
+    with pytest.raises(ValueError, match="model 'mlp' is already registered"):
+        MODELS.register("mlp", replace(spec, description="another"))
+    with pytest.raises(ValueError, match="unknown kind 'jax'; allowed: torch, numpy"):
+        replace(spec, kind="jax")
+    with pytest.raises(ValueError, match="unknown sees 'two spots'; allowed: nothing, one spot, the whole slide"):
+        ModelSpec("m:C", "torch", "two spots", ("per-spot genes",), "windows", "d", "r")
+    assert MODELS["mlp"].context_features and MODELS["interaction"].zinb_head
 
 
 def test_depth_rule():
@@ -642,16 +744,6 @@ def test_backbone_reexport_is_lazy():
     import stflib.models as models
 
     assert callable(models.get_backbone) and models.BACKBONES
-
-
-def test_a_model_registers_itself_once_and_a_bad_kind_is_named():
-    from stflib.models.registry import MODELS, register_model
-
-    with pytest.raises(ValueError, match="unknown kind 'jax'; allowed: torch, numpy"):
-        register_model("x", "jax")
-    with pytest.raises(ValueError, match="model 'mlp' is already registered to SpotMLP"):
-        register_model("mlp", "torch")(type("Other", (), {}))
-    assert MODELS["mlp"].context_features and MODELS["interaction"].zinb_head
 
 
 @pytest.mark.parametrize("readout", stf.CosineScorer.READOUTS)

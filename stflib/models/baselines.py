@@ -1,8 +1,11 @@
 """Comparison models, with SpatialTranscriptFormer's inputs and outputs.
 
-Every torch model takes ``forward(features (B,S,F), coords (B,S,2), pad_mask (B,S) True = padding,
-return_attention=False, library_size=None)`` and returns a ``ModelOutput`` whose ``genes`` is
-(B, S, G) per spot (dense) or (B, 1, G) per slide (global); padding never changes a valid output.
+Every torch model is built as ``cls(feature_dim, num_genes, config)`` from one ``ModelConfig`` (reading
+the fields it uses; keyword overrides of its fields build one), takes ``forward(features (B,S,F),
+coords (B,S,2), pad_mask (B,S) True = padding, return_attention=False, library_size=None)`` and returns
+a ``ModelOutput`` whose ``genes`` is (B, S, G) per spot (dense) or (B, 1, G) per slide (global);
+padding never changes a valid output. The numpy models are built as ``cls(config)``. What each model
+sees and outputs is in its registry entry (``stflib.models.MODELS``).
 
 - ``HE2RNA``        per-spot linear regression (Schmauch et al. 2020, as the seed describes it)
 - ``SpotMLP``       a small per-spot MLP
@@ -21,8 +24,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from stflib.models.registry import register_model
-from stflib.models.stf import ModelOutput, masked_mean
+from stflib.models.config import ModelConfig
+from stflib.models.stf import ConfiguredModel, ModelOutput, masked_mean
 
 
 def _valid(features: Tensor, pad_mask: Tensor | None) -> Tensor:
@@ -30,12 +33,6 @@ def _valid(features: Tensor, pad_mask: Tensor | None) -> Tensor:
     if pad_mask is None:
         return torch.ones(B, S, dtype=torch.bool, device=features.device)
     return ~pad_mask.bool()
-
-
-def _check_mode(output_mode: str) -> str:
-    if output_mode not in ("dense", "global"):
-        raise ValueError(f"output_mode: unknown {output_mode!r}; allowed: dense, global")
-    return output_mode
 
 
 def _zero_(layer: nn.Linear) -> None:
@@ -46,50 +43,42 @@ def _zero_(layer: nn.Linear) -> None:
         layer.bias.zero_()
 
 
-class _PerSpot(nn.Module):
-    """A per-spot regressor: genes = head(features); global mode = mean over valid spots."""
+class _PerSpot(ConfiguredModel):
+    """A per-spot regressor: genes = head(features); ``config.output_mode`` global = mean over valid spots."""
 
-    def __init__(self, head: nn.Module, output_mode: str):
-        super().__init__()
-        self.head, self.output_mode = head, _check_mode(output_mode)
+    def __init__(self, config: ModelConfig, head: nn.Module):
+        super().__init__(config)
+        self.head = head
 
     def forward(self, features, coords=None, pad_mask=None, return_attention=False, library_size=None):
         valid = _valid(features, pad_mask)
         genes = self.head(features).masked_fill(~valid.unsqueeze(-1), 0.0)  # (B,S,G)
-        if self.output_mode == "global":
-            genes = masked_mean(genes, valid)
+        if self.config.output_mode == "global":
+            genes = masked_mean(genes, valid)  # (B,1,G)
         return ModelOutput(genes=genes)
 
 
-@register_model("he2rna", "torch", run_args=("output_mode",))
 class HE2RNA(_PerSpot):
-    """Per-spot linear regression from frozen features to genes."""
+    """Per-spot linear regression from frozen features to genes (reads ``output_mode``)."""
 
-    description = "per-spot linear regression from frozen features (HE2RNA-style)"
-    reference = "Schmauch et al. (2020), Nature Communications"
-
-    def __init__(self, feature_dim: int, num_genes: int, output_mode: str = "dense"):
+    def __init__(self, feature_dim: int, num_genes: int, config: ModelConfig | None = None, **overrides):
         head = nn.Linear(feature_dim, num_genes)
         _zero_(head)
-        super().__init__(head, output_mode)
+        super().__init__(ModelConfig.build(config, **overrides), head)
 
 
-@register_model("mlp", "torch", run_args=("dropout", "output_mode"), context_features=True)
 class SpotMLP(_PerSpot):
-    """Per-spot two-layer MLP: Linear -> GELU -> Dropout -> Linear."""
+    """Per-spot two-layer MLP: Linear -> GELU -> Dropout -> Linear (reads ``dropout``, ``output_mode``)."""
 
-    description = "per-spot MLP (one hidden layer)"
-    reference = "generic baseline"
-
-    def __init__(self, feature_dim: int, num_genes: int, hidden_dim: int = 256, dropout: float = 0.1,
-                 output_mode: str = "dense"):
-        head = nn.Sequential(nn.Linear(feature_dim, hidden_dim), nn.GELU(), nn.Dropout(dropout),
+    def __init__(self, feature_dim: int, num_genes: int, config: ModelConfig | None = None, *,
+                 hidden_dim: int = 256, **overrides):
+        config = ModelConfig.build(config, **overrides)
+        head = nn.Sequential(nn.Linear(feature_dim, hidden_dim), nn.GELU(), nn.Dropout(config.dropout),
                              nn.Linear(hidden_dim, num_genes))
         _zero_(head[-1])
-        super().__init__(head, output_mode)
+        super().__init__(config, head)
 
 
-@register_model("mean", "numpy")
 class MeanExpression:
     """The floor: predicts the training fold's mean log1p(CP10k) profile at every spot.
 
@@ -97,9 +86,10 @@ class MeanExpression:
     spots), ``predict(X) -> (N,G)``. Its spatial PCC is 0 by construction (a constant prediction).
     """
 
-    description = "training-set mean expression at every spot (the floor)"
-    reference = "floor"
     n_params = 0
+
+    def __init__(self, config: ModelConfig | None = None, **overrides):
+        self.config = ModelConfig.build(config, **overrides)  # nothing in it changes the mean
 
     def fit(self, X: np.ndarray, Y: np.ndarray) -> "MeanExpression":
         self.mean_ = np.asarray(Y, np.float64).mean(0)
@@ -128,7 +118,6 @@ def ridge_path(X: np.ndarray, Y: np.ndarray, alphas) -> tuple[np.ndarray, np.nda
     return xm, ym, [V @ (VtXtY / (np.clip(evals, 0, None) + a)[:, None]) for a in alphas]
 
 
-@register_model("ridge_probe", "numpy", run_args=("random_state",), context_features=True)
 class RidgeProbe:
     """HEST-Bench's linear probe, run as its authors run it: StandardScaler -> PCA(256) -> Ridge with
     solver='lsqr', alpha = 100 / (n_components * n_genes), fit_intercept=False, max_iter=1000.
@@ -136,15 +125,14 @@ class RidgeProbe:
     Numpy in, numpy out, per spot: ``fit(X (N,F), Y (N,G))``, ``predict(X) -> (N,G)``. PCA is capped
     by the number of training spots and features. fit_intercept=False is the authors' choice (PCC is
     shift-invariant); it costs MSE when targets are not centred, so ``fit_intercept=True`` is offered.
+    PCA's and the solver's random state is ``config.seed``.
     """
 
-    description = "StandardScaler + PCA(256) + ridge, per spot (HEST-Bench probe)"
-    reference = "Jaume et al. (2024), HEST-1k, NeurIPS"
-
-    def __init__(self, n_components: int = 256, alpha: float | None = None, fit_intercept: bool = False,
-                 random_state: int = 0):
+    def __init__(self, config: ModelConfig | None = None, *, n_components: int = 256, alpha: float | None = None,
+                 fit_intercept: bool = False, **overrides):
+        self.config = ModelConfig.build(config, **overrides)
         self.n_components, self.alpha, self.fit_intercept = n_components, alpha, fit_intercept
-        self.random_state = random_state
+        self.random_state = self.config.seed
         self.pipeline = None
 
     def _pipeline(self, n: int, alpha: float):
@@ -218,18 +206,15 @@ class RidgeProbe:
 # ---------------------------------------------------------------------------------------------
 
 
-@register_model("abmil", "torch", run_args=("dropout",))
-class ABMIL(nn.Module):
+class ABMIL(ConfiguredModel):
     """Gated attention MIL (Ilse et al. 2018): h = ReLU(W x); a = softmax_valid(w^T (tanh(V h) * sigm(U h)));
-    slide = sum_s a_s h_s -> Linear -> genes (B, 1, G). ``return_attention`` gives a (B, 1, 1, S) map."""
+    slide = sum_s a_s h_s -> Linear -> genes (B, 1, G). ``return_attention`` gives a (B, 1, 1, S) map.
+    Reads ``dropout``."""
 
-    description = "gated-attention MIL pooling, slide-level"
-    reference = "Ilse et al. (2018), ICML"
-
-    def __init__(self, feature_dim: int, num_genes: int, hidden_dim: int = 256, attention_dim: int = 128,
-                 dropout: float = 0.1):
-        super().__init__()
-        self.embed = nn.Sequential(nn.Linear(feature_dim, hidden_dim), nn.ReLU(), nn.Dropout(dropout))
+    def __init__(self, feature_dim: int, num_genes: int, config: ModelConfig | None = None, *,
+                 hidden_dim: int = 256, attention_dim: int = 128, **overrides):
+        super().__init__(config, **overrides)
+        self.embed = nn.Sequential(nn.Linear(feature_dim, hidden_dim), nn.ReLU(), nn.Dropout(self.config.dropout))
         self.attn_v = nn.Linear(hidden_dim, attention_dim)
         self.attn_u = nn.Linear(hidden_dim, attention_dim)
         self.attn_w = nn.Linear(attention_dim, 1)
@@ -369,17 +354,16 @@ class PPEG(nn.Module):
         return x + gathered * valid[..., None]  # identity + convolutions, as in TransMIL
 
 
-@register_model("transmil", "torch", run_args=("n_heads", "dropout"))
-class TransMIL(nn.Module):
+class TransMIL(ConfiguredModel):
     """TransMIL (Shao et al. 2021): fc -> [CLS | spots] -> Nystrom layer -> PPEG -> Nystrom layer -> LN(CLS)
-    -> Linear -> genes (B, 1, G). PPEG runs on the spots' real grid positions (see ``PPEG``)."""
+    -> Linear -> genes (B, 1, G). PPEG runs on the spots' real grid positions (see ``PPEG``). Reads
+    ``n_heads`` and ``dropout``."""
 
-    description = "Nystrom-attention transformer + PPEG on the spot grid, slide-level"
-    reference = "Shao et al. (2021), NeurIPS"
-
-    def __init__(self, feature_dim: int, num_genes: int, hidden_dim: int = 512, n_heads: int = 8,
-                 num_landmarks: int | None = None, dropout: float = 0.1, spot_pitch: float | None = None):
-        super().__init__()
+    def __init__(self, feature_dim: int, num_genes: int, config: ModelConfig | None = None, *,
+                 hidden_dim: int = 512, num_landmarks: int | None = None, spot_pitch: float | None = None,
+                 **overrides):
+        super().__init__(config, **overrides)
+        n_heads, dropout = self.config.n_heads, self.config.dropout
         self.spot_pitch = spot_pitch
         self.fc = nn.Sequential(nn.Linear(feature_dim, hidden_dim), nn.ReLU())
         self.cls = nn.Parameter(torch.randn(1, 1, hidden_dim) * 0.02)

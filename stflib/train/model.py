@@ -1,49 +1,45 @@
-"""The arm's model, built from the run parameters: torch models from the registry (wrapped so that
-they predict per-gene standardised targets) and the numpy baselines fitted in closed form.
-
-``run_arguments`` computes every constructor argument a run can give; each ``stflib.models.MODELS``
-entry declares which of them its model takes (``ModelSpec.run_args``), so routing is explicit and a
-misrouted argument is a ``TypeError`` from the constructor, not silently dropped.
+"""The arm's model, built from the run parameters: one ``ModelConfig`` per run (``model_config``), the
+torch model from the registry (wrapped so that it predicts per-gene standardised targets) and the
+numpy baselines fitted in closed form.
 """
 from __future__ import annotations
-
-from typing import Any
 
 import numpy as np
 import torch
 
 from stflib.config import RunConfig
 from stflib.losses import get_loss
-from stflib.models import MODELS, build_model
+from stflib.models import MODELS, ModelConfig, build_model
 from stflib.train.step import log_targets, output_field
 
 
-def run_arguments(cfg: RunConfig, membership=None) -> dict[str, Any]:
-    """Every constructor argument a run can pass, from the run parameters and the fold's pathway
-    membership. Pathway tokens are *named* (one per Hallmark covered by the vocabulary) when the
-    reconstructor is initialised from membership, the auxiliary loss supervises them, or the seed's
-    50 tokens are asked for; otherwise there are ``num_pathways`` anonymous tokens."""
+def model_config(cfg: RunConfig, membership=None) -> ModelConfig:
+    """The run's ``ModelConfig``, built once from the run parameters and the fold's pathway membership;
+    every model reads the fields it uses. Pathway tokens are *named* (one per Hallmark covered by
+    the vocabulary) when the reconstructor is initialised from membership, the auxiliary loss
+    supervises them, or the seed's 50 tokens are asked for; otherwise there are ``num_pathways``
+    anonymous tokens."""
     named = membership is not None and (cfg.pathway_init or cfg.pathway_loss_weight > 0
                                         or cfg.num_pathways == 50)
-    return dict(
+    return ModelConfig(
         num_pathways=len(membership.names) if named else cfg.num_pathways, token_dim=cfg.token_dim,
         n_heads=cfg.n_heads, n_layers=cfg.n_layers, interactions=cfg.interactions,
         positional_encoding=cfg.positional_encoding, balance_h2p=cfg.balance_h2p,
         pathway_readout=cfg.pathway_readout,
         pathway_init=membership.matrix if (cfg.pathway_init and membership is not None) else None,
-        pathway_names=list(membership.names) if named else None,
+        pathway_names=tuple(membership.names) if named else None,
         output_mode=cfg.output_mode, zinb=MODELS[cfg.model].zinb_head and get_loss(cfg.loss).needs_counts,
-        dropout=cfg.dropout, n_neighbors=cfg.n_neighbors, random_state=cfg.seed,
+        dropout=cfg.dropout, n_neighbors=cfg.n_neighbors, seed=cfg.seed,
     )
 
 
 def build_torch_model(cfg: RunConfig, feature_dim: int, num_genes: int, membership=None) -> torch.nn.Module:
-    """The configured torch model with the run arguments its registry entry declares; its pathway
-    names (None: anonymous tokens) are kept as ``pathway_names_`` for the evaluation."""
-    args = run_arguments(cfg, membership)
-    model = build_model(cfg.model, feature_dim, num_genes, **{k: args[k] for k in MODELS[cfg.model].run_args})
-    model.pathway_names_ = args["pathway_names"]
-    return model
+    """The configured torch model, built from the run's ``model_config``; its pathway names (None:
+    anonymous tokens) are ``model.config.pathway_names``."""
+    if MODELS[cfg.model].kind != "torch":
+        raise ValueError(f"build_torch_model: {cfg.model!r} is a {MODELS[cfg.model].kind} model; torch models: "
+                         f"{', '.join(n for n, s in MODELS.items() if s.kind == 'torch')}")
+    return build_model(cfg.model, feature_dim, num_genes, model_config(cfg, membership))
 
 
 class StandardizedOutput(torch.nn.Module):
@@ -55,6 +51,7 @@ class StandardizedOutput(torch.nn.Module):
     1, not the ~2 of a random head), and ``compute_loss`` divides by ``gene_sd`` again, so the loss is
     the MSE on standardised targets: genes with sd 3 and sd 215 CP10k weigh the same, and the PCC and
     auxiliary terms are not drowned by a loss in the hundreds. Not used with ZINB (``mu`` is in counts).
+    The wrapped model is ``model``; ``config``, ``pathway_names_`` and ``n_neighbors`` read it.
     """
 
     def __init__(self, model: torch.nn.Module, gene_mean, gene_sd):
@@ -65,9 +62,19 @@ class StandardizedOutput(torch.nn.Module):
         if sd.shape != self.gene_mean.shape:
             raise ValueError(f"gene_sd must have the shape of gene_mean {tuple(self.gene_mean.shape)}, got {tuple(sd.shape)}")
         self.register_buffer("gene_sd", sd)
-        for name in ("n_neighbors", "pathway_names_", "num_pathways", "pathway_names"):
-            if hasattr(model, name):
-                setattr(self, name, getattr(model, name))
+
+    # read-only views of the wrapped model: an AttributeError when it has none (hasattr stays truthful)
+    @property
+    def config(self) -> ModelConfig:
+        return self.model.config
+
+    @property
+    def pathway_names_(self) -> list[str] | None:
+        return getattr(self.model, "pathway_names_", None)
+
+    @property
+    def n_neighbors(self) -> int:
+        return self.model.n_neighbors
 
     def forward(self, features, coords, pad_mask=None, **kwargs):
         out = self.model(features, coords, pad_mask, **kwargs)
@@ -107,8 +114,7 @@ def fit_numpy(train_items: list[dict], cfg: RunConfig, val_items: list[dict] | N
         raise ValueError(f"fit_numpy: {cfg.model!r} is a {spec.kind} model; numpy models: "
                          f"{', '.join(n for n, s in MODELS.items() if s.kind == 'numpy')}")
     X, Y = _stack_valid(train_items, cfg)
-    args = run_arguments(cfg)
-    model = spec.cls(**{k: args[k] for k in spec.run_args})
+    model = build_model(cfg.model, X.shape[1], Y.shape[1], model_config(cfg))
     if val_items and hasattr(model, "fit_select"):
         Xv, Yv = _stack_valid(val_items, cfg)
         return model.fit_select(X, Y, Xv, Yv, score_columns=score_columns)
