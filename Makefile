@@ -4,6 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stflib-installed
 export PATH := $(abspath $(BIN)):$(PATH)
+# where reference data lives (stflib.paths: STFLIB_DATA); in this checkout, ../shared/data when it is there
+export STFLIB_DATA ?= $(abspath ../shared/data)
 # TORCH=cpu (or `make install-cpu`): the CPU build of the same torch/torchvision versions from PyTorch's CPU
 # wheel index instead of PyPI's default build with its CUDA wheels; everything else is the same pinned set.
 TORCH ?= default
@@ -42,7 +44,8 @@ test-lib: install
 test-notebooks: install
 	$(BIN)/python -m pytest --nbval-lax -p no:cacheprovider $(wildcard notebooks book)
 
-## The book: runs the teaching notebooks, reads committed results/, builds _build/html (warnings are errors).
+## The book: runs the notebooks, which only read committed results/ (results/chapters/ is written by
+## `python -m stflib chapters`; nothing trains at build time), builds _build/html (warnings are errors).
 book: install
 	$(BIN)/jupyter-book build . --all --toc book/_toc.yml --config _config.yml -W -n --keep-going
 

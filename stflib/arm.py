@@ -6,7 +6,8 @@ with the kernel's stdout and stderr streamed to this terminal as they arrive: th
 epoch progress bar (tqdm), the held-out metrics; the executed notebook and every artefact go to
 ``output_dir``. A failing cell prints ``error: <exception>: <message>`` and the executed notebook's path.
 
-Two kernel lines that alarm users are removed at their source, a ``KernelManager`` subclass:
+Two kernel lines that alarm users are removed at their source, a ``KernelManager`` subclass
+(:func:`stflib.kernel.quiet_kernel_manager_class`, shared with the grid's runner):
 - ``[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel``: jupyter_client's ``shutdown_kernel``
   sends SIGINT to the kernel before its shutdown request; if ipykernel is still inside a message
   handler it logs that error. The run has finished by then; this manager shuts down without the SIGINT
@@ -27,7 +28,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from stflib.grid.runner import DEFAULT_NOTEBOOK
+from stflib.kernel import quiet_kernel_manager_class  # noqa: F401  (importable from here too)
+from stflib.paths import default_notebook
 
 # printed after a run: (metrics.json key, label)
 SUMMARY_KEYS = [
@@ -36,33 +38,6 @@ SUMMARY_KEYS = [
     ("moran_i_pred_median", "Moran's I predicted (median)"), ("moran_i_true_median", "Moran's I measured (median)"),
     ("moran_rank_spearman", "Moran's I rank Spearman"), ("epochs_run", "epochs run"), ("train_seconds", "training s"),
 ]
-
-
-def quiet_kernel_manager_class():
-    """An ``AsyncKernelManager`` that uses IPC sockets and skips the SIGINT before shutdown (see module doc)."""
-    import uuid
-
-    from jupyter_client import AsyncKernelManager
-    from jupyter_core.paths import jupyter_runtime_dir
-    from traitlets import default
-
-    class QuietKernelManager(AsyncKernelManager):
-        @default("transport")
-        def _transport_default(self) -> str:
-            return "ipc"
-
-        @default("ip")
-        def _ip_default(self) -> str:
-            runtime = Path(jupyter_runtime_dir())
-            runtime.mkdir(parents=True, exist_ok=True)
-            return str(runtime / f"stflib-{uuid.uuid4().hex[:12]}-ipc")
-
-        async def _async_interrupt_kernel(self) -> None:
-            if self.shutting_down:  # a shutdown, not a user's interrupt: nothing to interrupt
-                return
-            await super()._async_interrupt_kernel()
-
-    return QuietKernelManager
 
 
 def parse_value(text: str) -> Any:
@@ -118,7 +93,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a notebook parameter, e.g. -p interactions p2p,p2h -p epochs 5 (repeatable)")
     p.add_argument("-f", "--parameters-file", action="append", default=[], metavar="YAML",
                    help="a YAML file of parameters, e.g. params/interactions/bottleneck.yaml (-p wins)")
-    p.add_argument("--notebook", default=str(DEFAULT_NOTEBOOK), help="the parameterised notebook")
+    p.add_argument("--notebook", default=str(default_notebook()),
+                   help="the parameterised notebook (default: <project>/notebooks/ablation.ipynb, see stflib.paths)")
     p.add_argument("--executed", default=None,
                    help="where the executed notebook goes (default: OUTPUT_DIR/executed.ipynb)")
     p.add_argument("--traceback", action="store_true", help="show the full traceback of an error")

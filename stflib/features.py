@@ -176,8 +176,7 @@ def extract_features(data_dir: str | os.PathLike, sample_id: str, backbone: str 
     """
     data_dir = Path(data_dir)
     name = backbone.name if isinstance(backbone, Backbone) else backbone
-    if name not in BACKBONES:
-        raise ValueError(f"backbone: unknown name {name!r}; allowed: {', '.join(BACKBONES)}")
+    BACKBONES[name]  # an unknown name raises, naming the registered backbones
     src = data_dir / "patches" / f"{sample_id}.h5"
     if not src.is_file():
         raise FileNotFoundError(f"extract_features: no patches file {src}")

@@ -10,8 +10,9 @@ are selected with ``torch.where`` before any arithmetic that could overflow.
 - ``zinb_nll``                zero-inflated negative binomial NLL on raw counts
 - ``auxiliary_pathway_loss``  weight * (1 - PCC(pathway scores, pathway targets))
 
-``LOSSES`` is the registry of gene losses training dispatches through (``GeneLoss``: weighted terms
-over ``LossInputs``); adding one means a primitive and an entry here, a params file and a test.
+``LOSSES`` (a :class:`~stflib.registry.Registry`) holds the gene losses training dispatches through
+(``GeneLoss``: weighted terms over ``LossInputs``). Adding one is a primitive and one
+``LOSSES.register`` here; the grid's losses axis, its params file and the tests of every entry follow.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from typing import Callable, Mapping
 
 import torch
 from torch import Tensor
+
+from stflib.registry import Registry
 
 
 def _valid(pred: Tensor, valid: Tensor | None) -> Tensor:
@@ -198,34 +201,29 @@ class GeneLoss:
         return loss, parts
 
 
-# the gene losses by name: the only list of loss names (the config's allowed values, the book's table)
-LOSSES: dict[str, GeneLoss] = {
-    "mse": GeneLoss((("mse", _mse_term, 1.0),), mse_loss, "Masked MSE", "magnitude accuracy at each spot",
-                    "targets (CP10k or log1p)"),
-    "pcc": GeneLoss((("pcc", _pcc_term, 1.0),), pcc_loss, "1 - PCC",
-                    "spatial pattern of each gene across a slide (scale-invariant)", "targets"),
-    "mse_pcc": GeneLoss((("mse", _mse_term, 1.0), ("pcc", _pcc_term, "pcc_weight")), mse_pcc_loss,
-                        "MSE + alpha (1 - PCC)", "magnitude and spatial shape", "targets"),
-    "zinb": GeneLoss((("zinb", _zinb_term, 1.0),), zinb_nll, "ZINB negative log-likelihood",
-                     "dispersed, zero-inflated raw counts (library size as offset)", "raw counts", needs_counts=True),
-}
+# the gene losses by name: the only list of loss names (the config's allowed values, the grid's losses
+# axis, the book's table); one register statement per loss, so a run's code version reads its own
+LOSSES: Registry[GeneLoss] = Registry("loss")
+LOSSES.register("mse", GeneLoss((("mse", _mse_term, 1.0),), mse_loss, "Masked MSE", "magnitude accuracy at each spot",
+                                "targets (CP10k or log1p)"))
+LOSSES.register("pcc", GeneLoss((("pcc", _pcc_term, 1.0),), pcc_loss, "1 - PCC",
+                                "spatial pattern of each gene across a slide (scale-invariant)", "targets"))
+LOSSES.register("mse_pcc", GeneLoss((("mse", _mse_term, 1.0), ("pcc", _pcc_term, "pcc_weight")), mse_pcc_loss,
+                                    "MSE + alpha (1 - PCC)", "magnitude and spatial shape", "targets"))
+LOSSES.register("zinb", GeneLoss((("zinb", _zinb_term, 1.0),), zinb_nll, "ZINB negative log-likelihood",
+                                 "dispersed, zero-inflated raw counts (library size as offset)", "raw counts",
+                                 needs_counts=True))
 AUXILIARY = ("auxiliary", auxiliary_pathway_loss, "lambda (1 - PCC(scores, pathway targets))",
              "pathway tokens track Hallmark activity", "z-scored, mean-aggregated Hallmark targets")
+
 
 
 def loss_table():
     """pandas DataFrame of the losses (name, function, formula, what it measures, on what) for the book."""
     import pandas as pd
 
-    rows = [{"name": k, "function": v.function.__name__, "formula": v.formula, "measures": v.measures, "on": v.on}
-            for k, v in LOSSES.items()]
+    table = LOSSES.table({"function": lambda v: v.function.__name__, "formula": lambda v: v.formula,
+                          "measures": lambda v: v.measures, "on": lambda v: v.on})
     name, fn, formula, measures, on = AUXILIARY
-    rows.append({"name": name, "function": fn.__name__, "formula": formula, "measures": measures, "on": on})
-    return pd.DataFrame(rows)
-
-
-def get_loss(name: str) -> GeneLoss:
-    """LOSSES[name] with an error naming the allowed ones."""
-    if name not in LOSSES:
-        raise ValueError(f"loss: unknown {name!r}; allowed: {', '.join(LOSSES)}")
-    return LOSSES[name]
+    extra = {"name": name, "function": fn.__name__, "formula": formula, "measures": measures, "on": on}
+    return pd.concat([table, pd.DataFrame([extra])], ignore_index=True)

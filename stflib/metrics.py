@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stflib.registry import Registry
+
 EPS = 1e-12
 
 
@@ -33,29 +35,30 @@ class Metric:
 
 
 # The one owner of metric names: metrics.json keys that are summarised per run. results/summary.csv,
-# the run printout and the book's tables and findings read this table.
-METRICS: dict[str, Metric] = {
-    "pcc_hvg50": Metric("PCC, 50 HVGs", True, "mean PCC over the training fold's 50 most variable genes, held-out patients"),
-    "pcc_all": Metric("PCC, all genes", True, "mean PCC over the whole gene vocabulary, held-out patients"),
-    "mse": Metric("MSE (log1p CP10k)", False, "mean squared error over valid held-out spots and all genes"),
-    "pathway_pcc_truth": Metric("PCC with true pathways", True, "pathway scores vs the simulator's true activities"),
-    "pathway_pcc_truth_matched": Metric("PCC with true pathways (matched)", True,
-                                        "pathway scores vs true activities after the best one-to-one matching"),
-    "pcc_hvg50_within_slide": Metric("PCC within slide, 50 HVGs", True, "pcc_hvg50 computed per slide, then averaged"),
-    "collapse_ratio": Metric("collapse ratio", True, "predicted / true spatial variance within a slide (1 = no collapse)"),
-    "noise_ceiling_hvg50": Metric("noise ceiling, 50 HVGs", True, "pcc_hvg50 of the simulator's expected expression"),
-    # the oracle's own collapse ratio: the expected expression varies less than the noisy counts, so
-    # even a perfect model stays below 1; a model's collapse_ratio is read against this
-    "collapse_ratio_oracle": Metric("oracle collapse ratio", True,
-                                    "collapse_ratio of the simulator's expected expression (the best a model can show)"),
-    "moran_i_pred_median": Metric("Moran's I predicted (median)", True, "median Moran's I of the predicted HVG maps"),
-    "moran_i_true_median": Metric("Moran's I measured (median)", True, "median Moran's I of the measured HVG maps"),
-    "moran_rank_spearman": Metric("Moran's I rank Spearman", True, "Spearman of predicted vs measured Moran's I over HVGs"),
-    "train_pcc_hvg50": Metric("train PCC, 50 HVGs", True, "pcc_hvg50 on the training slides (kept checkpoint)"),
-    "train_mse_ratio": Metric("train MSE / mean predictor", False, "training MSE over the training mean predictor's"),
-    "pathway_ceiling": Metric("pathway ceiling", True, "ridge from the same inputs fit to the true activities, held-out PCC"),
-    "train_seconds": Metric("train time (s)", False, "wall time of training"),
-}
+# the run printout and the book's tables and findings read this registry.
+METRICS: Registry[Metric] = Registry("metric")
+METRICS.register("pcc_hvg50", Metric("PCC, 50 HVGs", True, "mean PCC over the training fold's 50 most variable genes, held-out patients"))
+METRICS.register("pcc_all", Metric("PCC, all genes", True, "mean PCC over the whole gene vocabulary, held-out patients"))
+METRICS.register("mse", Metric("MSE (log1p CP10k)", False, "mean squared error over valid held-out spots and all genes"))
+METRICS.register("pathway_pcc_truth", Metric("PCC with true pathways", True, "pathway scores vs the simulator's true activities"))
+METRICS.register("pathway_pcc_truth_matched", Metric("PCC with true pathways (matched)", True,
+                                                                "pathway scores vs true activities after the best "
+                                                                "one-to-one matching"))
+METRICS.register("pcc_hvg50_within_slide", Metric("PCC within slide, 50 HVGs", True, "pcc_hvg50 computed per slide, then averaged"))
+METRICS.register("collapse_ratio", Metric("collapse ratio", True, "predicted / true spatial variance within a slide (1 = no collapse)"))
+METRICS.register("noise_ceiling_hvg50", Metric("noise ceiling, 50 HVGs", True, "pcc_hvg50 of the simulator's expected expression"))
+# the oracle's own collapse ratio: the expected expression varies less than the noisy counts, so
+# even a perfect model stays below 1; a model's collapse_ratio is read against this
+METRICS.register("collapse_ratio_oracle", Metric("oracle collapse ratio", True,
+                                                 "collapse_ratio of the simulator's expected expression (the best a "
+                                                 "model can show)"))
+METRICS.register("moran_i_pred_median", Metric("Moran's I predicted (median)", True, "median Moran's I of the predicted HVG maps"))
+METRICS.register("moran_i_true_median", Metric("Moran's I measured (median)", True, "median Moran's I of the measured HVG maps"))
+METRICS.register("moran_rank_spearman", Metric("Moran's I rank Spearman", True, "Spearman of predicted vs measured Moran's I over HVGs"))
+METRICS.register("train_pcc_hvg50", Metric("train PCC, 50 HVGs", True, "pcc_hvg50 on the training slides (kept checkpoint)"))
+METRICS.register("train_mse_ratio", Metric("train MSE / mean predictor", False, "training MSE over the training mean predictor's"))
+METRICS.register("pathway_ceiling", Metric("pathway ceiling", True, "ridge from the same inputs fit to the true activities, held-out PCC"))
+METRICS.register("train_seconds", Metric("train time (s)", False, "wall time of training"))
 
 
 def pearson_columns(pred: np.ndarray, true: np.ndarray, constant_pred: float = 0.0) -> np.ndarray:

@@ -20,12 +20,22 @@ where it was cut from.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:  # train imports this module; a runtime import would be circular
-    from stflib.train import Run
+
+class HeldOutRun(Protocol):
+    """What ``predictions_anndata`` reads of a finished run (``stflib.train.Run`` is one): the fold
+    (genes, HVGs, samples, items, data folder), the per-slide predictions, the per-gene table, the model
+    (for its pathway names) and the metrics (for the config hash). Declared here so that this module
+    depends on no training code."""
+
+    fold: Any
+    predictions: list[dict]
+    per_gene: Any
+    model: Any
+    metrics: dict
 
 VISIUM_SPOT_DIAMETER_UM = 55.0
 VISIUM_SPOT_PITCH_UM = 100.0
@@ -123,7 +133,7 @@ def slide_spatial_uns(root: str | Path, sample, coords: np.ndarray, max_px: int 
     return entry
 
 
-def predictions_anndata(result: Run, genes: list[str] | None = None, images: bool = True):
+def predictions_anndata(result: HeldOutRun, genes: list[str] | None = None, images: bool = True):
     """Held-out predictions as a Visium-style AnnData (see the module docstring).
 
     ``genes``: a subset of the fold's genes (default all); ``images``: build the thumbnails.
@@ -161,7 +171,7 @@ def predictions_anndata(result: Run, genes: list[str] | None = None, images: boo
         a.uns["spatial"] = spatial
     if all(s is not None for s in sc):
         a.obsm["pathway_scores"] = np.concatenate(sc).astype(np.float32)
-        names = getattr(result.model, "pathway_names_", None)
+        names = result.model.config.pathway_names
         a.uns["pathway_names"] = list(names) if names and len(names) == a.obsm["pathway_scores"].shape[1] else \
             [f"token_{i}" for i in range(a.obsm["pathway_scores"].shape[1])]
     if all(t is not None for t in tp) and fold.truth_pathway_names:

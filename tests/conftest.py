@@ -8,8 +8,13 @@ import h5py
 import numpy as np
 import pytest
 
-# ../shared/data next to the project; STFLIB_SHARED_DATA points elsewhere (a git worktree, CI)
-SHARED = Path(os.environ.get("STFLIB_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+# The reference data: $STFLIB_DATA (stflib.paths) when set, else ../shared/data next to the project (the
+# layout of a checkout; tests that need it skip with a reason when it is absent). The library reads only
+# STFLIB_DATA, so the tests set it to what they found.
+SHARED = Path(os.environ.get("STFLIB_DATA") or os.environ.get("STFLIB_SHARED_DATA")
+              or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+if SHARED.is_dir():
+    os.environ.setdefault("STFLIB_DATA", str(SHARED))
 HEST_CSV = SHARED / "hest" / "HEST_v1_1_0.csv"
 
 FAKE_GENES = ["MT-CO1", "MT-ND1", "EPCAM", "VIM", "CD3E", "KRT20", "COL1A1", "PTPRC"] + [f"GENE{i}" for i in range(32)]

@@ -43,9 +43,22 @@ def test_registry_names_and_widths():
         assert spec.hub_repo and spec.hub_files and spec.licence
 
 
-def test_unknown_name_lists_allowed():
-    with pytest.raises(ValueError, match=r"unknown name 'uni'.*resnet50, ctranspath, phikon, hibou-b, hibou-l, gigapath"):
+def test_unknown_name_names_exactly_the_registered_backbones():
+    with pytest.raises(ValueError) as err:
         get_backbone("uni", pretrained=False)
+    assert str(err.value) == BACKBONES.unknown("uni") == "backbone: unknown 'uni'; allowed: " + ", ".join(BACKBONES)
+
+
+def test_every_backbone_has_a_width_a_stand_in_and_a_params_file():
+    """One spec per backbone, read from the registry: its feature width (the real network's and the
+    simulator's stand-in's), the stand-in's information level, its weights' source and its params file."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for name, spec in BACKBONES.items():
+        assert spec.name == name and spec.feature_dim > 0 and spec.hub_repo and spec.hub_files, name
+        assert spec.stand_in.noise > 0 and spec.stand_in.stain_sensitivity > 0 and spec.stand_in.out_noise > 0, name
+        assert (root / "params" / "backbones" / f"{name}.yaml").is_file(), f"params/backbones/{name}.yaml"
 
 
 def test_architecture_facts_on_meta():

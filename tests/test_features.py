@@ -14,7 +14,7 @@ from stflib import features as Fe
 from stflib.backbones import BACKBONES, Backbone, WeightsError, get_backbone
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from conftest import SHARED  # noqa: E402  (the reference data: $STFLIB_DATA or ../shared/data)
 MOUSE = SHARED / "real_st" / "squidpy_mouse_brain"
 
 

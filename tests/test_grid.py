@@ -343,3 +343,35 @@ def test_kernel_environment_sets_threads_and_drops_dasks_malloc_trim(monkeypatch
     assert os.environ["OMP_NUM_THREADS"] == os.environ["MKL_NUM_THREADS"] == "2"
     kernel_environment(0)  # at least one thread
     assert os.environ["OMP_NUM_THREADS"] == "1"
+
+
+def test_every_axis_has_its_reference_its_params_and_its_book_page():
+    """Read from the registry: each axis's reference arm is one of its arms, each arm has its params
+    file, and the book has the axis's page (``book/ablations/<axis>.py`` or ``.ipynb``) in its table of contents."""
+    from stflib.grid.axes import ARMS
+
+    root = Path(__file__).resolve().parents[1]
+    toc = (root / "book" / "_toc.yml").read_text()
+    for axis, spec in ARMS.items():
+        assert spec.reference in spec.arms, axis
+        for arm in spec.arms:
+            assert (root / "params" / axis / f"{arm}.yaml").is_file(), f"params/{axis}/{arm}.yaml"
+        assert any((root / "book" / "ablations" / f"{axis}{ext}").is_file() for ext in (".py", ".ipynb")), axis
+        assert f"book/ablations/{axis}\n" in toc, f"_toc.yml: book/ablations/{axis}"
+    with pytest.raises(ValueError) as err:
+        ARMS["nowhere"]
+    assert str(err.value) == "axis: unknown 'nowhere'; allowed: " + ", ".join(ARMS)
+
+
+def test_every_metric_is_a_summary_column_or_documented():
+    """Each registered metric is a column of the committed results/summary.csv or, when the committed grid
+    predates it, documented (its label and description) for the summary that ``collect`` writes."""
+    from stflib.grid.collect import SUMMARY_COLUMNS
+    from stflib.metrics import METRICS
+
+    root = Path(__file__).resolve().parents[1]
+    summary = root / "results" / "summary.csv"
+    columns = set(summary.read_text().splitlines()[0].split(",")) if summary.is_file() else set()
+    for name, metric in METRICS.items():
+        assert name in SUMMARY_COLUMNS, f"collect does not summarise {name}"
+        assert name in columns or (metric.label and len(metric.description) > 10), name

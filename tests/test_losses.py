@@ -1,4 +1,6 @@
 """Losses: exact against numpy/scipy references, masked, and finite in the hard cases."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.stats
@@ -156,15 +158,27 @@ def test_auxiliary_loss_on_pathway_targets_matches_direct_computation():
     assert zero.item() == 0.0
 
 
-def test_registry_and_table():
-    assert set(losses.LOSSES) == {"mse", "pcc", "mse_pcc", "zinb"}
-    assert losses.get_loss("pcc").function is losses.pcc_loss
-    assert losses.get_loss("mse_pcc").weight_parameters == ("pcc_weight",)
-    assert [n for n, spec in losses.LOSSES.items() if spec.needs_counts] == ["zinb"]
-    with pytest.raises(ValueError, match="loss: unknown 'l1'; allowed: mse, pcc, mse_pcc, zinb"):
-        losses.get_loss("l1")
+def test_every_loss_has_terms_a_formula_and_a_params_file():
+    """Properties of every registered loss, read from the registry: its terms are callables weighted by 1.0
+    or by a run parameter, its book entries are filled, and the grid has its params file."""
+    from stflib import config as C
+
+    root = Path(__file__).resolve().parents[1]
+    for name, spec in losses.LOSSES.items():
+        assert spec.terms and all(callable(term) and (w == 1.0 or w in C.PARAM_BY_NAME) for _, term, w in spec.terms), name
+        assert callable(spec.function) and spec.formula and spec.measures and spec.on, name
+        assert (root / "params" / "losses" / f"{name}.yaml").is_file(), f"params/losses/{name}.yaml"
+    assert losses.LOSSES["mse_pcc"].weight_parameters == ("pcc_weight",)
     table = losses.loss_table()
-    assert {"name", "function", "formula"} <= set(table.columns) and "auxiliary" in set(table["name"])
+    assert list(table["name"]) == [*losses.LOSSES, "auxiliary"]
+    assert list(table["function"][:-1]) == [spec.function.__name__ for spec in losses.LOSSES.values()]
+
+
+def test_unknown_loss_names_exactly_the_registered_values():
+    for read in (lambda: losses.LOSSES["l1"], lambda: losses.LOSSES.get("l1")):
+        with pytest.raises(ValueError) as err:
+            read()
+        assert str(err.value) == "loss: unknown 'l1'; allowed: " + ", ".join(losses.LOSSES)
 
 
 def test_registry_losses_are_their_terms():

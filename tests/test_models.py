@@ -23,7 +23,7 @@ from stflib.models import (
 )
 from stflib.models import attention, baselines, stf
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from conftest import SHARED  # noqa: E402  (STFLIB_DATA, or ../shared/data beside the checkout)
 SUBSETS = [frozenset(c) for r in range(1, 5) for c in itertools.combinations(QUADRANTS, r)]
 B, S, F, G, P, D = 2, 7, 12, 9, 5, 16
 

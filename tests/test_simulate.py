@@ -126,14 +126,17 @@ def test_feature_cache_format(tiny):
     a = ad.read_h5ad(tiny / "st" / f"{sid}.h5ad", backed="r")
     for name, spec in S.BACKBONES.items():
         with h5py.File(tiny / "features" / name / f"{sid}.h5") as f:
-            assert f["features"].shape == (a.n_obs, spec.dim) and f["features"].dtype == np.float32
-            assert f.attrs["feature_dim"] == spec.dim and f.attrs["backbone"] == name
+            assert f["features"].shape == (a.n_obs, spec.feature_dim) and f["features"].dtype == np.float32
+            assert f.attrs["feature_dim"] == spec.feature_dim and f.attrs["backbone"] == name
+            assert f.attrs["latent_noise"] == pytest.approx(spec.stand_in.noise)
             assert [b.decode() for b in f["barcodes"][:]] == list(a.obs_names)
             assert f["coords"].shape == (a.n_obs, 2)
             assert np.isfinite(f["features"][:]).all()
-    widths = {"resnet50": 2048, "ctranspath": 768, "phikon": 768, "hibou-b": 768, "hibou-l": 1024, "gigapath": 1536}
-    assert {k: v.dim for k, v in S.BACKBONES.items()} == widths
-    noise = {k: v.noise for k, v in S.BACKBONES.items()}
+    # one spec per backbone: the simulator's stand-in is a field of the backbone registry's entry
+    from stflib.backbones import BACKBONES
+
+    assert S.BACKBONES is BACKBONES
+    noise = {k: v.stand_in.noise for k, v in S.BACKBONES.items()}
     # the information level is the noise together with the stain sensitivity and output noise; the measured
     # order of the stand-ins' probes is checked against HEST-Bench in tests/test_truth.py
     assert noise["gigapath"] <= noise["hibou-l"] < noise["phikon"] < noise["ctranspath"]
@@ -181,15 +184,17 @@ def test_deterministic_by_seed(tiny):
 
 
 def test_unknown_preset_is_a_clear_error(tmp_path, capsys):
-    allowed = "allowed: " + ", ".join(S.PRESETS)
-    with pytest.raises(ValueError, match=f"unknown preset 'huge'; {allowed}"):
-        S.simulate_cohort(tmp_path / "x", preset="huge")
-    with pytest.raises(ValueError, match=allowed):
-        S.default_cohort("huge")
+    message = S.PRESETS.unknown("huge")  # names exactly the registered presets
+    assert message == "preset: unknown 'huge'; allowed: " + ", ".join(S.PRESETS)
+    for call in (lambda: S.simulate_cohort(tmp_path / "x", preset="huge"), lambda: S.default_cohort("huge")):
+        with pytest.raises(ValueError) as err:
+            call()
+        assert str(err.value) == message
     assert cli_main(["simulate", "--out", str(tmp_path / "y"), "--preset", "huge"]) == 2
-    assert allowed in capsys.readouterr().out
-    with pytest.raises(ValueError, match="unknown backbone"):
+    assert message in capsys.readouterr().out
+    with pytest.raises(ValueError) as err:
         S.simulate_cohort(tmp_path / "z", preset="tiny", backbones=["vit-huge"])
+    assert str(err.value) == S.BACKBONES.unknown("vit-huge")
 
 
 def test_default_cohort_caches(tmp_path, monkeypatch):
@@ -227,7 +232,8 @@ def test_default_cohort_replaces_incomplete(tmp_path, monkeypatch):
 
 def test_fingerprint_covers_every_module_of_the_simulator_package(tmp_path, monkeypatch):
     """A cached cohort is reused only by the code that wrote it: editing, adding or renaming any module of
-    stflib/sim/ changes the fingerprint (measured on a copy of the package)."""
+    stflib/sim/ that generates cohorts changes the fingerprint, and editing one that only measures them
+    (``MEASUREMENT_MODULES``) does not (measured on a copy of the package)."""
     import shutil
 
     package = Path(cohort.__file__).resolve().parent
@@ -243,10 +249,13 @@ def test_fingerprint_covers_every_module_of_the_simulator_package(tmp_path, monk
     for name in sorted(p.name for p in copy.glob("*.py")):
         text = (copy / name).read_text()
         (copy / name).write_text(text + "# edited\n")
-        seen.add(cohort.simulator_fingerprint())
+        edited = cohort.simulator_fingerprint()
+        assert (edited == real) == (name in cohort.MEASUREMENT_MODULES), name
+        seen.add(edited)
         (copy / name).write_text(text)
         assert cohort.simulator_fingerprint() == real
-    assert len(seen) == 1 + len(list(copy.glob("*.py")))  # each module's edit gives its own fingerprint
+    generating = [p for p in copy.glob("*.py") if p.name not in cohort.MEASUREMENT_MODULES]
+    assert len(seen) == 1 + len(generating)  # each generating module's edit gives its own fingerprint
     (copy / "fields.py").write_text("")  # a new module
     added = cohort.simulator_fingerprint()
     assert added not in seen
@@ -301,10 +310,11 @@ def test_worlds_are_named_documented_and_selectable():
     assert tuple(S.WORLDS) == config.WORLDS and config.PARAM_BY_NAME["world"].allowed == config.WORLDS
     for name, w in S.WORLDS.items():
         assert len(w.description) > 40 and w.anchor, name
-    with pytest.raises(ValueError, match="unknown world 'mars'; allowed: default, pathway-misspecified"):
-        S.simulate_cohort("unused", preset="tiny", world="mars")
-    with pytest.raises(ValueError, match="unknown world"):
-        S.default_cohort("tiny", world="mars")
+    for call in (lambda: S.simulate_cohort("unused", preset="tiny", world="mars"),
+                 lambda: S.default_cohort("tiny", world="mars")):
+        with pytest.raises(ValueError) as err:
+            call()
+        assert str(err.value) == S.WORLDS.unknown("mars") == "world: unknown 'mars'; allowed: " + ", ".join(S.WORLDS)
     with pytest.raises(ValueError, match="world: unknown value 'mars'"):
         config.validate({"world": "mars"})
 
@@ -319,7 +329,7 @@ def test_cli_world(tmp_path, capsys):
     assert np.all(a.obsm["true_context"] == 0)
     assert a.obsm["true_latent_morphology"].shape == (a.n_obs, 18)
     assert cli_main(["simulate", "--out", str(tmp_path / "x"), "--world", "mars"]) == 2
-    assert "allowed: default, pathway-misspecified" in capsys.readouterr().out
+    assert S.WORLDS.unknown("mars") in capsys.readouterr().out
 
 
 def test_no_context_world_turns_the_context_fields_off(worlds):

@@ -81,7 +81,7 @@ def test_truth_command_writes_the_tables(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "evaluated genes' variance: composition" in text and "wrote" in text
     assert cli_main(["truth", "--world", "mars", "--out", str(out)]) == 2
-    assert "unknown world 'mars'; allowed: default" in capsys.readouterr().out
+    assert WORLDS.unknown("mars") in capsys.readouterr().out
     with pytest.raises(FileNotFoundError, match="python -m stflib truth"):
         T.read_tables(tmp_path / "nowhere")
 

@@ -17,11 +17,9 @@ Loading is strict: a missing, unexpected or wrongly shaped key is an error that 
 ``pretrained=False`` builds the same architecture with random weights (tests, the simulator).
 
 Modules: ``specs`` (the registry ``BACKBONES``: architectures, widths, normalisation, hub
-locations), ``keys`` (published <-> timm key layouts), ``weights`` (finding, reading, checking,
+locations, the simulator's stand-ins; no torch), ``architectures`` (the timm networks), ``keys`` (published <-> timm key layouts), ``weights`` (finding, reading, checking,
 versioning and downloading checkpoints), ``model`` (``Backbone`` and ``get_backbone``).
 """
-from stflib.backbones.keys import expected_published_shapes, make_published_state_dict, to_published, to_timm
-from stflib.backbones.model import Backbone, get_backbone
 from stflib.backbones.specs import (
     BACKBONES,
     HIBOU_MEAN,
@@ -29,23 +27,32 @@ from stflib.backbones.specs import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     BackboneSpec,
-    ConvStem,
+    StandIn,
     WeightsError,
-    build_timm_model,
-)
-from stflib.backbones.weights import (
-    check_published_state_dict,
-    download_weights,
-    file_sha256,
-    find_weights,
-    read_state_dict,
-    weights_dir,
-    weights_root,
-    weights_version,
 )
 
+# the torch/timm side is imported on first use, so reading the registry (the run configuration, the
+# simulator's stand-ins) stays light
+_LAZY = {
+    "stflib.backbones.architectures": ("ConvStem", "build_timm_model"),
+    "stflib.backbones.keys": ("expected_published_shapes", "make_published_state_dict", "to_published", "to_timm"),
+    "stflib.backbones.model": ("Backbone", "get_backbone"),
+    "stflib.backbones.weights": ("check_published_state_dict", "download_weights", "file_sha256", "find_weights",
+                                 "read_state_dict", "weights_dir", "weights_root", "weights_version"),
+}
+_LAZY_OWNER = {name: module for module, names in _LAZY.items() for name in names}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY_OWNER:
+        raise AttributeError(f"module 'stflib.backbones' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_LAZY_OWNER[name]), name)
+
+
 __all__ = [
-    "BACKBONES", "BackboneSpec", "Backbone", "ConvStem", "WeightsError", "get_backbone", "download_weights",
+    "BACKBONES", "BackboneSpec", "StandIn", "Backbone", "ConvStem", "WeightsError", "get_backbone", "download_weights",
     "weights_dir", "find_weights", "read_state_dict", "check_published_state_dict", "to_timm", "to_published",
     "expected_published_shapes", "make_published_state_dict", "build_timm_model", "weights_version",
     "file_sha256", "weights_root", "IMAGENET_MEAN", "IMAGENET_STD", "HIBOU_MEAN", "HIBOU_STD",

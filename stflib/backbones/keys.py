@@ -11,7 +11,8 @@ from typing import Callable, Mapping
 
 import torch
 
-from stflib.backbones.specs import BackboneSpec, build_timm_model, get_spec
+from stflib.backbones.architectures import build_timm_model
+from stflib.backbones.specs import BACKBONES, BackboneSpec
 
 # --------------------------------------------------------------------------------------------
 # Key layouts: published <-> timm
@@ -183,14 +184,14 @@ LAYOUTS: dict[str, tuple[Callable, Callable]] = {
 
 def to_timm(name: str, published: Mapping[str, torch.Tensor]) -> StateDict:
     """Convert a state dict in ``name``'s published key layout to timm's (extra keys dropped)."""
-    spec = get_spec(name)
+    spec = BACKBONES[name]
     kept = {k: v for k, v in published.items() if not is_extra_key(spec, k)}
     return LAYOUTS[spec.layout][0](kept)
 
 
 def to_published(name: str, timm_state: Mapping[str, torch.Tensor]) -> StateDict:
     """Convert a timm state dict of ``name`` to the published checkpoint's key layout (without extras)."""
-    return LAYOUTS[get_spec(name).layout][1](timm_state)
+    return LAYOUTS[BACKBONES[name].layout][1](timm_state)
 
 
 def is_extra_key(spec: BackboneSpec, key: str) -> bool:
@@ -205,7 +206,7 @@ def expected_published_shapes(name: str) -> dict[str, tuple[int, ...]]:
 
 def _published_extras(name: str, device: str | torch.device = "cpu") -> StateDict:
     """The known-but-unused tensors of a published checkpoint (values are placeholders)."""
-    spec = get_spec(name)
+    spec = BACKBONES[name]
     z = lambda *s, dtype=torch.float32: torch.zeros(*s, dtype=dtype, device=device)  # noqa: E731
     if spec.layout == "torchvision":
         return {"fc.weight": z(1000, spec.feature_dim), "fc.bias": z(1000)}

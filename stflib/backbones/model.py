@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from stflib.backbones.keys import StateDict, to_timm
-from stflib.backbones.specs import BackboneSpec, WeightsError, build_timm_model, get_spec
+from stflib.backbones.architectures import build_timm_model
+from stflib.backbones.specs import BACKBONES, BackboneSpec, WeightsError
 from stflib.backbones.weights import (
     check_published_state_dict,
     file_sha256,
@@ -87,7 +88,7 @@ def get_backbone(name: str, weights: str | os.PathLike | Mapping[str, torch.Tens
     folder ``weights_dir(name)`` is searched. ``pretrained=False`` builds random weights
     (deterministic given ``seed``); it is an explicit choice, never a fallback.
     """
-    spec = get_spec(name)
+    spec = BACKBONES[name]
     if not pretrained:
         if weights is not None:
             raise ValueError(f"{name}: weights given with pretrained=False; drop one of them")

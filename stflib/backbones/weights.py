@@ -10,7 +10,7 @@ from typing import Any, Mapping
 import torch
 
 from stflib.backbones.keys import StateDict, expected_published_shapes, is_extra_key
-from stflib.backbones.specs import BackboneSpec, WeightsError, get_spec
+from stflib.backbones.specs import BACKBONES, BackboneSpec, WeightsError
 
 # --------------------------------------------------------------------------------------------
 # Reading and strict checking
@@ -26,7 +26,7 @@ def weights_root() -> Path:
 
 def weights_dir(name: str) -> Path:
     """Where ``get_backbone(name)`` looks for weights by default (and ``download_weights`` puts them)."""
-    get_spec(name)
+    BACKBONES[name]  # an unknown name raises, naming the registered backbones
     return weights_root() / name
 
 
@@ -35,7 +35,7 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".ckpt")
 
 def find_weights(name: str, weights: str | os.PathLike | None = None) -> Path | None:
     """Resolve the weights file for ``name``: the given file/folder, else the default folder. None if absent."""
-    spec = get_spec(name)
+    spec = BACKBONES[name]
     if weights is not None:
         p = Path(weights).expanduser()
         if p.is_file():
@@ -120,7 +120,7 @@ def format_keys(keys: list[str], limit: int = 20) -> str:
 
 def check_published_state_dict(name: str, sd: Mapping[str, torch.Tensor], where: str = "state dict") -> None:
     """Raise WeightsError unless ``sd`` has exactly the published keys of ``name`` with the right shapes."""
-    spec = get_spec(name)
+    spec = BACKBONES[name]
     expected = expected_published_shapes(name)
     missing = [k for k in expected if k not in sd]
     unexpected = [k for k in sd if k not in expected and not is_extra_key(spec, k)]
@@ -160,7 +160,7 @@ def weights_version(name: str, weights: str | os.PathLike | None = None, pretrai
         return "random-init"
     path = find_weights(name, weights)
     if path is None:
-        raise WeightsError(missing_weights_message(get_spec(name), weights))
+        raise WeightsError(missing_weights_message(BACKBONES[name], weights))
     return f"sha256:{file_sha256(path)}"
 
 
@@ -200,7 +200,7 @@ def download_weights(name: str, dest: str | os.PathLike | None = None, token: st
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, GatedRepoError, RepositoryNotFoundError
 
-    spec = get_spec(name)
+    spec = BACKBONES[name]
     dest = Path(dest).expanduser() if dest is not None else weights_dir(name)
     dest.mkdir(parents=True, exist_ok=True)
     token = token if token is not None else os.environ.get("HF_TOKEN")

@@ -18,7 +18,7 @@ One sample is written into ``--out`` exactly as HEST-1k lays it out, so every la
   pixel size and the upsampling. Visium spots are 55 um wide and 100 um apart; Space Ranger's
   ``spot_diameter_fullres`` is the diameter of a *65 um* circle (10x's definition, slightly larger than
   the spot), so the pixel size is 65 um / ``spot_diameter_fullres``; 55 um would make it 15 % too
-  small. On the real sections in ``../shared/data/real_st`` the ratio spot_diameter_fullres / spot pitch
+  small. On the real sections of the reference data (``$STFLIB_DATA/real_st``) the ratio spot_diameter_fullres / spot pitch
   is 0.653 (Space Ranger 1.0.0 folder) and 0.650 (stLearn's scale factors), i.e. 65 / 100. An AnnData
   without Space Ranger's files takes its pixel size from the measured spot pitch (100 um);
 * ``patches/<id>.h5``: ``img`` (N, 224, 224, 3) uint8 patches of 112 um (224 px at 0.5 um/px, HEST's

@@ -1,7 +1,7 @@
 """The ablation grid's one table: every axis, its arms (parameter overrides) and its reference arm.
 
-``ARMS`` maps an axis to an :class:`Axis`: the arms (arm -> the notebook parameters it sets; the
-others keep their defaults) and the reference arm every other arm of the axis is compared with in
+``ARMS`` (a :class:`~stflib.registry.Registry`) maps an axis to an :class:`Axis`: the arms (arm -> the
+notebook parameters it sets; the others keep their defaults) and the reference arm every other arm of the axis is compared with in
 the book (the seed's default for that choice). The params files (:mod:`stflib.grid.params`), the
 runner and the book's tables and findings all read this table.
 """
@@ -14,6 +14,7 @@ from stflib import config as C
 from stflib.backbones import BACKBONES
 from stflib.losses import LOSSES
 from stflib.models import MODELS
+from stflib.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -56,51 +57,50 @@ def _baseline_arms() -> dict[str, dict]:
     return arms
 
 
-ARMS: dict[str, Axis] = {
-    # every non-empty subset of the four attention quadrants (full = all four, bottleneck = no h2h)
-    "interactions": Axis("full", _interaction_arms()),
-    "losses": Axis("mse", _loss_arms()),
-    "backbones": Axis("resnet50", {b: {"backbone": b} for b in BACKBONES}),
-    "pathways": Axis("init-off_aux-0", {
-        "init-off_aux-0": {"pathway_init": False, "pathway_loss_weight": 0.0},
-        "init-off_aux-0.5": {"pathway_init": False, "pathway_loss_weight": 0.5},
-        "init-on_aux-0": {"pathway_init": True, "pathway_loss_weight": 0.0},
-        "init-on_aux-0.5": {"pathway_init": True, "pathway_loss_weight": 0.5},
-    }),
-    "log_transform": Axis("off", {
-        "off": {"log_transform": False},
-        "on": {"log_transform": True},
-    }),
-    "positional_encoding": Axis("sinusoidal", {p: {"positional_encoding": p} for p in C.POSITIONAL_ENCODINGS}),
-    # the seed's preset "small interaction, CTransPath, 4 layers" is `small`; sizes share the backbone
-    "model_size": Axis("small", {
-        "tiny": {"backbone": "ctranspath", "token_dim": 64, "n_heads": 2, "n_layers": 2},
-        "small": {"backbone": "ctranspath", "token_dim": 256, "n_heads": 4, "n_layers": 4},
-        "medium": {"backbone": "ctranspath", "token_dim": 384, "n_heads": 6, "n_layers": 6},
-    }),
-    # whole-slide attention vs a local neighbourhood (the seed's --n-neighbors): each spot's h2h
-    # attention restricted to its k nearest spots (k = 6 is the first hexagonal ring, 18 the second)
-    "context": Axis("whole-slide", {
-        "whole-slide": {"n_neighbors": 0},  # the seed's default: every patch attends to the whole slide
-        "k6": {"n_neighbors": 6},
-        "k18": {"n_neighbors": 18},
-        "k6_pcc": {"n_neighbors": 6, "loss": "pcc"},
-    }),
-    "baselines": Axis("stf", _baseline_arms()),
-    # how patches read the pathway tokens (h2p): the seed's plain softmax over [50 pathways + neighbours],
-    # or a learnable per-head logit offset on the pathway keys that starts at -log P (the default)
-    "h2p_balance": Axis("plain", {
-        "plain": {"balance_h2p": False},  # the seed's attention
-        "balanced": {},  # the default STF
-    }),
-    # which pathway tokens score the patches, in the arm whose tokens are named and supervised
-    # (Hallmark init + aux 0.5): the encoder's output tokens, which have read the slide through p2h
-    # (the seed), or the learnable tokens shared by every slide (the default)
-    "pathway_readout": Axis("contextual", {
-        "contextual": {"pathway_readout": "contextual", "pathway_init": True, "pathway_loss_weight": 0.5},
-        "shared": {"pathway_init": True, "pathway_loss_weight": 0.5},
-    }),
-}
+ARMS: Registry[Axis] = Registry("axis")
+# every non-empty subset of the four attention quadrants (full = all four, bottleneck = no h2h)
+ARMS.register("interactions", Axis("full", _interaction_arms()))
+ARMS.register("losses", Axis("mse", _loss_arms()))
+ARMS.register("backbones", Axis("resnet50", {b: {"backbone": b} for b in BACKBONES}))
+ARMS.register("pathways", Axis("init-off_aux-0", {
+    "init-off_aux-0": {"pathway_init": False, "pathway_loss_weight": 0.0},
+    "init-off_aux-0.5": {"pathway_init": False, "pathway_loss_weight": 0.5},
+    "init-on_aux-0": {"pathway_init": True, "pathway_loss_weight": 0.0},
+    "init-on_aux-0.5": {"pathway_init": True, "pathway_loss_weight": 0.5},
+}))
+ARMS.register("log_transform", Axis("off", {
+    "off": {"log_transform": False},
+    "on": {"log_transform": True},
+}))
+ARMS.register("positional_encoding", Axis("sinusoidal", {p: {"positional_encoding": p} for p in C.POSITIONAL_ENCODINGS}))
+# the seed's preset "small interaction, CTransPath, 4 layers" is `small`; sizes share the backbone
+ARMS.register("model_size", Axis("small", {
+    "tiny": {"backbone": "ctranspath", "token_dim": 64, "n_heads": 2, "n_layers": 2},
+    "small": {"backbone": "ctranspath", "token_dim": 256, "n_heads": 4, "n_layers": 4},
+    "medium": {"backbone": "ctranspath", "token_dim": 384, "n_heads": 6, "n_layers": 6},
+}))
+# whole-slide attention vs a local neighbourhood (the seed's --n-neighbors): each spot's h2h
+# attention restricted to its k nearest spots (k = 6 is the first hexagonal ring, 18 the second)
+ARMS.register("context", Axis("whole-slide", {
+    "whole-slide": {"n_neighbors": 0},  # the seed's default: every patch attends to the whole slide
+    "k6": {"n_neighbors": 6},
+    "k18": {"n_neighbors": 18},
+    "k6_pcc": {"n_neighbors": 6, "loss": "pcc"},
+}))
+ARMS.register("baselines", Axis("stf", _baseline_arms()))
+# how patches read the pathway tokens (h2p): the seed's plain softmax over [50 pathways + neighbours],
+# or a learnable per-head logit offset on the pathway keys that starts at -log P (the default)
+ARMS.register("h2p_balance", Axis("plain", {
+    "plain": {"balance_h2p": False},  # the seed's attention
+    "balanced": {},  # the default STF
+}))
+# which pathway tokens score the patches, in the arm whose tokens are named and supervised
+# (Hallmark init + aux 0.5): the encoder's output tokens, which have read the slide through p2h
+# (the seed), or the learnable tokens shared by every slide (the default)
+ARMS.register("pathway_readout", Axis("contextual", {
+    "contextual": {"pathway_readout": "contextual", "pathway_init": True, "pathway_loss_weight": 0.5},
+    "shared": {"pathway_init": True, "pathway_loss_weight": 0.5},
+}))
 
 
 def axis_references() -> dict[str, str]:

@@ -17,7 +17,7 @@ from stflib.metrics import METRICS
 # which run, and what the runner recorded of it
 DESIGN_COLUMNS = ["axis", "arm", "world", "fold", "seed", "model", "status"]
 RUN_COLUMNS = ["n_params", "total_seconds", "epochs_run", "best_epoch", "steps_run", "best_step", "hit_step_cap",
-               "run_seconds", "config_hash", "run_hash", "error", "epochs_max", "data_dir", "code_version"]
+               "run_seconds", "config_hash", "run_hash", "error", "epochs_max", "data_dir", "code_version", "core_version"]
 SUMMARY_COLUMNS = [*DESIGN_COLUMNS, *METRICS, *RUN_COLUMNS]
 
 
@@ -47,6 +47,7 @@ def collect(results: str | Path = "results"):
                "fold": info.get("fold", folder_fold), "seed": info.get("seed", params.get("seed", folder_seed)),
                "status": info.get("status"), "run_seconds": info.get("seconds"), "run_hash": info.get("run_hash"),
                "error": info.get("error", ""), "code_version": info.get("code_version"),
+               "core_version": info.get("core_version"),
                "world": params.get("world"), "data_dir": params.get("data_dir")}
         mpath = d / "metrics.json"
         if mpath.is_file():

@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 
 from stflib import config as C
+from stflib.paths import results_dir
 
-BENCH_DIR = Path(__file__).resolve().parents[2] / "results" / "bench"
+BENCH_DIR = results_dir() / "bench"  # the project's committed benchmarks (stflib.paths)
 BENCH_MODEL = {"token_dim": 256, "n_layers": 2}
 GROWTH = {"full": 2.0, "bottleneck": 1.0}
 

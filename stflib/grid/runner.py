@@ -2,8 +2,10 @@
 
 ``make_tasks`` turns params files into tasks; arms with identical parameters (the default STF appears
 in several axes) share one task, computed once and copied. A task's ``run_hash`` is the hash of its
-result-determining parameters and of the library code (``code_version``): a run is skipped when its
-``run.json`` says it completed with the same hash. A run works in ``.fold<k>.partial`` (an interrupted
+result-determining parameters and of the code it executes (its ``code_version``: the shared core plus
+the registry entries it names, :mod:`stflib.grid.version`, so adding a loss, a backbone, a model or a
+world leaves every other finished run complete): a run is skipped when its ``run.json`` says it
+completed with the same hash. A run works in ``.fold<k>.partial`` (an interrupted
 run resumes from its checkpoint) and is moved into place when done; a failure writes ``error.json`` and
 the grid carries on. ``run_grid`` dispatches the tasks through Dask distributed: a LocalCluster of
 worker processes, or any scheduler (e.g. dask-jobqueue on SLURM, :mod:`stflib.grid.cluster`).
@@ -25,41 +27,23 @@ from typing import Any
 from stflib.io import write_json
 from stflib import config as C
 from stflib.grid.axes import DEFAULT_WORLD, ROBUSTNESS_WORLDS
-from stflib.grid.params import REPO, discover, load_params, robustness_params
+from stflib.paths import default_notebook
+from stflib.grid.params import discover, load_params, robustness_params
+from stflib.kernel import quiet_kernel_manager_class
+from stflib.grid.version import CodeIndex, result_files  # noqa: F401  (result_files: part of this module's API)
 
-DEFAULT_NOTEBOOK = REPO / "notebooks" / "ablation.ipynb"
-
-# code that does not change what a run computes (command line, the grid, the results pages, figures of
-# a run, benchmarks, the Visium importer, the recipe's search and check drivers): left out of the code
-# version, so editing it does not mark finished runs stale
-_NOT_RESULT_FILES = {"cli.py", "__main__.py", "bench.py", "plots.py", "visium.py", "visium_read.py", "recipe.py"}
-_NOT_RESULT_PACKAGES = {"grid", "report"}
-
-
-def result_files() -> list[Path]:
-    """The library files whose content changes what a run computes, relative to the package, sorted."""
-    import stflib
-
-    pkg = Path(stflib.__file__).parent
-    return [p.relative_to(pkg) for p in sorted(pkg.rglob("*"))
-            if p.is_file() and p.suffix in (".py", ".gmt") and p.name not in _NOT_RESULT_FILES
-            and p.relative_to(pkg).parts[0] not in _NOT_RESULT_PACKAGES and "__pycache__" not in p.parts]
-
+DEFAULT_NOTEBOOK = default_notebook()  # the project's (stflib.paths), where the grid is started
 
 def code_version(notebook: str | Path = DEFAULT_NOTEBOOK) -> str:
-    """Hash of the library code that determines results (:func:`result_files`) and of the notebook's code cells."""
-    import stflib
+    """The version of the shared core every run executes (:class:`stflib.grid.version.CodeIndex`): tables
+    computed beside the grid (ceilings, latent baselines) record it, and runs of one core may be compared."""
+    return CodeIndex(notebook=notebook).core_version
 
-    h = hashlib.sha256(stflib.__version__.encode())
-    pkg = Path(stflib.__file__).parent
-    for rel in result_files():
-        h.update(str(rel).encode())
-        h.update((pkg / rel).read_bytes())
-    nb = Path(notebook)
-    if nb.is_file():
-        cells = json.loads(nb.read_text()).get("cells", [])
-        h.update("\n".join("".join(c.get("source", "")) for c in cells if c.get("cell_type") == "code").encode())
-    return h.hexdigest()[:16]
+
+def run_version(params: dict[str, Any], notebook: str | Path = DEFAULT_NOTEBOOK, index: CodeIndex | None = None) -> str:
+    """The code version of one run: the shared core and the registry entries its parameters name."""
+    index = index or CodeIndex(notebook=notebook)
+    return index.run_version(C.validate(params, check_paths=False))
 
 
 @dataclass
@@ -73,12 +57,13 @@ class Task:
     out_dir: str
     run_hash: str
     notebook: str
-    code_version: str
+    code_version: str  # this run's: the shared core and its registry entries
     cwd: str
     threads: int = 1
     timeout_s: float | None = None
     copies: list[tuple[str, str, str]] = field(default_factory=list)  # (axis, arm, out_dir) sharing this run
     seed: int = 0
+    core_version: str = ""  # the shared core's alone: runs of one core are compared with each other
 
 
 def run_folder_name(fold: int, seed: int = 0) -> str:
@@ -115,7 +100,7 @@ def make_tasks(paths, folds: int, results: str | Path, notebook: str | Path = DE
     ``fold<k>`` (the seed is then part of the arm's definition, not a replicate).
     """
     results = Path(results).resolve()
-    version = code_version(notebook)
+    index = CodeIndex(notebook=notebook)
     tasks: dict[str, Task] = {}
     for axis, arm, path in discover(paths):
         base = {**load_params(path), **(overrides or {})}
@@ -127,6 +112,7 @@ def make_tasks(paths, folds: int, results: str | Path, notebook: str | Path = DE
                 if seed != 0:  # seed 0 is the default: its runs keep the first grid's parameters and hashes
                     params["seed"] = seed
                 cfg = C.validate(params, check_paths=False)  # fail here, not in a worker
+                version = index.run_version(cfg)
                 run_hash = hashlib.sha256(f"{C.config_hash(cfg)}:{version}".encode()).hexdigest()[:16]
                 out_dir = str(results / axis / arm / run_folder_name(k, 0 if fixed_seed else seed))
                 if run_hash in tasks:
@@ -134,7 +120,7 @@ def make_tasks(paths, folds: int, results: str | Path, notebook: str | Path = DE
                     continue
                 tasks[run_hash] = Task(axis, arm, k, {**params, "progress": False}, out_dir, run_hash,
                                        str(Path(notebook).resolve()), version, os.getcwd(), threads, timeout_s,
-                                       seed=seed)
+                                       seed=seed, core_version=index.core_version)
     return list(tasks.values())
 
 
@@ -241,8 +227,6 @@ def execute(task: Task) -> dict:
     """Run one task through papermill (in a Dask worker or inline). Never raises: returns run.json."""
     import papermill as pm
 
-    from stflib.arm import quiet_kernel_manager_class
-
     final = Path(task.out_dir)
     final.parent.mkdir(parents=True, exist_ok=True)
     work = final.with_name(f".{final.name}.partial")  # kept on interruption: the run resumes from its checkpoint
@@ -251,10 +235,10 @@ def execute(task: Task) -> dict:
         (work / name).unlink(missing_ok=True)
     kernel_environment(task.threads)
     info = {"axis": task.axis, "arm": task.arm, "fold": task.fold, "seed": task.seed, "run_hash": task.run_hash,
-            "code_version": task.code_version, "params": task.params,
+            "code_version": task.code_version, "core_version": task.core_version, "params": task.params,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "host": os.uname().nodename,
             "kernel_environment": {name: os.environ.get(name) for name in KERNEL_ENVIRONMENT}}
-    now = code_version(task.notebook)
+    now = run_version(task.params, task.notebook)
     if now != task.code_version:  # the code changed after the grid was planned: the run is not what was asked
         info["code_version_at_run"] = now
     t0 = time.perf_counter()
@@ -271,7 +255,7 @@ def execute(task: Task) -> dict:
             raise RuntimeError("the notebook finished without writing metrics.json")
         record_output_dir(work / "metrics.json", final, Path(task.cwd))
         info["status"] = "ok"
-        if code_version(task.notebook) != task.code_version or "code_version_at_run" in info:
+        if run_version(task.params, task.notebook) != task.code_version or "code_version_at_run" in info:
             info["status"] = "stale"  # re-run by the next `ablate` (is_complete needs status ok)
             info["error"] = "the library or notebook changed while the grid ran; re-run `python -m stflib ablate`"
     except BaseException as e:  # noqa: BLE001 - a failed run is recorded, the grid carries on

@@ -4,7 +4,8 @@ same neighbourhood, placed between the latent ceiling and the oracle.
 A *neighbourhood* is what a spot's prediction may read besides its own patch: nothing, or its k
 nearest spots (k = 6, the first hexagonal ring; 18, two rings). :func:`matched_arms` names, per
 neighbourhood, STF's context arm and the ridge probe and MLP arms of the baselines axis that read
-the same neighbourhood ([own features, mean of the k nearest spots' features]). STF has no per-spot
+the same neighbourhood ([own features, mean of the k nearest spots' features]); those comparisons live in
+:mod:`stflib.report.context_matched` and are importable from here. STF has no per-spot
 arm: its "no neighbourhood" arm is whole-slide attention, while the per-spot models of that row
 read one spot alone.
 
@@ -29,140 +30,16 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from stflib.grid.axes import ARMS, CONTEXT_KS
 from stflib.report import stats
-from stflib.report.results import (DEFAULT_WORLD, PAIR_COLUMNS, metric_info, pair_index, results_root, with_design_columns,
-                                   write_results_csv)
+from stflib.report.context_matched import (NEIGHBOURHOODS, SIMPLE, _world_runs, arm_intervals,  # noqa: F401
+                                           context_matched_table, matched_arms, neighbourhood_label, oracle_ceiling)
+from stflib.report.results import DEFAULT_WORLD, metric_info, results_root, version_column, write_results_csv
 from stflib.report.tables import interval_text
 
 __all__ = ["neighbourhood_label", "matched_arms", "context_matched_table", "arm_intervals", "oracle_ceiling",
            "ceilings_path", "latent_inputs_text", "probe_on_fold", "latent_ceilings", "write_latent_ceilings",
            "load_latent_ceilings", "ceiling_table", "folds_match_runs", "ceiling_notes", "missing_line",
            "describe_matched", "describe_ceilings"]
-
-NEIGHBOURHOODS = (0, *CONTEXT_KS)  # 0: no neighbour (STF: the whole slide)
-SIMPLE = {"ridge_probe": "ridge probe", "mlp": "MLP"}  # the per-spot models compared with STF, and their names
-
-
-def neighbourhood_label(k: int) -> str:
-    """A neighbourhood's name in tables and figures."""
-    return "none (STF: whole slide)" if k == 0 else f"{k} nearest spots"
-
-
-def matched_arms() -> pd.DataFrame:
-    """One row per neighbourhood (index: :func:`neighbourhood_label`): ``n_neighbors``, STF's context
-    arm that reads it (``stf``) and the simple models that read it (one column per :data:`SIMPLE`
-    model), each as ``axis/arm``. Read from the grid's table of arms, so a renamed arm fails here."""
-    context, baselines = ARMS["context"].arms, ARMS["baselines"].arms
-    rows = {}
-    for k in NEIGHBOURHOODS:
-        stf = [arm for arm, params in context.items() if params == {"n_neighbors": k}]
-        if len(stf) != 1:
-            raise ValueError(f"context axis: expected one arm with only n_neighbors={k}, found {stf}; "
-                             f"arms: {', '.join(context)}")
-        row = {"n_neighbors": k, "stf": f"context/{stf[0]}"}
-        for model in SIMPLE:
-            arm = model if k == 0 else f"{model}_k{k}"
-            if arm not in baselines:
-                raise ValueError(f"baselines axis has no arm {arm!r} for the {k}-neighbour row; arms: {', '.join(baselines)}")
-            row[model] = f"baselines/{arm}"
-        rows[neighbourhood_label(k)] = row
-    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("neighbourhood")
-
-
-def _world_runs(summary: pd.DataFrame, world: str) -> pd.DataFrame:
-    summary = with_design_columns(summary)
-    summary = summary[summary["world"] == world]
-    return summary.assign(key=summary["axis"].astype(str) + "/" + summary["arm"].astype(str))
-
-
-def _per_pair(runs: pd.DataFrame, keys: list[str], metric: str) -> pd.DataFrame:
-    """One row per (fold, seed), one column per ``axis/arm`` key (NaN where a run is absent; an arm
-    with no runs is an all-NaN column)."""
-    rows = runs[runs["key"].isin(keys)]
-    if rows.empty:
-        return pd.DataFrame(columns=keys, dtype=float)
-    return rows.pivot_table(index=pair_index(rows), columns="key", values=metric).reindex(columns=keys)
-
-
-def context_matched_table(summary: pd.DataFrame, metric: str = "pcc_hvg50", world: str = DEFAULT_WORLD) -> pd.DataFrame:
-    """STF against the ridge probe and the MLP that read the same neighbourhood, one row per neighbourhood.
-
-    Columns: ``n_neighbors``; per model (``stf``, ``ridge_probe``, ``mlp``) its arm and mean ``metric``
-    over its runs; per simple model X, the (fold, seed)-paired difference ``stf_minus_X`` (STF minus X,
-    whichever way the metric points) with its 95 % t interval (``_ci_low``, ``_ci_high``), ``_pairs``,
-    ``_wins`` (pairs STF is better in) and ``_p_holm`` (paired t-test, Holm-adjusted across every
-    comparison of the table); ``missing``: the arms of the row with no completed run (their cells are
-    empty, the row stays).
-    """
-    info = metric_info(metric)
-    runs = _world_runs(summary, world)
-    arms = matched_arms()
-    roles = ["stf", *SIMPLE]
-    rows = {}
-    for label, row in arms.iterrows():
-        wide = _per_pair(runs, [row[r] for r in roles], metric)  # (pairs, 3)
-        out = {"n_neighbors": row["n_neighbors"]}
-        for role in roles:
-            out[f"{role}_arm"] = row[role]
-            out[role] = wide[row[role]].mean()
-        for model in SIMPLE:
-            diff = (wide[row["stf"]] - wide[row[model]]).dropna()
-            est = stats.paired_interval(diff)
-            name = f"stf_minus_{model}"
-            out.update({name: est["mean_delta"], f"{name}_ci_low": est["ci_low"], f"{name}_ci_high": est["ci_high"],
-                        f"{name}_pairs": est["pairs"],
-                        f"{name}_wins": int((diff > 0).sum() if info.higher_is_better else (diff < 0).sum()),
-                        f"{name}_p_value": est["p_value"]})
-        out["missing"] = ", ".join(row[r] for r in roles if wide[row[r]].isna().all())
-        rows[label] = out
-    table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("neighbourhood")
-    # one Holm family: every STF-vs-simple-model comparison the table makes (rows x models)
-    p = table[[f"stf_minus_{m}_p_value" for m in SIMPLE]].to_numpy(float)  # (rows, models)
-    adjusted = stats.holm(p.ravel()).reshape(p.shape)
-    for j, model in enumerate(SIMPLE):
-        table[f"stf_minus_{model}_p_holm"] = adjusted[:, j]
-    table = table.drop(columns=[f"stf_minus_{m}_p_value" for m in SIMPLE])
-    order = ["n_neighbors", *[c for r in roles for c in (f"{r}_arm", r)]]
-    for model in SIMPLE:
-        order += [f"stf_minus_{model}{s}" for s in ("", "_ci_low", "_ci_high", "_pairs", "_wins", "_p_holm")]
-    return table[order + ["missing"]]
-
-
-def _stf_label(params: dict) -> str:
-    """STF's name in the figure: 'STF', plus what the arm sets besides its neighbourhood ('STF, loss pcc')."""
-    extra = [f"{k} {v}" for k, v in params.items() if k != "n_neighbors"]
-    return "STF" + (", " + ", ".join(extra) if extra else "")
-
-
-def arm_intervals(summary: pd.DataFrame, metric: str = "pcc_hvg50", world: str = DEFAULT_WORLD) -> pd.DataFrame:
-    """Every context arm and every context-matched simple model: mean ``metric`` over its runs with the
-    95 % t interval (:func:`stflib.report.stats.mean_interval`). Columns ``neighbourhood``,
-    ``n_neighbors``, ``model`` (the legend's name), ``arm`` (``axis/arm``), ``runs``, ``mean``,
-    ``ci_low``, ``ci_high``; an arm with no runs has ``runs`` 0 and NaN values."""
-    runs = _world_runs(summary, world)
-    entries = [(params["n_neighbors"], _stf_label(params), f"context/{arm}")
-               for arm, params in ARMS["context"].arms.items()]
-    for k, row in matched_arms().set_index("n_neighbors").iterrows():
-        entries += [(k, name, row[model]) for model, name in SIMPLE.items()]
-    rows = []
-    for k, model, key in entries:
-        values = runs.loc[runs["key"] == key, metric].dropna()
-        rows.append({"neighbourhood": neighbourhood_label(k), "n_neighbors": k, "model": model, "arm": key,
-                     **stats.mean_interval(values)})
-    out = pd.DataFrame(rows)
-    out["runs"] = out["runs"].astype(int)
-    return out.sort_values("n_neighbors", kind="stable").reset_index(drop=True)
-
-
-def oracle_ceiling(summary: pd.DataFrame, world: str = DEFAULT_WORLD) -> float:
-    """Mean of the runs' oracle ceiling (``noise_ceiling_hvg50``) over the runs of :func:`arm_intervals`'
-    arms; NaN when none records it (real data, or no run yet)."""
-    runs = _world_runs(summary, world)
-    if "noise_ceiling_hvg50" not in runs:
-        return float("nan")
-    keys = set(arm_intervals(summary, world=world)["arm"])
-    return float(runs.loc[runs["key"].isin(keys), "noise_ceiling_hvg50"].mean())
 
 
 # ------------------------------------------------------------------------------------- latent ceiling
@@ -340,8 +217,11 @@ def ceiling_notes(summary: pd.DataFrame, latent: pd.DataFrame | None, world: str
     if lacking:
         notes.append(f"The runs have folds {lacking} that the latent ceilings do not: re-run {command} "
                      "with the grid's number of folds.")
-    if "code_version" in runs and runs["code_version"].notna().any():
-        theirs = set(runs["code_version"].dropna().astype(str))
+    # the ceilings record the shared core's version (stflib.grid.version); runs record it as core_version
+    # (older runs: code_version, then a hash of the whole library)
+    column = version_column(runs)
+    if column:
+        theirs = set(runs[column].dropna().astype(str))
         ours = set(latent["code_version"].astype(str))
         if theirs != ours:
             notes.append(f"The ceilings were computed with code version {', '.join(sorted(ours))} and the runs "

@@ -23,8 +23,11 @@ def repo_root(start: str | Path | None = None) -> Path:
 
 
 def results_root(results_dir: str | Path | None = None) -> Path:
-    """The results folder: ``results_dir`` when given, else ``<repository>/results``."""
-    return Path(results_dir) if results_dir else repo_root() / "results"
+    """The results folder: ``results_dir`` when given, else ``$STFLIB_RESULTS``, else ``<project>/results``
+    (:func:`stflib.paths.results_dir`)."""
+    from stflib.paths import results_dir as default_results
+
+    return default_results(results_dir)
 
 
 def write_results_csv(table: pd.DataFrame, path: str | Path) -> Path:
@@ -56,23 +59,34 @@ DEFAULT_WORLD = "default"
 PAIR_COLUMNS = ["fold", "seed"]
 
 
+def version_column(rows: pd.DataFrame, complete: bool = False) -> str | None:
+    """The column that says which shared code made each run: ``core_version`` (the code every run executes,
+    ``stflib.grid.version``; two arms' runs differ in their own ``code_version`` by the entries they name)
+    where recorded, else ``code_version`` (older grids, where it hashed the whole library); None when
+    neither is recorded (``complete``: for every row)."""
+    for column in ("core_version", "code_version"):
+        if column in rows and (rows[column].notna().all() if complete else rows[column].notna().any()):
+            return column
+    return None
+
+
 def pair_index(rows: pd.DataFrame) -> list[str]:
-    """The columns that make two runs a pair: the same fold and seed, and the same library version
-    (``code_version``, where recorded). While a grid is being re-run, a new run is never paired with
+    """The columns that make two runs a pair: the same fold and seed, and the same shared code
+    (:func:`version_column`, where recorded). While a grid is being re-run, a new run is never paired with
     an earlier version's run of the same fold and seed: that difference would mix two codes."""
-    if "code_version" in rows and rows["code_version"].notna().all():
-        return [*PAIR_COLUMNS, "code_version"]
-    return list(PAIR_COLUMNS)
+    column = version_column(rows, complete=True)
+    return [*PAIR_COLUMNS, column] if column else list(PAIR_COLUMNS)
 
 
 def runs_of_reference_version(rows: pd.DataFrame, reference: pd.Series) -> pd.DataFrame:
-    """The ``rows`` made by the library version (``code_version``) of most of the ``reference`` runs
+    """The ``rows`` made by the shared code (:func:`version_column`) of most of the ``reference`` runs
     (a boolean mask over ``rows``); all ``rows`` where no version is recorded or the reference has no run.
     A contrast over many arms (a factorial effect, a table of claims) then never mixes two codes."""
-    if "code_version" not in rows:
+    column = version_column(rows)
+    if column is None:
         return rows
-    versions = rows.loc[reference, "code_version"].dropna()
-    return rows if versions.empty else rows[rows["code_version"] == versions.mode().iloc[0]]
+    versions = rows.loc[reference, column].dropna()
+    return rows if versions.empty else rows[rows[column] == versions.mode().iloc[0]]
 
 
 def with_design_columns(summary: pd.DataFrame) -> pd.DataFrame:
@@ -88,9 +102,8 @@ def with_design_columns(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def metric_info(name: str) -> Metric:
-    """A summarised metric's label, direction and description (:data:`stflib.metrics.METRICS`)."""
-    if name not in METRICS:
-        raise ValueError(f"metric {name!r}: not a summarised metric; allowed: {', '.join(METRICS)}")
+    """A summarised metric's label, direction and description: ``METRICS[name]`` (an unknown name raises,
+    naming the summarised metrics)."""
     return METRICS[name]
 
 
@@ -176,7 +189,7 @@ def loss_terms(axis: str, arms: list[str], fold: int = 0, epoch: int = 0,
 
 def grid_runs(results_dir: str | Path | None = None) -> pd.DataFrame:
     """One row per run folder from its ``run.json`` (status, seconds, start and finish times, the
-    library version that produced it).
+    versions of the code that produced it, its parameters).
 
     Runs shared between arms (identical parameters) are executed once and copied; copies are
     marked ``copied`` so the grid's cost counts each execution once. ``malloc_trim``: the run's
@@ -199,8 +212,10 @@ def grid_runs(results_dir: str | Path | None = None) -> pd.DataFrame:
                      "status": info.get("status"), "seconds": info.get("seconds"),
                      "started": pd.to_datetime(info.get("started")), "finished": pd.to_datetime(info.get("finished")),
                      "copied": "copied_from" in info, "code_version": info.get("code_version"),
+                     "core_version": info.get("core_version"), "params": params,
                      "malloc_trim": "kernel_environment" not in info
                      or info["kernel_environment"].get("MALLOC_TRIM_THRESHOLD_") is not None,
                      "folder": str(path.parent.relative_to(results_dir))})
     return pd.DataFrame(rows, columns=["axis", "arm", "fold", "seed", "world", "status", "seconds", "started",
-                                       "finished", "copied", "code_version", "malloc_trim", "folder"])
+                                       "finished", "copied", "code_version", "core_version", "params", "malloc_trim",
+                                       "folder"])

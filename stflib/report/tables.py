@@ -287,13 +287,35 @@ def grid_cost(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def stale_runs(runs: pd.DataFrame, current: str | None = None) -> pd.DataFrame:
-    """The runs whose ``code_version`` (in ``run.json``) differs from the current library's
-    (:func:`stflib.grid.runner.code_version`): their numbers came from an earlier version of the code."""
-    if current is None:
-        from stflib.grid.runner import code_version
+    """The runs whose ``code_version`` (in ``run.json``) differs from what the current code gives them:
+    their numbers came from an earlier version of the code they execute. ``current``: one version for
+    every run; by default each run's own (:func:`stflib.grid.runner.run_version` of its ``params``: the
+    shared core and the registry entries it names). A run whose parameters no longer validate is stale."""
+    if current is not None:
+        return runs[runs["code_version"].astype(str) != current]
+    from stflib.grid.runner import run_version
+    from stflib.grid.version import CodeIndex
 
-        current = code_version()
-    return runs[runs["code_version"].astype(str) != current]
+    index = CodeIndex(notebook=_default_notebook())
+
+    def is_stale(row) -> bool:
+        try:
+            return run_version(dict(row["params"] or {}), index=index) != str(row["code_version"])
+        except (ValueError, TypeError):
+            return True
+
+    if runs.empty:
+        return runs
+    if "params" not in runs:
+        raise ValueError(f"stale_runs: the runs need a 'params' column (stflib.report.results.grid_runs); "
+                         f"columns: {', '.join(map(str, runs.columns))}")
+    return runs[runs.apply(is_stale, axis=1)]
+
+
+def _default_notebook():
+    from stflib.grid.runner import DEFAULT_NOTEBOOK
+
+    return DEFAULT_NOTEBOOK
 
 
 def table_csv(table: pd.DataFrame, name: str, static_dir: str | Path | None = None) -> Path:

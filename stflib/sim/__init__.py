@@ -20,7 +20,7 @@ each world's acceptance figures (``truth.ACCEPTANCE``); ``stflib.sim.calibration
 What is simulated (per slide; all fields live on the real Visium v1 array, 100 um pitch, 55 um spots)
 --------------------------------------------------------------------------------------------------
 1. **Tissue**: a lobed outline on the 78 x 64 hex grid (the real barcode grid from
-   ``../shared/data/hest/visium-v1_coordinates.txt`` when present, else the same grid with
+   ``hest/visium-v1_coordinates.txt`` under ``$STFLIB_DATA`` (``stflib.paths``) when present, else the same grid with
    deterministic synthetic barcodes; the simulation itself is identical either way).
 2. **Compartments** (``COMPARTMENTS``: tumour, stroma, immune aggregate, normal mucosa, muscle,
    necrosis) as a softmax of smooth Gaussian random fields: tumour masses with necrosis in their
@@ -45,10 +45,10 @@ What is simulated (per slide; all fields live on the real Visium v1 array, 100 u
    splatted by cell type (large pale epithelial, small dark lymphocytes, spindle stromal/muscle,
    karyorrhectic debris), gland lumens, eosin by compartment, Beer-Lambert H&E colour with
    per-slide stain vectors and intensity.
-8. **Stand-in features** per backbone name (``BACKBONES``): latent morphology of the spot's OWN
+8. **Stand-in features** per backbone name (``BACKBONES[name].stand_in``, part of each backbone's one spec): latent morphology of the spot's OWN
    patch = [composition, 8 morphologically visible pathways (proliferation: E2F and G2M, EMT,
    hypoxia, inflammation, apoptosis, angiogenesis, interferon-gamma)] + noise of scale
-   ``BACKBONES[name].noise`` (the information level) made of three parts (``World``): i.i.d.
+   ``BACKBONES[name].stand_in.noise`` (the information level) made of three parts (``World``): i.i.d.
    per-spot noise (neighbour averaging removes it), spatially smooth fields (300 um) and one offset
    per slide (neighbour averaging keeps both; shared by all backbones of a slide, like stain and
    section effects), plus nuisance (slide stain 3 dims, spot
@@ -62,13 +62,14 @@ The "biology" (gene baselines and loadings, pathway rules, feature maps) is fixe
 
 Modules, in the order the data flows
 ------------------------------------
-``worlds`` (``PRESETS``, ``BACKBONES``, ``WORLDS``) -> ``genes`` (the gene catalogue) -> ``biology``
+``worlds`` (``PRESETS``, ``WORLDS``; the stand-ins are read from ``stflib.backbones.BACKBONES``) -> ``genes`` (the gene catalogue) -> ``biology``
 (the fixed loadings, ``biology()``) -> ``tissue`` (array, fields, tissue, activities, counts) ->
 ``standin`` (stand-in features) and ``patches`` (rendered H&E) -> ``cohort`` (one slide assembled
 and written, the cohort, its cache, the CLI); ``calibration`` measures a cohort against real anchors;
 ``truth`` reports each world's truth (variance shares, observability, the linear-sufficiency gap,
 confound figures, the stand-ins' calibration).
-A cached cohort is keyed by ``simulator_fingerprint()``, a hash of every module of this package.
+A cached cohort is keyed by ``simulator_fingerprint()``, a hash of every module of this package and of
+every backbone's stand-in.
 """
 from .biology import BIOLOGY_SEED, CELL_TYPES, COMPARTMENTS, CONTEXTS, LONG_RANGE_CONTEXTS, Biology, biology
 from .cohort import (COMPLETE_MARKER, HEST_COLUMNS, SIMULATOR_VERSION, cache_dir, cohort_name, default_cohort,
@@ -77,11 +78,11 @@ from .genes import gene_catalogue
 from .patches import render_patches
 from .standin import latent_morphology, stand_in_features, structured_noise
 from .tissue import programme_log_modulation, visium_array
-from .worlds import BACKBONES, PRESETS, WORLDS, BackboneSpec, Preset, World
+from .worlds import BACKBONES, PRESETS, WORLDS, BackboneSpec, Preset, StandIn, World
 
 __all__ = ["BACKBONES", "BIOLOGY_SEED", "CELL_TYPES", "COMPARTMENTS", "COMPLETE_MARKER", "CONTEXTS", "HEST_COLUMNS",
            "LONG_RANGE_CONTEXTS",
-           "PRESETS", "SIMULATOR_VERSION", "WORLDS", "BackboneSpec", "Biology", "Preset", "World", "biology",
+           "PRESETS", "SIMULATOR_VERSION", "WORLDS", "BackboneSpec", "Biology", "Preset", "StandIn", "World", "biology",
            "cache_dir", "cohort_name", "default_cohort", "gene_catalogue", "latent_morphology",
            "programme_log_modulation", "render_patches", "simulate_cohort", "simulate_slide", "simulator_fingerprint",
            "stand_in_features", "structured_noise", "visium_array", "write_slide"]

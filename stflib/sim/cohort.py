@@ -45,9 +45,13 @@ from .patches import PATCH_PX, render_patches
 from .standin import latent_morphology, stand_in_features, structured_noise
 from .tissue import (N_COLS, N_ROWS, PIXEL_SIZE_UM, SPOT_DIAMETER_UM, SPOT_PITCH_UM, array_centres_um,
                      random_field, simulate_counts, simulate_tissue, tissue_mask, visium_array)
-from .worlds import BACKBONES, PRESETS, WORLDS, Preset, check_preset, check_world
+from .worlds import BACKBONES, PRESETS, WORLDS, Preset
+from ..paths import cache_root
 
 SIMULATOR_VERSION = "2"
+# modules of stflib.sim that measure a cohort (truth reports, calibration probes, reliability) and never
+# write one: editing them neither regenerates cached cohorts nor stales finished runs
+MEASUREMENT_MODULES = frozenset({"truth.py", "truth_figures.py", "anchors.py", "calibration.py", "reliability.py"})
 MARGIN_PX = 1000
 COMPLETE_MARKER = ".complete"
 
@@ -134,7 +138,7 @@ def simulate_slide(plan: dict, seed: int, preset_name: str, grid=None, with_patc
     import pandas as pd
     import scipy.sparse as sp
 
-    spec_world = check_world(world)
+    spec_world = WORLDS[world]
     bio = biology()
     barcodes_all, rows_all, cols_all = grid if grid is not None else visium_array()
     k = int(plan["id"][3:])
@@ -254,7 +258,7 @@ def write_slide(out: Path, sim: dict, gzip_level: int = 4) -> None:
             f.attrs["backbone"] = name
             f.attrs["feature_dim"] = int(feats.shape[1])
             f.attrs["simulated"] = True
-            f.attrs["latent_noise"] = float(BACKBONES[name].noise)
+            f.attrs["latent_noise"] = float(BACKBONES[name].stand_in.noise)
     meta = dict(sim["meta"])
     meta["simulator"] = dict(sim["adata"].uns["simulator"])
     (out / "metadata" / f"{sid}.json").write_text(json.dumps(meta, indent=1, default=float))
@@ -265,12 +269,10 @@ def simulate_cohort(out: str | Path, preset: str = "default", seed: int = 0, wit
     """Simulate a whole cohort of ``world`` into ``out`` (HEST layout); returns ``out``. Deterministic by ``seed``."""
     import pandas as pd
 
-    spec = check_preset(preset)
-    check_world(world)
-    if backbones is not None:
-        unknown = [b for b in backbones if b not in BACKBONES]
-        if unknown:
-            raise ValueError(f"unknown backbone(s) {unknown}; allowed: {', '.join(BACKBONES)}")
+    spec = PRESETS[preset]
+    WORLDS[world]  # an unknown world raises here, naming the registered ones
+    for name in backbones or ():
+        BACKBONES[name]  # likewise an unknown backbone
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     grid = visium_array()
@@ -289,18 +291,23 @@ def simulate_cohort(out: str | Path, preset: str = "default", seed: int = 0, wit
 
 
 def cache_dir() -> Path:
-    """The stflib cache folder: ``$STFLIB_CACHE`` or ``~/.cache/stflib``."""
-    env = os.environ.get("STFLIB_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "stflib"
+    """The stflib cache folder (``stflib.paths.cache_root``: ``$STFLIB_CACHE`` or ``~/.cache/stflib``)."""
+    return cache_root()
 
 
 def simulator_fingerprint() -> str:
-    """Version plus a hash of the source of every module of ``stflib.sim`` (names and contents): a cached
-    cohort is reused only by the code that wrote it."""
+    """Version plus a hash of the source of every module of ``stflib.sim`` that generates a cohort (names and
+    contents; not the ``MEASUREMENT_MODULES``, which only read one) and of every backbone's stand-in (its
+    width and ``stand_in``, which live in ``stflib.backbones.specs``): a cached cohort is reused only by the
+    code that wrote it."""
     digest = hashlib.sha256()
     package = Path(__file__).resolve().parent
     for path in sorted(package.glob("*.py")):
+        if path.name in MEASUREMENT_MODULES:
+            continue
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for name, spec in BACKBONES.items():
+        digest.update(repr((name, spec.feature_dim, spec.stand_in)).encode() + b"\0")
     return f"{SIMULATOR_VERSION}-{digest.hexdigest()[:12]}"
 
 
@@ -325,8 +332,7 @@ def default_cohort(preset: str = "default", seed: int = 0, world: str = "default
     an interrupted run never leaves a half-written cohort that looks usable. A cached cohort written
     by a different version of this module (``simulator_fingerprint``) is regenerated, never reused.
     """
-    check_preset(preset)
-    check_world(world)
+    PRESETS[preset], WORLDS[world]  # unknown names raise here, naming the registered ones
     root = cache_dir()
     target = root / cohort_name(preset, seed, world)
     fingerprint = simulator_fingerprint()
@@ -376,8 +382,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     t0 = time.time()
     try:
-        check_preset(args.preset)
-        check_world(args.world)
+        PRESETS[args.preset], WORLDS[args.world]
     except ValueError as err:
         print(f"error: {err}")
         return 2

@@ -1,6 +1,6 @@
 """Stand-in features: what each backbone's embedding of a spot's own patch would carry (module
 docstring of ``stflib.sim``, step 8). They are NOT embeddings of the rendered patches; their
-information level is set per backbone (``BACKBONES``) and their noise structure per world."""
+information level is set per backbone (``BACKBONES[name].stand_in``) and their noise structure per world."""
 from __future__ import annotations
 
 import zlib
@@ -31,8 +31,8 @@ def _feature_map(name: str, in_dim: int, hidden: int = 128):
     rng = np.random.default_rng([BIOLOGY_SEED, zlib.crc32(name.encode())])
     w1 = rng.normal(0, 1.3 / np.sqrt(in_dim), (in_dim, hidden))
     b1 = rng.normal(0, 0.3, hidden)
-    w2 = rng.normal(0, 1.0 / np.sqrt(hidden), (hidden, spec.dim))
-    b2 = rng.normal(0, 0.2, spec.dim)
+    w2 = rng.normal(0, 1.0 / np.sqrt(hidden), (hidden, spec.feature_dim))
+    b2 = rng.normal(0, 0.2, spec.feature_dim)
     return w1, b1, w2, b2
 
 
@@ -45,17 +45,17 @@ def structured_noise(rng: np.random.Generator, xy_um: np.ndarray, dim: int, worl
 
 def stand_in_features(rng: np.random.Generator, name: str, latent: np.ndarray, nuisance: np.ndarray,
                       image_noise: np.ndarray | None = None, noise_spot: float = 1.0) -> np.ndarray:
-    """Stand-in embeddings of width ``BACKBONES[name].dim`` (see the module docstring): the latent plus
+    """Stand-in embeddings of width ``BACKBONES[name].feature_dim`` (see the module docstring): the latent plus
     ``noise`` x (``noise_spot`` x i.i.d. spot noise + ``image_noise``), with the nuisance dims, through a
     fixed random 2-layer tanh map, plus output noise."""
-    spec = BACKBONES[name]
+    spec, stand_in = BACKBONES[name], BACKBONES[name].stand_in
     noise = noise_spot * rng.standard_normal(latent.shape)
     if image_noise is not None:
         noise = noise + image_noise
-    u = np.concatenate([latent + spec.noise * noise, spec.stain_sensitivity * nuisance], 1)
+    u = np.concatenate([latent + stand_in.noise * noise, stand_in.stain_sensitivity * nuisance], 1)
     w1, b1, w2, b2 = _feature_map(name, u.shape[1])
     h = np.tanh(u @ w1 + b1)
-    out = h @ w2 + b2 + spec.out_noise * rng.standard_normal((len(u), spec.dim))
+    out = h @ w2 + b2 + stand_in.out_noise * rng.standard_normal((len(u), spec.feature_dim))
     if name == "resnet50":  # post-ReLU average pooling: non-negative
         out = np.logaddexp(0.0, 2.0 * out) / 2.0
     return out.astype(np.float32)

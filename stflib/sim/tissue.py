@@ -21,13 +21,16 @@ N_ROWS, N_COLS = 78, 128  # Visium v1 array: array_row 0..77, array_col 0..127 w
 def visium_array(path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The Visium v1 array: (barcodes (4992,), array_row, array_col), sorted by (row, col).
 
-    Uses the real barcode list ``../shared/data/hest/visium-v1_coordinates.txt`` when present
+    Uses the real barcode list ``hest/visium-v1_coordinates.txt`` of the reference data
+    (``stflib.paths.data_dir()``: ``$STFLIB_DATA``) when present
     (``barcode<TAB>array_col<TAB>array_row``), else deterministic synthetic 16-mers. The grid (and so
     the simulation) is the same either way; only the barcode strings differ.
     """
     rows, cols = spatial.hex_lattice(N_ROWS, N_COLS)
-    if path is None:  # the shared data folder beside the repository (stflib/sim/tissue.py -> ../shared)
-        path = Path(__file__).resolve().parents[3] / "shared" / "data" / "hest" / "visium-v1_coordinates.txt"
+    if path is None:
+        from stflib.paths import data_dir
+
+        path = data_dir() / "hest" / "visium-v1_coordinates.txt"
     path = Path(path)
     barcodes = None
     if path.is_file():

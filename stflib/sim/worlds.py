@@ -1,9 +1,15 @@
-"""The simulator's named, frozen choices: cohort sizes (``PRESETS``), stand-in backbones
-(``BACKBONES``: width and information level of each foundation model's stand-in features) and worlds
-(``WORLDS``: the assumptions that decide what can be found in a cohort)."""
+"""The simulator's named, frozen choices: cohort sizes (``PRESETS``) and worlds (``WORLDS``: the
+assumptions that decide what can be found in a cohort), each a :class:`~stflib.registry.Registry`.
+
+The stand-in features of each backbone (width and information level) are part of that backbone's one
+spec, ``stflib.backbones.BACKBONES[name].stand_in``; ``BACKBONES`` is re-exported here for the simulator.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from stflib.backbones.specs import BACKBONES, BackboneSpec, StandIn  # noqa: F401  (the simulator reads the stand-ins)
+from stflib.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -14,43 +20,18 @@ class Preset:
     gzip_level: int = 4
 
 
-PRESETS: dict[str, Preset] = {
-    "tiny": Preset(n_patients=3, n_slides=4, spots=(100, 150), gzip_level=1),
-    "small": Preset(n_patients=6, n_slides=6, spots=(350, 450), gzip_level=1),  # world-property tests
-    "default": Preset(n_patients=12, n_slides=16, spots=(500, 700)),
-    "full": Preset(n_patients=34, n_slides=55, spots=(2500, 3600)),
-}
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    dim: int
-    noise: float  # std of the Gaussian noise on the standardised latent morphology (information level)
-    stain_sensitivity: float  # gain on slide stain / spot nuisance dims
-    out_noise: float  # iid noise on the output features
-
-
-# Information level of each stand-in, calibrated on the default world (``python -m stflib truth``, with
-# HEST-Bench's own ridge protocol): each stand-in's own-feature ridge inside its encoder's published bowel
-# range (``stflib.sim.truth.HEST_BENCH_BOWEL``: HEST-Bench's ridge leaderboard 08.30.24, READ to COAD) and in
-# their order there (resnet50 ~ ctranspath < phikon < gigapath; Hibou has no published figure: hibou-b next
-# to phikon, hibou-l next to gigapath), with [own, mean of 6 nearest] +10-20 % relative for every
-# foundation-model stand-in (STFlow). Set on those anchors alone, never on a model's result.
-BACKBONES: dict[str, BackboneSpec] = {
-    "resnet50": BackboneSpec(2048, 2.30, 1.2, 0.30),
-    "ctranspath": BackboneSpec(768, 2.64, 0.7, 0.20),
-    "phikon": BackboneSpec(768, 2.45, 0.6, 0.20),
-    "hibou-b": BackboneSpec(768, 2.30, 0.6, 0.45),
-    "hibou-l": BackboneSpec(1024, 2.25, 0.5, 0.20),
-    "gigapath": BackboneSpec(1536, 2.20, 0.5, 0.20),
-}
+PRESETS: Registry[Preset] = Registry("preset")
+PRESETS.register("tiny", Preset(n_patients=3, n_slides=4, spots=(100, 150), gzip_level=1))
+PRESETS.register("small", Preset(n_patients=6, n_slides=6, spots=(350, 450), gzip_level=1))  # world-property tests
+PRESETS.register("default", Preset(n_patients=12, n_slides=16, spots=(500, 700)))
+PRESETS.register("full", Preset(n_patients=34, n_slides=55, spots=(2500, 3600)))
 
 
 @dataclass(frozen=True)
 class World:
     """The simulator's named assumptions (frozen): what can be found in a cohort is decided here.
 
-    Feature noise on the standardised latent morphology is ``BACKBONES[name].noise`` times the sum of
+    Feature noise on the standardised latent morphology is ``BACKBONES[name].stand_in.noise`` times the sum of
     three parts with these weights: ``noise_spot`` (i.i.d. per spot and per backbone: neighbour
     averaging removes it), ``noise_smooth`` (a Gaussian random field of correlation length
     ``noise_length_um`` per latent dimension, shared by all backbones: section thickness, fixation and
@@ -96,75 +77,69 @@ class World:
     controls: str = ""  # what the world is a control for, and which findings it can confirm or refute
 
 
-WORLDS: dict[str, World] = {
-    "default": World(
-        "the calibrated world: structured feature noise so that a ridge probe on [own, mean of 6 nearest "
-        "neighbours] gains +10-20 % relative over own features for every stand-in, as STFlow (ICML 2025) "
-        "reports for spatial context over spot-only foundation-model probes; each stand-in's own-feature "
-        "probe inside HEST-Bench's published bowel range for its encoder (between READ and COAD)",
-        anchor="HEST-Bench (Jaume et al. 2024) ridge leaderboard 08.30.24, COAD/READ per encoder; "
-               "STFlow (Huang et al., ICML 2025) about +18 % relative",
-        controls="reference world; one study, no depth confound beyond composition-driven library size"),
-    "pathway-misspecified": World(
-        "most expression variance comes from 24 programmes on random non-Hallmark gene sets (composition-linked "
-        "and spatially smooth); the Hallmark loadings are scaled by 0.4: a Hallmark prior names the wrong sets",
-        hallmark_scale=0.4, hidden_programmes=24, hidden_scale=1.0,
-        anchor="stress test without a real anchor: the 50 Hallmarks (4,383 genes) are a prior, not a measured fact",
-        controls="negative control for the Hallmark prior (init, auxiliary loss)"),
-    "no-context": World(
-        "the spatial context fields are zero: a spot's expression depends on its own composition, patient, "
-        "slide and smooth noise only, so neighbourhood models can only denoise",
-        context_scale=0.0, anchor="null world (no designed context biology)",
-        controls="negative control for context biology: a context gain that survives here is denoising"),
-    "strong-patient": World(
-        "patient effects 2.5x the default (tumour and immune bias, pathway offsets): inter-patient variation "
-        "dominates, as between real HEST-1k CRC patients",
-        patient_scale=2.5, anchor="stress test without a measured anchor: real between-patient spread is not measured here",
-        controls="stress test of generalisation to new patients"),
-    "long-range-context": World(
-        "positive control for spatial interaction: programmes that a local mean cannot form - distance to the "
-        "tumour-stroma boundary saturating at 1.5 mm (EMT, TGF-beta, hypoxia), tertiary lymphoid structures "
-        "with an IFN-gamma field decaying over 300-800 um, own tumour content x immune density within 0.5 mm "
-        "(IFN-gamma response, antigen presentation), an immune hot/cold state per slide seen only as slide-wide "
-        "composition; the default's per-spot feature noise is kept, so denoising stays a competing explanation",
-        long_range_scale=1.0,
-        anchor="motifs: invasive-front EMT/TGF-beta and hypoxic tumour cores (mm scale); TLS-centred IFN-gamma "
-               "signalling; immune hot/cold CRC (Galon immunoscore); acceptance on the truth: context >= 10 % of "
-               "the evaluated genes' variance, linear-sufficiency gap >= 0.03 PCC",
-        controls="positive control for h2h / neighbourhood attention and pathway-mediated communication"),
-    "pathway-visible": World(
-        "positive control for interpretability: pathway activity mostly observable (composition, context and "
-        "visible morphology), patient offsets small, pathway programmes a large share of the evaluated genes",
-        patient_scale=0.3, pathway_noise_scale=0.3, hallmark_scale=2.5,
-        anchor="acceptance on the truth: observable share of pathway activity >= 60 %, patient offsets <= 20 %, "
-               "pathway programmes >= 20 % of the evaluated genes' variance",
-        controls="positive control for named pathway tokens (with pathway_sets=permuted as its negative control)"),
-    "depth-confounded": World(
-        "sequencing depth spatially autocorrelated and driving the shared component of Hallmark scores, as on "
-        "real HEST-1k bowel Visium slides",
-        depth_field=0.6, depth_length_um=700.0, depth_capture=0.35,
-        anchor="upstream SpatialTranscriptFormer on 73 HEST-1k bowel Visium slides: median |r(PC1 of Hallmark "
-               "scores, log depth)| 0.93; Moran's I of depth 0.76",
-        controls="confound: a pathway or context finding that rides on depth"),
-    "study-shift": World(
-        "three studies with batch effects: the study is predictable from the image features and a probe trained "
-        "on other studies loses about a third of its within-study PCC",
-        n_studies=3, study_feature_shift=1.2, study_feature_mixing=1.0, study_expression_shift=0.5,
-        anchor="upstream SpatialTranscriptFormer on HEST-1k bowel: study 98.5 % predictable from CTransPath features; "
-               "H-Optimus-0 ridge 0.28 within study, 0.19 across studies",
-        controls="confound: between-study shift (leave-one-study-out generalisation)"),
-}
+WORLDS: Registry[World] = Registry("world")
 
+WORLDS.register("default", World(
+    "the calibrated world: structured feature noise so that a ridge probe on [own, mean of 6 nearest "
+    "neighbours] gains +10-20 % relative over own features for every stand-in, as STFlow (ICML 2025) "
+    "reports for spatial context over spot-only foundation-model probes; each stand-in's own-feature "
+    "probe inside HEST-Bench's published bowel range for its encoder (between READ and COAD)",
+    anchor="HEST-Bench (Jaume et al. 2024) ridge leaderboard 08.30.24, COAD/READ per encoder; "
+           "STFlow (Huang et al., ICML 2025) about +18 % relative",
+    controls="reference world; one study, no depth confound beyond composition-driven library size"))
 
-def check_world(world: str) -> World:
-    """The ``World`` named ``world``; an error naming the allowed worlds otherwise."""
-    if world not in WORLDS:
-        raise ValueError(f"unknown world {world!r}; allowed: {', '.join(WORLDS)}")
-    return WORLDS[world]
+WORLDS.register("pathway-misspecified", World(
+    "most expression variance comes from 24 programmes on random non-Hallmark gene sets (composition-linked "
+    "and spatially smooth); the Hallmark loadings are scaled by 0.4: a Hallmark prior names the wrong sets",
+    hallmark_scale=0.4, hidden_programmes=24, hidden_scale=1.0,
+    anchor="stress test without a real anchor: the 50 Hallmarks (4,383 genes) are a prior, not a measured fact",
+    controls="negative control for the Hallmark prior (init, auxiliary loss)"))
 
+WORLDS.register("no-context", World(
+    "the spatial context fields are zero: a spot's expression depends on its own composition, patient, "
+    "slide and smooth noise only, so neighbourhood models can only denoise",
+    context_scale=0.0, anchor="null world (no designed context biology)",
+    controls="negative control for context biology: a context gain that survives here is denoising"))
 
-def check_preset(preset: str) -> Preset:
-    """The ``Preset`` named ``preset``; an error naming the allowed presets otherwise."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
-    return PRESETS[preset]
+WORLDS.register("strong-patient", World(
+    "patient effects 2.5x the default (tumour and immune bias, pathway offsets): inter-patient variation "
+    "dominates, as between real HEST-1k CRC patients",
+    patient_scale=2.5, anchor="stress test without a measured anchor: real between-patient spread is not measured here",
+    controls="stress test of generalisation to new patients"))
+
+WORLDS.register("long-range-context", World(
+    "positive control for spatial interaction: programmes that a local mean cannot form - distance to the "
+    "tumour-stroma boundary saturating at 1.5 mm (EMT, TGF-beta, hypoxia), tertiary lymphoid structures "
+    "with an IFN-gamma field decaying over 300-800 um, own tumour content x immune density within 0.5 mm "
+    "(IFN-gamma response, antigen presentation), an immune hot/cold state per slide seen only as slide-wide "
+    "composition; the default's per-spot feature noise is kept, so denoising stays a competing explanation",
+    long_range_scale=1.0,
+    anchor="motifs: invasive-front EMT/TGF-beta and hypoxic tumour cores (mm scale); TLS-centred IFN-gamma "
+           "signalling; immune hot/cold CRC (Galon immunoscore); acceptance on the truth: context >= 10 % of "
+           "the evaluated genes' variance, linear-sufficiency gap >= 0.03 PCC",
+    controls="positive control for h2h / neighbourhood attention and pathway-mediated communication"))
+
+WORLDS.register("pathway-visible", World(
+    "positive control for interpretability: pathway activity mostly observable (composition, context and "
+    "visible morphology), patient offsets small, pathway programmes a large share of the evaluated genes",
+    patient_scale=0.3, pathway_noise_scale=0.3, hallmark_scale=2.5,
+    anchor="acceptance on the truth: observable share of pathway activity >= 60 %, patient offsets <= 20 %, "
+           "pathway programmes >= 20 % of the evaluated genes' variance",
+    controls="positive control for named pathway tokens (with pathway_sets=permuted as its negative control)"))
+
+WORLDS.register("depth-confounded", World(
+    "sequencing depth spatially autocorrelated and driving the shared component of Hallmark scores, as on "
+    "real HEST-1k bowel Visium slides",
+    depth_field=0.6, depth_length_um=700.0, depth_capture=0.35,
+    anchor="upstream SpatialTranscriptFormer on 73 HEST-1k bowel Visium slides: median |r(PC1 of Hallmark "
+           "scores, log depth)| 0.93; Moran's I of depth 0.76",
+    controls="confound: a pathway or context finding that rides on depth"))
+
+WORLDS.register("study-shift", World(
+    "three studies with batch effects: the study is predictable from the image features and a probe trained "
+    "on other studies loses about a third of its within-study PCC",
+    n_studies=3, study_feature_shift=1.2, study_feature_mixing=1.0, study_expression_shift=0.5,
+    anchor="upstream SpatialTranscriptFormer on HEST-1k bowel: study 98.5 % predictable from CTransPath features; "
+           "H-Optimus-0 ridge 0.28 within study, 0.19 across studies",
+    controls="confound: between-study shift (leave-one-study-out generalisation)"))
+

@@ -22,9 +22,10 @@ from stflib.config import RunConfig
 from stflib.data import collate_slides
 from stflib.device import autocast_dtype
 from stflib.io import atomic_write
+from stflib.models import MODELS
 from stflib.train.predict import predict
 from stflib.train.step import compute_loss, forward, to_device
-from stflib.train.windows import WINDOW_BATCH, make_windows, pool_windows, window_k
+from stflib.train.windows import WINDOW_BATCH, make_windows, pool_windows
 
 
 @dataclass
@@ -126,7 +127,7 @@ def fit(
 
     device = torch.device(device)
     progress = cfg.progress if progress is None else progress
-    k = window_k(model, cfg.n_neighbors)
+    k = MODELS[cfg.model].window_k(cfg.n_neighbors)
     model.to(device)
     n_train = len(train_items)
     if n_train == 0:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from stflib.config import RunConfig
-from stflib.losses import get_loss
+from stflib.losses import LOSSES
 from stflib.models import MODELS, ModelConfig, build_model
 from stflib.train.step import log_targets, output_field
 
@@ -28,7 +28,7 @@ def model_config(cfg: RunConfig, membership=None) -> ModelConfig:
         pathway_readout=cfg.pathway_readout,
         pathway_init=membership.matrix if (cfg.pathway_init and membership is not None) else None,
         pathway_names=tuple(membership.names) if named else None,
-        output_mode=cfg.output_mode, zinb=MODELS[cfg.model].zinb_head and get_loss(cfg.loss).needs_counts,
+        output_mode=cfg.output_mode, zinb=MODELS[cfg.model].zinb_head and LOSSES[cfg.loss].needs_counts,
         dropout=cfg.dropout, n_neighbors=cfg.n_neighbors, seed=cfg.seed,
     )
 

@@ -13,8 +13,9 @@ import torch
 from stflib import metrics as M
 from stflib.config import RunConfig
 from stflib.data import collate_slides
+from stflib.models import MODELS
 from stflib.train.step import Step, compute_loss, forward, log_targets, output_space, to_device
-from stflib.train.windows import WINDOW_BATCH, make_windows, window_batches, window_k
+from stflib.train.windows import WINDOW_BATCH, make_windows, window_batches
 
 
 def _window_step(model, item: dict, k: int, device: torch.device, return_attention: bool) -> tuple[Step, list | None]:
@@ -37,7 +38,7 @@ def predict(model, items: list[dict], cfg: RunConfig, device: torch.device | str
     """Predict slide items one by one with a torch model (see the module docstring for the fields)."""
     device = torch.device(device)
     model.eval()
-    k = window_k(model, cfg.n_neighbors)
+    k = MODELS[cfg.model].window_k(cfg.n_neighbors)
     space = output_space(cfg)
     zinb = space == "counts"
     out = []

@@ -24,7 +24,7 @@ import torch
 from stflib import config as C
 from stflib.config import RunConfig
 from stflib.device import resolve_device
-from stflib.losses import get_loss
+from stflib.losses import LOSSES
 from stflib.models import MODELS
 from stflib.predictions import moran_metrics, predictions_anndata
 from stflib.train.artefacts import write_artefacts
@@ -90,10 +90,8 @@ def run(cfg: RunConfig | dict | None = None, log: Callable[[str], None] | None =
         pathway_names = None
     else:
         model = build_torch_model(cfg, fold.feature_dim, len(fold.genes), fold.membership)
-        pathway_names = model.pathway_names_
-        if MODELS[cfg.model].context_features and cfg.n_neighbors:
-            model.n_neighbors = cfg.n_neighbors  # the features already carry the neighbourhood: no spot windows
-        counts = get_loss(cfg.loss).needs_counts  # the model's output is a count rate, not a target
+        pathway_names = model.config.pathway_names
+        counts = LOSSES[cfg.loss].needs_counts  # the model's output is a count rate, not a target
         if cfg.center_targets and not counts:
             model = StandardizedOutput(model, *target_statistics(train_items))
         if counts and hasattr(model, "init_rate_bias"):

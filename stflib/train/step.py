@@ -105,7 +105,7 @@ def compute_loss(step: Step, cfg: RunConfig, gene_sd: torch.Tensor | None = None
     with a ``StandardizedOutput`` model the offset cancels, so the MSE is the one on standardised
     targets and the PCC and auxiliary terms (both O(1)) act at their nominal weights.
     """
-    gene_loss = L.get_loss(cfg.loss)
+    gene_loss = L.LOSSES[cfg.loss]
     inputs = L.LossInputs(step.genes, step.targets, step.valid, step.counts, step.theta, step.pi, gene_sd)
     loss, parts = gene_loss(inputs, {name: getattr(cfg, name) for name in gene_loss.weight_parameters})
     w = cfg.pathway_loss_weight
@@ -119,7 +119,7 @@ def compute_loss(step: Step, cfg: RunConfig, gene_sd: torch.Tensor | None = None
 
 def output_space(cfg: RunConfig) -> str:
     """Scale of a model's gene output: counts (ZINB mu), log (log1p CP10k) or cp10k."""
-    if L.get_loss(cfg.loss).needs_counts:
+    if L.LOSSES[cfg.loss].needs_counts:
         return "counts"
     return "log" if cfg.log_transform else "cp10k"
 

@@ -55,10 +55,3 @@ def window_batches(windows: list[dict], batch: int) -> list[dict]:
     pooled = pool_windows(windows)
     n = pooled["features"].shape[0]
     return [{k: v[start:start + batch] for k, v in pooled.items()} for start in range(0, n, batch)]
-
-
-def window_k(model, n_neighbors: int) -> int:
-    """k of the windows to build for ``model`` (0: whole slides). Models that carry ``n_neighbors``
-    themselves (SpatialTranscriptFormer restricts its h2h attention to the k nearest spots; per-spot
-    baselines get the neighbourhood in their features) see whole slides."""
-    return 0 if (not n_neighbors or hasattr(model, "n_neighbors")) else n_neighbors
