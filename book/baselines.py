@@ -16,6 +16,20 @@
 # %% [markdown]
 # # Baselines
 #
+# ```{admonition} In this chapter
+# :class: tip
+# **You will learn** the models STF is compared with, from the floor (the training mean) to
+# slide-level multiple-instance learners, what each sees and outputs, and why the comparison is fair.
+#
+# **Prerequisites**: {doc}`evaluation`, {doc}`training`.
+# ```
+
+# %% tags=["remove-input"]
+from stflib.report import pages
+
+pages.run_time_note("baselines")
+
+# %% [markdown]
 # ## Motivation
 #
 # A number such as "mean PCC 0.3 over 50 genes" means nothing alone: it depends on the cohort, the
@@ -41,7 +55,7 @@
 # | STF (`interaction`) | the slide's spots and 50 pathway tokens | every spot's genes | this book |
 #
 # - **HE2RNA** {cite}`schmauch2020he2rna` predicted bulk RNA-seq of TCGA tumours from tiles of the
-#   whole slide; the seed keeps its core, a direct regression from frozen tile features to genes,
+#   whole slide; the original STF keeps its core, a direct regression from frozen tile features to genes,
 #   applied per spot. The **MLP** adds one nonlinear layer.
 # - **HEST-Bench's probe** {cite}`jaume2024hest` is the reference point of the field's benchmark:
 #   standardise the features, project them on 256 principal components, fit a ridge regression with
@@ -68,11 +82,16 @@
 # patient-grouped folds, gene vocabulary and 50 HVGs of the training fold, the same QC mask (masked
 # spots are out of every loss and metric), the same targets and the same metrics on the same
 # held-out spots. The slide-level models (ABMIL, TransMIL) are trained on each slide's mean profile
-# and their one prediction per slide is copied to every spot for scoring: they are the seed's
+# and their one prediction per slide is copied to every spot for scoring: they are the original STF's
 # "global" mode, and they can only be right about differences *between* slides. Within a slide their
 # map is flat, so they test how much of the pooled PCC comes from slide-level differences alone.
 #
 # ## Runnable code
+#
+# The probe, the references, Moran's I and the ABMIL demonstration below are fitted once on the
+# default cohort's fold 0 by `python -m stflib chapters --chapter baselines`, which writes what this
+# page shows into `results/chapters/baselines/`; the model sizes and TransMIL's grid are computed
+# here.
 #
 # ### The default cohort, fold 0
 
@@ -82,54 +101,39 @@ import numpy as np
 import pandas as pd
 import torch
 
-
-from stflib.data import SlideDataset, collate_slides, patient_folds, qc_mask, select_genes
-from stflib.losses import mse_loss
-from stflib.metrics import pearson_columns
-from stflib.models import MODELS, MeanExpression, RidgeProbe, build_model, model_table
+from stflib.models import MODELS, build_model, model_table
 from stflib.models.baselines import visium_grid
+from stflib.report import chapters
 from stflib.report.figures import spot_maps
-from stflib.sim import calibration, default_cohort
-from stflib.spatial import hex_neighbours
 
-root = default_cohort("default")
-meta, samples = calibration.load_cohort(root, backbone="ctranspath")
-by_id = {s.sample_id: s for s in samples}
-train_ids, test_ids = patient_folds(meta, 3, seed=0)[0]
-train, test = [by_id[i] for i in train_ids], [by_id[i] for i in test_ids]
-vocab, hvg = select_genes(train, n_genes=1000, n_hvg=50)
-feature_dim = samples[0].features.shape[1]
-print(f"fold 0: {len(train)} training slides, {len(test)} held-out slides of other patients; "
-      f"features {feature_dim}-d (CTransPath stand-in); vocabulary {len(vocab)} genes, {len(hvg)} HVGs")
+facts = chapters.facts("baselines")
+feature_dim, n_vocab, n_hvg = facts["feature_dim"], facts["vocab"], facts["n_hvg"]
+print(f"fold 0: {facts['train_slides']} training slides, {facts['test_slides']} held-out slides of other patients; "
+      f"features {feature_dim}-d (CTransPath stand-in); vocabulary {n_vocab} genes, {n_hvg} HVGs")
 
 # %% [markdown]
 # ### Sizes
 #
 # Every torch model is built by name with `build_model`, with the cohort's feature width and
-# vocabulary and each model's default hyper-parameters (those the ablation grid uses):
+# vocabulary and each model's default hyper-parameters (those the ablation grid uses). What each
+# model sees and outputs is part of its registry entry (`stflib.models.MODELS`), so a model added
+# to the registry appears here with no edit to this page:
 
 # %%
-SEES = {"interaction": "slide + pathway tokens", "he2rna": "one spot", "mlp": "one spot",
-        "abmil": "bag of spots", "transmil": "bag of spots", "mean": "nothing"}
-OUTPUT = {"interaction": "per spot", "he2rna": "per spot", "mlp": "per spot", "abmil": "per slide",
-          "transmil": "per slide", "mean": "per spot (constant)"}
 sizes = {}
-for name in SEES:
-    if MODELS[name].kind == "torch":
-        model = build_model(name, feature_dim, len(vocab))
+for name, spec in MODELS.items():
+    if spec.kind == "torch":
+        model = build_model(name, feature_dim, n_vocab)
         sizes[name] = sum(p.numel() for p in model.parameters() if p.requires_grad)
-sizes["mean"] = len(vocab)  # fitted, not trained: one number per gene (the training mean profile)
+sizes["mean"] = n_vocab  # fitted, not trained: one number per gene (the training mean profile)
 zoo = model_table().set_index("name")
-zoo["sees"] = pd.Series(SEES)
-zoo["output"] = pd.Series(OUTPUT)
 zoo["trainable parameters"] = pd.Series(sizes).astype("Int64")
-zoo.loc["ridge_probe", ["sees", "output"]] = ["one spot", "per spot"]
-zoo[["class", "sees", "output", "trainable parameters", "reference"]]
+zoo[["class", "sees", "outputs", "trainable parameters", "reference"]]
 
 # %% [markdown]
-# The ridge probe has no gradient-trained weights; its fitted arrays are counted below, once it is
-# fitted. The sizes differ widely (table above), so a comparison on a small cohort also asks
-# whether extra capacity is used or only memorises the training slides.
+# The ridge probe has no gradient-trained weights; its fitted arrays are counted below. The sizes
+# differ widely (table above), so a comparison on a small cohort also asks whether extra capacity
+# is used or only memorises the training slides.
 #
 # ### HEST-Bench's probe on held-out patients
 #
@@ -138,21 +142,9 @@ zoo[["class", "sees", "output", "trainable parameters", "reference"]]
 # all held-out spots, pooled over the held-out slides, as in HEST-Bench.
 
 # %%
-def stack(slides, fn):
-    """Rows of fn(slide) for the QC-passed spots of every slide, concatenated."""
-    return np.concatenate([fn(s)[qc_mask(s.counts, s.genes)] for s in slides])
-
-
-x_train, y_train = stack(train, lambda s: s.features), stack(train, lambda s: calibration.log_cp10k(s, hvg))
-x_test, y_test = stack(test, lambda s: s.features), stack(test, lambda s: calibration.log_cp10k(s, hvg))
-probe = RidgeProbe().fit(x_train, y_train)
-pred = probe.predict(x_test)
-pcc = pd.Series(pearson_columns(pred, y_test), index=hvg, name="PCC").sort_values()
-fitted = probe.pipeline
-n_fitted = sum(a.size for a in (fitted["scale"].mean_, fitted["scale"].scale_, fitted["pca"].components_,
-                                fitted["pca"].mean_, fitted["ridge"].coef_))
-print(f"{len(x_train):,} training spots, {len(x_test):,} held-out spots; {n_fitted:,} fitted numbers")
-print(f"mean PCC over the {len(hvg)} HVGs: {pcc.mean():.3f} (median {pcc.median():.3f}, "
+pcc = chapters.table("baselines", "probe_pcc")["PCC"].sort_values()
+print(f"{facts['train_spots']:,} training spots, {facts['test_spots']:,} held-out spots; {facts['probe_fitted']:,} fitted numbers")
+print(f"mean PCC over the {len(pcc)} HVGs: {pcc.mean():.3f} (median {pcc.median():.3f}, "
       f"range {pcc.min():.3f} to {pcc.max():.3f})")
 fig, ax = plt.subplots(figsize=(5, 2.8))
 ax.hist(pcc, bins=15, color="C0")
@@ -175,36 +167,19 @@ pd.concat([pcc.tail(5), pcc.head(5)]).rename("PCC").to_frame().round(3)
 #   its pooled PCC is the ceiling of the global mode on this fold.
 
 # %%
-floor_pred = MeanExpression().fit(x_train, y_train).predict(x_test)
-slide_means = np.concatenate([
-    np.repeat(calibration.log_cp10k(s, hvg)[qc_mask(s.counts, s.genes)].mean(0, keepdims=True),
-              int(qc_mask(s.counts, s.genes).sum()), axis=0) for s in test])
-with_intercept = pred + y_train.mean(0)
-rows = {
-    "floor (training mean)": (0.0, floor_pred),
-    "ridge probe (no intercept, as HEST-Bench)": (pcc.mean(), pred),
-    "ridge probe + training mean": (np.nanmean(pearson_columns(with_intercept, y_test)), with_intercept),
-    "slide-mean oracle (ceiling of global models)": (np.nanmean(pearson_columns(slide_means, y_test)),
-                                                     slide_means),
-}
-pd.DataFrame({name: {"mean PCC, 50 HVGs": r, "MSE (log1p CP10k)": float(((p - y_test) ** 2).mean())}
-              for name, (r, p) in rows.items()}).T.round(3)
+chapters.table("baselines", "references").round(3)
 
 # %% [markdown]
 # ### Predicted and measured: the best gene on a held-out slide
 
 # %%
-best = pcc.index[-1]
-slide = test[0]
-valid = qc_mask(slide.counts, slide.genes)
-measured = calibration.log_cp10k(slide, [best])[:, 0]
-predicted = probe.predict(slide.features)[:, hvg.index(best)] + y_train.mean(0)[hvg.index(best)]
-r = np.corrcoef(measured[valid], predicted[valid])[0, 1]
-fig = spot_maps(slide.coords[valid], {f"{best}, measured (log1p CP10k)": measured[valid],
-                                            f"{best}, probe + training mean (PCC {r:.2f})": predicted[valid]},
-                     ncols=2)
-print(f"held-out slide {slide.sample_id} (patient {meta.set_index('id').loc[slide.sample_id, 'patient']}), "
-      f"{int(valid.sum())} valid spots")
+best_map = chapters.table("baselines", "best_gene_map", index_col=None)
+best = facts["best_gene"]
+r = np.corrcoef(best_map["measured"], best_map["predicted"])[0, 1]
+fig = spot_maps(best_map[["x", "y"]].to_numpy(), {f"{best}, measured (log1p CP10k)": best_map["measured"].to_numpy(),
+                                                   f"{best}, probe + training mean (PCC {r:.2f})": best_map["predicted"].to_numpy()},
+                ncols=2)
+print(f"held-out slide {facts['slide']} (patient {facts['patient']}), {facts['valid_spots']} valid spots")
 
 # %% [markdown]
 # ### Spatial patterning: Moran's I of predicted and measured maps
@@ -218,24 +193,29 @@ print(f"held-out slide {slide.sample_id} (patient {meta.set_index('id').loc[slid
 # gene over slides and reports the median I of each and the Spearman correlation between them over
 # genes: does the model keep *which* genes are spatially patterned? Every run's `metrics.json` carries
 # the same three numbers (`moran_i_pred_median`, `moran_i_true_median`, `moran_rank_spearman`).
+# A printable example first: a 6 x 6 square grid of spots (4 nearest neighbours each) with a smooth
+# gradient and with a checkerboard.
 
 # %%
-from stflib.metrics import moran_summary, morans_i, spatial_weights
+from stflib.metrics import morans_i, spatial_weights
 
-coords_test = stack(test, lambda s: s.coords)
-slide_of_spot = stack(test, lambda s: np.full(len(s.coords), s.sample_id, dtype=object))
-moran = moran_summary(with_intercept, y_test, coords_test, slide_of_spot)
-print(f"ridge probe + training mean, {len(test)} held-out slides: median Moran's I predicted "
+grid = np.array([(x, y) for y in range(6) for x in range(6)], dtype=float)
+values = np.column_stack([grid[:, 0] + grid[:, 1], (grid.sum(1) % 2) * 2 - 1])   # gradient, checkerboard
+print(pd.DataFrame(values[:, 1].reshape(6, 6).astype(int)).to_string(header=False, index=False))
+print("Moran's I, gradient and checkerboard:", morans_i(values, spatial_weights(grid, k=4)).round(2))
+
+# %%
+moran = facts["moran"]
+print(f"ridge probe + training mean, {facts['test_slides']} held-out slides: median Moran's I predicted "
       f"{moran['moran_i_pred_median']:.3f}, measured {moran['moran_i_true_median']:.3f}; "
       f"Spearman over the 50 HVGs {moran['moran_rank_spearman']:.3f}")
-first = slide_of_spot == test[0].sample_id
-weights = spatial_weights(coords_test[first])
+first = chapters.table("baselines", "moran_first_slide")
 fig, ax = plt.subplots(figsize=(3.6, 3.4))
-ax.scatter(morans_i(y_test[first], weights), morans_i(with_intercept[first], weights), s=12, color="C0")
+ax.scatter(first["measured"], first["predicted"], s=12, color="C0")
 ax.axline((0, 0), slope=1, color="0.6", lw=1, ls="--")
 ax.set_xlabel("Moran's I, measured")
 ax.set_ylabel("Moran's I, predicted")
-ax.set_title(f"50 HVGs on held-out slide {test[0].sample_id}", fontsize=9)
+ax.set_title(f"50 HVGs on held-out slide {facts['slide']}", fontsize=9)
 
 # %% [markdown]
 # Points above the diagonal are genes the probe draws smoother than the tissue; a cloud along the
@@ -243,47 +223,18 @@ ax.set_title(f"50 HVGs on held-out slide {test[0].sample_id}", fontsize=9)
 #
 # ### ABMIL: where a slide-level model looks
 #
-# ABMIL is trained here on the training slides' mean log1p(CP10k) profiles of the 50 HVGs (MSE),
-# with features standardised on the training spots. To keep this page fast, each step sees a random
-# bag of 128 spots per slide, a common MIL practice; the attention map is then computed on all the
-# spots of a held-out slide. This is an illustration, not the trained comparison.
+# ABMIL was trained on the training slides' mean log1p(CP10k) profiles of the 50 HVGs (MSE), with
+# features standardised on the training spots, for 150 steps; each step saw a random bag of 128
+# spots per slide, a common MIL practice. The attention map was then computed on all the spots of a
+# held-out slide. This is an illustration, not the trained comparison.
 
 # %%
-torch.manual_seed(0)
-batch = collate_slides([SlideDataset(train, hvg, log_transform=True)[i] for i in range(len(train))])
-spots = batch["valid"]                                           # (B, S): QC-passed and not padding
-mu, sd = batch["features"][spots].mean(0), batch["features"][spots].std(0)
-features = (batch["features"] - mu) / sd
-slide_target = (batch["targets"] * spots[..., None]).sum(1) / spots.sum(1, keepdim=True)   # (B, G)
-abmil = build_model("abmil", feature_dim, len(hvg), dropout=0.0)
-optimiser = torch.optim.AdamW(abmil.parameters(), lr=1e-3)
-generator = torch.Generator().manual_seed(0)
-losses = []
-for step in range(150):
-    bag = torch.randint(0, features.shape[1], (128,), generator=generator)
-    out = abmil(features[:, bag], batch["coords"][:, bag], pad_mask=~spots[:, bag])
-    loss = mse_loss(out.genes, slide_target[:, None])            # (B, 1, G) per-slide predictions
-    optimiser.zero_grad()
-    loss.backward()
-    optimiser.step()
-    losses.append(loss.item())
-print(f"training MSE on slide means: first step {losses[0]:.3f}, last step {losses[-1]:.4f}")
-
-item = collate_slides([SlideDataset([slide], hvg, log_transform=True)[0]])
-with torch.no_grad():
-    out = abmil((item["features"] - mu) / sd, item["coords"], pad_mask=~item["valid"], return_attention=True)
-attention = out.attention[0][0, 0, 0].numpy()                    # (S,), sums to 1 over valid spots
-cell_types = list(slide.truth_names["composition"])
-composition = slide.truth["composition"]
-fields = {"ABMIL attention x number of spots": attention * valid.sum()}
-for ct in ("tumour_epithelial", "fibroblast"):
-    fields[f"true {ct.replace('_', ' ')} fraction"] = composition[:, cell_types.index(ct)]
-fig = spot_maps(slide.coords[valid], {k: v[valid] for k, v in fields.items()}, ncols=3)
-corr = pd.Series({ct: np.corrcoef(attention[valid], composition[valid, i])[0, 1] for i, ct in enumerate(cell_types)},
-                 name="PCC(attention, fraction)")
-print(f"attention weights: max {attention.max() * valid.sum():.2f}x, min {attention[valid].min() * valid.sum():.3f}x "
-      "the uniform weight")
-corr.sort_values().round(2).to_frame().T
+attention = chapters.table("baselines", "abmil_attention", index_col=None)
+print(f"training MSE on slide means: first step {facts['abmil_first_loss']:.3f}, last step {facts['abmil_last_loss']:.4f}")
+weights = attention["ABMIL attention x number of spots"]
+fig = spot_maps(attention[["x", "y"]].to_numpy(), {c: attention[c].to_numpy() for c in attention.columns[2:]}, ncols=3)
+print(f"attention weights: max {weights.max():.2f}x, min {weights.min():.3f}x the uniform weight")
+chapters.table("baselines", "abmil_correlation").sort_values("PCC(attention, fraction)").round(2).T
 
 # %% [markdown]
 # The attention is a weighting of spots for one slide-level answer, learned from a handful of slide means:
@@ -295,28 +246,56 @@ corr.sort_values().round(2).to_frame().T
 #
 # PPEG needs a 2-D layout. `visium_grid` turns spot centres into integer Visium array cells (rows
 # $\sqrt{3}/2$ pitches apart, alternate rows shifted by half a pitch); every spot should get its
-# own cell, and hexagonal neighbours should be adjacent cells:
+# own cell, and hexagonal neighbours should be adjacent cells. On seven spots you can print:
 
 # %%
-coords = torch.as_tensor(slide.coords, dtype=torch.float32)[None]
-cells, height, width = visium_grid(coords, torch.ones(1, len(slide.coords), dtype=torch.bool))
-cells = cells[0].numpy()
-print(f"{len(cells)} spots -> {len({tuple(c) for c in cells})} distinct cells on a {height} x {width} grid")
-pairs = hex_neighbours(slide.coords, calibration.spot_pitch_px(slide)).tocoo()
-offsets = {tuple(int(v) for v in d) for d in np.abs(cells[pairs.row] - cells[pairs.col])}
-print(f"{pairs.nnz} hexagonal neighbour pairs; |cell offsets| found: {sorted(offsets)} "
+pitch = 100.0
+toy = np.array([(0, 0), (1, 0), (2, 0), (0.5, np.sqrt(3) / 2), (1.5, np.sqrt(3) / 2), (1, np.sqrt(3)), (2, np.sqrt(3))]) * pitch
+cells, height, width = visium_grid(torch.tensor(toy, dtype=torch.float32)[None], torch.ones(1, len(toy), dtype=torch.bool))
+print(pd.DataFrame(np.column_stack([toy.round(1), cells[0].numpy()]), columns=["x", "y", "row", "column"]).to_string())
+g = facts["grid"]
+print(f"held-out slide {facts['slide']}: {g['spots']} spots -> {g['cells']} distinct cells on a {g['height']} x "
+      f"{g['width']} grid; {g['pairs']} hexagonal neighbour pairs, |cell offsets| {g['offsets']} "
       "(adjacent on the array: (0, 2) in a row, (1, 1) across rows)")
-transmil = build_model("transmil", feature_dim, len(hvg), dropout=0.0)
+transmil = build_model("transmil", feature_dim, n_hvg, dropout=0.0, n_heads=8)
 with torch.no_grad():
-    out = transmil(item["features"], item["coords"], pad_mask=~item["valid"])
+    out = transmil(torch.randn(1, len(toy), feature_dim), torch.tensor(toy, dtype=torch.float32)[None])
 print("TransMIL output:", tuple(out.genes.shape), "(one profile for the slide)")
 
 # %% [markdown]
+# ## Exercises
+#
+# ```{exercise}
+# :label: baselines-ex-oracle
+# Why is the slide-mean oracle's pooled PCC above 0 although it predicts one profile per slide?
+# What would its within-slide PCC be?
+# ```
+#
+# ```{solution} baselines-ex-oracle
+# :class: dropdown
+# Pooled over held-out slides, its values differ between slides as the slides' means do, which
+# correlates with every gene whose mean differs between slides. Within a slide it is constant, so
+# its within-slide PCC is 0 (see {doc}`evaluation`).
+# ```
+#
+# ```{exercise}
+# :label: baselines-ex-moran
+# On the 6 x 6 toy grid above, what Moran's I does a constant map have, and why does the library
+# need a convention for it?
+# ```
+#
+# ```{solution} baselines-ex-moran
+# :class: dropdown
+# Its centred values are all zero, so $\sum_i z_i^2 = 0$ and $I$ is 0/0, undefined: a flat
+# prediction has no spatial pattern to compare, and the summary must say how it treats it.
+# ```
+#
 # ## What we measured
 #
 # - Sizes: the table above, from `build_model` with the default cohort's dimensions.
-# - HEST-Bench's probe on fold 0 of the simulated cohort: the per-gene PCC distribution and its mean
-#   are printed above, with the best gene's map on a held-out slide. The mean-expression floor scores
+# - HEST-Bench's probe on fold 0 of the simulated cohort (fitted by `python -m stflib chapters`):
+#   the per-gene PCC distribution and its mean are printed above, with the best gene's map on a
+#   held-out slide. The mean-expression floor scores
 #   PCC 0 and sets the MSE to beat; the slide-mean oracle bounds what any slide-level model can
 #   reach on the pooled metric.
 # - Moran's I of the probe's predicted and the measured maps of the 50 HVGs on the held-out slides:

@@ -16,6 +16,21 @@
 # %% [markdown]
 # # Data: HEST-1k and a simulated colorectal cohort
 #
+# ```{admonition} In this chapter
+# :class: tip
+# **You will learn** what the real bowel-cancer subset of HEST-1k holds, how the simulated cohort
+# that is the book's default data is generated, what each simulated {term}`world` assumes, and what
+# each lets a model find, measured on its truth before any model is trained.
+#
+# **Prerequisites**: {doc}`problem`; Visium spots and counts at the level of its first section.
+# ```
+
+# %% tags=["remove-input"]
+from stflib.report import pages
+
+pages.run_time_note("data")
+
+# %% [markdown]
 # ## Motivation
 #
 # STF is meant for the bowel-cancer subset of HEST-1k {cite}`jaume2024hest`: human Visium sections
@@ -67,10 +82,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from stflib.data import find_hest_metadata, patient_groups, read_hest_sample, select_samples
+from stflib.data import find_hest_metadata, patient_groups, select_samples
+from stflib.report import chapters
 from stflib.report.figures import spot_maps
 from stflib.report.results import repo_root
-from stflib.sim import default_cohort
 
 root = repo_root()
 metadata_csv = find_hest_metadata(root.parent / "shared/data/hest/HEST_v1_1_0.csv")
@@ -93,46 +108,32 @@ else:
 #
 # ### The simulated cohort
 #
-# `default_cohort()` generates the default preset on first use (deterministic by seed) and caches it.
+# `default_cohort()` generates the default preset on first use (deterministic by its seed) and
+# caches it; `python -m stflib chapters --chapter data` reads the figures of this section from it
+# into `results/chapters/data/`, which this page shows.
 
 # %%
-sim_root = default_cohort("default")
-sim_meta = pd.read_csv(sim_root / "metadata.csv")
-print(f"{len(sim_meta)} slides, {sim_meta['patient'].nunique()} patients, "
-      f"{sim_meta['spots_under_tissue'].sum():,} spots")
-sim_meta[["id", "patient", "oncotree_code", "spots_under_tissue", "pixel_size_um_estimated"]].head()
+facts = chapters.facts("data")
+print(f"{facts['n_slides']} slides, {facts['n_patients']} patients, {facts['n_spots']:,} spots")
+chapters.table("data", "cohort").head()
 
 # %% [markdown]
 # One slide, its compartments, its composition and three of its true pathway fields:
 
 # %%
-sample = read_hest_sample(sim_root, "SIM000", backbone="ctranspath", load_patches=True)
-truth, names = sample.truth, sample.truth_names
-import anndata as ad  # noqa: E402  (the compartment labels are simulator-only obs columns)
-
-obs = ad.read_h5ad(sim_root / "st" / "SIM000.h5ad", backed="r").obs
-pathways = {name: i for i, name in enumerate(names["pathway_activity"])}
-cell_types = list(names["composition"])
-fields = {
-    "dominant compartment": obs["compartment"].astype(str).to_numpy(),
-    "tumour epithelial fraction": truth["composition"][:, cell_types.index("tumour_epithelial")],
-    "T-cell fraction": truth["composition"][:, cell_types.index("T_cell")],
-    "UMIs per spot": np.asarray(sample.counts.sum(1)).ravel(),
-}
-for p in ["HALLMARK_EPITHELIAL_MESENCHYMAL_TRANSITION", "HALLMARK_HYPOXIA", "HALLMARK_INFLAMMATORY_RESPONSE",
-          "HALLMARK_E2F_TARGETS"]:
-    fields["true " + p.removeprefix("HALLMARK_").lower()] = truth["pathway_activity"][:, pathways[p]]
-fig = spot_maps(sample.coords, fields, ncols=4)
+slide = chapters.table("data", "slide_fields", index_col=None)
+fields = {c: slide[c].to_numpy() for c in slide.columns if c not in ("x", "y")}
+fig = spot_maps(slide[["x", "y"]].to_numpy(), fields, ncols=4)
 
 # %% [markdown]
-# Patches rendered from the composition (one per compartment, 112 µm at 0.5 µm/px):
+# Patches rendered from the composition (one per compartment, 112 µm; shown at half resolution):
 
 # %%
-labels = obs["compartment"].astype(str).to_numpy()
-present = [c for c in ["tumour", "stroma", "immune_aggregate", "normal_mucosa", "muscle", "necrosis"] if c in labels]
-fig, axes = plt.subplots(1, len(present), figsize=(2.2 * len(present), 2.4))
-for ax, comp in zip(np.atleast_1d(axes), present):
-    ax.imshow(sample.patches[np.flatnonzero(labels == comp)[0]])
+strip = plt.imread(chapters.path("data", "patches.png"))
+fig, axes = plt.subplots(1, len(facts["compartments"]), figsize=(2.2 * len(facts["compartments"]), 2.4))
+size = strip.shape[1] // len(facts["compartments"])
+for i, (ax, comp) in enumerate(zip(np.atleast_1d(axes), facts["compartments"])):
+    ax.imshow(strip[:, i * size:(i + 1) * size])
     ax.set_title(comp, fontsize=8)
     ax.axis("off")
 
@@ -141,18 +142,16 @@ for ax, comp in zip(np.atleast_1d(axes), present):
 # gene grows faster than its mean (overdispersion), which is what a negative binomial describes.
 
 # %%
-counts = sample.counts.toarray()
-mean, var = counts.mean(0), counts.var(0)
-expressed = mean > 0
+genes = chapters.table("data", "gene_mean_variance")
 fig, ax = plt.subplots(figsize=(4, 3.4))
-ax.loglog(mean[expressed], var[expressed], ".", ms=2, alpha=0.4, label="genes")
-lims = [mean[expressed].min(), mean[expressed].max()]
+ax.loglog(genes["mean"], genes["variance"], ".", ms=2, alpha=0.4, label="genes")
+lims = [genes["mean"].min(), genes["mean"].max()]
 ax.plot(lims, lims, "k--", lw=1, label="Poisson (var = mean)")
 ax.set_xlabel("mean count per spot")
 ax.set_ylabel("variance")
 ax.legend(frameon=False)
-print(f"median UMIs per spot {np.median(counts.sum(1)):,.0f}; zero entries {np.mean(counts == 0):.0%}; "
-      f"genes with variance > mean {np.mean(var[expressed] > mean[expressed]):.0%}")
+print(f"median UMIs per spot {facts['median_umis']:,.0f}; zero entries {facts['zero_fraction']:.0%}; "
+      f"genes with variance > mean {facts['overdispersed_share']:.0%}")
 
 # %% [markdown]
 # ## What we measured: what each world lets a model find
@@ -301,6 +300,34 @@ pd.DataFrame(observable).rename(index=lambda n: n.removeprefix("HALLMARK_")).sor
 # latent ceiling bounds what any model of these features can reach; the oracle ceiling bounds
 # any model at all. The other worlds are there to test conclusions: one that holds on `default`
 # but not on `no-context` or `pathway-misspecified` depends on an assumption, not on the data.
+#
+# ## Exercises
+#
+# ```{exercise}
+# :label: data-ex-controls
+# A model gains PCC from its neighbours' features in the `default` world. Which world's result would
+# tell you that the gain is denoising rather than context biology, and what would it show?
+# ```
+#
+# ```{solution} data-ex-controls
+# :class: dropdown
+# `no-context`, the negative control: it has no context biology at all, so a gain of the same size
+# there can only be the averaging-out of per-spot feature noise. A gain that is larger in
+# `long-range-context` (the positive control) than in `no-context` is the part that is biology.
+# ```
+#
+# ```{exercise}
+# :label: data-ex-overdispersion
+# For a Poisson count the variance equals the mean. Using the mean-variance figure, explain why a
+# Poisson likelihood would be over-confident about these counts.
+# ```
+#
+# ```{solution} data-ex-overdispersion
+# :class: dropdown
+# Most genes lie above the Poisson line: their variance exceeds their mean. A Poisson model would
+# treat the extra spread as evidence against the mean it fits and penalise large counts too
+# strongly; the negative binomial's inverse dispersion $\theta$ absorbs it.
+# ```
 #
 # ## Key takeaways
 #

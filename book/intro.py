@@ -56,9 +56,15 @@ display(Markdown(findings.headline(results.load_summary())))
 # {cite}`liberzon2015hallmark`, and four information flows between pathways and patches (`p2p`,
 # `p2h`, `h2p`, `h2h`) that can each be switched off.
 #
-# Every chapter has the same skeleton: the motivation, the idea, runnable code that calls the tested
-# library `stflib`, what we measured, key takeaways and references. Every number and figure is
-# produced by the code in this repository, from the results files it commits.
+# Every chapter has the same skeleton: what you will learn, its prerequisites and its run time; the
+# motivation, the idea, runnable code that calls the tested library `stflib`, exercises with
+# solutions (in the Foundations part), what we measured, key takeaways and references. Every number
+# and figure is produced by the code in this repository, from the results files it commits: the
+# book reads, commands compute (`python -m stflib chapters` for what the teaching chapters show,
+# `python -m stflib ablate` and `collect` for the grid), so building it trains nothing. The
+# {doc}`glossary` defines the book's terms; "{term}`the original STF`" is the design this book
+# re-implements, not a random {term}`seed`. The {doc}`pitfalls` page collects the mistakes that are
+# easy to make.
 #
 # ```{tableofcontents}
 # ```

@@ -16,12 +16,27 @@
 # %% [markdown]
 # # Losses
 #
+# ```{admonition} In this chapter
+# :class: tip
+# **You will learn** what each of the original STF's losses rewards (MSE, PCC, MSE + PCC, ZINB,
+# the auxiliary pathway loss), why MSE alone rewards spatial collapse, and why every term is
+# computed on per-gene standardised targets.
+#
+# **Prerequisites**: {doc}`targets_and_pathways`; Pearson correlation; likelihoods.
+# ```
+
+# %% tags=["remove-input"]
+from stflib.report import pages
+
+pages.run_time_note("losses")
+
+# %% [markdown]
 # ## Motivation
 #
 # What a model learns depends on what it is penalised for. Spot-level expression is noisy, sparse
 # and heavy-tailed; a model can lower its mean squared error by predicting every spot's average
 # (spatial collapse), and the metric the field reports (per-gene Pearson correlation across spots)
-# does not care about scale at all. The seed offers four gene losses and an auxiliary pathway loss;
+# does not care about scale at all. The original STF offers four gene losses and an auxiliary pathway loss;
 # this chapter shows what each one rewards.
 #
 # ## The idea
@@ -38,7 +53,7 @@
 #   with mean $\mu$ (offset by the spot's library size), inverse dispersion $\theta$ and dropout
 #   probability $\pi$ {cite}`eraslan2019dca`.
 # - **Auxiliary pathway loss**: $\lambda\,(1 - \text{PCC}(\text{pathway scores}, \text{targets}))$,
-#   with the seed's z-scored, mean-aggregated Hallmark targets (see {doc}`targets_and_pathways`).
+#   with the original STF's z-scored, mean-aggregated Hallmark targets (see {doc}`targets_and_pathways`).
 #
 # ## Runnable code
 
@@ -49,27 +64,24 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from stflib.data import read_hest_sample
 from stflib.losses import loss_table, mse_loss, pcc_loss, zinb_nll
-from stflib.sim import default_cohort
+from stflib.report import chapters
 
 loss_table()
 
 # %% [markdown]
 # ### MSE rewards collapse, PCC does not
 #
-# One simulated slide, one spatially variable gene (log1p CP10k). Three predictions: the truth's
-# spatial pattern at half its amplitude, the slide mean everywhere (collapse), and the truth plus
-# noise.
+# One simulated slide, its most variable gene (log1p CP10k; the values are read from
+# `results/chapters/losses/`, written by `python -m stflib chapters --chapter losses` from the
+# default cohort's first slide). Three predictions: the truth's spatial pattern at half its
+# amplitude, the slide mean everywhere (collapse), and the truth plus noise. Every loss below is
+# computed live, by the library's functions.
 
 # %%
-root = default_cohort("default")
-sample = read_hest_sample(root, "SIM000")
-counts = sample.counts.toarray()
-library = counts.sum(1, keepdims=True)
-logcp = np.log1p(counts / np.maximum(library, 1) * 1e4)
-gene = int(np.argmax(logcp.var(0)))
-y = torch.tensor(logcp[:, gene], dtype=torch.float32).view(1, -1, 1)      # (B=1, S, G=1)
+facts = chapters.facts("losses")
+vectors = chapters.table("losses", "genes")
+y = torch.tensor(vectors["log1p CP10k, most variable gene"].to_numpy(), dtype=torch.float32).view(1, -1, 1)  # (B=1, S, G=1)
 rng = np.random.default_rng(0)
 predictions = {
     "pattern, half amplitude": y.mean() + 0.5 * (y - y.mean()),
@@ -78,7 +90,7 @@ predictions = {
 }
 table = pd.DataFrame({name: {"MSE": float(mse_loss(p, y)), "1 - PCC": float(pcc_loss(p, y))}
                       for name, p in predictions.items()}).T
-print(f"gene {sample.genes[gene]}: {len(logcp)} spots")
+print(f"gene {facts['variable_gene']} of slide {facts['slide']}: {facts['spots']} spots")
 table.round(3)
 
 # %% [markdown]
@@ -88,13 +100,14 @@ table.round(3)
 #
 # ### Counts are zero-inflated and overdispersed
 #
-# The ZINB loss models raw counts directly. For one gene of the slide we fit, by maximum likelihood
-# with a constant mean, a Poisson, a negative binomial and a ZINB (using the library's `zinb_nll`)
-# and compare their average negative log-likelihoods.
+# The ZINB loss models raw counts directly. For one moderately expressed gene of the slide (the
+# 200th most expressed) we fit, by maximum likelihood with a constant mean, a Poisson, a negative
+# binomial and a ZINB (using the library's `zinb_nll`) and compare their average negative
+# log-likelihoods.
 
 # %%
-g = int(np.argsort(counts.mean(0))[-200])  # a moderately expressed gene
-y_counts = torch.tensor(counts[:, g], dtype=torch.float32).view(1, -1, 1)
+x = vectors["UMIs, moderately expressed gene"].to_numpy()
+y_counts = torch.tensor(x, dtype=torch.float32).view(1, -1, 1)
 params = torch.zeros(3, requires_grad=True)   # log mu, log theta, logit pi
 optimiser = torch.optim.Adam([params], lr=0.05)
 for _ in range(600):
@@ -104,12 +117,11 @@ for _ in range(600):
     nll.backward()
     optimiser.step()
 mu_hat, theta_hat, pi_hat = float(params[0].exp()), float(params[1].exp()), float(torch.sigmoid(params[2]))
-x = counts[:, g]
 poisson_nll = -stats.poisson.logpmf(x, x.mean()).mean()
 mean, var = x.mean(), x.var()
 r_mom = mean**2 / max(var - mean, 1e-6)       # negative binomial by the method of moments
 nb_nll = -stats.nbinom.logpmf(x, r_mom, r_mom / (r_mom + mean)).mean()
-print(f"gene {sample.genes[g]}: mean {mean:.2f}, variance {var:.2f}, zeros {np.mean(x == 0):.0%}")
+print(f"gene {facts['count_gene']}: mean {mean:.2f}, variance {var:.2f}, zeros {np.mean(x == 0):.0%}")
 pd.Series({"Poisson": poisson_nll, "negative binomial (moments)": nb_nll, "ZINB (fitted, zinb_nll)": float(nll)},
           name="mean NLL per spot").round(3).to_frame()
 
@@ -134,23 +146,57 @@ ax.legend(frameon=False)
 # ($\le 2$) and the auxiliary term act at their nominal weights instead of vanishing next to an
 # MSE in the hundreds. Below: each term's size on the first training batch before the first step
 # and after training (best checkpoint), for STF with `mse_pcc`, Hallmark initialisation and
-# auxiliary weight 0.5, on the `tiny` cohort with a short step budget (the grid's runs use the
-# full budget on the `default` cohort; their terms are in every run's `metrics.json` under
-# `loss_terms`).
+# auxiliary weight 0.5, on the `tiny` cohort with a short step budget (the run is made once by
+# `python -m stflib chapters --chapter losses`; the grid's runs use the full budget on the `default`
+# cohort, and their terms are in every run's `metrics.json` under `loss_terms`).
 
 # %%
-from stflib import train
-
-terms_run = train.run(preset="tiny", loss="mse_pcc", pcc_weight=1.0, pathway_init=True, pathway_loss_weight=0.5,
-                      max_steps=80, eval_every=20, write=False, progress=False, log=None)
-terms = pd.DataFrame(terms_run.metrics["loss_terms"]).rename(index={"mse": "MSE (standardised)",
-                                                                   "pcc": "1 - PCC", "aux": "1 - PCC(pathways)"})
+terms = chapters.table("losses", "loss_terms").rename(index={"mse": "MSE (standardised)",
+                                                              "pcc": "1 - PCC", "aux": "1 - PCC(pathways)"})
+print(f"at most {facts['max_steps']} optimiser steps on the tiny cohort")
 terms.round(3)
 
 # %% [markdown]
+# ## Exercises
+#
+# ```{exercise}
+# :label: losses-ex-scale
+# Multiply the "pattern, half amplitude" prediction's deviations from the mean by 2 (so it equals
+# the truth). Which of the two losses changes, and to what?
+# ```
+#
+# ````{solution} losses-ex-scale
+# :class: dropdown
+# MSE drops to 0; 1 - PCC stays 0 (it was already a perfect correlation). PCC cannot see the
+# amplitude, MSE can:
+#
+# ```python
+# p = y.mean() + 1.0 * (y - y.mean())
+# print(float(mse_loss(p, y)), float(pcc_loss(p, y)))
+# ```
+# ````
+#
+# ```{exercise}
+# :label: losses-ex-mask
+# Give `mse_loss` a `valid` mask that leaves out the second half of the spots, and predict 100 on
+# those spots. Does the loss change?
+# ```
+#
+# ````{solution} losses-ex-mask
+# :class: dropdown
+# No: masked spots count for nothing.
+#
+# ```python
+# valid = torch.ones(y.shape[:2], dtype=torch.bool); valid[:, y.shape[1] // 2:] = False
+# wild = y.clone(); wild[~valid] = 100.0
+# print(float(mse_loss(y, y, valid)), float(mse_loss(wild, y, valid)))   # both 0
+# ```
+# ````
+#
 # ## What we measured
 #
-# The tables above are computed on the simulated slide at build time. Which loss gives the best
+# The loss tables above are computed at build time on one slide's gene, read from the committed
+# file; the loss terms of the short training run are read from `results/chapters/losses/`. Which loss gives the best
 # held-out correlation when training STF is an ablation axis: see the losses page of the ablation
 # results, where every arm is trained on the same folds.
 #

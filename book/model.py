@@ -16,6 +16,22 @@
 # %% [markdown]
 # # The model
 #
+# ```{admonition} In this chapter
+# :class: tip
+# **You will learn** the pieces of SpatialTranscriptFormer (patch and pathway tokens, the
+# interaction mask, cosine pathway scores, the gene reconstructor), how the library's default
+# departs from {term}`the original STF`, and what an attention map of a trained model shows.
+#
+# **Prerequisites**: {doc}`problem`, {doc}`targets_and_pathways`; transformers and attention at the
+# level of {cite}`vaswani2017attention`.
+# ```
+
+# %% tags=["remove-input"]
+from stflib.report import pages
+
+pages.run_time_note("model")
+
+# %% [markdown]
 # ## Motivation
 #
 # A per-spot regression treats every spot alone. SpatialTranscriptFormer (STF) lets spots exchange
@@ -42,6 +58,15 @@
 #
 # ## Runnable code
 #
+# ### The architecture
+#
+# Drawn by `stflib.report.pages.architecture_figure` with the library's own `interaction_mask` in
+# the encoder (red labels: the flows that are on; the lines split pathway from patch tokens).
+
+# %%
+fig = pages.architecture_figure()
+
+# %% [markdown]
 # ### The four information flows as masks
 #
 # `interaction_mask` returns the boolean mask (True = a query may attend to a key). The diagonal
@@ -76,7 +101,7 @@ fig.tight_layout()
 # Rows are queries, columns keys, black = allowed; the red lines separate the 6 pathway tokens
 # from the 14 patch tokens. In the **pathway bottleneck** (no `h2h`) a patch sees only the pathway
 # tokens and itself, so information moves between spots in two hops (patch -> pathway in one layer,
-# pathway -> patch in the next): this is why the seed requires at least two layers without `h2h`.
+# pathway -> patch in the next): this is why the original STF requires at least two layers without `h2h`.
 
 # %%
 try:
@@ -152,7 +177,7 @@ ax.set_title("initial gene-reconstructor weights (pathway_init)", fontsize=9)
 #   LayerNorm over the pathways (`ScoreNorm`, with a learnable per-pathway gain and shift), so
 #   its inputs are O(1) whatever the cosine temperature. The pathway scores that the auxiliary loss
 #   and the truth comparison see are the raw cosine scores.
-# - **A positional encoding at tissue scale.** The seed's frequencies reached 100 rad per unit of
+# - **A positional encoding at tissue scale.** The original STF's frequencies reached 100 rad per unit of
 #   normalised coordinate, so two adjacent spots got nearly unrelated codes; now the shortest
 #   wavelength is about four spot pitches (12 rad), and a learnable gain (starting at 0.5) keeps the
 #   encoding's norm below the projected features'. Left: how similar two spots' codes are as a
@@ -164,7 +189,7 @@ from stflib.models.stf import encoding_similarity
 
 distance = np.linspace(0, 12, 121)
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
-for max_freq, label in ((100.0, "seed: up to 100 rad (0.06 pitch wavelength)"), (12.0, "now: up to 12 rad (~4 pitches)")):
+for max_freq, label in ((100.0, "original STF: up to 100 rad (0.06 pitch wavelength)"), (12.0, "now: up to 12 rad (~4 pitches)")):
     axes[0].plot(distance, encoding_similarity(distance, max_freq=max_freq), label=label)
 axes[0].set_xlabel("distance between two spots (spot pitches)")
 axes[0].set_ylabel("cosine of their encodings")
@@ -177,7 +202,7 @@ axes[1].hist(normed.flatten().numpy(), bins=40, alpha=0.6, label=f"after ScoreNo
 axes[1].set_xlabel("value")
 axes[1].legend(fontsize=7)
 fig.tight_layout()
-print(f"adjacent spots: cosine {encoding_similarity([1.0], max_freq=100.0)[0]:.2f} (seed) vs "
+print(f"adjacent spots: cosine {encoding_similarity([1.0], max_freq=100.0)[0]:.2f} (original STF) vs "
       f"{encoding_similarity([1.0], max_freq=12.0)[0]:.2f} (now)")
 
 # %% [markdown]
@@ -191,7 +216,7 @@ print(f"adjacent spots: cosine {encoding_similarity([1.0], max_freq=100.0)[0]:.2
 # $-\log P$: the $P$ keys then start with the weight of one key, $1 / (k + 2)$, and training moves
 # the offset. Left: the share at a uniform start as a function of the neighbourhood. Right: the share
 # measured in the untrained model above, now with the reference's 18 neighbours, for every valid
-# spot and layer, with the seed's plain softmax and with the offset. The `h2p_balance` chapter
+# spot and layer, with the original STF's plain softmax and with the offset. The `h2p_balance` chapter
 # measures what the offset buys on the test folds.
 
 # %%
@@ -200,7 +225,7 @@ from stflib import config as C
 k = np.arange(0, 61)
 P = len(membership.names)
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
-axes[0].plot(k, P / (P + k + 1), label="plain softmax (seed)")
+axes[0].plot(k, P / (P + k + 1), label="plain softmax (original STF)")
 axes[0].plot(k, 1 / (k + 2), label="offset -log P (balance_h2p)")
 axes[0].axvline(C.REFERENCE_NEIGHBOURS, color="grey", ls=":", lw=1)
 axes[0].set_xlabel("neighbours k of each patch (h2h)")
@@ -224,7 +249,7 @@ fig.tight_layout()
 # %% [markdown]
 # ### Which pathway tokens score the patches
 #
-# A pathway score is $\tau \cos(\text{patch}_s, \text{pathway}_p)$. In the seed the pathway
+# A pathway score is $\tau \cos(\text{patch}_s, \text{pathway}_p)$. In the original STF the pathway
 # token is the encoder's *output*: with `p2h` it has read the slide's patches, so each slide scores
 # its spots against its own 50 directions. The auxiliary loss, a PCC inside each slide, cannot see
 # what that does between slides, while `pathway_pcc_truth` pools the held-out slides.
@@ -232,7 +257,7 @@ fig.tight_layout()
 # tokens as they enter the encoder, the same 50 directions on every slide; the pathway tokens still
 # read the patches and pass what they gathered to them through `h2p` in the layers before the last.
 # Below: the cosine between pathway $p$'s encoded token on the two slides of the batch above
-# (untrained model), the directions the seed's read-out would use. The shared read-out's are the
+# (untrained model), the directions the original STF's read-out would use. The shared read-out's are the
 # same on both slides by construction (cosine 1). The `pathway_readout` chapter measures the
 # slide offsets this leaves in trained models' scores and what the shared read-out buys.
 
@@ -277,119 +302,27 @@ pd.DataFrame(rows)
 # ### Attention maps from a trained model
 #
 # A pathway-bottleneck STF trained for a few seconds on the `tiny` simulated cohort with the
-# library's training loop (`stflib.train.run`, the same code the ablation notebook runs), then
-# asked for its attention on a held-out slide (`return_attention=True`). The maps are exactly those
-# of the forward pass that produced the prediction. Top: the head-averaged attention of the last
-# layer over $[\text{pathways} \mid \text{patches}]$, rows = queries and columns = keys, with its four
-# quadrants drawn at the same size and labelled with the share of their rows' weight; the
-# patch-to-patch block is blocked (grey) apart from the diagonal, as the mask demands. Bottom: where
-# three pathway tokens look on the slide (the three whose attention varies most). This is a
-# small demonstration model; `papermill notebooks/ablation.ipynb out.ipynb -p return_attention True`
-# draws the same figure for a full run.
+# library's training loop (`stflib.train.run`, the code the ablation notebook runs; see
+# {doc}`training`), then asked for its attention on a held-out slide (`return_attention=True`).
+# The run is made once by `python -m stflib chapters --chapter model`, which commits the
+# head-averaged attention of the last layer; this page draws it. Top: the attention over
+# $[\text{pathways} \mid \text{patches}]$, rows = queries and columns = keys, with its four quadrants
+# drawn at the same size and labelled with the share of their rows' weight; the patch-to-patch
+# block is blocked (grey) apart from the diagonal, as the mask demands. Bottom: where three pathway
+# tokens look on the slide (the three whose attention varies most). This is a small demonstration
+# model; `papermill notebooks/ablation.ipynb out.ipynb -p return_attention True` draws the same
+# figure for a full run.
 
 # %%
-from stflib import plots, train
+from stflib import plots
+from stflib.report import chapters
 
-demo = train.run(preset="tiny", backbone="ctranspath", interactions="bottleneck", max_steps=60, eval_every=20,
-                 return_attention=True, output_dir="demo-run", write=False, progress=False, log=None)
-held_out = demo.predictions[0]
-slide_coords = demo.adata.obsm["spatial"][: len(held_out["pred"])]
-names = demo.model.pathway_names_
-print(f"held-out slide {held_out['sample_id']}: {len(slide_coords)} spots; "
-      f"{len(held_out['attention'])} layers of attention maps {tuple(held_out['attention'][0].shape)}")
-fig = plots.attention_maps(held_out["attention"], slide_coords, len(names), names)
-
-# %% [markdown]
-# ### The training recipe and the reference configuration
-#
-# Every torch model trains in one loop (`stflib.train.fit`): targets standardised per gene with the
-# training fold's statistics, AdamW with a linear warm-up and a cosine decay counted in optimiser
-# steps, each step on two training slides cut to 256 random spots (`crop_spots`; evaluation always
-# on whole slides), a validation evaluation every 25 steps on at least three held-out training
-# patients, and the checkpoint with the best *median of the last three* validation PCCs, so that
-# one lucky evaluation neither picks a checkpoint nor resets the patience. The defaults of the
-# ablation notebook were chosen on validation patients only, never on the test folds: a first
-# search on simulator version 1 set the AdamW weight decay to 0.1, and a second one on today's
-# cohort, over the validation patients of all three folds, compared the seed's context flag
-# `n_neighbors` (the whole slide, 6 and 18 nearest spots) with the width and the learning rate
-# around it, and the seed's plain softmax for `h2p` against the offset above. Restricting each spot's patch-to-patch attention to its 18 nearest spots scored best,
-# so `n_neighbors` defaults to 18 for STF with an h2h flow (and stays 0 for the per-spot baselines
-# and for STF without h2h). The table below is that search (`python -m stflib recipe search
-# --folds 3`): each row is one change from the search's starting point, `{}`, scored by the mean over
-# the three folds of the best smoothed validation PCC, with the mean training time of a run. A change
-# is adopted when it raises that mean by more than 0.005 (the fold-to-fold sd is several times
-# larger); a smaller gain keeps the simpler configuration. A change that keeps the mean within that
-# 0.005 and makes the model itself cheaper (less computation per step, not an earlier stop) is
-# adopted for its cost. The seed's own command-line defaults are the `baselines/seed_defaults` arm.
-# The search's `{"pathway_readout": "contextual"}` row, the seed's read-out, was added with the
-# shared read-out; until the search is re-run, the table lacks that row and its `{}` row is the
-# configuration before the shared read-out (the `pathway_readout` chapter says how that choice was
-# made).
-
-# %%
-from IPython.display import Markdown, display
-
-from stflib.report import claims
-from stflib.report.results import load_summary, repo_root
-from stflib.report.tables import markdown_table, show_table
-
-search_table = repo_root() / "results" / "recipe" / "search.csv"
-if search_table.is_file():
-    search = pd.read_csv(search_table)
-    display(search.drop(columns=["val_pcc_sd"], errors="ignore").round(3)
-            .rename(columns={"setting": "change from the search's starting point ({})",
-                             "val_pcc": "validation PCC (smoothed, best)"}))
-    display(Markdown(claims.width_sentence(search)))
-else:
-    print(f"no {search_table}: run python -m stflib recipe search --folds 3 --out results/recipe")
-
-# %% [markdown]
-# What the recipe gives. The training-recipe issue's must-show claims are read from the ablation
-# grid's runs of the default cohort (`stflib.report.claims`): each arm a claim compares is the grid
-# run that trains its configuration (the reference is `interactions/full`, the MLP
-# `baselines/mlp`, the MSE loss `losses/mse`, ...), and arms are paired on (fold, seed), so both saw
-# the same test patients and the same seed. Each claim comes with its figures, the paired difference
-# with its 95 % t interval over the pairs, the worst pair and whether it holds.
-#
-# The issue's bar for collapse (`collapse_ratio` >= 0.5) is out of reach for any model when the
-# simulator's own expected expression stays below it: counting noise adds within-slide variance to
-# the measured counts that no prediction can have. The absolute row stays in the table, with the
-# oracle's value beside it, and the claim is restated against the oracle: the reference keeps at
-# least half of the oracle's within-slide variance. `python -m stflib recipe check` remains the
-# quick check (three folds, one seed, its own runs). The pathway-share claim's ceiling is a ridge
-# fit to the true activities, which no model sees; the pathways chapter's bounds set the tokens
-# beside the same ridge trained on the auxiliary targets they learn from.
-
-# %%
-summary_csv = repo_root() / "results" / "summary.csv"
-if summary_csv.is_file():
-    summary = load_summary()
-    display(Markdown(claims.pairs_note(summary)))
-    with pd.option_context("display.max_colwidth", None):  # long claims and figures wrap instead of being cut
-        show_table(claims.claims_table(summary).round(3), "recipe-claims")
-else:
-    print(f"no {summary_csv}: the claims need the grid (python -m stflib ablate params, then python -m stflib collect)")
-
-# %% [markdown]
-# Is the reference's collapse ratio a collapse? A prediction that is calibrated (the truth's
-# least-squares slope on it is 1, as for the conditional mean MSE estimates) varies within a slide
-# by the share of the measured variance it explains and no more, so its collapse ratio is an
-# accuracy figure: a model shows more spread than its accuracy allows only by overshooting. The
-# table sets each model's collapse ratio beside its `explained_share` and its
-# `calibration_slope` on the held-out slides (`stflib.report.spread`; from the runs'
-# `predictions.h5ad` by `python -m stflib spread baselines`).
-
-# %%
-from stflib.report import spread
-
-spread_csv = spread.spread_path("baselines")
-if spread_csv.is_file():
-    baseline_spread = spread.spread_table("baselines")
-    shown = [a for a in ("stf", "mlp", "ridge_probe", "ridge_probe_k18", "seed_defaults") if a in baseline_spread.index]
-    show_table(baseline_spread.loc[shown].round(3), "recipe-spread")
-    display(Markdown(" ".join(spread.describe(baseline_spread, arm, f"`{arm}`") for arm in shown)))
-else:
-    print(f"no {spread_csv}: run python -m stflib spread baselines where the grid's runs are")
+demo = chapters.facts("model")
+attention = chapters.table("model", "attention_last_layer").to_numpy()
+slide_coords = chapters.table("model", "attention_coords").to_numpy()
+print(f"held-out slide {demo['slide']}: {demo['spots']} spots; {demo['layers']} layers of attention maps "
+      f"{tuple(demo['shape'])}; trained for at most {demo['max_steps']} steps")
+fig = plots.attention_maps([attention[None]], slide_coords, len(demo["pathways"]), demo["pathways"])
 
 # %% [markdown]
 # ### The model zoo
@@ -398,6 +331,10 @@ else:
 # parameter files use:
 
 # %%
+from IPython.display import Markdown, display
+
+from stflib.report.tables import markdown_table
+
 display(Markdown(markdown_table(model_table(), code_columns=("name", "class"))))
 
 # %% [markdown]
@@ -411,12 +348,46 @@ display(Markdown(markdown_table(model_table(), code_columns=("name", "class"))))
 #   performance chapter.
 # - The pathway keys' share of an untrained patch's attention, plain softmax vs offset, is measured
 #   in the figure above on the simulated slide.
-# - The training recipe's must-show claims are read from the ablation grid's runs, paired on
-#   (fold, seed); the collapse claim is measured against the simulator's oracle as well as against
-#   the issue's absolute bar.
-# - Each baseline's collapse ratio is set beside the share of the measured variance it explains
-#   and its calibration slope, so a flat map is read as a collapse only when it is flatter than the
-#   model's accuracy warrants.
+# - The attention map of a briefly trained bottleneck model respects the mask: its blocked
+#   patch-to-patch block carries no weight.
+#
+# The {doc}`stf_from_scratch` chapter writes the whole forward pass in plain tensor code and
+# checks it against this model; {doc}`training` trains it.
+#
+# ## Exercises
+#
+# ```{exercise}
+# :label: model-ex-share
+# With a plain softmax and logits that are still about equal, what share of a patch's attention do
+# the $P$ pathway keys take when the patch also sees itself and $k$ neighbours? With the
+# `balance_h2p` offset $-\log P$ on the pathway logits?
+# ```
+#
+# ````{solution} model-ex-share
+# :class: dropdown
+# Plain: $P / (P + k + 1)$, since every key has the same weight. With the offset, each pathway
+# key's weight is multiplied by $e^{-\log P} = 1/P$, so together they weigh as one key:
+# $1 / (1 + k + 1) = 1/(k + 2)$. Check against the left panel of the figure above:
+#
+# ```python
+# P, k = 50, C.REFERENCE_NEIGHBOURS
+# print(P / (P + k + 1), 1 / (k + 2))
+# ```
+# ````
+#
+# ```{exercise}
+# :label: model-ex-padding
+# Why does the model return exactly zero genes on padding spots, and why must padding never be a
+# *key* that real spots attend to?
+# ```
+#
+# ```{solution} model-ex-padding
+# :class: dropdown
+# The outputs are masked (`masked_fill`) on padding so that no loss or metric can see them. As keys,
+# padding tokens would add made-up features to every real spot's attention, and a slide's
+# prediction would depend on how much it was padded in its batch; the attention plan removes
+# padding from every query's keys.
+# ```
 #
 # ## Key takeaways
 #
@@ -427,13 +398,10 @@ display(Markdown(markdown_table(model_table(), code_columns=("name", "class"))))
 # - Untrained, STF predicts the training mean (zero head on standardised targets), its gene head
 #   reads normalised scores, and its positional code varies at tissue scale, not from spot to spot.
 # - With the reference's 18 neighbours, 50 pathway keys take about three quarters of an untrained
-#   patch's attention under the seed's plain softmax; the `balance_h2p` offset starts them at the
+#   patch's attention under the original STF's plain softmax; the `balance_h2p` offset starts them at the
 #   weight of one key (figure above). The `h2p_balance` chapter reads what that buys on the test folds.
-# - A collapse ratio below one is not by itself a collapse: a calibrated prediction varies by the
-#   share of the variance it explains. The spread table above says which models are flatter
-#   than their accuracy warrants.
 # - With `p2h`, the encoder's output pathway tokens differ from slide to slide (figure above), so the
-#   seed's read-out scores each slide against its own directions; the default scores every slide
+#   original STF's read-out scores each slide against its own directions; the default scores every slide
 #   against the same learnable tokens, and the `pathway_readout` chapter measures the difference.
 #
 # ## References

@@ -16,6 +16,20 @@
 # %% [markdown]
 # # Performance: attention cost and the grid's cost
 #
+# ```{admonition} In this chapter
+# :class: tip
+# **You will learn** what the attention costs in time and memory for each set of information flows, why the
+# bottleneck is linear in the number of spots, and what the grid cost to run.
+#
+# **Prerequisites**: {doc}`model`, {doc}`stf_from_scratch`.
+# ```
+
+# %% tags=["remove-input"]
+from stflib.report import pages
+
+pages.run_time_note("performance")
+
+# %% [markdown]
 # ## Motivation
 #
 # A Visium slide has ~3,000 spots; a Visium HD slide binned at 16 µm has more than 100,000. The

@@ -16,6 +16,20 @@
 # %% [markdown]
 # # Running it on real HEST-1k
 #
+# ```{admonition} In this chapter
+# :class: tip
+# **You will learn** how to run the same grid on the real HEST-1k bowel-cancer subset: select, download, plan,
+# extract features once, run, and compare with published numbers.
+#
+# **Prerequisites**: {doc}`data`, {doc}`ablations/method`; a GPU and a Hugging Face token for the real data.
+# ```
+
+# %% tags=["remove-input"]
+from stflib.report import pages
+
+pages.run_time_note("real_hest")
+
+# %% [markdown]
 # ## Motivation
 #
 # Everything in this book runs by default on a simulated cohort, because the real data cannot be

@@ -16,6 +16,13 @@
 # %% [markdown]
 # # Reference: parameters, registries and API
 #
+# ```{admonition} On this page
+# :class: tip
+# **You will find** every parameter of the ablation notebook, every axis and arm of the grid, the
+# registries of models, losses and backbones, and the library's public API, all generated from the
+# code. **Prerequisites**: none; the {doc}`glossary` defines the terms.
+# ```
+#
 # Everything on this page is generated from the code at build time: the notebook's parameters
 # come from `stflib.config.PARAMETERS`, the ablation arms from `stflib.grid.axes.ARMS`, the models,
 # losses and backbones from their registries, and the API tables from the modules' signatures and
@@ -23,7 +30,7 @@
 #
 # ## The ablation notebook's parameters
 #
-# `papermill notebooks/ablation.ipynb out.ipynb -p NAME VALUE` sets any of these; the seed's flags
+# `papermill notebooks/ablation.ipynb out.ipynb -p NAME VALUE` sets any of these; the original STF's flags
 # keep their names (in snake_case) and defaults.
 
 # %%

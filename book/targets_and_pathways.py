@@ -16,6 +16,21 @@
 # %% [markdown]
 # # Targets and pathways
 #
+# ```{admonition} In this chapter
+# :class: tip
+# **You will learn** which spots count (QC masks), on what scale expression is compared (CP10k,
+# log1p), which genes are predicted and scored (the vocabulary and the 50 {term}`HVG`s, chosen on
+# the training patients), and what the pathway tokens are asked to match.
+#
+# **Prerequisites**: {doc}`data`.
+# ```
+
+# %% tags=["remove-input"]
+from stflib.report import pages
+
+pages.run_time_note("targets_and_pathways")
+
+# %% [markdown]
 # ## Motivation
 #
 # Before any model is trained, four choices decide what "the expression of a spot" means, and each
@@ -46,63 +61,40 @@
 #    slides then help decide which genes are scored.
 # 4. **Hallmark membership** (`membership_matrix`): restricted to the vocabulary, the 50 sets become
 #    a binary pathway-by-gene matrix; a pathway with too few genes left is dropped.
-# 5. **Auxiliary pathway targets** (`pathway_targets`): the seed's target for a pathway at a spot
+# 5. **Auxiliary pathway targets** (`pathway_targets`): the original STF's target for a pathway at a spot
 #    is the mean, over its member genes, of each gene's log1p CP10k z-scored across the slide's
 #    valid spots: every gene gets an equal vote, so abundant housekeeping genes cannot dominate.
 #
 # ## Runnable code
+#
+# The figures computed on the whole simulated cohort (QC of every slide, HVGs per fold, targets
+# against the truth) are computed once by `python -m stflib chapters --chapter targets_and_pathways`
+# into `results/chapters/targets_and_pathways/`; the library's functions run here on small inputs.
 
 # %%
-import dataclasses
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 import torch
-from scipy import stats
 
-
-from stflib.data import (SlideDataset, library_size, normalize_cp10k, patient_folds, qc_mask,
-                         select_genes)
 from stflib.losses import mse_loss
 from stflib.pathways import hallmarks, membership_matrix, pathway_targets, short_name
+from stflib.report import chapters
 from stflib.report.figures import spot_maps
-from stflib.sim import calibration, default_cohort
 
-root = default_cohort("default")
-meta, samples = calibration.load_cohort(root, backbone="ctranspath")
-by_id = {s.sample_id: s for s in samples}
-sample = by_id["SIM000"]
-print(f"{len(samples)} slides, {meta['patient'].nunique()} patients; "
-      f"{sample.sample_id}: {sample.n_spots} spots x {len(sample.genes)} genes")
+facts = chapters.facts("targets_and_pathways")
+print(f"{facts['n_slides']} slides, {facts['n_patients']} patients; "
+      f"{facts['slide']}: {facts['n_spots']} spots x {facts['n_genes']} genes")
 
 # %% [markdown]
 # ### Per-spot quality control
 #
 # `qc_mask` combines three rules; calling it with the other two switched off shows what each rule
-# alone removes, on every slide of the cohort:
+# alone removes (`stflib.report.chapters.qc_table`), on every slide of the cohort:
 
 # %%
-RULES = {"UMIs >= 200": dict(min_genes=0, max_mito_fraction=1.0),
-         "detected genes >= 100": dict(min_umis=0, max_mito_fraction=1.0),
-         "mito fraction <= 0.3": dict(min_umis=0, min_genes=0)}
-
-
-def qc_table(slides) -> pd.DataFrame:
-    """Spots failing each QC rule alone, and all rules together, per slide."""
-    rows = {}
-    for s in slides:
-        row = {"spots": s.n_spots}
-        row.update({rule: int((~qc_mask(s.counts, s.genes, **kw)).sum()) for rule, kw in RULES.items()})
-        row["fail (any rule)"] = int((~qc_mask(s.counts, s.genes)).sum())
-        rows[s.sample_id] = row
-    return pd.DataFrame(rows).T
-
-
-table = qc_table(samples)
-table.loc["total"] = table.sum()
-table
+pages.show_source(chapters.qc_table)
+chapters.table("targets_and_pathways", "qc")
 
 # %% [markdown]
 # The defaults are mild on purpose (real Visium colorectal sections have thousands of UMIs per
@@ -110,95 +102,69 @@ table
 # on one slide, with the thresholds as dashed lines:
 
 # %%
-counts = sample.counts
-lib = library_size(counts)
-detected = np.diff((counts > 0).tocsr().indptr)
-mito = np.char.startswith(sample.genes.astype(str), "MT-")
-mito_fraction = library_size(counts[:, np.flatnonzero(mito)]) / lib
+distributions = chapters.table("targets_and_pathways", "qc_distributions")
 fig, axes = plt.subplots(1, 3, figsize=(10, 2.6))
-for ax, values, cut, label in zip(axes, [lib, detected, mito_fraction], [200, 100, 0.3],
-                                  ["UMIs per spot", "detected genes per spot", "mitochondrial fraction"]):
-    ax.hist(values, bins=40, color="C0")
+for ax, column, cut in zip(axes, distributions.columns, [200, 100, 0.3]):
+    ax.hist(distributions[column], bins=40, color="C0")
     ax.axvline(cut, color="C3", ls="--", lw=1)
-    ax.set_xlabel(label)
+    ax.set_xlabel(column)
 axes[0].set_ylabel("spots")
 fig.tight_layout()
 
 # %% [markdown]
 # The simulator draws healthy spots, so the table above may well show no failure at all. To see the
-# mask at work, damage a copy of the slide: thin the counts of a strip of spots to 1 % (as over a
-# tissue fold or a bubble), and add mitochondrial reads to a few others (as in dying tissue).
+# mask at work, the command damaged a copy of the slide: it thinned the counts of the 25 right-most
+# spots to 1 % (as over a tissue fold or a bubble) and added mitochondrial reads to 10 others (as in
+# dying tissue).
 
 # %%
-rng = np.random.default_rng(0)
-dense = counts.toarray()
-thin = np.argsort(sample.coords[:, 0])[-25:]                    # the 25 right-most spots
-dense[thin] = rng.binomial(dense[thin].astype(int), 0.01)
-dying = rng.choice(np.setdiff1d(np.arange(sample.n_spots), thin), 10, replace=False)
-dense[np.ix_(dying, np.flatnonzero(mito))] += dense[dying].sum(1, keepdims=True) / mito.sum()
-damaged = dataclasses.replace(sample, counts=sp.csr_matrix(dense.astype(np.float32)))
-qc_table([damaged])
+chapters.table("targets_and_pathways", "qc_damaged")
 
 # %% [markdown]
 # `SlideDataset` carries the mask as `valid`. Losses average over valid spots only, so what a model
-# predicts at a masked spot cannot change the loss: the spot is simply not in the training signal.
+# predicts at a masked spot cannot change the loss. On four spots, one of them masked:
 
 # %%
-vocab_demo = [str(g) for g in sample.genes[:200]]
-item = SlideDataset([damaged], vocab_demo, log_transform=True)[0]
-valid = item["valid"][None]                                    # (1, S)
-target = item["targets"][None]                                 # (1, S, G)
-pred = target + 0.1 * torch.randn(target.shape, generator=torch.Generator().manual_seed(0))
-pred_wild = pred.clone()
-pred_wild[~valid] = 100.0                                      # absurd predictions on masked spots
-print(f"valid spots: {int(valid.sum())} of {valid.shape[1]}")
-print(f"MSE with the mask:    {float(mse_loss(pred, target, valid)):.4f} vs "
-      f"{float(mse_loss(pred_wild, target, valid)):.4f} (masked spots predicted 100)")
-print(f"MSE without the mask: {float(mse_loss(pred, target)):.4f} vs {float(mse_loss(pred_wild, target)):.4f}")
+target = torch.tensor([[[1.0, 2.0], [2.0, 1.0], [3.0, 0.0], [0.0, 0.0]]])      # (B=1, S=4, G=2)
+valid = torch.tensor([[True, True, True, False]])                             # the last spot failed QC
+pred = target + 0.1
+wild = pred.clone()
+wild[~valid] = 100.0                                                          # absurd predictions there
+print(f"MSE with the mask:    {float(mse_loss(pred, target, valid)):.4f} vs {float(mse_loss(wild, target, valid)):.4f}")
+print(f"MSE without the mask: {float(mse_loss(pred, target)):.4f} vs {float(mse_loss(wild, target)):.4f}")
+m = facts["mask"]
+print(f"on the damaged slide ({m['valid']} valid spots of {m['spots']}): with the mask {m['mse_masked']:.4f} vs "
+      f"{m['mse_masked_wild']:.4f}; without {m['mse_unmasked']:.4f} vs {m['mse_unmasked_wild']:.4f}")
 
 # %% [markdown]
 # ### CP10k and log1p
 #
 # Raw counts mix biology with capture: a spot with twice the library has about twice the counts of
 # every gene. Dividing by the library size removes that shared factor (the correlation of a
-# gene's values with the library size drops), and log1p compresses the heavy tail. We take the
-# most skewed gene of a 1,000-gene vocabulary chosen on the whole slide, for illustration:
+# gene's values with the library size drops), and log1p compresses the heavy tail. The most skewed
+# gene of a 1,000-gene vocabulary chosen on the whole slide, for illustration:
 
 # %%
-slide_vocab, _ = select_genes([sample], n_genes=1000, n_hvg=50)
-cols = calibration.gene_columns(sample, slide_vocab)
-raw = counts[:, cols].toarray()
-cp10k = normalize_cp10k(raw, lib)                             # library = all genes, not the subset
-log_cp = normalize_cp10k(raw, lib, log1p=True)
-gene = int(np.argmax(stats.skew(cp10k, axis=0)))
+from scipy import stats
+
+from stflib.data import normalize_cp10k
+
+skewed = chapters.table("targets_and_pathways", "skewed_gene")
 fig, axes = plt.subplots(1, 3, figsize=(10, 2.6))
-for ax, values, label in zip(axes, [raw, cp10k, log_cp], ["raw counts", "CP10k", "log1p(CP10k)"]):
-    ax.hist(values[:, gene], bins=40, color="C0")
-    ax.set_title(f"{slide_vocab[gene]}: {label}\nskewness {stats.skew(values[:, gene]):.2f}", fontsize=9)
+for ax, label in zip(axes, skewed.columns):
+    ax.hist(skewed[label], bins=40, color="C0")
+    ax.set_title(f"{facts['skewed_gene']}: {label}\nskewness {stats.skew(skewed[label]):.2f}", fontsize=9)
 axes[0].set_ylabel("spots")
 fig.tight_layout()
-
-
-def corr_with_library(m: np.ndarray, k: int = 50) -> float:
-    """Median over the k most expressed genes of the correlation between a gene and the library size."""
-    return float(np.median([np.corrcoef(m[:, j], lib)[0, 1] for j in range(k)]))
-
-
-def top_variance_share(m: np.ndarray, k: int = 10) -> float:
-    """Share of the summed per-gene variance (what an MSE weighs) carried by the k most variable genes."""
-    v = np.sort(m.var(0))[::-1]
-    return float(v[:k].sum() / v.sum())
-
-
-pd.DataFrame({
-    "median corr. with library size (top 50 genes)": [corr_with_library(m) for m in (raw, cp10k, log_cp)],
-    "variance share of the 10 most variable genes": [top_variance_share(m) for m in (raw, cp10k, log_cp)],
-}, index=["raw counts", "CP10k", "log1p(CP10k)"]).round(3)
+print("normalize_cp10k on two spots of three genes (library = 10 and 40 UMIs):")
+print(normalize_cp10k(np.array([[5.0, 5.0, 0.0], [20.0, 10.0, 10.0]]), np.array([10.0, 40.0])))
+chapters.table("targets_and_pathways", "normalisation").round(3)
 
 # %% [markdown]
-# The second column is why the seed offers `--log-transform`: an MSE on CP10k sums per-gene squared
-# errors whose scale is each gene's variance, so the share printed for CP10k is the weight the ten
-# most variable genes get among a thousand. After log1p the weight is spread over the vocabulary.
+# The second column is why the original STF offers `--log-transform`: an MSE on CP10k sums
+# per-gene squared errors whose scale is each gene's variance, so the share printed for CP10k is
+# the weight the ten most variable genes get among a thousand. After log1p the weight is spread over
+# the vocabulary.
 #
 # ### The gene vocabulary and the 50 HVGs, on the training fold only
 #
@@ -207,32 +173,20 @@ pd.DataFrame({
 # the same call on all the slides is what a benchmark that picks HVGs "on the dataset" does:
 
 # %%
-folds = patient_folds(meta, 3, seed=0)
-train_ids, test_ids = folds[0]
-train = [by_id[i] for i in train_ids]
-vocab, hvg = select_genes(train, n_genes=1000, n_hvg=50)
-vocab_all, hvg_all = select_genes(samples, n_genes=1000, n_hvg=50)
-print(f"fold 0: {len(train_ids)} training slides, {len(test_ids)} held-out slides ({', '.join(test_ids)})")
-print(f"HVGs that change when chosen on all slides: {len(set(hvg) - set(hvg_all))} of {len(hvg)} "
-      f"(in: {sorted(set(hvg_all) - set(hvg))}, out: {sorted(set(hvg) - set(hvg_all))})")
-print(f"vocabulary genes that change: {len(set(vocab) - set(vocab_all))} of {len(vocab)}")
-_, hvg_long = select_genes(train, n_genes=1000, n_hvg=100)      # the training fold's ranking, further down
-_, hvg_all_long = select_genes(samples, n_genes=1000, n_hvg=100)
-for g in sorted(set(hvg) ^ set(hvg_all)):
-    rank = lambda ranking: ranking.index(g) + 1 if g in ranking else "> 100"  # noqa: E731
-    print(f"  {g}: variance rank {rank(hvg_long)} on the training fold, {rank(hvg_all_long)} on all slides")
-print("first ten HVGs of the training fold:", ", ".join(hvg[:10]))
+hv = facts["hvg"]
+print(f"fold 0: {hv['train_slides']} training slides, {len(hv['test_ids'])} held-out slides ({', '.join(hv['test_ids'])})")
+print(f"HVGs that change when chosen on all slides: {len(hv['changed'])} of {len(hv['hvg'])} "
+      f"(in: {hv['entering']}, out: {hv['changed']})")
+print(f"vocabulary genes that change: {hv['vocab_changed']}")
+for g, (rank_train, rank_all) in hv["ranks"].items():
+    print(f"  {g}: variance rank {rank_train} on the training fold, {rank_all} on all slides")
+print("first ten HVGs of the training fold:", ", ".join(hv["hvg"][:10]))
 
 # %% [markdown]
-# The same comparison for every fold, and the variance ranks on which the choice is made:
+# The same comparison for every fold:
 
 # %%
-rows = []
-for k, (tr_ids, te_ids) in enumerate(folds):
-    _, h = select_genes([by_id[i] for i in tr_ids], n_genes=1000, n_hvg=50)
-    rows.append({"fold": k, "held-out slides": len(te_ids), "HVGs changed": len(set(h) - set(hvg_all)),
-                 "overlap (Jaccard)": len(set(h) & set(hvg_all)) / len(set(h) | set(hvg_all))})
-pd.DataFrame(rows).set_index("fold").round(3)
+chapters.table("targets_and_pathways", "hvg_folds").round(3)
 
 # %% [markdown]
 # How to read it: on this cohort the leak moves few genes (the table shows how many), and the
@@ -245,6 +199,7 @@ pd.DataFrame(rows).set_index("fold").round(3)
 # ### Hallmark membership over the vocabulary
 
 # %%
+vocab = chapters.facts("targets_and_pathways", "vocabulary")["genes"]
 gene_sets = hallmarks()
 print(f"{len(gene_sets)} Hallmark sets, {len(set().union(*gene_sets.values()))} distinct genes")
 membership = membership_matrix(gene_sets, vocab, min_genes=5)
@@ -284,20 +239,11 @@ pd.DataFrame(pathway_targets(expression, toy_membership.matrix), columns=toy_mem
 # by pathway, with the activity the simulator used to generate the counts.
 
 # %%
-log_vocab = calibration.log_cp10k(sample, vocab)
-valid = qc_mask(sample.counts, sample.genes)
-targets = pathway_targets(log_vocab, membership.matrix, valid)
-truth_index = {n: i for i, n in enumerate(sample.truth_names["pathway_activity"])}
-truth = sample.truth["pathway_activity"][:, [truth_index[n] for n in membership.names]]
-recovery = pd.DataFrame({
-    "PCC(target, truth)": [np.corrcoef(targets[valid, p], truth[valid, p])[0, 1] for p in range(len(membership.names))],
-    "genes in vocabulary": membership.matrix.sum(1).astype(int),
-}, index=[short_name(n) for n in membership.names]).sort_values("PCC(target, truth)")
-rho = stats.spearmanr(recovery["genes in vocabulary"], recovery["PCC(target, truth)"])[0]
-print(f"PCC between target and true activity over {int(valid.sum())} spots: "
+recovery = chapters.table("targets_and_pathways", "pathway_recovery").sort_values("PCC(target, truth)")
+print(f"PCC between target and true activity over {facts['valid_spots']} spots: "
       f"median {recovery['PCC(target, truth)'].median():.2f}, "
       f"range {recovery['PCC(target, truth)'].min():.2f} to {recovery['PCC(target, truth)'].max():.2f}")
-print(f"Spearman correlation of recovery with the number of member genes: {rho:.2f}")
+print(f"Spearman correlation of recovery with the number of member genes: {facts['spearman_recovery_genes']:.2f}")
 fig, axes = plt.subplots(1, 2, figsize=(9, 3))
 axes[0].hist(recovery["PCC(target, truth)"], bins=15, color="C0")
 axes[0].set_xlabel("PCC(auxiliary target, true activity)")
@@ -312,16 +258,13 @@ pd.concat([recovery.head(3), recovery.tail(3)]).round(2)
 # Maps of the best- and the worst-recovered pathway on this slide (target above, truth below):
 
 # %%
-best, worst = recovery.index[-1], recovery.index[0]
-order = [short_name(n) for n in membership.names]
+maps = chapters.table("targets_and_pathways", "pathway_maps", index_col=None)
 fields = {}
-for name in (best, worst):
-    p = order.index(name)
-    r = recovery.loc[name, "PCC(target, truth)"]
-    fields[f"{name.lower()}\nauxiliary target (PCC {r:.2f})"] = targets[:, p]
-for name in (best, worst):
-    fields[f"{name.lower()}\ntrue activity"] = truth[:, order.index(name)]
-fig = spot_maps(sample.coords, fields, ncols=2)
+for name in (facts["best"], facts["worst"]):
+    fields[f"{name.lower()}\nauxiliary target (PCC {recovery.loc[name, 'PCC(target, truth)']:.2f})"] = maps[f"{name} target"].to_numpy()
+for name in (facts["best"], facts["worst"]):
+    fields[f"{name.lower()}\ntrue activity"] = maps[f"{name} truth"].to_numpy()
+fig = spot_maps(maps[["x", "y"]].to_numpy(), fields, ncols=2)
 
 # %% [markdown]
 # Why some pathways are recovered poorly even from the measured expression: in the simulator, as in
@@ -330,6 +273,34 @@ fig = spot_maps(sample.coords, fields, ncols=2)
 # from a handful of member genes averages little of that away. The auxiliary loss therefore asks the
 # pathway tokens to match a noisy, partly confounded proxy; how much that helps the tokens recover
 # the true activity is measured in the ablations (`pathway_pcc_truth`).
+#
+# ## Exercises
+#
+# ```{exercise}
+# :label: targets-ex-zscore
+# In the toy slide above, gene `B` is 100 everywhere. What does it contribute to `PATHWAY_1`'s
+# target, and what would it contribute without the z-scoring?
+# ```
+#
+# ```{solution} targets-ex-zscore
+# :class: dropdown
+# Nothing: a constant gene has no spatial variation, and z-scoring a constant gives zeros (the
+# library treats its zero spread as no signal). Without z-scoring it would add the same 100/3 to
+# every spot's mean, a constant offset, and an abundant gene with a little spatial variation would
+# dominate the pattern of every pathway it belongs to.
+# ```
+#
+# ```{exercise}
+# :label: targets-ex-leak
+# Why is choosing the 50 HVGs on all slides a leak even though no test *expression* is used for
+# training?
+# ```
+#
+# ```{solution} targets-ex-leak
+# :class: dropdown
+# The test slides then decide *which genes are scored*: genes that vary a lot in the test patients
+# enter the metric, so the metric is partly chosen with knowledge of the test data.
+# ```
 #
 # ## What we measured
 #

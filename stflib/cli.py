@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
                        "the pathways page's bounds for the named pathway tokens (results/ceilings/)"),
     "spread": ("stflib.report.spread", "add_arguments", "run",
                "held-out spread vs accuracy (collapse ratio, explained share, calibration slope) per run (results/ceilings/)"),
+    "chapters": ("stflib.report.chapters", "add_arguments", "run",
+                 "what the teaching chapters show that takes more than seconds (results/chapters/)"),
 }
 
 

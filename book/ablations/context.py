@@ -24,7 +24,7 @@ pages.page_banner("context")
 # %% [markdown]
 # ## Motivation
 #
-# The seed's `--n-neighbors` flag: instead of attending to every spot of the slide, each spot's
+# The original STF's `--n-neighbors` flag: instead of attending to every spot of the slide, each spot's
 # patch-to-patch attention is restricted to its k nearest spots (k = 6 is the first hexagonal ring
 # of Visium, 18 the second). The simulator puts part of each spot's expression in its
 # neighbourhood (the data chapter measures the probe's gain from neighbour features), so local
@@ -32,7 +32,7 @@ pages.page_banner("context")
 #
 # ## The idea
 #
-# Four arms at the reference otherwise: whole-slide attention (`n_neighbors` 0, the seed's
+# Four arms at the reference otherwise: whole-slide attention (`n_neighbors` 0, the original STF's
 # default and this axis's reference), k = 6, k = 18 (the grid's reference configuration, chosen on
 # validation patients), and k = 6 with the PCC loss. Local mode scales linearly with the slide,
 # which is what it was designed for (slides too large for whole-slide attention).

@@ -32,7 +32,7 @@ pages.page_banner()
 #
 # ## The idea
 #
-# Every arm is compared with its axis's reference arm (the seed's default for that choice) on the
+# Every arm is compared with its axis's reference arm (the original STF's default for that choice) on the
 # same patient folds and training seeds, so each (fold, seed) is a *pair* and the paired difference
 # removes what the folds have in common. Over the pairs we take the mean difference with its 95 %
 # t interval and the paired t-test (`scipy.stats.ttest_1samp`), and correct the p-values for the

@@ -36,7 +36,7 @@ pages.page_banner("h2p_balance")
 # (`balance_h2p`, the default). It starts at $-\log P$, so the $P$ pathway keys together start with
 # the weight of a single neighbour (5 % of the attention with 18 neighbours), and training can move
 # it. The flow stays on and stays switchable: with `h2p` off there is no offset. Two arms: the
-# seed's plain softmax (`plain`, `balance_h2p: false`) and the offset (`balanced`, the default STF).
+# original STF's plain softmax (`plain`, `balance_h2p: false`) and the offset (`balanced`, the default STF).
 # The model chapter shows the share of attention at the start as a function of the neighbourhood.
 #
 # ## Runnable code

@@ -48,7 +48,7 @@ runs.astype({"arms": int, "runs": int, "folds": int, "seeds": int}).round(1)
 # %% [markdown]
 # ## Every arm against its axis's reference
 #
-# Each dot is an arm's paired difference in `pcc_hvg50` to the seed's default for that axis (the
+# Each dot is an arm's paired difference in `pcc_hvg50` to the original STF's default for that axis (the
 # reference arm): the mean over (fold, seed) pairs with its 95 % t interval. Green arms beat the
 # reference on average. A filled dot is a finding: its paired t-test p-value, Holm-adjusted across
 # the arms of its axis, is below 0.05; an open dot is not. The findings are listed, in words, on

@@ -24,7 +24,7 @@ pages.page_banner("interactions")
 # %% [markdown]
 # ## Motivation
 #
-# The seed's central knob: which of the four information flows between pathway tokens and patch
+# The original STF's central knob: which of the four information flows between pathway tokens and patch
 # tokens are on. The full model lets everything attend to everything; the pathway bottleneck (no
 # `h2h`) forces every spot-to-spot message through a named pathway token; subsets without `p2h` or
 # `h2p` cut the pathways off from the patches in one direction.
@@ -33,12 +33,12 @@ pages.page_banner("interactions")
 #
 # Every non-empty subset of `{p2p, p2h, h2p, h2h}` (15 arms) is trained on the same folds with
 # every other parameter at its default. `full` (all four) and `bottleneck` (`p2p,p2h,h2p`) are the
-# seed's named variants. Note that the gene prediction reads only the patch tokens: an arm where
+# original STF's named variants. Note that the gene prediction reads only the patch tokens: an arm where
 # patches can neither read pathways (`h2p`) nor each other (`h2h`) predicts from its own features
 # alone. With the default read-out (`pathway_readout: shared`, see the `pathway_readout` chapter)
 # the patches are scored against the learnable pathway tokens, not the encoded ones, so what the
 # pathway tokens gather through `p2p` and `p2h` reaches a prediction only through `h2p` in a later
-# layer: without `h2p`, `p2p` and `p2h` change nothing, by construction. (Under the seed's
+# layer: without `h2p`, `p2p` and `p2h` change nothing, by construction. (Under the original STF's
 # `contextual` read-out they would still rotate each slide's scoring directions.)
 #
 # ## Runnable code

@@ -24,7 +24,7 @@ pages.page_banner("log_transform")
 # %% [markdown]
 # ## Motivation
 #
-# Expression is heavy-tailed: a few highly expressed genes dominate an MSE on CP10k. The seed's
+# Expression is heavy-tailed: a few highly expressed genes dominate an MSE on CP10k. The original STF's
 # `--log-transform` trains on log1p(CP10k) instead.
 #
 # ## The idea

@@ -24,7 +24,7 @@ pages.page_banner("losses")
 # %% [markdown]
 # ## Motivation
 #
-# The seed trains with MSE by default and offers PCC, MSE + PCC and a ZINB likelihood on raw
+# The original STF trains with MSE by default and offers PCC, MSE + PCC and a ZINB likelihood on raw
 # counts. The metric is a correlation, so a loss that rewards the spatial pattern should help;
 # ZINB models the counts' noise but has to learn library-size-offset rates.
 #

@@ -24,13 +24,13 @@ pages.page_banner("model_size")
 # %% [markdown]
 # ## Motivation
 #
-# How much capacity the interaction model needs. The seed's default preset is "small
+# How much capacity the interaction model needs. The original STF's default preset is "small
 # interaction, CTransPath, 4 layers".
 #
 # ## The idea
 #
 # Three arms on the CTransPath stand-in: tiny (64-wide, 2 layers), small (256-wide, 4 layers, the
-# seed's preset) and medium (384-wide, 6 layers).
+# original STF's preset) and medium (384-wide, 6 layers).
 #
 # ## Runnable code
 #

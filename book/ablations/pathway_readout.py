@@ -25,7 +25,7 @@ pages.page_banner("pathway_readout")
 # ## Motivation
 #
 # A pathway score is the cosine between a spot's encoded patch token and a pathway token, times a
-# learnable temperature. In the seed the pathway token is the *encoder's output*: with `p2h` on it
+# learnable temperature. In the original STF the pathway token is the *encoder's output*: with `p2h` on it
 # has read the slide's patches, so the direction that scores pathway $p$ differs from slide to
 # slide. The auxiliary loss is a PCC across the spots of each slide, so it cannot see what this
 # does between slides: each slide's scores may carry their own offset and scale. The truth metric,
@@ -39,7 +39,7 @@ pages.page_banner("pathway_readout")
 # slide, so a score means the same thing on every slide. Nothing else changes: the pathway tokens
 # still read the patches (`p2h`) and each other (`p2p`), and the patches read what they gathered
 # (`h2p`) in the layers before the last. Two arms, both with the Hallmark initialisation and
-# auxiliary weight 0.5, the arm whose tokens are named and supervised: the seed's read-out
+# auxiliary weight 0.5, the arm whose tokens are named and supervised: the original STF's read-out
 # (`contextual`, the reference of this axis) and the shared one (`shared`). The reference STF of
 # the other axes uses the shared read-out.
 #

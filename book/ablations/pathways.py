@@ -24,7 +24,7 @@ pages.page_banner("pathways")
 # %% [markdown]
 # ## Motivation
 #
-# Two of the seed's ways to make the pathway tokens mean their names: initialising the gene
+# Two of the original STF's ways to make the pathway tokens mean their names: initialising the gene
 # reconstructor from the Hallmark membership (`pathway_init`), and the auxiliary loss that asks
 # each token's scores to correlate with its Hallmark's z-scored, mean-aggregated expression
 # (`pathway_loss_weight`). On the simulator we can also ask whether the scores track the *true*

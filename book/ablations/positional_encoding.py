@@ -29,7 +29,7 @@ pages.page_banner("positional_encoding")
 #
 # ## The idea
 #
-# Three arms: the seed's 2-D sinusoidal encoding, a learned encoding, and none.
+# Three arms: the original STF's 2-D sinusoidal encoding, a learned encoding, and none.
 #
 # ## Runnable code
 #

@@ -12,7 +12,7 @@ import pandas as pd
 
 from stflib.grid.axes import ARMS
 from stflib.report.figures import example_arms, plot_axis
-from stflib.report.findings import describe_axis, simulation_note, takeaways
+from stflib.report.findings import conclusion_box, describe_axis, grid_conclusion_box, simulation_note, takeaways
 from stflib.report.results import axis_rows, grid_runs, load_summary, metric_info, run_figure
 from stflib.report.tables import arm_table, paired_deltas, show_table, stale_runs
 
@@ -78,16 +78,22 @@ def page_banner(axis: str | None = None, results_dir: str | Path | None = None) 
     simulated or real data, and runs made by an earlier library version."""
     from IPython.display import Markdown, display
 
-    summary, runs = load_summary(results_dir), grid_runs(results_dir)
+    full, runs = load_summary(results_dir), grid_runs(results_dir)
+    summary = full
     if axis is not None:
-        summary, runs = axis_rows(summary, axis, world=None), runs[runs["axis"] == axis]
+        summary, runs = axis_rows(full, axis, world=None), runs[runs["axis"] == axis]
     display(Markdown(simulation_note(summary) + "\n\n" + stale_banner(runs)))
+    if axis is not None and axis in ARMS:
+        run_time_note(f"ablations/{axis}", results_dir)
+        display(Markdown(conclusion_box(full, axis)))
+    else:
+        display(Markdown(grid_conclusion_box(full)))
 
 
 API_MODULES = ("pathways", "data", "simulate", "sim.calibration", "spatial", "backbones", "features", "models", "losses",
                "config", "train", "metrics", "plots", "grid.axes", "grid.params", "grid.runner", "grid.collect",
                "bench", "report.results", "report.stats", "report.tables", "report.figures", "report.findings",
-               "report.claims", "report.context", "report.pages")
+               "report.claims", "report.context", "report.pages", "report.chapters", "report.scratch")
 
 
 def api_table(module_name: str) -> pd.DataFrame:
@@ -115,3 +121,135 @@ def api_table(module_name: str) -> pd.DataFrame:
         rows.append({"name": name, "kind": "class" if inspect.isclass(obj) else "function",
                      "signature": name + signature, "summary": doc[0] if doc else ""})
     return pd.DataFrame(rows, columns=["name", "kind", "signature", "summary"])
+
+
+def show_source(*objects, title: str | None = None) -> None:
+    """Display the source code of functions or classes as a Python code block (in a notebook): the
+    from-scratch chapter shows the code that its cells run and the tests import, not a copy."""
+    import inspect
+
+    from IPython.display import Markdown, display
+
+    code = "\n\n".join(inspect.getsource(obj).rstrip() for obj in objects)
+    display(Markdown((f"**{title}**\n\n" if title else "") + f"```python\n{code}\n```"))
+
+
+def source_lines(module) -> int:
+    """Lines of code of a module, without blank lines, comments and docstrings (the from-scratch chapter's count)."""
+    import ast
+    import inspect
+
+    source = inspect.getsource(module)
+    docstrings = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef)) and ast.get_docstring(node) is not None:
+            first = node.body[0]
+            docstrings.update(range(first.lineno, first.end_lineno + 1))
+    return sum(1 for i, line in enumerate(source.splitlines(), 1)
+               if line.strip() and not line.strip().startswith("#") and i not in docstrings)
+
+
+def run_time_note(chapter: str, results_dir: str | Path | None = None) -> None:
+    """Display a chapter's run time (in a notebook): how long its notebook took to execute when the
+    times were last measured (``python -m stflib chapters --time-notebooks``), and, for a chapter
+    whose slow parts are precomputed, the command that computes them and how long it took."""
+    from IPython.display import Markdown, display
+
+    from stflib.report import chapters
+
+    parts = []
+    try:
+        seconds = chapters.table("timing", "notebook_seconds", results_dir=results_dir)["seconds"]
+    except FileNotFoundError:
+        seconds = pd.Series(dtype=float)
+    if chapter in seconds.index:
+        parts.append(f"**Run time**: this page's notebook executes in about {max(1, round(seconds[chapter]))} s "
+                     "(one torch thread, measured on a shared two-core machine); it trains nothing and reads "
+                     "committed files.")
+    if chapter in chapters.CHAPTERS:
+        try:
+            compute = chapters.facts("timing", "compute_seconds", results_dir=results_dir).get(chapter)
+        except FileNotFoundError:
+            compute = None
+        took = ""
+        if compute:
+            took = f" (about {round(compute)} s" if compute < 90 else f" (about {round(compute / 60)} min"
+            took += " on two shared cores, generating the simulated cohort first where its cache is empty)"
+        parts.append(f"Its slower figures come from `results/chapters/{chapter}/`, written by "
+                     f"`python -m stflib chapters --chapter {chapter}`{took}.")
+    if parts:
+        display(Markdown(" ".join(parts)))
+
+
+def architecture_figure(num_pathways: int = 50, quadrants: tuple[str, ...] = ("p2p", "p2h", "h2p", "h2h")):
+    """STF's architecture drawn from code (matplotlib): frozen features -> patch tokens (+ 2-D
+    positional encoding) and pathway tokens -> the masked encoder, with its four quadrants drawn as
+    the mask itself -> cosine scores x temperature -> gene reconstructor (and the auxiliary loss)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    from stflib.models import interaction_mask
+
+    fig, ax = plt.subplots(figsize=(10, 4.6))
+    ax.set_xlim(0, 10)
+    ax.set_ylim(0, 4.6)
+    ax.axis("off")
+
+    def box(x, y, w, h, text, color):
+        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.04", fc=color, ec="0.3", lw=1))
+        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=8.5, wrap=True)
+        return x, y, w, h
+
+    def arrow(a, b, label=""):
+        ax.add_patch(FancyArrowPatch(a, b, arrowstyle="-|>", mutation_scale=12, color="0.3", lw=1.2))
+        if label:
+            ax.text((a[0] + b[0]) / 2, (a[1] + b[1]) / 2 + 0.12, label, ha="center", fontsize=7.5, color="0.25")
+
+    box(0.1, 3.3, 1.6, 0.9, "H&E patch\nper spot", "#f4e1ee")
+    box(0.1, 1.9, 1.6, 0.9, "frozen backbone\n(CTransPath, ...)\nnever trained", "#e8e8e8")
+    box(2.1, 1.9, 1.6, 0.9, "Linear projection\n+ 2-D positional\nencoding of (x, y)", "#dbe9f6")
+    box(2.1, 0.4, 1.6, 0.9, f"{num_pathways} learnable\npathway tokens\n(Hallmarks)", "#fde7c8")
+    arrow((0.9, 3.3), (0.9, 2.8))
+    arrow((1.7, 2.35), (2.1, 2.35), "features")
+    # the encoder, with the mask drawn inside it
+    box(4.1, 0.3, 2.4, 3.9, "", "#eef5e9")
+    ax.text(5.3, 3.95, "transformer encoder\nover [pathways | patches]", ha="center", va="top", fontsize=8.5)
+    import numpy as np
+
+    n_p, n_s = 6, 10
+    mask = interaction_mask(n_p, n_s, quadrants).numpy()
+    colours = {"p2p": (0.99, 0.75, 0.45), "p2h": (0.55, 0.75, 0.95), "h2p": (0.6, 0.85, 0.55), "h2h": (0.8, 0.7, 0.9)}
+    image = np.ones((n_p + n_s, n_p + n_s, 3))
+    for name, (rows, cols) in {"p2p": (slice(0, n_p), slice(0, n_p)), "p2h": (slice(0, n_p), slice(n_p, None)),
+                               "h2p": (slice(n_p, None), slice(0, n_p)), "h2h": (slice(n_p, None), slice(n_p, None))}.items():
+        if name in quadrants:
+            image[rows, cols] = colours[name]
+    image[np.eye(n_p + n_s, dtype=bool) & mask] = (0.35, 0.35, 0.35)  # every token reads itself
+    inset = ax.inset_axes([4.45, 0.75, 1.7, 2.4], transform=ax.transData)
+    inset.imshow(image)
+    inset.axhline(5.5, color="C3", lw=1)
+    inset.axvline(5.5, color="C3", lw=1)
+    for (r, c), name in {(1.2, 3.8): "p2p", (2.5, 10.5): "p2h", (10.5, 2.5): "h2p", (8.2, 13.0): "h2h"}.items():
+        inset.text(c, r, name, ha="center", va="center", fontsize=8, color="0.1" if name in quadrants else "0.6",
+                   fontweight="bold" if name in quadrants else "normal")
+    inset.set_xticks([])
+    inset.set_yticks([])
+    inset.set_xlabel("keys", fontsize=7)
+    inset.set_ylabel("queries", fontsize=7)
+    arrow((3.7, 2.35), (4.1, 2.35), "patch tokens")
+    arrow((3.7, 0.85), (4.1, 0.85))
+    box(7.0, 2.6, 1.4, 1.0, "cosine scores\nx temperature τ\n(S x P)", "#fde7c8")
+    box(8.6, 2.6, 1.3, 1.0, "gene\nreconstructor\nP -> G", "#dbe9f6")
+    box(7.0, 0.6, 1.4, 1.0, "auxiliary pathway\nloss (optional)", "#f6dada")
+    box(8.6, 0.6, 1.3, 1.0, "genes of every\nspot (S x G)", "#e8e8e8")
+    arrow((6.5, 3.1), (7.0, 3.1), "encoded\npatches")
+    arrow((8.4, 3.1), (8.6, 3.1))
+    arrow((7.7, 2.6), (7.7, 1.6))
+    ax.add_patch(FancyArrowPatch((3.7, 0.6), (7.2, 2.6), arrowstyle="-|>", mutation_scale=12, color="0.55", lw=1,
+                                 ls="--", connectionstyle="arc3,rad=0.35"))
+    ax.text(6.75, 1.75, "shared read-out:\nscores against the\npathway tokens", fontsize=7, color="0.4", ha="center")
+    arrow((9.25, 2.6), (9.25, 1.6))
+    ax.text(5.3, 0.05, "mask: a coloured quadrant is on; h2h off = the pathway bottleneck (spots talk only through pathway tokens)",
+            ha="center", fontsize=7.5, color="0.3")
+    fig.tight_layout()
+    return fig
