@@ -102,7 +102,7 @@ import pandas as pd
 import torch
 
 from stflib.models import MODELS, build_model, model_table
-from stflib.models.baselines import visium_grid
+from stflib.models.mil import visium_grid
 from stflib.report import chapters
 from stflib.report.figures import spot_maps
 

@@ -50,12 +50,17 @@ pages.run_time_note("real_hest")
 #    `results/bench/` and prints the exact command for each missing piece.
 # 4. **Extract features once** per backbone on a GPU (mixed precision, resumable per sample).
 #    Weights are never fetched at run time; put them in `$STFLIB_WEIGHTS_DIR/<backbone>/` or pass `--weights`.
+#    The `params/hest/` files use **H-Optimus-0** (`h-optimus-0`, a ViT-g/14 with 1,536-d features):
+#    its weights are Apache-2.0 and need no manual approval, and it has the best average of HEST-Bench's
+#    published ridge leaderboard (08.30.24). H-Optimus-1 (the same network; higher bowel figures reported
+#    by its vendor) and UNI2-h need an approved academic request; UNI and PLIP are registered as well.
+#    Any of them is one value: `--set backbone=uni2-h`.
 # 5. **Run the grid** with `params/hest/` (every arm on a GPU); the data folder is given once, with
 #    `--set data_dir=...`, on a local Dask cluster, an existing scheduler, or SLURM:
 #
 # ```bash
 # python -m stflib ablate params/hest --folds 3 --dry-run --set data_dir=/data/hest
-# python -m stflib extract-features --data-dir /data/hest --backbone ctranspath
+# python -m stflib extract-features --data-dir /data/hest --backbone h-optimus-0
 # python -m stflib ablate params/hest --folds 3 --set data_dir=/data/hest \
 #     --cluster slurm --cluster-config slurm.yaml      # or --scheduler tcp://scheduler:8786
 # python -m stflib collect

@@ -37,14 +37,14 @@
 import pandas as pd
 from IPython.display import Markdown
 
-from stflib import config
+from stflib import config_text
 from stflib.backbones import BACKBONES
 from stflib.grid.axes import ARMS
 from stflib.losses import loss_table
 from stflib.models import model_table
 from stflib.report import pages
 
-Markdown(config.parameters_table())
+Markdown(config_text.parameters_table())
 
 # %% [markdown]
 # ## The ablation grid

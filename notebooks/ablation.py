@@ -30,7 +30,7 @@
 # With `data_dir = None` it runs on the embedded simulated colorectal-cancer Visium cohort
 # (HEST-1k layout, generated on first use); `-p data_dir /path/to/hest` runs it on real HEST-1k.
 # All the code lives in `stflib` (`stflib.train.run` is the whole run); the parameters are the
-# seed's flags in snake_case (table: `stflib.config.parameters_table()`).
+# seed's flags in snake_case (table: `stflib.config_text.parameters_table()`).
 
 # %%
 # the names that exist before the parameters: every name defined after this cell (the parameters cell
@@ -56,6 +56,9 @@ positional_encoding = 'sinusoidal'  # 2D positional encoding of the patch tokens
 balance_h2p = True  # STF: a learnable per-head offset on the patches attention logits for the pathway keys, ...
 pathway_readout = 'shared'  # STF: score the encoded patches against the learnable pathway tokens shared by every ...
 pathway_sets = 'hallmark'  # gene sets of pathway_init and the auxiliary target: hallmark, or the negative control ...
+pathway_subset = 'all'  # named pathways: all (every Hallmark the vocabulary covers) or colorectal (the upstream ...
+target = 'genes'  # genes: the pathway scores reconstruct the genes (the auxiliary pathway loss optional); ...
+depth_correction = 'none'  # pathway targets: none, or regress (each slides log total counts regressed out of its ...
 output_mode = 'dense'  # dense: one prediction per spot; global: one (mean-pooled) prediction per slide
 standardize_features = True  # z-score each feature with the training folds mean and sd (as HEST-Benchs probe does)
 center_targets = True  # standardise every gene with the training folds mean and sd: the model predicts ...
@@ -72,6 +75,7 @@ qc_min_umis = 200.0  # spot QC: minimum total UMIs (failing spots are masked out
 qc_min_genes = 100  # spot QC: minimum detected genes
 n_folds = 3  # patient-grouped folds
 fold = 0  # which fold is held out for testing
+split = 'patient'  # held-out unit: patient (n_folds patient-grouped folds) or study (leave one study out: ...
 val_fraction = 0.3  # fraction of the training slides (whole patients) held out for model selection (>is 3 ...
 epochs = None  # optional cap in passes over the training slides (None: max_steps alone ends training)
 max_steps = 400  # optimiser steps of the schedule (cosine decay ends here; early stopping may end sooner)
@@ -95,11 +99,11 @@ prediction_genes = 'all'  # genes kept in predictions.h5ad: all, or the 50 evalu
 # Validate first: an unknown parameter (papermill -p or -f) or a bad value (an unknown quadrant, model,
 # loss or backbone) stops the run here, with one line naming it and the allowed values.
 given = {name: value for name, value in globals().items() if name not in _before_parameters and not name.startswith("_")}
-from stflib import config  # noqa: E402
+from stflib import config, config_text  # noqa: E402
 
 cfg = config.RunConfig.from_params(given)
 config.check_data_dir(cfg.data_dir)
-print(config.format_config(cfg))
+print(config_text.format_config(cfg))
 
 # %%
 import warnings
@@ -125,9 +129,10 @@ result = train.run(cfg)  # load the fold, train (early stopping on held-out trai
 # `moran_rank_spearman` whether the model ranks the patterned genes as the tissue does.
 
 # %%
-keys = ["pcc_hvg50", "pcc_all", "mse", "pathway_pcc_truth", "pathway_pcc_truth_matched", "pcc_hvg50_within_slide",
-        "collapse_ratio", "noise_ceiling_hvg50", "moran_i_pred_median", "moran_i_true_median",
-        "moran_rank_spearman", "n_params", "train_seconds", "epochs_run", "best_epoch"]
+keys = ["pcc_hvg50", "pcc_all", "ccc_hvg50", "mse", "pathway_pcc_truth", "pathway_ccc_truth", "pathway_pcc_truth_matched",
+        "pathway_pcc_truth_within", "pathway_pcc_target", "pcc_hvg50_within_slide", "collapse_ratio",
+        "noise_ceiling_hvg50", "moran_i_pred_median", "moran_i_true_median", "moran_rank_spearman", "n_params",
+        "train_seconds", "peak_memory_mb", "epochs_run", "best_epoch"]
 pd.Series({k: result.metrics.get(k) for k in keys}, name=f"{cfg.model} fold {cfg.fold}").to_frame()
 
 # %%
@@ -135,21 +140,37 @@ fig = plots.learning_curve(result.history, title=f"{cfg.model}, fold {cfg.fold}"
 fig.savefig(figures / "learning_curve.png", dpi=100, bbox_inches="tight")
 
 # %%
-fig = plots.per_gene_pcc(result.per_gene, title="per-gene PCC on held-out patients")
-fig.savefig(figures / "per_gene_pcc.png", dpi=100, bbox_inches="tight")
+if cfg.target == "genes":  # with target=pathways the model predicts no genes
+    fig = plots.per_gene_pcc(result.per_gene, title="per-gene PCC on held-out patients")
+    fig.savefig(figures / "per_gene_pcc.png", dpi=100, bbox_inches="tight")
 
 # %% [markdown]
 # ## Predicted vs measured maps
 # The four HVGs the model predicts best, on the first held-out slide (same colour scale per gene).
 
 # %%
-top = result.per_gene[result.per_gene["is_hvg"]].sort_values("pcc", ascending=False)["gene"].head(4).tolist()
-fig = plots.spatial_maps(result.adata, top)
-fig.savefig(figures / "gene_maps.png", dpi=100, bbox_inches="tight")
+if cfg.target == "genes":
+    top = result.per_gene[result.per_gene["is_hvg"]].sort_values("pcc", ascending=False)["gene"].head(4).tolist()
+    fig = plots.spatial_maps(result.adata, top)
+    fig.savefig(figures / "gene_maps.png", dpi=100, bbox_inches="tight")
 
 # %%
 fig = plots.pathway_maps(result.adata)
 fig.savefig(figures / "pathway_maps.png", dpi=100, bbox_inches="tight")
+
+# %% [markdown]
+# ## Which read-out shows where a pathway is active (simulator only)
+# Per-slide PCC with the true activity maps of the pathway scores, attention rollout from the pathway
+# tokens, and gradient saliency (`stflib.interpret`; `python -m stflib interpretability` compares them
+# over worlds and folds). Computed with `return_attention=True` (one backward pass per pathway and slide).
+
+# %%
+if cfg.return_attention and cfg.data_dir is None and cfg.model == "interaction":
+    from stflib.interpret import interpret_run
+
+    readouts = interpret_run(result)
+    print(readouts.groupby("method")["pcc"].mean().round(3).to_string() if len(readouts)
+          else "no named pathway tokens to compare with the truth (pathway_init, an auxiliary loss or target=pathways names them)")
 
 # %% [markdown]
 # ## Attention (with `return_attention=True`)

@@ -1,12 +1,19 @@
 """Benchmarks that print figures: ``python -m stflib bench attention`` and ``bench backbones``.
 
 ``bench attention`` times one training step (forward + backward of the MSE on all genes) of
-SpatialTranscriptFormer on one whole slide of S spots, for three attention computations:
+SpatialTranscriptFormer on one whole slide of S spots, for four attention configurations:
 
+- ``default``: the reference model, all four flows with h2h restricted to each spot's 18 nearest
+  spots (``n_neighbors=18``): O(S (P + k)) time and memory;
 - ``reference``: one dense (T x T) mask through the attention kernel, as ``nn.TransformerEncoder``
   does with a quadrant mask (the original implementation): O(T^2) time and memory whatever the mask;
 - ``full``: all four flows, the fused kernel with no mask: O(T^2) time, O(T) memory;
 - ``bottleneck``: no h2h (p2p, p2h, h2p), the quadrant structure exploited: O(P*S) time and memory.
+
+Beside each time it prints the step's FLOP bound: the floating-point operations of the step's matrix
+products (``step_flops``: forward, and the backward's two products per forward product) at the
+matrix-multiply rate measured in the same run (``matmul_rate``: a float32 (8192 x 256) x (256 x 1024)
+product into a reused output, best of 5, same threads and device), and the ratio of the time to it.
 
 Each configuration runs in a fresh subprocess, so peak memory is that process's own: on CPU the peak
 resident set size (VmHWM, reset once the model and inputs exist) minus the resident size then, over
@@ -14,9 +21,14 @@ the warm-up and measured steps (tracemalloc does not see torch's allocations); o
 ``torch.cuda.max_memory_allocated`` minus what was allocated before. Time is the best of the
 measured steps (other processes on a shared machine only ever add time); ``--clock cpu`` reports
 the process's CPU time instead, which a busy shared machine does not inflate (with ``--threads 1``
-it is the wall time an idle machine would show).
+it is the wall time an idle machine would show). The first step of a local-context model also
+builds each slide's neighbour graph (once per slide, ``stflib.models.attention.neighbour_graphs``):
+it is the warm-up, not a measured step. On CPU the steps run with ``--allocator reuse`` by default
+(``keep_freed_memory``: glibc keeps freed memory, as a long training process should, instead of
+returning it to the kernel and paying a page fault per 4 kB on the next step); ``--allocator system``
+measures malloc's defaults.
 A configuration is skipped, with a note, when its time or memory projected from the previous size
-(quadratic for reference/full, linear for bottleneck) exceeds the budget.
+(quadratic for reference/full, linear for default/bottleneck) exceeds the budget.
 """
 from __future__ import annotations
 
@@ -24,25 +36,25 @@ import argparse
 import json
 import math
 import os
-import resource
-import subprocess
 import sys
 import time
 
-BENCH_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results", "bench")
-GPU_CHECK_PARTS = ("reference", "attention", "backbones")
-MODES = {
-    "reference": dict(interactions="all", attention_impl="reference"),
-    "full": dict(interactions="all", attention_impl="fast"),
-    "bottleneck": dict(interactions="p2p,p2h,h2p", attention_impl="fast"),
-}
-GROWTH = {"reference": 2, "full": 2, "bottleneck": 1}  # exponent of S in time and memory
+from stflib.bench_step import (ALLOCATORS, DEFAULT_NEIGHBOURS, GROWTH, MODES, autocast_dtype_name,  # noqa: F401
+                               hex_grid_coords, matmul_rate, measure, run_child, step_flops)
+from stflib.paths import results_dir
+
+BENCH_DIR = str(results_dir() / "bench")  # where --json files go by default (STFLIB_RESULTS or <project>/results)
+GPU_CHECK_PARTS = ("reference", "attention", "local", "backbones")
+# targets the summary checks: time over the FLOP bound, and growth per doubling of S (time and memory)
+BOUND_TARGET = {"default": 2.0}
+GROWTH_TARGET = {"default": 2.1, "bottleneck": 2.3}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="bench", metavar="benchmark", required=True)
-    a = sub.add_parser("attention", help="time and peak memory per training step: reference vs full vs bottleneck")
-    a.add_argument("--sizes", type=int, nargs="+", default=[1000, 4000, 16000, 32000, 64000],
+    a = sub.add_parser("attention", help="time, peak memory and FLOP bound per training step: default (k-NN) vs "
+                                         "reference vs full vs bottleneck")
+    a.add_argument("--sizes", type=int, nargs="+", default=[4000, 16000, 64000],
                    help="numbers of spots S (T = S + num_pathways tokens)")
     a.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     a.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -61,15 +73,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                    help="wall: elapsed time; cpu: this process's CPU time (robust on a shared machine; "
                         "use with --threads 1, where it equals the wall time of an idle machine)")
+    a.add_argument("--allocator", choices=ALLOCATORS, default="reuse",
+                   help="CPU: reuse = glibc keeps freed memory for the next step (keep_freed_memory, as a long "
+                        "training process should), system = malloc's defaults (large blocks go back to the kernel "
+                        "on free and return as page faults)")
+    a.add_argument("--amp", action="store_true", help="CUDA: the step under autocast (bf16, else fp16), as training runs")
+    a.add_argument("--local-kernel", default="sparse", choices=["sparse", "flex"],
+                   help="the default mode's neighbour attention (stflib.models.attention.set_local_kernel)")
     a.add_argument("--json", default=None, help="also write the results to this JSON file")
     g = sub.add_parser("gpu-check", help="the one-command GPU check: reference arm (full preset, AMP), attention at "
-                                         "16k-128k spots, backbone throughput; writes results/bench/*_cuda.json")
+                                         "16k-128k spots, the default model's neighbour attention (sparse vs "
+                                         "FlexAttention, AMP) at 4k-64k spots, backbone throughput; writes "
+                                         "results/bench/*_cuda.json")
     g.add_argument("--device", default="auto", help="auto (CUDA when present, else the small CPU fallback), cuda, cpu")
     g.add_argument("--out", default=str(BENCH_DIR), help="folder for the JSON files (default results/bench)")
     g.add_argument("--parts", nargs="+", default=list(GPU_CHECK_PARTS), choices=list(GPU_CHECK_PARTS))
     g.add_argument("--epochs", type=int, default=None, help="reference-arm epochs (default 30 on CUDA, 1 on CPU)")
     g.add_argument("--sizes", type=int, nargs="+", default=None,
                    help="attention sizes S (default 16000 32000 64000 128000 on CUDA, 500 1000 on CPU)")
+    g.add_argument("--local-sizes", type=int, nargs="+", default=None,
+                   help="default-model sizes S (default 4000 16000 64000 on CUDA, 500 1000 on CPU)")
     g.add_argument("--backbones", nargs="+", default=None, help="default: all six on CUDA, resnet50 on CPU")
     g.add_argument("--time-budget", type=float, default=60.0, help="attention: per-configuration budget, s")
     b = sub.add_parser("backbones", help="backbone feature-extraction throughput (stflib.features)")
@@ -92,114 +115,6 @@ def run(args: argparse.Namespace) -> int:
 
         return int(run_benchmark(args) or 0)
     return run_attention(args)
-
-
-# ---------------------------------------------------------------------------------------------
-# One configuration, in its own process
-# ---------------------------------------------------------------------------------------------
-
-
-def _rss_bytes(field: str = "VmRSS") -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0); False when not possible."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def hex_grid_coords(n: int, pitch: float = 100.0):
-    """n spot centres on a Visium-like hexagonal grid (about square overall), (n, 2) float32: the first n
-    spots, row by row, of a Visium array (``stflib.spatial.hex_lattice``) ``per_row`` spots wide."""
-    from stflib import spatial
-
-    per_row = max(1, int(math.ceil(math.sqrt(n * math.sqrt(3) / 2))))
-    rows, cols = spatial.hex_lattice(-(-n // per_row), 2 * per_row)
-    return spatial.lattice_centres(rows[:n], cols[:n], pitch).astype("float32")
-
-
-def measure(config: dict) -> dict:
-    """Build the model, run warm-up + measured training steps, return time and peak memory."""
-    import torch
-
-    from stflib.models.stf import SpatialTranscriptFormer
-
-    if config.get("threads"):
-        torch.set_num_threads(config["threads"])
-    device = torch.device(config["device"])
-    torch.manual_seed(0)
-    S = config["S"]
-    model = SpatialTranscriptFormer(
-        config["feature_dim"], config["num_genes"], num_pathways=config["num_pathways"],
-        token_dim=config["token_dim"], n_heads=config["n_heads"], n_layers=config["n_layers"],
-        **MODES[config["mode"]],
-    ).to(device)
-    features = torch.randn(1, S, config["feature_dim"], device=device)
-    coords = torch.from_numpy(hex_grid_coords(S)).unsqueeze(0).to(device)
-    target = torch.randn(1, S, config["num_genes"], device=device)
-
-    def step():
-        out = model(features, coords)
-        loss = torch.nn.functional.mse_loss(out.genes, target)
-        loss.backward()
-        model.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    else:
-        reset = _reset_peak_rss()
-        base = _rss_bytes() or 0
-    t0 = time.perf_counter()
-    step()  # warm-up (allocator, kernels); its memory counts, it is a step like the others
-    warmup = time.perf_counter() - t0
-    repeats = max(1, min(config["repeats"], int(config["time_budget"] / max(warmup, 1e-3)) - 1))
-    times, cpu_times = [], []
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        step()
-        times.append(time.perf_counter() - t0)
-        cpu_times.append(time.process_time() - c0)
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated() - base
-        how = "cuda.max_memory_allocated"
-    else:
-        hwm = _rss_bytes("VmHWM") if reset else None
-        if hwm is None:  # fall back to the lifetime peak
-            hwm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        peak = hwm - base
-        how = "peak RSS delta"
-    # the best of the measured steps: on a shared machine other processes only ever add time
-    return {"seconds": min(times), "cpu_seconds": min(cpu_times), "peak_bytes": max(int(peak), 0), "repeats": repeats,
-            "warmup_seconds": warmup, "memory": how, "threads": torch.get_num_threads()}
-
-
-def _run_child(config: dict, timeout: float) -> dict:
-    cmd = [sys.executable, "-m", "stflib.bench", "--child", json.dumps(config)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:.0f} s"}
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
-        killed = " (killed: out of memory?)" if proc.returncode in (-9, 137) else ""
-        return {"error": tail[0][:200] + killed}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,21 +146,30 @@ def _fmt_bytes(n: float) -> str:
 
 def run_attention(args) -> int:
     limit = _memory_limit(args)
-    clock = "wall" if args.device.startswith("cuda") else args.clock
+    cuda = args.device.startswith("cuda")
+    clock = "wall" if cuda else args.clock
     base = dict(device=args.device, feature_dim=args.feature_dim, num_genes=args.num_genes,
                 token_dim=args.token_dim, n_heads=args.n_heads, n_layers=args.n_layers,
                 num_pathways=args.num_pathways, repeats=args.repeats, time_budget=args.time_budget,
-                threads=args.threads)
+                threads=args.threads, amp=getattr(args, "amp", False),
+                local_kernel=getattr(args, "local_kernel", "sparse"), allocator=getattr(args, "allocator", "system"))
     print(f"bench attention: one training step (forward + backward), 1 slide, P={args.num_pathways}, "
           f"D={args.token_dim}, H={args.n_heads}, layers={args.n_layers}, features={args.feature_dim}, "
-          f"genes={args.num_genes}, device={args.device}, threads={args.threads or 'default'}, "
-          f"{clock} clock (best of the measured steps); memory limit {_fmt_bytes(limit)}, "
-          f"time budget {args.time_budget:.0f} s per configuration", flush=True)
+          f"genes={args.num_genes}, device={args.device}{', amp' if base['amp'] and cuda else ''}, "
+          f"threads={args.threads or 'default'}, {'' if cuda else 'allocator=' + base['allocator'] + ', '}"
+          f"{clock} clock (best of the measured steps); memory limit "
+          f"{_fmt_bytes(limit)}, time budget {args.time_budget:.0f} s per configuration", flush=True)
     cores, load = os.cpu_count() or 1, os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    if load > cores and clock == "wall" and not args.device.startswith("cuda"):
+    if load > cores and clock == "wall" and not cuda:
         print(f"note: the machine is busy (load {load:.1f} on {cores} cores); multi-threaded steps slow down "
               "badly when cores are oversubscribed, and wall time counts others' work: consider "
               "--threads 1 --clock cpu", flush=True)
+    gemm = run_child({**base, "mode": "gemm", "clock": clock}, timeout=120.0)
+    rate = gemm.get("gflops")
+    print(f"matmul rate: {rate:,.1f} GFLOP/s ({gemm.get('dtype')} (8192 x 256) x (256 x 1024), best of 5, "
+          f"threads={gemm.get('threads')}, {clock} clock); each configuration measures it again beside its steps: "
+          "its FLOP bound is the step's matrix-product FLOPs at that rate"
+          if rate else f"matmul rate: not measured ({gemm.get('error')}); no FLOP bounds", flush=True)
     results: dict[tuple[str, int], dict] = {}
     for mode in args.modes:
         previous = None  # (S, result) of the last measured size
@@ -260,9 +184,10 @@ def run_attention(args) -> int:
                 elif 2 * proj_time > args.time_budget:
                     note = f"skipped: projected {proj_time:.0f} s per step (budget {args.time_budget:.0f} s)"
             if note is None:
-                r = _run_child({**base, "mode": mode, "S": S}, timeout=max(60.0, 4 * args.time_budget))
+                r = run_child({**base, "mode": mode, "S": S}, timeout=max(60.0, 4 * args.time_budget))
                 if clock == "cpu" and "cpu_seconds" in r:
-                    r = {**r, "wall_seconds": r["seconds"], "seconds": r["cpu_seconds"]}
+                    r = {**r, "wall_seconds": r["seconds"], "seconds": r["cpu_seconds"],
+                         "wall_gemm_gflops": r.get("gemm_gflops"), "gemm_gflops": r.get("cpu_gemm_gflops")}
                 if "error" in r:
                     note = "failed: " + r["error"]
                 else:
@@ -271,10 +196,19 @@ def run_attention(args) -> int:
                 r = {}
             if note:
                 r = {"note": note}
+            rate_here = r.get("gemm_gflops") or rate  # the rate measured beside this configuration's steps
+            if "seconds" in r and rate_here:
+                flops = step_flops(mode, S, **{k: base[k] for k in ("feature_dim", "num_genes", "token_dim",
+                                                                     "n_layers", "num_pathways")})
+                r.update(gflop=flops / 1e9, gemm_gflops=rate_here, bound_seconds=flops / (rate_here * 1e9))
+                r["bound_ratio"] = r["seconds"] / r["bound_seconds"]
             results[(mode, S)] = r
             shown = (f"{r['seconds']:9.3f} s  {_fmt_bytes(r['peak_bytes']):>10}" if "seconds" in r else note)
+            if "bound_ratio" in r:
+                shown += (f"  {r['gflop']:,.0f} GFLOP at {r['gemm_gflops']:,.1f} GFLOP/s: "
+                          f"bound {r['bound_seconds']:.3f} s  x{r['bound_ratio']:.2f}")
             print(f"  {mode:<10} S={S:<7d} {shown}", flush=True)
-            if "seconds" not in r and mode != "bottleneck":
+            if "seconds" not in r and GROWTH[mode] > 1:
                 # larger sizes only get worse: report them as skipped without trying
                 for S_rest in [s for s in sorted(args.sizes) if s > S]:
                     results[(mode, S_rest)] = {"note": "skipped (a smaller size was already skipped)"}
@@ -291,7 +225,9 @@ def run_attention(args) -> int:
 
 
 def format_table(results: dict, sizes, modes) -> str:
-    header = f"| {'S':>7} | " + " | ".join(f"{m + ' time':>16} | {m + ' memory':>18}" for m in modes) + \
+    """One row per S: each mode's time, peak memory and time / FLOP bound (and full / reference)."""
+    header = f"| {'S':>7} | " + " | ".join(f"{m + ' time':>16} | {m + ' memory':>18} | {m + ' / bound':>16}"
+                                           for m in modes) + \
              (" | full/reference |" if {"full", "reference"} <= set(modes) else " |")
     lines = [header, "|" + "|".join("-" * (len(c) + 0) for c in header.split("|")[1:-1]) + "|"]
     for S in sorted(sizes):
@@ -299,9 +235,10 @@ def format_table(results: dict, sizes, modes) -> str:
         for m in modes:
             r = results.get((m, S), {})
             if "seconds" in r:
-                cells += [f"{r['seconds']:>14.3f} s", f"{_fmt_bytes(r['peak_bytes']):>18}"]
+                ratio = f"x{r['bound_ratio']:.2f}" if "bound_ratio" in r else "-"
+                cells += [f"{r['seconds']:>14.3f} s", f"{_fmt_bytes(r['peak_bytes']):>18}", f"{ratio:>16}"]
             else:
-                cells += [f"{'-':>16}", f"{'-':>18}"]
+                cells += [f"{'-':>16}", f"{'-':>18}", f"{'-':>16}"]
         row = f"| {S:>7} | " + " | ".join(cells)
         if {"full", "reference"} <= set(modes):
             rf, rr = results.get(("full", S), {}), results.get(("reference", S), {})
@@ -310,32 +247,53 @@ def format_table(results: dict, sizes, modes) -> str:
         else:
             row += " |"
         lines.append(row)
+    bounds = [(m, S, r) for (m, S), r in results.items() if "gflop" in r]
+    if bounds:
+        lines += ["", "FLOP bounds (the step's matrix-product FLOPs at the matmul rate measured in the same process):"]
+        lines += [f"  {m} S={S}: {r['gflop']:,.4g} GFLOP at {r['gemm_gflops']:,.1f} GFLOP/s "
+                  f"= {r['bound_seconds']:.3g} s" for m, S, r in bounds]
     notes = [f"  {m} S={S}: {r['note']}" for (m, S), r in results.items() if "note" in r]
     if notes:
         lines += ["", "notes:"] + notes
     return "\n".join(lines)
 
 
+def per_doubling(a: dict, b: dict, S0: int, S1: int) -> tuple[float, float]:
+    """Growth of time and of peak memory per doubling of S between two sizes' results."""
+    doublings = math.log2(S1 / S0)
+    t = (b["seconds"] / a["seconds"]) ** (1 / doublings)
+    m = (max(b["peak_bytes"], 1) / max(a["peak_bytes"], 1)) ** (1 / doublings)
+    return t, m
+
+
 def summarise(results: dict, sizes, limit: float) -> list[str]:
-    """Ratios and the targets: full <= reference at every S; bottleneck growth <= 2.3x per doubling
-    from 16k to 32k; bottleneck runs at 64k within 24 GB."""
+    """Ratios and the targets: default within BOUND_TARGET of its FLOP bound at every S; linear modes
+    grow at most GROWTH_TARGET per doubling of S (time and memory); full <= reference at every S;
+    bottleneck runs at 64k within 24 GB."""
     out = []
+    for mode, target in BOUND_TARGET.items():
+        ratios = {S: results[(mode, S)]["bound_ratio"] for S in sorted(sizes)
+                  if "bound_ratio" in results.get((mode, S), {})}
+        if ratios:
+            worst = max(ratios.values())
+            out.append(f"{mode} time / FLOP bound: " + ", ".join(f"S={S} x{r:.2f}" for S, r in ratios.items()) +
+                       f" ({'PASS' if worst <= target else 'FAIL'}: target <= {target:g})")
     both = [S for S in sorted(sizes) if "seconds" in results.get(("full", S), {})
             and "seconds" in results.get(("reference", S), {})]
     if both:
         worst = max(results[("full", S)]["seconds"] / results[("reference", S)]["seconds"] for S in both)
         out.append(f"full/reference time, worst over S={both}: {worst:.2f} "
                    f"({'PASS' if worst <= 1.0 else 'FAIL'}: target <= 1)")
-    bott = {S: results[("bottleneck", S)] for S in sorted(sizes) if "seconds" in results.get(("bottleneck", S), {})}
-    for S in bott:
-        if 2 * S in bott:
-            t = bott[2 * S]["seconds"] / bott[S]["seconds"]
-            m = bott[2 * S]["peak_bytes"] / max(bott[S]["peak_bytes"], 1)
-            target = " (target <= 2.3: " + ("PASS" if max(t, m) <= 2.3 else "FAIL") + ")" if S == 16000 else ""
-            out.append(f"bottleneck growth S={S}->{2 * S}: time x{t:.2f}, memory x{m:.2f}{target}")
-    if 64000 in bott:
-        peak = bott[64000]["peak_bytes"]
-        out.append(f"bottleneck at S=64000: {bott[64000]['seconds']:.1f} s per step, peak {_fmt_bytes(peak)} "
+    for mode, target in GROWTH_TARGET.items():
+        done = [S for S in sorted(sizes) if "seconds" in results.get((mode, S), {})]
+        for S0, S1 in zip(done, done[1:]):
+            t, m = per_doubling(results[(mode, S0)], results[(mode, S1)], S0, S1)
+            out.append(f"{mode} growth S={S0}->{S1}: time x{t:.2f}, memory x{m:.2f} per doubling "
+                       f"(target <= {target:g}: {'PASS' if max(t, m) <= target else 'FAIL'})")
+    bott = results.get(("bottleneck", 64000), {})
+    if "seconds" in bott:
+        peak = bott["peak_bytes"]
+        out.append(f"bottleneck at S=64000: {bott['seconds']:.1f} s per step, peak {_fmt_bytes(peak)} "
                    f"({'PASS' if peak <= 24 * 2**30 else 'FAIL'}: target <= 24 GB)")
     return out
 
@@ -344,10 +302,11 @@ def summarise(results: dict, sizes, limit: float) -> list[str]:
 # gpu-check: the GPU paths in one command
 # ---------------------------------------------------------------------------------------------
 def gpu_check(args: argparse.Namespace) -> int:
-    """Reference arm (AMP on CUDA), attention benchmark, backbone throughput -> ``<part>_<tag>.json``.
+    """Reference arm (AMP on CUDA), attention benchmark, the default model's neighbour-attention kernels
+    (``local_kernels``), backbone throughput -> ``<part>_<tag>.json``.
 
     On CUDA the tag is ``cuda`` (the files the performance chapter shows); without a GPU the same code
-    runs small (tiny preset, 1 epoch, S = 500 and 1000, resnet50 on a few patches) with the tag
+    runs small (tiny preset, 1 epoch, S = 500 and 1000, resnet50 on a few patches, no FlexAttention) with the tag
     ``cpu-check``, so the committed CPU benchmarks are never overwritten by a smoke run.
     """
     import platform
@@ -399,6 +358,11 @@ def gpu_check(args: argparse.Namespace) -> int:
                                "--json", os.path.join(out, f"attention_{tag}.json"), "--sizes", *map(str, sizes)])
         run_attention(a)
         written.append(a.json)
+    if "local" in args.parts:
+        sizes = args.local_sizes or ([4000, 16000, 64000] if cuda else [500, 1000])
+        payload = {**env, **local_kernels(want, sizes, args.time_budget, os.path.join(out, f"local_{tag}"))}
+        dump("local", payload)
+        print(f"default model's neighbour attention: {payload['choice_note']}", flush=True)
     if "backbones" in args.parts:
         from stflib.features import benchmark_backbones
 
@@ -412,8 +376,39 @@ def gpu_check(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":  # child process: python -m stflib.bench --child '{json config}'
-    if len(sys.argv) == 3 and sys.argv[1] == "--child":
-        print(json.dumps(measure(json.loads(sys.argv[2]))))
-    else:
-        sys.exit("usage: python -m stflib bench attention ...")
+def local_kernels(device: str, sizes, time_budget: float, json_stem: str) -> dict:
+    """The default model (k = 18) at each S under AMP on CUDA, with each local-attention kernel
+    (``stflib.models.attention.LOCAL_KERNELS``): ``sparse`` (sparse-dense products) and, on CUDA,
+    ``flex`` (FlexAttention, block mask built once per slide). Returns the rows, the faster kernel
+    per S and ``choice``: ``flex`` only where it wins at every S, else ``sparse``
+    (``set_local_kernel``'s default). ``json_stem``: where each kernel's sweep is written meanwhile."""
+    from stflib.models.attention import LOCAL_KERNELS
+
+    cuda = device.startswith("cuda")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    rows, skipped = [], {}
+    for kernel in LOCAL_KERNELS:
+        if kernel == "flex" and not cuda:
+            skipped[kernel] = ("FlexAttention is measured on CUDA only (its CPU path is the unfused reference, "
+                               "no backward)")
+            print(f"  local kernel {kernel}: skipped: {skipped[kernel]}", flush=True)
+            continue
+        path = f"{json_stem}.{kernel}.tmp.json"
+        a = parser.parse_args(["attention", "--device", device, "--modes", "default", "--local-kernel", kernel,
+                               "--time-budget", str(time_budget), "--json", path, "--sizes", *map(str, sizes)]
+                              + (["--amp"] if cuda else []))
+        run_attention(a)
+        with open(path) as f:
+            rows += [{**r, "local_kernel": kernel} for r in json.load(f)]
+        os.remove(path)
+    faster = {}
+    for S in sizes:
+        timed = {r["local_kernel"]: r["seconds"] for r in rows if r["S"] == S and "seconds" in r}
+        faster[S] = min(timed, key=timed.get) if timed else None
+    flex_wins = bool(faster) and all(k == "flex" for k in faster.values())
+    choice = "flex" if flex_wins else "sparse"
+    note = (f"faster per S: {', '.join(f'{S}: {k}' for S, k in faster.items())}; choice {choice!r}"
+            + (" (set_local_kernel('flex'))" if flex_wins else "") + "".join(f"; {k} {v}" for k, v in skipped.items()))
+    return {"amp": cuda, "sizes": list(sizes), "rows": rows, "faster": {str(S): k for S, k in faster.items()},
+            "choice": choice, "skipped": skipped, "choice_note": note}

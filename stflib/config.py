@@ -57,6 +57,13 @@ PATHWAY_SETS = _pathways.PATHWAY_SETS  # stflib.pathways owns the gene-set membe
 PRESETS = tuple(_worlds.PRESETS)  # the simulator owns the presets
 WORLDS = tuple(_worlds.WORLDS)  # the simulator owns the worlds
 PREDICTION_GENES = ("all", "hvg50")  # genes kept in predictions.h5ad: every gene or the 50 evaluation HVGs
+SPLITS = ("patient", "study")  # held-out unit: patient-grouped folds, or leave one study out (stflib.data.cohort_folds)
+PATHWAY_SUBSETS = tuple(_pathways.PATHWAY_SUBSETS)  # stflib.pathways owns the named subsets
+# what the model is trained to predict: the genes (the pathway scores are a bottleneck the genes are read
+# from) or the pathway targets themselves (the upstream's current design; stflib.train.targets)
+TARGETS = ("genes", "pathways")
+# the pathway targets' depth correction (stflib.train.targets; the same names as stflib.sim.reliability's)
+DEPTH_CORRECTIONS = ("none", "regress")
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,9 @@ PARAMETERS: tuple[Param, ...] = (
     Param("balance_h2p", True, bool, "STF: a learnable per-head offset on the patches' attention logits for the pathway keys, starting at -log P, so the P pathway tokens start with the weight of one neighbour (False: the seed's plain softmax, where 50 tokens take most of a patch's attention)", "model"),
     Param("pathway_readout", "shared", str, "STF: score the encoded patches against the learnable pathway tokens shared by every slide ('shared'), or against the encoder's output pathway tokens, which have read the slide's patches through p2h ('contextual', the seed)", "model", PATHWAY_READOUTS),
     Param("pathway_sets", "hallmark", str, "gene sets of pathway_init and the auxiliary target: hallmark, or the negative control permuted (each Hallmark keeps its name and size, its genes are drawn at random, seeded by the fold; stflib.pathways.permuted_membership)", "model", PATHWAY_SETS),
+    Param("pathway_subset", "all", str, "named pathways: all (every Hallmark the vocabulary covers) or colorectal (the upstream CRC preset of 14 Hallmarks, stflib.pathways.COLORECTAL_PATHWAYS)", "model", PATHWAY_SUBSETS),
+    Param("target", "genes", str, "genes: the pathway scores reconstruct the genes (the auxiliary pathway loss optional); pathways: the model predicts the per-slide pathway targets directly (loss on the pathway scores, no genes predicted; stflib.train.targets)", "model", TARGETS),
+    Param("depth_correction", "none", str, "pathway targets: none, or regress (each slide's log total counts regressed out of its targets over the QC-passed spots)", "model", DEPTH_CORRECTIONS),
     Param("output_mode", "dense", str, "dense: one prediction per spot; global: one (mean-pooled) prediction per slide", "model", OUTPUT_MODES),
     Param("standardize_features", True, bool, "z-score each feature with the training fold's mean and sd (as HEST-Bench's probe does)", "training"),
     Param("center_targets", True, bool, "standardise every gene with the training fold's mean and sd: the model predicts standardised targets and the MSE is computed on them (False: raw targets, the seed's scale)", "training"),
@@ -116,6 +126,7 @@ PARAMETERS: tuple[Param, ...] = (
     Param("qc_min_genes", 100, int, "spot QC: minimum detected genes", "data"),
     Param("n_folds", 3, int, "patient-grouped folds", "data"),
     Param("fold", 0, int, "which fold is held out for testing", "data"),
+    Param("split", "patient", str, "held-out unit: patient (n_folds patient-grouped folds) or study (leave one study out: fold k holds out the k-th study by dataset_title, n_folds unused; validation patients come from the training studies)", "data", SPLITS),
     Param("val_fraction", 0.3, float, "fraction of the training slides (whole patients) held out for model selection (>= 3 patients on the default cohort)", "data"),
     Param("epochs", None, int, "optional cap in passes over the training slides (None: max_steps alone ends training)", "training", nullable=True),
     Param("max_steps", 400, int, "optimiser steps of the schedule (cosine decay ends here; early stopping may end sooner)", "training"),
@@ -279,8 +290,10 @@ def _normalised(given: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"token_dim ({cfg['token_dim']}) must be divisible by n_heads ({cfg['n_heads']})")
     if cfg["n_folds"] < 2:
         raise ValueError(f"n_folds: must be >= 2, got {cfg['n_folds']}")
-    if not 0 <= cfg["fold"] < cfg["n_folds"]:
+    if cfg["split"] == "patient" and not 0 <= cfg["fold"] < cfg["n_folds"]:
         raise ValueError(f"fold: must be in 0..{cfg['n_folds'] - 1} (n_folds={cfg['n_folds']}), got {cfg['fold']}")
+    if cfg["fold"] < 0:  # split=study: the upper bound is the cohort's number of studies, checked when it is read
+        raise ValueError(f"fold: must be >= 0, got {cfg['fold']}")
     if not 0 < cfg["val_fraction"] < 1:
         raise ValueError(f"val_fraction: must be in (0, 1), got {cfg['val_fraction']}")
     if not 0 <= cfg["dropout"] < 1:
@@ -296,10 +309,34 @@ def _normalised(given: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"loss {cfg['loss']!r} models raw counts: log_transform must be False")
     if cfg["output_mode"] == "global" and cfg["n_neighbors"]:
         raise ValueError("output_mode 'global' predicts one profile per slide: n_neighbors must be 0")
+    if cfg["target"] == "pathways":
+        _check_pathway_target(cfg, model, loss)
     if cfg["data_dir"] is not None:
         cfg["data_dir"] = str(cfg["data_dir"])
     cfg["output_dir"] = str(cfg["output_dir"])
     return cfg
+
+
+def _check_pathway_target(cfg: dict[str, Any], model, loss) -> None:
+    """The rules of ``target="pathways"``: the model's pathway scores are its output, one named token per
+    pathway, trained by the gene loss's terms on the pathway targets instead of the genes."""
+    with_scores = [name for name, spec in _MODELS.items() if "pathway scores" in spec.outputs]
+    if "pathway scores" not in model.outputs:
+        raise ValueError(f"target 'pathways' needs a model with pathway scores; allowed: {', '.join(with_scores)} "
+                         f"(got model {cfg['model']!r})")
+    if loss.needs_counts:
+        allowed = ", ".join(name for name, spec in _losses().items() if not spec.needs_counts)
+        raise ValueError(f"target 'pathways': loss {cfg['loss']!r} models counts, the pathway targets are z-scores; "
+                         f"allowed: {allowed}")
+    if cfg["pathway_init"] or cfg["pathway_loss_weight"] > 0:
+        raise ValueError("target 'pathways' trains no gene reconstructor and its pathway loss is the loss: "
+                         f"pathway_init must be False and pathway_loss_weight 0 (got {cfg['pathway_init']!r}, "
+                         f"{cfg['pathway_loss_weight']!r})")
+    if cfg["num_pathways"] != 50:
+        raise ValueError("target 'pathways' needs one token per named pathway: num_pathways must be 50 (the "
+                         f"named tokens; pathway_subset chooses which), got {cfg['num_pathways']}")
+    if cfg["output_mode"] != "dense":
+        raise ValueError(f"target 'pathways' predicts a map per slide: output_mode must be 'dense', got {cfg['output_mode']!r}")
 
 
 def check_data_dir(data_dir: str | None) -> None:
@@ -374,7 +411,7 @@ def validate(params: dict[str, Any] | None = None, check_paths: bool = True, **o
 NON_RESULT_PARAMS = ("output_dir", "progress", "device", "torch_threads", "prediction_genes")
 # parameters added after runs had finished: left out of the run hash while at their default (the
 # behaviour those runs had), so finished runs keep their hash; any other value is hashed as usual
-HASHED_UNLESS_DEFAULT = ("pathway_sets",)
+HASHED_UNLESS_DEFAULT = ("pathway_sets", "pathway_subset", "target", "depth_correction", "split")
 
 
 def hash_payload(cfg: "dict[str, Any] | RunConfig") -> dict[str, Any]:
@@ -390,58 +427,3 @@ def config_hash(cfg: "dict[str, Any] | RunConfig") -> str:
     """Short stable hash of the parameters that determine a run's result (``hash_payload``)."""
     payload = hash_payload(cfg)
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def to_yaml_value(name: str, value):
-    """A parameter as it goes into a params YAML: normalised by its type (``interactions`` in
-    canonical order), as plain data (a list)."""
-    p = PARAM_BY_NAME.get(name)
-    if p is not None and p.type not in (bool, int, float, str) and value is not None:
-        value = p.type(value)
-    return _plain(value)
-
-
-def parameters_table(groups: tuple[str, ...] | None = None) -> str:
-    """Markdown table of the parameters (the book's parameter reference)."""
-    lines = ["| parameter | default | allowed | description |", "|---|---|---|---|"]
-    for p in PARAMETERS:
-        if groups and p.group not in groups:
-            continue
-        allowed = _allowed(p.choices()) if p.allowed else getattr(p.type, "spellings", p.type.__name__)
-        lines.append(f"| `{p.name}` | `{p.default!r}` | {allowed} | {p.help} |")
-    return "\n".join(lines)
-
-
-def parameters_cell() -> str:
-    """Source of the notebook's parameters cell, generated from the table."""
-    out = []
-    for p in PARAMETERS:
-        # papermill parses this cell: no quotes or '=' in the comments
-        help_text = p.help.replace("'", "").replace('"', "").replace("=", "is")
-        help_text = help_text if len(help_text) <= 90 else help_text[:87].rsplit(" ", 1)[0] + " ..."
-        out.append(f"{p.name} = {p.default!r}  # {help_text}")
-    return "\n".join(out)
-
-
-def format_config(cfg: "dict[str, Any] | RunConfig") -> str:
-    """The parameters as run, one per line, non-defaults marked with '*'."""
-    cfg = cfg.as_dict() if isinstance(cfg, RunConfig) else cfg
-    d = validate({}, check_paths=False)  # every default, normalised as a run holds it
-    width = max(len(k) for k in cfg)
-    return "\n".join(f"{'*' if v != d.get(k) else ' '} {k:<{width}} = {v!r}" for k, v in cfg.items())
-
-
-def sync_notebook_parameters(py_path: str | Path) -> bool:
-    """Rewrite the ``parameters`` cell of a py:percent notebook from ``PARAMETERS``; True if it changed.
-
-    Then ``jupytext --sync notebooks/ablation.py`` updates the paired .ipynb.
-    """
-    path = Path(py_path)
-    lines = path.read_text().splitlines(keepends=True)
-    start = next(i for i, line in enumerate(lines) if line.startswith("# %%") and "parameters" in line)
-    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("# %%"))
-    new = lines[: start + 1] + [parameters_cell() + "\n", "\n"] + lines[end:]
-    if new != lines:
-        path.write_text("".join(new))
-        return True
-    return False

@@ -8,6 +8,11 @@ are selected with ``torch.where`` before any arithmetic that could overflow.
 - ``pcc_loss``                1 - mean over (slide, gene) of the PCC across the slide's valid spots
 - ``mse_pcc_loss``            mse + alpha * (1 - pcc)
 - ``zinb_nll``                zero-inflated negative binomial NLL on raw counts
+- ``ccc_loss``                1 - mean over (slide, gene) of Lin's concordance correlation coefficient
+- ``mse_ccc_loss``            mse + alpha * (1 - ccc)
+- ``huber_loss``              masked Huber loss (quadratic below ``delta``, linear above)
+- ``log_cosh_loss``           masked mean of log(cosh(pred - target))
+- ``poisson_nll``             Poisson NLL on raw counts (the count head's expectation as the rate)
 - ``auxiliary_pathway_loss``  weight * (1 - PCC(pathway scores, pathway targets))
 
 ``LOSSES`` (a :class:`~stflib.registry.Registry`) holds the gene losses training dispatches through
@@ -213,6 +218,148 @@ LOSSES.register("mse_pcc", GeneLoss((("mse", _mse_term, 1.0), ("pcc", _pcc_term,
 LOSSES.register("zinb", GeneLoss((("zinb", _zinb_term, 1.0),), zinb_nll, "ZINB negative log-likelihood",
                                  "dispersed, zero-inflated raw counts (library size as offset)", "raw counts",
                                  needs_counts=True))
+# --- agreement, robust and count losses -------------------------------------------------------
+# Each is a primitive on (B, S, G) tensors and a term over LossInputs, reached only from its own
+# LOSSES entry (so adding them changes no other run's code version, stflib.grid.version).
+
+
+def concordance_per_gene(pred: Tensor, target: Tensor, valid: Tensor | None = None, std_floor: float = 1e-6,
+                         rel_tol: float = 1e-5):
+    """Lin's concordance correlation coefficient of every (slide, gene) across the slide's valid spots.
+
+    CCC = 2 cov(p, t) / (var(p) + var(t) + (mean(p) - mean(t))^2), moments over the valid spots with
+    1/n (Lin 1989). Unlike the PCC it is 1 only for p = t: a shift or a rescaling of the prediction
+    costs concordance, so it asks for the right level and spread as well as the right pattern.
+    Returns ``(ccc (B, G), defined (B, G) bool)`` with the definedness of :func:`pearson_per_gene`
+    (at least 2 valid spots and a non-constant target); undefined pairs get 0 and are left out of
+    means. With a varying target the denominator is at least var(t) > 0, so the value and its
+    gradient are finite for any prediction, a constant one included (CCC 0).
+    """
+    v = _valid(pred, valid).unsqueeze(-1)  # (B,S,1)
+    w = v.to(pred.dtype)
+    n = w.sum(1)  # (B,1)
+    pred = torch.where(v, pred, torch.zeros_like(pred))
+    target = torch.where(v, target, torch.zeros_like(target))
+    inv_n = 1.0 / n.clamp_min(1)
+    p_mean, t_mean = pred.sum(1) * inv_n, target.sum(1) * inv_n  # (B,G)
+    pc = (pred - p_mean.unsqueeze(1)) * w  # centred, 0 off-mask
+    tc = (target - t_mean.unsqueeze(1)) * w
+    cov = (pc * tc).sum(1) * inv_n
+    p_var, t_var = (pc * pc).sum(1) * inv_n, (tc * tc).sum(1) * inv_n
+    t_scale = target.abs().amax(1)
+    defined = (t_var > (rel_tol * t_scale) ** 2) & (t_var > std_floor**2) & (n > 1)
+    denom = p_var + t_var + (p_mean - t_mean) ** 2
+    ccc = 2 * cov / torch.where(defined, denom, torch.ones_like(denom))
+    return torch.where(defined, ccc, torch.zeros_like(ccc)), defined
+
+
+def ccc_loss(pred: Tensor, target: Tensor, valid: Tensor | None = None) -> Tensor:
+    """1 - mean over slides and genes of the CCC across each slide's valid spots (as :func:`pcc_loss`:
+    undefined pairs skipped; none defined gives 1 with zero gradient)."""
+    ccc, defined = concordance_per_gene(pred, target, valid)
+    return 1.0 - (ccc * defined).sum() / defined.sum().clamp_min(1)
+
+
+def mse_ccc_loss(pred: Tensor, target: Tensor, valid: Tensor | None = None, alpha: float = 1.0) -> Tensor:
+    """mse + alpha * (1 - ccc): the MSE's per-spot magnitude with the CCC's per-slide agreement."""
+    return mse_loss(pred, target, valid) + alpha * ccc_loss(pred, target, valid)
+
+
+def _masked_elementwise_mean(values: Tensor, valid: Tensor) -> Tensor:
+    """Mean of (B,S,G) ``values`` over valid spots and all genes (0 where nothing is valid)."""
+    v = valid.unsqueeze(-1)
+    return torch.where(v, values, torch.zeros_like(values)).sum() / (v.sum() * values.shape[-1]).clamp_min(1)
+
+
+# Huber's threshold on the per-gene standardised scale the MSE term uses (targets / the training fold's
+# gene sd): residuals under one sd are squared as in the MSE, larger ones (outlier spots, dropouts)
+# weigh linearly
+HUBER_DELTA = 1.0
+
+
+def huber_loss(pred: Tensor, target: Tensor, valid: Tensor | None = None, delta: float = HUBER_DELTA) -> Tensor:
+    """Mean over valid spots and genes of 0.5 d^2 (|d| <= delta) or delta (|d| - 0.5 delta), d = pred - target."""
+    if not delta > 0:
+        raise ValueError(f"huber_loss: delta must be > 0, got {delta!r}")
+    v = _valid(pred, valid)
+    d = torch.where(v.unsqueeze(-1), pred - target, torch.zeros_like(pred)).abs()
+    per = torch.where(d <= delta, 0.5 * d**2, delta * (d - 0.5 * delta))
+    return _masked_elementwise_mean(per, v)
+
+
+def log_cosh_loss(pred: Tensor, target: Tensor, valid: Tensor | None = None) -> Tensor:
+    """Mean over valid spots and genes of log(cosh(pred - target)): ~d^2/2 for small residuals, ~|d| - log 2
+    for large ones, smooth everywhere. Computed as |d| + softplus(-2|d|) - log 2, finite for any |d|
+    (cosh overflows float32 beyond |d| ~ 89)."""
+    import math  # here, not at the top: a module-level import would be shared (core) code
+
+    v = _valid(pred, valid)
+    d = torch.where(v.unsqueeze(-1), pred - target, torch.zeros_like(pred)).abs()
+    per = d + torch.nn.functional.softplus(-2 * d) - math.log(2.0)
+    return _masked_elementwise_mean(per, v)
+
+
+def poisson_nll(y: Tensor, rate: Tensor, valid: Tensor | None = None, eps: float = 1e-8) -> Tensor:
+    """Poisson NLL of counts ``y`` at ``rate``, mean over valid (spot, gene) entries:
+    rate - y log(rate) + log(y!). The log(y!) term does not depend on the model; it makes the value
+    the negative log-likelihood itself, comparable with the ZINB arm's. Float64 inside, as ``zinb_nll``."""
+    v = _valid(y, valid).unsqueeze(-1).expand_as(y)
+    out_dtype = rate.dtype
+    y = torch.where(v, y.double(), torch.zeros_like(y, dtype=torch.float64))
+    rate = torch.where(v, rate.double(), torch.ones_like(rate, dtype=torch.float64)).clamp_min(eps)
+    nll = rate - y * torch.log(rate) + torch.lgamma(y + 1)
+    nll = torch.where(v, nll, torch.zeros_like(nll))
+    return (nll.sum() / v.sum().clamp_min(1)).to(out_dtype)
+
+
+def _ccc_term(x: LossInputs) -> Tensor:
+    return ccc_loss(x.genes, x.targets, x.valid)  # CCC is unchanged by a common per-gene affine map
+
+
+def _per_gene_scaled(x: LossInputs) -> tuple[Tensor, Tensor]:
+    """Predictions and targets on the MSE term's scale: divided by the training fold's gene sd when given."""
+    if x.gene_sd is None:
+        return x.genes, x.targets
+    sd = x.gene_sd.to(x.genes.device)
+    return x.genes / sd, x.targets / sd
+
+
+def _huber_term(x: LossInputs) -> Tensor:
+    return huber_loss(*_per_gene_scaled(x), x.valid)
+
+
+def _log_cosh_term(x: LossInputs) -> Tensor:
+    return log_cosh_loss(*_per_gene_scaled(x), x.valid)
+
+
+def _poisson_term(x: LossInputs) -> Tensor:
+    """The rate is the count head's expectation, (1 - pi) mu, which is what the run predicts from it
+    (``stflib.train.predict``): pi, one value per gene, is then a gene-wise factor of the rate next to the
+    rate bias, and theta is unused."""
+    if x.counts is None:
+        raise RuntimeError("loss 'poisson' needs raw counts and a model with a count head (built with zinb=True)")
+    rate = x.genes if x.pi is None else (1.0 - x.pi) * x.genes
+    return poisson_nll(x.counts, rate, x.valid)
+
+
+LOSSES.register("ccc", GeneLoss((("ccc", _ccc_term, 1.0),), ccc_loss, "1 - CCC",
+                                "agreement of each gene's map with the truth across a slide: pattern, level "
+                                "and spread (Lin's concordance)", "targets"))
+# the CCC term's weight is fixed at 1 (mse_pcc's default pcc_weight): on standardised targets the mean
+# predictor's MSE is ~1 and 1 - CCC lies in [0, 2], so the two terms start at one scale
+LOSSES.register("mse_ccc", GeneLoss((("mse", _mse_term, 1.0), ("ccc", _ccc_term, 1.0)), mse_ccc_loss,
+                                    "MSE + (1 - CCC)", "magnitude at each spot and agreement across the slide",
+                                    "targets"))
+LOSSES.register("huber", GeneLoss((("huber", _huber_term, 1.0),), huber_loss, f"Huber (delta = {HUBER_DELTA:g} gene sd)",
+                                  "magnitude accuracy, outlying spots weighed linearly",
+                                  "targets on the MSE's per-gene standardised scale"))
+LOSSES.register("log_cosh", GeneLoss((("log_cosh", _log_cosh_term, 1.0),), log_cosh_loss, "mean log cosh(pred - target)",
+                                     "magnitude accuracy, smooth between squared and absolute error",
+                                     "targets on the MSE's per-gene standardised scale"))
+LOSSES.register("poisson", GeneLoss((("poisson", _poisson_term, 1.0),), poisson_nll, "Poisson negative log-likelihood",
+                                    "raw counts with no overdispersion (library size as offset)", "raw counts",
+                                    needs_counts=True))
+
 AUXILIARY = ("auxiliary", auxiliary_pathway_loss, "lambda (1 - PCC(scores, pathway targets))",
              "pathway tokens track Hallmark activity", "z-scored, mean-aggregated Hallmark targets")
 

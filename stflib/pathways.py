@@ -25,6 +25,19 @@ PATHWAY_SETS = ("hallmark", "permuted")
 # fold, independent of the training ``seed``, so both training seeds of a fold see one permutation.
 PERMUTATION_SEED = 7919
 
+# The upstream SpatialTranscriptFormer's colorectal preset: the 14 Hallmarks it names its tokens after
+# for CRC (WNT, TGF-beta, KRAS, PI3K and the stroma/immune/stress programmes of the tumour microenvironment)
+COLORECTAL_PATHWAYS = (
+    "HALLMARK_WNT_BETA_CATENIN_SIGNALING", "HALLMARK_TGF_BETA_SIGNALING", "HALLMARK_KRAS_SIGNALING_UP",
+    "HALLMARK_KRAS_SIGNALING_DN", "HALLMARK_PI3K_AKT_MTOR_SIGNALING", "HALLMARK_EPITHELIAL_MESENCHYMAL_TRANSITION",
+    "HALLMARK_ANGIOGENESIS", "HALLMARK_APICAL_JUNCTION", "HALLMARK_INFLAMMATORY_RESPONSE",
+    "HALLMARK_IL6_JAK_STAT3_SIGNALING", "HALLMARK_APOPTOSIS", "HALLMARK_P53_PATHWAY", "HALLMARK_DNA_REPAIR",
+    "HALLMARK_HYPOXIA",
+)
+# which named pathways a run keeps (the ``pathway_subset`` parameter): every Hallmark the vocabulary covers,
+# or the colorectal preset; None = no restriction
+PATHWAY_SUBSETS = {"all": None, "colorectal": COLORECTAL_PATHWAYS}
+
 
 def read_gmt(path: str | Path) -> dict[str, list[str]]:
     """Read a GMT file: one set per line, ``name<TAB>description<TAB>gene<TAB>gene...``.
@@ -166,6 +179,27 @@ def pathway_membership(genes: list[str] | np.ndarray, pathway_sets: str = "hallm
     if pathway_sets == "permuted":
         return permuted_membership(membership, permutation_seed(fold))
     raise ValueError(f"pathway_sets: unknown value {pathway_sets!r}; allowed: {', '.join(PATHWAY_SETS)}")
+
+
+def subset_membership(membership: Membership, subset: str = "all") -> Membership:
+    """``membership`` restricted to the rows of ``PATHWAY_SUBSETS[subset]`` (in the membership's order);
+    the rows of a permuted membership are its permuted sets under the same names. A subset pathway the
+    vocabulary dropped (too few genes) is absent, as it would be from ``all``."""
+    if subset not in PATHWAY_SUBSETS:
+        raise ValueError(f"pathway_subset: unknown value {subset!r}; allowed: {', '.join(PATHWAY_SUBSETS)}")
+    names = PATHWAY_SUBSETS[subset]
+    if names is None:
+        return membership
+    unknown = sorted(set(names) - set(hallmarks()))
+    if unknown:
+        raise ValueError(f"pathway_subset {subset!r}: {unknown} are not Hallmark names")
+    rows = [i for i, n in enumerate(membership.names) if n in names]
+    if not rows:
+        raise ValueError(f"pathway_subset {subset!r}: none of its {len(names)} pathways has enough genes in the "
+                         f"vocabulary (kept: {membership.names[:5]}...)")
+    return Membership(np.asarray(membership.matrix)[rows], [membership.names[i] for i in rows], list(membership.genes),
+                      {n: c for n, c in membership.coverage.items() if n in names},
+                      [n for n in membership.dropped if n in names])
 
 
 def pathway_targets(

@@ -17,7 +17,13 @@ from stflib.backbones import BACKBONES, WeightsError, get_backbone
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
-FORWARD = ["resnet50", "ctranspath", "phikon", "hibou-b"]  # cheap enough for a real CPU forward
+FORWARD = ["resnet50", "ctranspath", "phikon", "hibou-b", "plip"]  # cheap enough for a real CPU forward
+DESIGN_NAMES = ("resnet50", "ctranspath", "phikon", "hibou-b", "hibou-l", "gigapath")  # DESIGN.md's contract
+
+
+def _output_width(model) -> int:
+    """Width of what the timm network returns: its classifier's (a projection head) or its pooled features."""
+    return model.num_classes or model.num_features
 
 
 def _patches(n=2, size=224, seed=0):
@@ -35,9 +41,9 @@ def _isolated_weights(tmp_path, monkeypatch):
 # Registry facts
 # --------------------------------------------------------------------------------------------
 def test_registry_names_and_widths():
-    assert tuple(BACKBONES) == ("resnet50", "ctranspath", "phikon", "hibou-b", "hibou-l", "gigapath")  # DESIGN
+    assert tuple(BACKBONES)[:len(DESIGN_NAMES)] == DESIGN_NAMES  # the names DESIGN.md promises stay, in order
     for name, spec in BACKBONES.items():  # the width is the architecture's, not a second table
-        assert B.build_timm_model(name, device="meta").num_features == spec.feature_dim, name
+        assert _output_width(B.build_timm_model(name, device="meta")) == spec.feature_dim, name
     for spec in BACKBONES.values():
         assert len(spec.mean) == len(spec.std) == 3 and spec.input_size == 224
         assert spec.hub_repo and spec.hub_files and spec.licence
@@ -45,8 +51,8 @@ def test_registry_names_and_widths():
 
 def test_unknown_name_names_exactly_the_registered_backbones():
     with pytest.raises(ValueError) as err:
-        get_backbone("uni", pretrained=False)
-    assert str(err.value) == BACKBONES.unknown("uni") == "backbone: unknown 'uni'; allowed: " + ", ".join(BACKBONES)
+        get_backbone("uni3", pretrained=False)
+    assert str(err.value) == BACKBONES.unknown("uni3") == "backbone: unknown 'uni3'; allowed: " + ", ".join(BACKBONES)
 
 
 def test_every_backbone_has_a_width_a_stand_in_and_a_params_file():
@@ -90,6 +96,66 @@ def test_architecture_facts_on_meta():
     assert ct["norm.weight"] == (768,)
 
 
+def test_new_encoders_architecture_facts_on_meta():
+    """H-optimus-0/1 (ViT-g/14, 4 registers), UNI (ViT-L/16), UNI2-h (ViT-H/14, 8 registers, SwiGLU) and PLIP
+    (CLIP ViT-B/32 + 512-d projection), from their published configurations."""
+    for name in ("h-optimus-0", "h-optimus-1"):
+        sd = B.build_timm_model(name, device="meta").state_dict()
+        assert sd["patch_embed.proj.weight"].shape == (1536, 3, 14, 14) and sd["reg_token"].shape == (1, 4, 1536)
+        assert sd["pos_embed"].shape == (1, 256, 1536)  # 224 / 14 = 16 x 16, no class position (registers' no_embed_class)
+        assert sd["blocks.39.mlp.fc1.weight"].shape == (8192, 1536) and "blocks.40.norm1.weight" not in sd
+        assert sd["blocks.0.ls1.gamma"].shape == (1536,)  # LayerScale (init_values 1e-5)
+        assert 1.13e9 < sum(v.numel() for v in sd.values()) < 1.14e9
+        assert BACKBONES[name].mean == (0.707223, 0.578729, 0.703617)
+    uni = B.build_timm_model("uni", device="meta").state_dict()
+    assert uni["patch_embed.proj.weight"].shape == (1024, 3, 16, 16) and uni["pos_embed"].shape == (1, 197, 1024)
+    assert uni["blocks.23.mlp.fc1.weight"].shape == (4096, 1024) and "blocks.24.norm1.weight" not in uni
+    assert "blocks.0.ls1.gamma" in uni and 3.03e8 < sum(v.numel() for v in uni.values()) < 3.04e8
+    u2 = B.build_timm_model("uni2-h", device="meta")
+    sd = u2.state_dict()
+    assert sd["reg_token"].shape == (1, 8, 1536) and sd["pos_embed"].shape == (1, 256, 1536)
+    assert u2.blocks[0].attn.num_heads == 24 and len(u2.blocks) == 24
+    assert sd["blocks.0.mlp.fc1.weight"].shape == (8192, 1536) and sd["blocks.0.mlp.fc2.weight"].shape == (1536, 4096)
+    mlp = u2.blocks[0].mlp  # timm's SwiGLUPacked: a GluMlp with SiLU on one half of the packed fc1
+    assert type(mlp).__name__ == "GluMlp" and isinstance(mlp.act, torch.nn.SiLU)
+    assert 6.8e8 < sum(v.numel() for v in sd.values()) < 6.82e8  # UNI2-h: 681M
+    plip = B.expected_published_shapes("plip")
+    assert plip["visual_projection.weight"] == (512, 768)
+    assert plip["vision_model.embeddings.patch_embedding.weight"] == (768, 3, 32, 32)
+    assert plip["vision_model.embeddings.position_embedding.weight"] == (50, 768)
+    assert "vision_model.pre_layrnorm.weight" in plip and "vision_model.encoder.layers.11.self_attn.q_proj.bias" in plip
+    assert not any(k.startswith("text_model.") for k in plip)  # the text tower is in the file, dropped on load
+
+
+def test_a_new_backbone_entry_changes_no_other_runs_code_version(tmp_path):
+    """Adding an encoder is its registry entry (and, for a new key layout, converters that only it names):
+    removing one leaves every other run's code version as it is."""
+    import shutil
+
+    import stflib
+    from stflib.grid.version import CodeIndex
+
+    library = tmp_path / "stflib"
+    shutil.copytree(Path(stflib.__file__).parent, library, ignore=shutil.ignore_patterns("__pycache__"))
+    params = ("model", "loss", "backbone", "world", "preset")
+    runs = {name: {"model": "interaction", "loss": "mse", "backbone": name, "world": "default", "preset": "default"}
+            for name in BACKBONES}
+
+    def versions():
+        index = CodeIndex(library, notebook=None, parameters=params, version="test")
+        return {name: index.run_version(p) for name, p in runs.items()}
+
+    before = versions()
+    specs, keys = library / "backbones" / "specs.py", library / "backbones" / "keys.py"
+    text = specs.read_text()
+    start = text.index('BACKBONES.register("plip"')
+    specs.write_text(text[:start] + text[text.index("))\n", start) + 3:])
+    text = keys.read_text()
+    keys.write_text(text[:text.index("# ---- Hugging Face CLIPModel (PLIP)")])
+    after = versions()
+    assert {n for n in before if before[n] != after[n]} == {"plip"}
+
+
 # --------------------------------------------------------------------------------------------
 # Published layout <-> timm
 # --------------------------------------------------------------------------------------------
@@ -112,7 +178,8 @@ def test_layout_round_trip_on_meta(name):
 def test_corrupted_state_dicts_name_the_key(name):
     pub = B.make_published_state_dict(name, device="meta")
     keys = sorted(pub)
-    victim = next(k for k in keys if k.endswith("weight") and pub[k].ndim >= 2 and "norm" not in k)
+    needed = B.expected_published_shapes(name)  # not a known-but-unused key (PLIP's text tower)
+    victim = next(k for k in keys if k in needed and k.endswith("weight") and pub[k].ndim >= 2 and "norm" not in k)
 
     missing = dict(pub)
     del missing[victim]
@@ -299,8 +366,32 @@ def _hf_dinov2_reg_reference(sd, x, heads=12, depth=12):
     return _ln(h, sd, "layernorm")[:, 0]
 
 
+def _hf_clip_reference(sd, x, heads=12, depth=12):
+    """HF CLIPModel.get_image_features (PLIP): pre-LN ViT-B/32 with quick_gelu, CLS after post_layernorm,
+    visual_projection without bias."""
+    v = lambda k: sd[f"vision_model.{k}"]  # noqa: E731
+    e = F.conv2d(x, v("embeddings.patch_embedding.weight"), stride=32).flatten(2).transpose(1, 2)
+    h = torch.cat([v("embeddings.class_embedding").expand(len(x), 1, -1), e], 1) + v("embeddings.position_embedding.weight")
+    h = F.layer_norm(h, h.shape[-1:], v("pre_layrnorm.weight"), v("pre_layrnorm.bias"), 1e-5)
+    for i in range(depth):
+        p = f"encoder.layers.{i}"
+        y = F.layer_norm(h, h.shape[-1:], v(f"{p}.layer_norm1.weight"), v(f"{p}.layer_norm1.bias"), 1e-5)
+        b, n, d = y.shape
+        q, k, w = (F.linear(y, v(f"{p}.self_attn.{t}_proj.weight"), v(f"{p}.self_attn.{t}_proj.bias"))
+                   .view(b, n, heads, d // heads).transpose(1, 2) for t in "qkv")
+        o = ((q @ k.transpose(-1, -2) / math.sqrt(d // heads)).softmax(-1) @ w).transpose(1, 2).reshape(b, n, d)
+        h = h + F.linear(o, v(f"{p}.self_attn.out_proj.weight"), v(f"{p}.self_attn.out_proj.bias"))
+        y = F.layer_norm(h, h.shape[-1:], v(f"{p}.layer_norm2.weight"), v(f"{p}.layer_norm2.bias"), 1e-5)
+        y = F.linear(y, v(f"{p}.mlp.fc1.weight"), v(f"{p}.mlp.fc1.bias"))
+        y = y * torch.sigmoid(1.702 * y)  # quick_gelu
+        h = h + F.linear(y, v(f"{p}.mlp.fc2.weight"), v(f"{p}.mlp.fc2.bias"))
+    cls = F.layer_norm(h[:, 0], h.shape[-1:], v("post_layernorm.weight"), v("post_layernorm.bias"), 1e-5)
+    return F.linear(cls, sd["visual_projection.weight"])
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name,reference", [("phikon", _hf_vit_reference), ("hibou-b", _hf_dinov2_reg_reference)])
+@pytest.mark.parametrize("name,reference", [("phikon", _hf_vit_reference), ("hibou-b", _hf_dinov2_reg_reference),
+                                            ("plip", _hf_clip_reference)])
 def test_hf_layout_conversion_matches_reference_forward(name, reference):
     pub = _randomise(_published(name), seed=2)
     if name == "hibou-b":  # non-zero CLS position embedding: checks the fold into timm's cls_token

@@ -200,3 +200,163 @@ def test_registry_losses_are_their_terms():
 def test_losses_reject_wrong_valid_shape():
     with pytest.raises(ValueError, match=r"valid must be \(B, S\)"):
         losses.mse_loss(torch.zeros(2, 3, 4), torch.zeros(2, 3, 4), torch.ones(3, 2, dtype=torch.bool))
+
+
+# ---------------------------------------------------------------- concordance, robust and count losses
+
+
+def _ccc_numpy(pred, target, valid):
+    """Lin's CCC per (slide, gene) over valid spots, population moments, constant targets skipped."""
+    values = []
+    for b in range(pred.shape[0]):
+        p, t = pred[b][valid[b]], target[b][valid[b]]
+        for g in range(pred.shape[2]):
+            if len(t) > 1 and t[:, g].std() > 0:
+                cov = np.mean((p[:, g] - p[:, g].mean()) * (t[:, g] - t[:, g].mean()))
+                values.append(2 * cov / (p[:, g].var() + t[:, g].var() + (p[:, g].mean() - t[:, g].mean()) ** 2))
+    return float(np.mean(values))
+
+
+def _masked_case(seed=4):
+    rng = np.random.default_rng(seed)
+    pred, target = rng.normal(size=(3, 15, 5)), rng.normal(size=(3, 15, 5))
+    pred = 0.6 * target + 0.3 + 0.5 * pred  # correlated, shifted and shrunk: CCC < PCC
+    valid = np.ones((3, 15), bool)
+    valid[1, 9:] = False
+    pred[1, 9:] = np.nan  # padding garbage must not count
+    target[1, 9:] = 1e6
+    return pred, target, valid
+
+
+def test_ccc_matches_numpy_and_penalises_shift_and_scale():
+    pred, target, valid = _masked_case()
+    t = torch.tensor
+    got = losses.ccc_loss(t(pred), t(target), t(valid))
+    assert got.item() == pytest.approx(1 - _ccc_numpy(pred, target, valid), abs=1e-9)
+    # a perfect prediction scores CCC 1; a shifted or rescaled copy keeps PCC 1 and loses concordance
+    clean = np.where(valid[..., None], target, 0.0)
+    assert losses.ccc_loss(t(clean), t(clean), t(valid)).item() == pytest.approx(0.0, abs=1e-12)
+    for moved in (clean + 1.0, 2.0 * clean):
+        assert losses.pcc_loss(t(moved), t(clean), t(valid)).item() == pytest.approx(0.0, abs=1e-9)
+        assert losses.ccc_loss(t(moved), t(clean), t(valid)).item() > 0.05
+    # mse_ccc is mse + (1 - ccc), the registry entry weighting its CCC term by 1
+    x = losses.LossInputs(t(pred), t(target), t(valid))
+    combined, parts = losses.LOSSES["mse_ccc"](x)
+    expected = losses.mse_loss(t(pred), t(target), t(valid)) + got
+    assert combined.item() == pytest.approx(expected.item(), rel=1e-12) and set(parts) == {"mse", "ccc"}
+    assert losses.mse_ccc_loss(t(pred), t(target), t(valid), alpha=0.5).item() == pytest.approx(
+        (losses.mse_loss(t(pred), t(target), t(valid)) + 0.5 * got).item(), rel=1e-12)
+
+
+def test_ccc_skips_constant_targets_and_stays_finite():
+    target = torch.tensor(np.random.default_rng(5).poisson(2.0, size=(2, 8, 3)), dtype=torch.float32)
+    target[:, :, 0] = 4.0  # a constant gene: undefined, skipped
+    pred = torch.zeros(2, 8, 3, requires_grad=True)  # a collapsed prediction
+    loss = losses.ccc_loss(pred, target, torch.ones(2, 8, dtype=torch.bool))
+    loss.backward()
+    assert loss.item() == pytest.approx(1.0, abs=1e-6) and torch.isfinite(pred.grad).all()
+    _, defined = losses.concordance_per_gene(pred, target)
+    assert not defined[:, 0].any() and defined[:, 1:].all()
+    assert losses.ccc_loss(pred, target, torch.zeros(2, 8, dtype=torch.bool)).item() == 1.0
+
+
+def _huber_numpy(d, delta):
+    a = np.abs(d)
+    return np.where(a <= delta, 0.5 * a**2, delta * (a - 0.5 * delta))
+
+
+def test_huber_and_log_cosh_match_numpy_on_valid_spots():
+    pred, target, valid = _masked_case(6)
+    pred[0, 0, 0] = target[0, 0, 0] + 40.0  # an outlier: linear in Huber, |d| - log 2 in log-cosh
+    d = (pred - target)[valid]
+    t = torch.tensor
+    for delta in (losses.HUBER_DELTA, 0.3):
+        got = losses.huber_loss(t(pred), t(target), t(valid), delta=delta)
+        assert got.item() == pytest.approx(_huber_numpy(d, delta).mean(), rel=1e-12)
+    got = losses.log_cosh_loss(t(pred), t(target), t(valid))
+    assert got.item() == pytest.approx(np.log(np.cosh(d)).mean(), rel=1e-12)
+    # far beyond float32's cosh range the log-cosh stays finite and linear
+    big = losses.log_cosh_loss(torch.tensor([[[500.0]]]), torch.zeros(1, 1, 1))
+    assert big.item() == pytest.approx(500.0 - np.log(2.0), rel=1e-6)
+    with pytest.raises(ValueError, match="delta must be > 0, got 0"):
+        losses.huber_loss(t(pred), t(target), t(valid), delta=0)
+
+
+def test_huber_and_log_cosh_entries_use_the_mse_scale():
+    """With the training fold's gene sd, the entries compare pred / sd with target / sd, as the MSE term."""
+    pred, target, valid = _masked_case(7)
+    sd = np.array([0.5, 1.0, 2.0, 4.0, 8.0])
+    t = torch.tensor
+    x = losses.LossInputs(t(pred), t(target), t(valid), gene_sd=t(sd))
+    huber, _ = losses.LOSSES["huber"](x)
+    assert huber.item() == pytest.approx(losses.huber_loss(t(pred / sd), t(target / sd), t(valid)).item(), rel=1e-12)
+    log_cosh, _ = losses.LOSSES["log_cosh"](x)
+    assert log_cosh.item() == pytest.approx(
+        np.log(np.cosh(((pred - target) / sd)[valid])).mean(), rel=1e-12)
+
+
+def test_poisson_nll_matches_scipy_and_ignores_padding():
+    rng = np.random.default_rng(8)
+    shape = (2, 6, 4)
+    rate = rng.uniform(0.05, 80, shape)
+    y = rng.poisson(rate).astype(float)
+    y[0, 0, :2] = [0, 3000]
+    valid = np.ones(shape[:2], bool)
+    valid[1, 4:] = False
+    expected = -scipy.stats.poisson.logpmf(y, rate)[valid].mean()
+    y[1, 4:] = np.nan  # garbage in the padding
+    t = lambda a: torch.tensor(a, dtype=torch.float64)  # noqa: E731
+    got = losses.poisson_nll(t(y), t(rate), torch.tensor(valid))
+    assert got.item() == pytest.approx(expected, rel=1e-10)
+    # the entry's rate is the count head's expectation (1 - pi) mu, theta unused
+    pi = rng.uniform(0.01, 0.5, shape)
+    mu = rate / (1 - pi)
+    x = losses.LossInputs(t(mu), t(np.zeros(shape)), torch.tensor(valid), counts=t(y), theta=t(np.full(shape, 9.0)), pi=t(pi))
+    entry, parts = losses.LOSSES["poisson"](x)
+    assert entry.item() == pytest.approx(expected, rel=1e-10) and set(parts) == {"poisson"}
+    assert losses.LOSSES["poisson"].needs_counts
+    with pytest.raises(RuntimeError, match="loss 'poisson' needs raw counts"):
+        losses.LOSSES["poisson"](losses.LossInputs(t(mu), t(mu), torch.tensor(valid)))
+    # float32 at a large count and a vanishing rate: finite value and gradient
+    r32 = torch.tensor([[[9e4, 1e-12]]], requires_grad=True)
+    loss = losses.poisson_nll(torch.tensor([[[1e5, 0.0]]]), r32)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(r32.grad).all()
+
+
+def _garbage_case():
+    """LossInputs for every registered loss (positive genes serve as a count mean), with NaN and huge
+    values on the invalid spots."""
+    g = torch.Generator().manual_seed(9)
+    B, S, G = 2, 10, 4
+    counts = torch.poisson(torch.full((B, S, G), 5.0), generator=g)
+    genes = torch.exp(torch.randn(B, S, G, generator=g))
+    targets = torch.log1p(counts) + 0.1 * torch.randn(B, S, G, generator=g)
+    valid = torch.ones(B, S, dtype=torch.bool)
+    valid[1, 6:] = False
+    pi, theta = torch.full((B, S, G), 0.1), torch.full((B, S, G), 3.0)
+    return genes, targets, counts, valid, pi, theta, torch.full((G,), 1.5)
+
+
+@pytest.mark.parametrize("name", list(losses.LOSSES))
+def test_every_loss_is_finite_masked_and_differentiable(name):
+    """Every registered loss: a finite value and gradient, no gradient on invalid spots, and what the
+    invalid spots hold (NaN, 1e6) changes neither the value nor the valid spots' gradient."""
+    genes, targets, counts, valid, pi, theta, sd = _garbage_case()
+    spec = losses.LOSSES[name]
+    weights = {w: 0.7 for w in spec.weight_parameters}
+    results = []
+    for fill in (None, float("nan"), 1e6):
+        g, t, c = genes.clone(), targets.clone(), counts.clone()
+        if fill is not None:
+            g[~valid], t[~valid], c[~valid] = fill, fill, fill
+        g.requires_grad_(True)
+        loss, parts = spec(losses.LossInputs(g, t, valid, c, theta, pi, sd), weights)
+        loss.backward()
+        assert torch.isfinite(loss) and torch.isfinite(g.grad).all(), (name, fill)
+        assert (g.grad[~valid] == 0).all() and g.grad[valid].abs().sum() > 0, (name, fill)
+        assert set(parts) == {term for term, _, _ in spec.terms}
+        results.append((loss.item(), g.grad[valid]))
+    for value, grad in results[1:]:
+        assert value == pytest.approx(results[0][0], rel=1e-6), name
+        torch.testing.assert_close(grad, results[0][1])

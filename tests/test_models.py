@@ -21,7 +21,7 @@ from stflib.models import (
     model_table,
     parse_interactions,
 )
-from stflib.models import attention, baselines, stf
+from stflib.models import attention, baselines, mil, neighbours, stf
 
 from conftest import SHARED  # noqa: E402  (STFLIB_DATA, or ../shared/data beside the checkout)
 SUBSETS = [frozenset(c) for r in range(1, 5) for c in itertools.combinations(QUADRANTS, r)]
@@ -530,7 +530,7 @@ def test_torch_models_shapes_and_padding(name, batch):
 
 def test_abmil_attention_ignores_padding(batch):
     features, coords, pad = batch
-    out = baselines.ABMIL(F, G, hidden_dim=16, attention_dim=8)(features, coords, pad, return_attention=True)
+    out = mil.ABMIL(F, G, hidden_dim=16, attention_dim=8)(features, coords, pad, return_attention=True)
     a = out.attention[0]  # (B,1,1,S)
     assert (a[1, 0, 0][pad[1]] == 0).all()
     torch.testing.assert_close(a.sum(-1), torch.ones(B, 1, 1))
@@ -540,7 +540,7 @@ def test_nystrom_is_exact_when_every_token_is_a_landmark():
     torch.manual_seed(0)
     q, k, v = torch.randn(3, 1, 2, 6, 4, dtype=torch.float64)
     valid = torch.ones(1, 6, dtype=torch.bool)
-    approx = baselines.nystrom_attention(q, k, v, valid, num_landmarks=6, pinv_iterations=20)
+    approx = mil.nystrom_attention(q, k, v, valid, num_landmarks=6, pinv_iterations=20)
     exact = torch.softmax(q @ k.transpose(-1, -2) / 2, -1) @ v
     torch.testing.assert_close(approx, exact, rtol=1e-4, atol=1e-4)
 
@@ -552,7 +552,7 @@ def _hex_coords(rows, cols, pitch):
 
 def test_visium_grid_maps_hex_spots_to_distinct_adjacent_cells():
     coords = _hex_coords(6, 8, 137.0)[torch.randperm(48)].unsqueeze(0)  # list order shuffled
-    cells, h, w = baselines.visium_grid(coords, torch.ones(1, 48, dtype=torch.bool))
+    cells, h, w = mil.visium_grid(coords, torch.ones(1, 48, dtype=torch.bool))
     assert len({tuple(c) for c in cells[0].tolist()}) == 48 and (h, w) == (6, 16)
     # tissue neighbours (100 um apart) are grid neighbours: same row +-2 columns or adjacent row +-1
     d = torch.cdist(coords[0], coords[0])
@@ -569,7 +569,7 @@ def test_visium_grid_on_real_visium_array():
     pitch_px = 100 / 0.2738  # a typical full-res pixel size
     xy = np.stack([arr[:, 0] * pitch_px / 2, arr[:, 1] * pitch_px * math.sqrt(3) / 2], 1)
     xy += np.random.default_rng(0).normal(0, 2.0, xy.shape)  # registration jitter
-    cells, _, _ = baselines.visium_grid(torch.from_numpy(xy)[None], torch.ones(1, len(xy), dtype=torch.bool))
+    cells, _, _ = mil.visium_grid(torch.from_numpy(xy)[None], torch.ones(1, len(xy), dtype=torch.bool))
     expected = arr[:, ::-1] - arr[:, ::-1].min(0)  # (row, col)
     np.testing.assert_array_equal(cells[0].numpy(), expected)
 
@@ -579,11 +579,11 @@ def test_ppeg_follows_the_grid_not_list_order():
     coords = _hex_coords(4, 5, 100.0).unsqueeze(0)
     x = torch.randn(1, 20, 8)
     valid = torch.ones(1, 20, dtype=torch.bool)
-    ppeg = baselines.PPEG(8)
-    cells, h, w = baselines.visium_grid(coords, valid)
+    ppeg = mil.PPEG(8)
+    cells, h, w = mil.visium_grid(coords, valid)
     out = ppeg(x, cells, valid, h, w)
     perm = torch.randperm(20)
-    cells_p, h, w = baselines.visium_grid(coords[:, perm], valid)
+    cells_p, h, w = mil.visium_grid(coords[:, perm], valid)
     torch.testing.assert_close(ppeg(x[:, perm], cells_p, valid, h, w), out[:, perm])
 
 
@@ -778,3 +778,129 @@ def test_shared_readout_directions_do_not_read_the_slide(batch):
 def test_pathway_readout_rejects_an_unknown_value():
     with pytest.raises(ValueError, match="pathway_readout: unknown 'encoded'; allowed: contextual, shared"):
         small_model(pathway_readout="encoded")
+
+
+# ---------------------------------------------------------------- local context: graphs and kernels
+
+
+def test_local_patch_attention_gradcheck():
+    """The hand-written backward of the sparse neighbour attention against finite differences:
+    two slides, one with unfilled slots, pathway keys with the per-head offset, and without them."""
+    g = torch.Generator().manual_seed(5)
+    coords = torch.rand(2, 6, 2, generator=g, dtype=torch.float64)
+    valid = torch.ones(2, 6, dtype=torch.bool)
+    valid[1, 3:] = False  # 3 valid spots for k = 3: slots left unfilled
+    graphs = attention.neighbour_graphs(coords, valid, 3)
+    Bn, H, Sn, Pn, d = 2, 2, 6, 3, 4
+    q_h, k_h, v_h = (torch.randn(Bn, H, Sn, d, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    k_p, v_p = (torch.randn(Bn, H, Pn, d, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    offset = torch.randn(H, generator=g, dtype=torch.float64, requires_grad=True)
+    f = attention.LocalPatchAttention.apply
+    assert torch.autograd.gradcheck(lambda *t: f(*t, graphs, 0.5), (q_h, k_h, v_h, k_p, v_p, offset))
+    assert torch.autograd.gradcheck(lambda q, k, v: f(q, k, v, None, None, None, graphs, 0.5), (q_h, k_h, v_h))
+
+
+def test_neighbour_graphs_are_built_once_per_slide(monkeypatch, batch):
+    """The k-NN search runs the first time a slide is seen; later forwards (other layers, steps, the same
+    slide in another batch, garbage in the padding) reuse its graph; another k or other coords do not."""
+    _, coords, pad = batch
+    calls = []
+    real = neighbours.knn_neighbours
+    monkeypatch.setattr(neighbours, "knn_neighbours", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(neighbours, "_GRAPHS", type(neighbours._GRAPHS)())
+    first = attention.neighbour_graphs(coords, ~pad, 3)
+    assert len(calls) == 2
+    c2 = coords.clone()
+    c2[pad] = -1e6
+    again = attention.neighbour_graphs(c2, ~pad, 3)
+    assert len(calls) == 2 and all(a is b for a, b in zip(first, again))
+    assert attention.neighbour_graphs(coords[1:], ~pad[1:], 3)[0] is first[1]
+    attention.neighbour_graphs(coords, ~pad, 2)
+    assert len(calls) == 4
+    model = small_model("all", n_neighbors=3)
+    features = torch.randn(B, S, F)
+    for _ in range(3):
+        model(features, coords + 1.0, pad)  # new coords: built once, then reused
+    assert len(calls) == 6
+
+
+def test_neighbour_graph_is_the_knn_index():
+    """The CSR pattern holds exactly the valid slots (each row's keys ascending), its transpose the same
+    edges by key, and ``pos`` each edge's slot."""
+    g = torch.Generator().manual_seed(2)
+    coords = torch.rand(1, 40, 2, generator=g)
+    valid = torch.ones(1, 40, dtype=torch.bool)
+    valid[0, 30:] = False
+    (graph,) = attention.neighbour_graphs(coords, valid, 5)
+    idx, ok = attention.knn_neighbours(coords, valid, 5)
+    assert torch.equal(graph.index, idx[0]) and torch.equal(graph.valid, ok[0])
+    dense = graph.matrix(torch.ones(graph.col.shape)).to_dense().bool()
+    expected = torch.zeros(40, 40, dtype=torch.bool)
+    for s_, slot in ok[0].nonzero().tolist():
+        expected[s_, idx[0, s_, slot]] = True
+    assert torch.equal(dense, expected)
+    assert torch.equal(graph.matrix(torch.ones(graph.col.shape), transposed=True).to_dense().bool(), expected.T)
+    assert torch.equal(idx[0].reshape(-1)[graph.pos], graph.col)
+
+
+@pytest.mark.parametrize("quads", [q for q in SUBSETS if "h2h" in q], ids=lambda q: "+".join(sorted(q)))
+def test_flex_kernel_forward_equals_sparse(quads, batch):
+    """FlexAttention's block mask and offset give the sparse kernel's outputs (forward: FlexAttention
+    has no CPU backward; the CUDA check compares the trained step)."""
+    import warnings
+
+    features, coords, pad = (t.double() if t.is_floating_point() else t for t in batch)
+    torch.manual_seed(1)
+    model = small_model(sorted(quads), n_neighbors=3).double().eval()
+    with torch.no_grad():
+        sparse = model(features, coords, pad)
+        previous = attention.set_local_kernel("flex")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                flex = model(features, coords, pad)
+        finally:
+            attention.set_local_kernel(previous)
+    valid = ~pad
+    torch.testing.assert_close(flex.genes[valid], sparse.genes[valid], rtol=1e-9, atol=1e-10)
+
+
+def test_local_kernel_choice_names_allowed_values():
+    with pytest.raises(ValueError, match="unknown 'dense'; allowed: sparse, flex"):
+        attention.set_local_kernel("dense")
+    assert attention.local_kernel() == "sparse"
+
+
+def test_local_attention_with_dropout_takes_the_written_out_path(batch):
+    """Attention dropout is not in the sparse kernel: training with it runs (the gathered path)."""
+    features, coords, pad = batch
+    model = small_model("all", n_neighbors=3, dropout=0.5).train()
+    out = model(features, coords, pad)
+    out.genes.sum().backward()
+    assert torch.isfinite(out.genes).all()
+
+
+def test_local_attention_under_bf16_autocast(batch):
+    """Half-precision inputs: the sparse kernel computes in float32 and returns the input dtype."""
+    features, coords, pad = batch
+    torch.manual_seed(0)
+    model = small_model("all", n_neighbors=3)
+    ref = model(features, coords, pad).genes
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(features, coords, pad)
+    out.genes.float().sum().backward()
+    valid = ~pad
+    torch.testing.assert_close(out.genes.float()[valid], ref[valid], rtol=0.1, atol=0.1)
+
+
+def test_local_context_output_depends_on_neighbours_only():
+    """h2h only, one layer, k=2, through a random projection of the encoder output (the sum of a
+    LayerNorm's outputs is constant, so its gradient is rounding noise): spot 0 reads spots 0, 1, 2."""
+    coords = torch.tensor([[[0.0, 0], [1, 0], [2, 0], [10, 0], [11, 0], [30, 0]]])
+    features = torch.randn(1, 6, F, requires_grad=True, generator=torch.Generator().manual_seed(0))
+    model = small_model("h2h", n_layers=1, n_neighbors=2, positional_encoding="none")
+    captured = {}
+    model.encoder.register_forward_hook(lambda m, i, o: captured.update(x=o[0]))
+    model(features, coords)
+    (captured["x"][0, P + 0] * torch.randn(D, generator=torch.Generator().manual_seed(1))).sum().backward()
+    assert (features.grad[0].abs().sum(1) > 0).tolist() == [True, True, True, False, False, False]

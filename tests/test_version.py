@@ -10,19 +10,19 @@ from stflib.grid.version import CodeIndex
 
 PARAMETERS = ("model", "loss", "backbone", "world", "preset")
 RUN = {"model": "interaction", "loss": "mse", "backbone": "resnet50", "world": "default", "preset": "default"}
-HUBER = '''
+QUANTILE = '''
 
-def huber_loss(pred, target, valid=None, delta=1.0):
-    """A loss added after the grid ran."""
-    d = (pred - target).abs()
-    return torch.where(d < delta, 0.5 * d ** 2, delta * (d - 0.5 * delta)).mean()
-
-
-def _huber_term(x: LossInputs) -> Tensor:
-    return huber_loss(x.genes, x.targets, x.valid)
+def quantile_loss(pred, target, valid=None, q=0.9):
+    """A loss added after the grid ran (the pinball loss of the q-th quantile)."""
+    d = target - pred
+    return torch.maximum(q * d, (q - 1) * d).mean()
 
 
-LOSSES.register("huber", GeneLoss((("huber", _huber_term, 1.0),), huber_loss, "Huber", "robust magnitude", "targets"))
+def _quantile_term(x: LossInputs) -> Tensor:
+    return quantile_loss(x.genes, x.targets, x.valid)
+
+
+LOSSES.register("quantile", GeneLoss((("quantile", _quantile_term, 1.0),), quantile_loss, "Pinball (q = 0.9)", "an upper quantile", "targets"))
 '''
 
 
@@ -38,7 +38,7 @@ def _versions(package) -> dict[str, str]:
     index = CodeIndex(package, notebook=None, parameters=PARAMETERS, version="test")
     runs = {"mse": RUN, "pcc": {**RUN, "loss": "pcc"}, "zinb": {**RUN, "loss": "zinb"},
             "ridge": {**RUN, "model": "ridge_probe"}, "gigapath": {**RUN, "backbone": "gigapath"},
-            "no-context": {**RUN, "world": "no-context"}, "huber": {**RUN, "loss": "huber"}}
+            "no-context": {**RUN, "world": "no-context"}, "quantile": {**RUN, "loss": "quantile"}}
     return {name: index.run_version(params) for name, params in runs.items()} | {"core": index.core_version}
 
 
@@ -60,10 +60,10 @@ def test_every_run_parameter_registry_entry_is_versioned():
 
 def test_adding_a_loss_changes_no_other_run(library):
     before = _versions(library)
-    (library / "losses.py").write_text((library / "losses.py").read_text() + HUBER)
+    (library / "losses.py").write_text((library / "losses.py").read_text() + QUANTILE)
     after = _versions(library)
-    assert after["huber"] != before["huber"]  # the new loss's runs see their entry
-    assert {k: v for k, v in after.items() if k != "huber"} == {k: v for k, v in before.items() if k != "huber"}
+    assert after["quantile"] != before["quantile"]  # the new loss's runs see their entry
+    assert {k: v for k, v in after.items() if k != "quantile"} == {k: v for k, v in before.items() if k != "quantile"}
 
 
 def test_editing_a_loss_term_changes_only_the_runs_that_use_it(library):

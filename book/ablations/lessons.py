@@ -24,19 +24,19 @@
 # **Prerequisites**: {doc}`method`, {doc}`findings`.
 # ```
 #
-# Every sentence with a number on this page is written by `stflib.report.findings.lessons` from
+# Every sentence with a number on this page is written by `stflib.report.conclusions.lessons` from
 # `results/summary.csv` and the worlds' truth report `results/worlds/truth.csv`; the connecting prose
 # states only what those numbers imply.
 
 # %% tags=["remove-input"]
 from IPython.display import Markdown, display
 
-from stflib.report import findings, pages, results
+from stflib.report import conclusions, pages, results
 from stflib.report.tables import markdown_table
 
 summary = results.load_summary()
-truth = findings.world_truth()
-lesson = findings.lessons(summary, truth)
+truth = conclusions.world_truth()
+lesson = conclusions.lessons(summary, truth)
 pages.page_banner()
 
 # %% [markdown]

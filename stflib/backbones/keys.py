@@ -182,16 +182,31 @@ LAYOUTS: dict[str, tuple[Callable, Callable]] = {
 }
 
 
+def layout_of(spec: BackboneSpec) -> tuple:
+    """``(to_timm, to_published[, extras])`` of a spec's layout: a name of ``LAYOUTS``, or a
+    ``"package.module:NAME"`` string naming such a tuple. The second form keeps a new layout's converters
+    with the one backbone that uses them (the code version of other runs does not cover them)."""
+    if spec.layout in LAYOUTS:
+        return LAYOUTS[spec.layout]
+    module, sep, attr = spec.layout.partition(":")
+    if not sep:
+        raise ValueError(f"backbone layout {spec.layout!r}: unknown; allowed: {', '.join(LAYOUTS)} "
+                         "or 'package.module:NAME' of a (to_timm, to_published, extras) tuple")
+    import importlib
+
+    return getattr(importlib.import_module(module), attr)
+
+
 def to_timm(name: str, published: Mapping[str, torch.Tensor]) -> StateDict:
     """Convert a state dict in ``name``'s published key layout to timm's (extra keys dropped)."""
     spec = BACKBONES[name]
     kept = {k: v for k, v in published.items() if not is_extra_key(spec, k)}
-    return LAYOUTS[spec.layout][0](kept)
+    return layout_of(spec)[0](kept)
 
 
 def to_published(name: str, timm_state: Mapping[str, torch.Tensor]) -> StateDict:
     """Convert a timm state dict of ``name`` to the published checkpoint's key layout (without extras)."""
-    return LAYOUTS[BACKBONES[name].layout][1](timm_state)
+    return layout_of(BACKBONES[name])[1](timm_state)
 
 
 def is_extra_key(spec: BackboneSpec, key: str) -> bool:
@@ -208,6 +223,9 @@ def _published_extras(name: str, device: str | torch.device = "cpu") -> StateDic
     """The known-but-unused tensors of a published checkpoint (values are placeholders)."""
     spec = BACKBONES[name]
     z = lambda *s, dtype=torch.float32: torch.zeros(*s, dtype=dtype, device=device)  # noqa: E731
+    layout = layout_of(spec)
+    if len(layout) > 2:  # a layout kept with its backbone knows its own extras
+        return layout[2](spec, z)
     if spec.layout == "torchvision":
         return {"fc.weight": z(1000, spec.feature_dim), "fc.bias": z(1000)}
     if spec.layout == "hf_vit":
@@ -249,3 +267,86 @@ def make_published_state_dict(name: str, seed: int = 0, device: str | torch.devi
     if with_extras:
         out.update(_published_extras(name, device=device))
     return out
+
+
+# ---- Hugging Face CLIPModel (PLIP): the image tower and its projection -------------------------
+# published -> timm names; the CLIP tower's q/k/v projections are fused into timm's qkv, and the
+# projection (no bias in CLIP) becomes timm's classifier head with a zero bias
+_CLIP_V = "vision_model."
+_CLIP_TOP = {
+    "embeddings.patch_embedding.weight": "patch_embed.proj.weight",
+    "pre_layrnorm.weight": "norm_pre.weight", "pre_layrnorm.bias": "norm_pre.bias",  # HF's own spelling
+    "post_layernorm.weight": "norm.weight", "post_layernorm.bias": "norm.bias",
+}
+_CLIP_BLOCK = {"layer_norm1": "norm1", "layer_norm2": "norm2", "self_attn.out_proj": "attn.proj",
+               "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2"}
+_CLIP_LAYER = re.compile(r"^vision_model\.encoder\.layers\.(\d+)\.(.+)\.(weight|bias)$")
+
+
+def _hf_clip_to_timm(sd: Mapping[str, torch.Tensor]) -> StateDict:
+    out: StateDict = {}
+    qkv: dict[tuple[int, str], dict[str, torch.Tensor]] = {}
+    for k, v in sd.items():
+        m = _CLIP_LAYER.match(k)
+        if m:
+            i, mod, leaf = int(m.group(1)), m.group(2), m.group(3)
+            if mod in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"):
+                qkv.setdefault((i, leaf), {})[mod[len("self_attn."):][0]] = v
+            else:
+                out[f"blocks.{i}.{_CLIP_BLOCK.get(mod, mod)}.{leaf}"] = v
+            continue
+        short = k[len(_CLIP_V):] if k.startswith(_CLIP_V) else None
+        if short == "embeddings.class_embedding":
+            out["cls_token"] = v.reshape(1, 1, -1)
+        elif short == "embeddings.position_embedding.weight":
+            out["pos_embed"] = v.unsqueeze(0)
+        elif short in _CLIP_TOP:
+            out[_CLIP_TOP[short]] = v
+        elif k == "visual_projection.weight":
+            out["head.weight"] = v
+            out["head.bias"] = torch.zeros(v.shape[0], dtype=v.dtype, device=v.device)
+        else:
+            out[k] = v  # unknown: kept under its name so that the strict check reports it
+    for (i, leaf), parts in qkv.items():
+        if set(parts) == {"q", "k", "v"}:
+            out[f"blocks.{i}.attn.qkv.{leaf}"] = torch.cat([parts["q"], parts["k"], parts["v"]], 0)
+        else:
+            for p, v in parts.items():
+                out[f"vision_model.encoder.layers.{i}.self_attn.{p}_proj.{leaf}"] = v
+    return out
+
+
+def _hf_clip_to_published(sd: Mapping[str, torch.Tensor]) -> StateDict:
+    """timm -> HF CLIPModel's image tower; ``head.bias`` is dropped (CLIP's projection has none)."""
+    out: StateDict = {}
+    top = _inverse(_CLIP_TOP)
+    block = _inverse(_CLIP_BLOCK)
+    for k, v in sd.items():
+        m = _TIMM_BLOCK.match(k)
+        if m:
+            i, mod, leaf = int(m.group(1)), m.group(2), m.group(3)
+            base = f"{_CLIP_V}encoder.layers.{i}."
+            if mod == "attn.qkv":
+                for p, part in zip("qkv", v.chunk(3, dim=0)):
+                    out[f"{base}self_attn.{p}_proj.{leaf}"] = part
+            else:
+                out[f"{base}{block[mod]}.{leaf}"] = v
+        elif k == "cls_token":
+            out[f"{_CLIP_V}embeddings.class_embedding"] = v.reshape(-1)
+        elif k == "pos_embed":
+            out[f"{_CLIP_V}embeddings.position_embedding.weight"] = v.squeeze(0)
+        elif k == "head.weight":
+            out["visual_projection.weight"] = v
+        elif k != "head.bias":
+            out[_CLIP_V + top[k]] = v
+    return out
+
+
+def _hf_clip_extras(spec: BackboneSpec, zeros: Callable) -> StateDict:
+    """A few of the text tower's tensors (the real file holds all of it; ``extra_keys`` drops them)."""
+    d = spec.feature_dim
+    return {"logit_scale": zeros(()), "text_projection.weight": zeros(d, d),
+            "text_model.final_layer_norm.weight": zeros(d), "vision_model.embeddings.position_ids": zeros(1, 50)}
+
+
+HF_CLIP = (_hf_clip_to_timm, _hf_clip_to_published, _hf_clip_extras)

@@ -149,3 +149,87 @@ BACKBONES.register("gigapath", BackboneSpec(
            "init_values 1e-5, mlp_ratio 5.33334); the file is a timm state dict",
     stand_in=StandIn(2.20, 0.5, 0.20),
 ))
+
+# Bioptimus's normalisation (H-optimus-0/1 config.json "pretrained_cfg" mean/std)
+HOPTIMUS_MEAN = (0.707223, 0.578729, 0.703617)
+HOPTIMUS_STD = (0.211883, 0.230117, 0.177517)
+
+# The stand-ins below were placed by interpolation (no truth run): the default world's own-feature ridge
+# rises about linearly as the stand-in noise falls from 2.64 (ctranspath, probe 0.195) to 2.20 (gigapath,
+# 0.241), and the anchors' READ-COAD midpoints rise by about 0.154 per unit of noise between phikon (2.45,
+# 0.205) and gigapath (2.20, 0.244); each new stand-in takes the noise of its encoder's midpoint on that line
+# (extrapolated past gigapath for the stronger encoders) and its larger neighbour's stain and output noise.
+BACKBONES.register("h-optimus-0", BackboneSpec(
+    timm_name="vit_giant_patch14_reg4_dinov2",
+    timm_kwargs={"img_size": 224, "num_classes": 0, "init_values": 1e-5, "dynamic_img_size": False},
+    feature_dim=1536, layout="timm", mean=HOPTIMUS_MEAN, std=HOPTIMUS_STD,
+    pooling="CLS token after the final LayerNorm (global_pool 'token')",
+    hub_repo="bioptimus/H-optimus-0", hub_files=("pytorch_model.bin", "model.safetensors"), gated=True,
+    licence="Apache-2.0 (the hub asks to share contact information; access is automatic)",
+    source="bioptimus/H-optimus-0 config.json: timm vit_giant_patch14_reg4_dinov2 (ViT-g/14, 40 blocks, 24 heads, "
+           "4 registers, SwiGLU 2 x 4096, LayerScale init_values 1e-5), 224 px, global_pool token, mean/std "
+           "(0.707223, 0.578729, 0.703617)/(0.211883, 0.230117, 0.177517); the file is a timm state dict",
+    notes="HEST-Bench ridge 08.30.24: READ 0.229, COAD 0.299 (the leaderboard's best average).",
+    stand_in=StandIn(2.07, 0.5, 0.20),
+))
+
+BACKBONES.register("h-optimus-1", BackboneSpec(
+    timm_name="vit_giant_patch14_reg4_dinov2",
+    timm_kwargs={"img_size": 224, "num_classes": 0, "init_values": 1e-5, "dynamic_img_size": False},
+    feature_dim=1536, layout="timm", mean=HOPTIMUS_MEAN, std=HOPTIMUS_STD,
+    pooling="CLS token after the final LayerNorm (global_pool 'token')",
+    hub_repo="bioptimus/H-optimus-1", hub_files=("pytorch_model.bin", "model.safetensors"), gated=True,
+    licence="Bioptimus H-optimus-1 licence: academic research, non-commercial; access granted on request",
+    source="bioptimus/H-optimus-1 model card: same network and normalisation as H-optimus-0 (ViT-g/14 with 4 "
+           "registers, 1.1B parameters, timm vit_giant_patch14_reg4_dinov2, init_values 1e-5, "
+           "dynamic_img_size False); the file is a timm state dict",
+    notes="Bioptimus's H-optimus-1 release reports HEST: READ 0.242, COAD 0.320 (vendor figures, not on "
+          "HEST-Bench's 08.30.24 leaderboard).",
+    stand_in=StandIn(1.96, 0.5, 0.20),
+))
+
+BACKBONES.register("uni", BackboneSpec(
+    timm_name="vit_large_patch16_224",
+    timm_kwargs={"img_size": 224, "patch_size": 16, "init_values": 1e-5, "num_classes": 0,
+                 "dynamic_img_size": True},
+    feature_dim=1024, layout="timm", pooling="CLS token after the final LayerNorm",
+    hub_repo="MahmoodLab/UNI", hub_files=("pytorch_model.bin",), gated=True,
+    licence="CC-BY-NC-ND-4.0 (accept the terms on the hub; institutional e-mail)",
+    source="MahmoodLab/UNI model card: timm.create_model('vit_large_patch16_224', img_size=224, patch_size=16, "
+           "init_values=1e-5, num_classes=0, dynamic_img_size=True); ImageNet mean/std; the file is a timm "
+           "state dict loaded with strict=True",
+    notes="HEST-Bench ridge 08.30.24: READ 0.176, COAD 0.263.",
+    stand_in=StandIn(2.36, 0.5, 0.20),
+))
+
+BACKBONES.register("uni2-h", BackboneSpec(
+    # timm's DINOv2-g/14 with registers, narrowed to UNI2-h's 24 blocks and 8 registers: the same network
+    # as the model card's vit_giant_patch14_224 with SwiGLUPacked, SiLU, no_embed_class and mlp_ratio 2.66667*2
+    timm_name="vit_giant_patch14_reg4_dinov2",
+    timm_kwargs={"img_size": 224, "patch_size": 14, "depth": 24, "num_heads": 24, "embed_dim": 1536,
+                 "init_values": 1e-5, "mlp_ratio": 2.66667 * 2, "reg_tokens": 8, "no_embed_class": True,
+                 "num_classes": 0, "dynamic_img_size": True},
+    feature_dim=1536, layout="timm", pooling="CLS token after the final LayerNorm",
+    hub_repo="MahmoodLab/UNI2-h", hub_files=("pytorch_model.bin",), gated=True,
+    licence="CC-BY-NC-ND-4.0 (accept the terms on the hub; institutional e-mail)",
+    source="MahmoodLab/UNI2-h model card timm_kwargs: ViT-H/14 width 1536, depth 24, 24 heads, init_values 1e-5, "
+           "mlp_ratio 2.66667*2 with SwiGLUPacked and SiLU, 8 register tokens, no_embed_class, 224 px; "
+           "ImageNet mean/std; the file is a timm state dict",
+    notes="No HEST-Bench ridge figure; the stand-in uses UNIv1.5's (READ 0.224, COAD 0.293, 08.30.24) as a proxy.",
+    stand_in=StandIn(2.10, 0.5, 0.20),
+))
+
+BACKBONES.register("plip", BackboneSpec(
+    timm_name="vit_base_patch32_clip_quickgelu_224", timm_kwargs={"num_classes": 512},
+    feature_dim=512, layout="stflib.backbones.keys:HF_CLIP",
+    mean=(0.48145466, 0.4578275, 0.40821073), std=(0.26862954, 0.26130258, 0.27577711),  # OpenAI CLIP's
+    pooling="CLIP image embedding: CLS token after post_layernorm, through visual_projection (512-d, no bias)",
+    hub_repo="vinid/plip", hub_files=("pytorch_model.bin", "model.safetensors"), gated=False,
+    licence="research use (PLIP terms: no clinical or commercial use)",
+    source="PLIP (Huang et al. 2023, Nat Med) fine-tunes openai/clip-vit-base-patch32: HF CLIPModel, ViT-B/32, "
+           "224 px, quick_gelu, pre-LayerNorm, projection_dim 512; CLIP's image mean/std",
+    extra_keys=(r"^text_model\.", r"^text_projection\.weight$", r"^logit_scale$", r"position_ids$"),
+    notes="No HEST-Bench ridge figure; HEST-Bench's random-forest table (06.24.24) puts PLIP's bowel figures "
+          "between ResNet50's and CTransPath's, so its stand-in sits between theirs.",
+    stand_in=StandIn(2.47, 0.95, 0.25),
+))

@@ -221,6 +221,82 @@ def check_cohort_folds(metadata_df: pd.DataFrame, k: int, described: str = "the 
                              "or add patients")
 
 
+# ---------------------------------------------------------------------------------- study splits
+STUDY_COLUMN = "dataset_title"  # HEST-1k's study: one title per publication or 10x demo dataset
+
+
+def study_labels(df: pd.DataFrame) -> pd.Series:
+    """Study per sample (index = sample id): HEST's ``dataset_title``, with studies that share a patient
+    group (``patient_groups``) merged into one ``"A + B"`` study, so that holding a study out never leaves
+    one of its patients (or a section sequenced twice under two titles, as TENX28/TENX29) in training."""
+    if STUDY_COLUMN not in df.columns:
+        raise ValueError(f"split=study needs the study column {STUDY_COLUMN!r} (HEST's dataset title) in the "
+                         f"metadata; columns: {list(df.columns)}")
+    groups = patient_groups(df)
+    titles = ["(no dataset_title)" if _blank(t) else str(t).strip() for t in df[STUDY_COLUMN]]
+    parent = {t: t for t in titles}
+
+    def find(x: str) -> str:
+        while parent[x] != x:
+            x = parent[x]
+        return x
+
+    first_title: dict[str, str] = {}
+    for title, group in zip(titles, groups.to_numpy()):
+        if group in first_title:
+            a, b = sorted((find(first_title[group]), find(title)))
+            parent[b] = a
+        else:
+            first_title[group] = title
+    members: dict[str, set[str]] = {}
+    for t in titles:
+        members.setdefault(find(t), set()).add(t)
+    names = {root: " + ".join(sorted(m)) for root, m in members.items()}
+    return pd.Series([names[find(t)] for t in titles], index=groups.index, name="study")
+
+
+def study_folds(metadata_df: pd.DataFrame) -> list[tuple[list[str], list[str]]]:
+    """Leave-one-study-out folds ``[(train_ids, test_ids)]``: fold k holds out the k-th study of
+    ``study_labels`` in sorted order; every sample is tested exactly once."""
+    studies = study_labels(metadata_df)
+    ids = list(studies.index)
+    return [([i for i in ids if studies[i] != s], [i for i in ids if studies[i] == s])
+            for s in sorted(studies.unique())]
+
+
+def check_study_folds(metadata_df: pd.DataFrame, fold: int, described: str = "the cohort") -> None:
+    """Raise a ``ValueError`` naming the studies found when leave-one-study-out fold ``fold`` cannot be
+    made: one study only, ``fold`` past the last study, or a training part with fewer than 2 patient
+    groups (one is split off for validation)."""
+    studies = study_labels(metadata_df)
+    names = sorted(studies.unique())
+    found = "; ".join(f"{s!r} ({int((studies == s).sum())} sample(s))" for s in names)
+    if len(names) < 2:
+        raise ValueError(f"split=study: {described} holds one study ({found}); leaving a study out needs >= 2 "
+                         "studies (HEST's dataset_title): widen the cohort filter or use split=patient")
+    if not 0 <= fold < len(names):
+        raise ValueError(f"split=study: fold={fold} but {described} holds {len(names)} studies ({found}); "
+                         f"allowed: fold 0..{len(names) - 1}")
+    groups = patient_groups(metadata_df)
+    train, _test = study_folds(metadata_df)[fold]
+    if groups.loc[list(train)].nunique() < 2:
+        raise ValueError(f"split=study: holding out {names[fold]!r} leaves {groups.loc[list(train)].nunique()} "
+                         f"patient group to train and validate on (studies: {found})")
+
+
+def cohort_folds(metadata_df: pd.DataFrame, split: str, n_folds: int, fold: int,
+                 described: str = "the cohort") -> tuple[list[str], list[str]]:
+    """(train_ids, test_ids) of fold ``fold``: patient-grouped folds (``split='patient'``, ``n_folds`` of
+    them) or leave-one-study-out (``split='study'``, one fold per study; ``n_folds`` is not used)."""
+    if split == "patient":
+        check_cohort_folds(metadata_df, n_folds, described)
+        return patient_folds(metadata_df, n_folds, seed=0)[fold]
+    if split == "study":
+        check_study_folds(metadata_df, fold, described)
+        return study_folds(metadata_df)[fold]
+    raise ValueError(f"split: unknown value {split!r}; allowed: patient, study")
+
+
 def train_val_split(train_ids: Sequence[str], metadata_df: pd.DataFrame, val_fraction: float = 0.2,
                     seed: int = 0) -> tuple[list[str], list[str]]:
     """Split ``train_ids`` into (train, val) by patient group, ~``val_fraction`` of the samples in val."""

@@ -102,6 +102,22 @@ ARMS.register("pathway_readout", Axis("contextual", {
     "shared": {"pathway_init": True, "pathway_loss_weight": 0.5},
 }))
 
+# what the model predicts (stflib.train.targets): the genes through the pathway bottleneck, without and with
+# the named auxiliary pathway loss, or the per-slide pathway targets directly (the upstream's current
+# design), on the 50 Hallmarks, the upstream's 14-pathway colorectal preset, or the permuted control
+ARMS.register("target", Axis("genes", {
+    "genes": {},
+    "genes_aux": {"pathway_init": True, "pathway_loss_weight": 0.5},
+    "pathways": {"target": "pathways"},
+    "pathways_colorectal": {"target": "pathways", "pathway_subset": "colorectal"},
+    "pathways_permuted": {"target": "pathways", "pathway_sets": "permuted"},
+}))
+# the pathway targets with each slide's log depth regressed out, in the arm that predicts them
+ARMS.register("depth_correction", Axis("none", {
+    "none": {"target": "pathways"},
+    "regress": {"target": "pathways", "depth_correction": "regress"},
+}))
+
 
 def axis_references() -> dict[str, str]:
     """axis -> its reference arm, in the order of ``ARMS``."""

@@ -17,7 +17,10 @@ from stflib.metrics import METRICS
 # which run, and what the runner recorded of it
 DESIGN_COLUMNS = ["axis", "arm", "world", "fold", "seed", "model", "status"]
 RUN_COLUMNS = ["n_params", "total_seconds", "epochs_run", "best_epoch", "steps_run", "best_step", "hit_step_cap",
-               "run_seconds", "config_hash", "run_hash", "error", "epochs_max", "data_dir", "code_version", "core_version"]
+               "run_seconds", "config_hash", "run_hash", "error", "epochs_max", "data_dir", "code_version", "core_version",
+               # what peak_memory_mb measured (cuda: GPU tensors, cpu_rss: the process) and its value once the
+               # fold was loaded (stflib.train.run.peak_memory_mb)
+               "peak_memory_kind", "peak_memory_before_train_mb"]
 SUMMARY_COLUMNS = [*DESIGN_COLUMNS, *METRICS, *RUN_COLUMNS]
 
 

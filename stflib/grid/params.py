@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from stflib.config_text import to_yaml_value
 from stflib import config as C
 from stflib.grid.axes import ARMS, ROBUSTNESS_ARMS
 
@@ -29,6 +30,9 @@ HEST_OVERRIDES: dict[str, Any] = {
     "batch_size": 1,
     "warmup_steps": 200,
     "lr": 5e-4,
+    # the best encoder a user can obtain: H-Optimus-0 (Apache-2.0, no manual approval; the best average on
+    # HEST-Bench's ridge leaderboard of 08.30.24); an arm that names a backbone keeps its own
+    "backbone": "h-optimus-0",
 }
 
 
@@ -44,7 +48,7 @@ def arm_params(axis: str, arm: str, hest: bool = False) -> dict[str, Any]:
 def _yaml_text(params: dict[str, Any], comment: str) -> str:
     import yaml
 
-    lines = [yaml.safe_dump({k: C.to_yaml_value(k, v)}, default_flow_style=None if isinstance(v, (list, tuple)) else False,
+    lines = [yaml.safe_dump({k: to_yaml_value(k, v)}, default_flow_style=None if isinstance(v, (list, tuple)) else False,
                             width=1000) for k, v in params.items()]
     text = "".join(lines) if lines else "{}  # the defaults\n"
     return GENERATED_HEADER + f"# {comment}\n" + text

@@ -43,7 +43,7 @@ from stflib.sim.cohort import MEASUREMENT_MODULES
 # code that does not change what a run computes (command line, the grid, the results pages, figures of
 # a run, benchmarks, the Visium importer, the recipe's search and check drivers): left out of the code
 # version, so editing it does not mark finished runs stale
-NOT_RESULT_FILES = {"cli.py", "__main__.py", "bench.py", "plots.py", "visium.py", "visium_read.py", "recipe.py",
+NOT_RESULT_FILES = {"cli.py", "__main__.py", "bench.py", "plots.py", "visium.py", "visium_read.py", "recipe.py", "apply.py",
                     *MEASUREMENT_MODULES}
 NOT_RESULT_PACKAGES = {"grid", "report"}
 # a decorator function that registers a model (the model registry's older spelling of MODELS.register)

@@ -42,8 +42,8 @@ def build_model(name: str, feature_dim: int, num_genes: int, config: ModelConfig
 _LAZY = {
     "ModelOutput": "stflib.models.stf", "SpatialTranscriptFormer": "stflib.models.stf",
     "interaction_mask": "stflib.models.attention",
-    "HE2RNA": "stflib.models.baselines", "SpotMLP": "stflib.models.baselines", "ABMIL": "stflib.models.baselines",
-    "TransMIL": "stflib.models.baselines", "MeanExpression": "stflib.models.baselines",
+    "HE2RNA": "stflib.models.baselines", "SpotMLP": "stflib.models.baselines", "ABMIL": "stflib.models.mil",
+    "TransMIL": "stflib.models.mil", "MeanExpression": "stflib.models.baselines",
     "RidgeProbe": "stflib.models.baselines",
     "get_backbone": "stflib.backbones", "BACKBONES": "stflib.backbones",
 }

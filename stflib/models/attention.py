@@ -9,23 +9,31 @@
                          quadrant structure: O(P*S) without h2h); all three give the same result
 - ``h2p_key_offsets`` /  the learnable per-head offset on the patches' logits for the pathway keys
   ``h2p_logit_block``    (``balance_h2p``)
+- ``neighbour_graphs``   local-context mode: each slide's k-NN slots as a sparse pattern
+                         (``NeighbourGraph``), built once per slide and reused by every layer and step
+- ``LocalPatchAttention`` local-context patch queries as sparse-dense products (forward and backward);
+  ``attend_flex``        or FlexAttention with a block mask (``set_local_kernel``)
 
 Shapes: B slides, S spots, P pathways, T = P + S tokens, H heads, d head width, K neighbour slots.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from stflib.models.config import ATTENTION_IMPLS, QUADRANTS, Interactions
+from stflib.models.local_attention import LocalPatchAttention
+from stflib.models.neighbours import NeighbourGraph, knn_neighbours, neighbour_graphs
 
-__all__ = ["ATTENTION_IMPLS", "AttentionPlan", "attend", "attend_explicit", "attend_fast", "attend_reference",
-           "h2p_key_offsets", "h2p_logit_block", "interaction_mask", "knn_neighbours"]
+__all__ = ["ATTENTION_IMPLS", "LOCAL_KERNELS", "AttentionPlan", "LocalPatchAttention", "NeighbourGraph", "attend",
+           "attend_explicit", "attend_fast", "attend_flex", "attend_reference", "flex_block_mask", "h2p_key_offsets",
+           "h2p_logit_block", "interaction_mask", "knn_neighbours", "local_kernel", "neighbour_graphs",
+           "set_local_kernel"]
 
 
 def interaction_mask(num_pathways: int, num_spots: int, interactions: str | Iterable[str]) -> Tensor:
@@ -49,30 +57,6 @@ def interaction_mask(num_pathways: int, num_spots: int, interactions: str | Iter
     return allowed
 
 
-def knn_neighbours(coords: Tensor, valid: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """Each spot's own index followed by its k nearest valid spots (a KD-tree per slide, O(S log S)).
-
-    Returns ``index`` (B, S, k+1) long into the spot axis (slot 0 = the spot itself) and
-    ``index_valid`` (B, S, k+1) bool (False for slots a small slide or a padding spot cannot fill).
-    """
-    from stflib import spatial
-
-    B, S, _ = coords.shape
-    index = torch.arange(S).view(1, S, 1).repeat(B, 1, k + 1)
-    index_valid = torch.zeros(B, S, k + 1, dtype=torch.bool)
-    index_valid[:, :, 0] = True
-    xy_all, valid_all = coords.detach().cpu().double().numpy(), valid.cpu().numpy()
-    for b in range(B):
-        rows = np.flatnonzero(valid_all[b])
-        n_other = min(k, len(rows) - 1)
-        if n_other <= 0:
-            continue
-        others = rows[spatial.knn_indices(xy_all[b, rows], n_other)]  # (n, n_other), nearest first
-        index[b, rows, 1 : n_other + 1] = torch.from_numpy(others)
-        index_valid[b, rows, 1 : n_other + 1] = True
-    return index.to(coords.device), index_valid.to(coords.device)
-
-
 @dataclass
 class AttentionPlan:
     """Everything a layer needs to know about who may attend to whom (same for every layer).
@@ -89,6 +73,14 @@ class AttentionPlan:
     impl: str = "fast"
     neighbours: Tensor | None = None  # (B, S, K) long, local-context mode only
     neighbour_valid: Tensor | None = None  # (B, S, K) bool
+    graphs: list[NeighbourGraph] | None = None  # one per slide, the same slots as sparse patterns
+
+    @classmethod
+    def local(cls, num_pathways: int, quadrants: frozenset[str], key_valid: Tensor, has_padding: bool, impl: str,
+              graphs: list[NeighbourGraph]) -> "AttentionPlan":
+        """A local-context plan from the slides' ``neighbour_graphs`` (``neighbours`` stacked from them)."""
+        return cls(num_pathways, quadrants, key_valid, has_padding, impl, torch.stack([g.index for g in graphs]),
+                   torch.stack([g.valid for g in graphs]), graphs)
 
     def dense_allowed(self) -> Tensor:
         """The (B, 1, T, T) bool mask, True = allowed: O(T^2) memory, for reference/explicit only."""
@@ -162,7 +154,10 @@ def attend_fast(q: Tensor, k: Tensor, v: Tensor, plan: AttentionPlan, dropout_p:
     - pathway queries (P rows): keys = pathways (p2p, else just itself) + valid patches (p2h);
       a (B,1,P,T) mask at most: O(P*T).
     - patch queries with h2h: keys = [pathways (h2p)] + valid patches; a (B,1,1,Tk) key mask;
-      in local-context mode keys = [pathways] + k neighbours, gathered: O(S*(P+K)).
+      in local-context mode keys = [pathways] + the k + 1 neighbour slots: ``LocalPatchAttention``
+      (sparse-dense products over each slide's ``NeighbourGraph``), O(S*(P+K)) time and memory;
+      with ``set_local_kernel("flex")`` all T queries go to ``attend_flex`` instead; with attention
+      dropout the weights are written out (``_attend_neighbours``).
     - patch queries without h2h: keys = [P pathway tokens (h2p)] + the patch itself: a per-row
       softmax over P + 1 scores (the self score is the extra column): O(S*P).
 
@@ -171,6 +166,8 @@ def attend_fast(q: Tensor, k: Tensor, v: Tensor, plan: AttentionPlan, dropout_p:
     P = plan.num_pathways
     quads, local = plan.quadrants, plan.neighbours is not None
     key_mask = plan.key_valid[:, None, None, :] if plan.has_padding else None  # (B,1,1,T)
+    if local and "h2h" in quads and _local_kernel == "flex" and plan.graphs is not None and dropout_p == 0.0:
+        return attend_flex(q, k, v, plan, h2p_logit)
 
     if quads == frozenset(QUADRANTS) and not local and h2p_logit is None:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, dropout_p=dropout_p)
@@ -194,7 +191,11 @@ def attend_fast(q: Tensor, k: Tensor, v: Tensor, plan: AttentionPlan, dropout_p:
         out_p = _self_only(v_p, dropout_p)
 
     # -- patch queries
-    if "h2h" in quads and local:
+    if "h2h" in quads and local and plan.graphs is not None and dropout_p == 0.0:
+        h2p = "h2p" in quads
+        out_h = LocalPatchAttention.apply(q_h, k_h, v_h, k_p if h2p else None, v_p if h2p else None,
+                                          h2p_logit if h2p else None, plan.graphs, q.shape[-1] ** -0.5)
+    elif "h2h" in quads and local:  # attention dropout: the weights written out, neighbours gathered
         out_h = _attend_neighbours(q_h, k_p, v_p, k_h, v_h, plan, dropout_p, h2p_logit)
     elif "h2h" in quads:
         patch_valid = plan.key_valid[:, P:]
@@ -225,7 +226,9 @@ def attend_fast(q: Tensor, k: Tensor, v: Tensor, plan: AttentionPlan, dropout_p:
 
 def _attend_neighbours(q_h, k_p, v_p, k_h, v_h, plan: AttentionPlan, dropout_p: float,
                        h2p_logit: Tensor | None = None) -> Tensor:
-    """Local context: each patch reads [pathways (h2p)] + itself + its k nearest neighbours."""
+    """Local context with attention dropout: each patch reads [pathways (h2p)] + itself + its k nearest
+    neighbours, the neighbours' keys and values gathered into (B, H, S, K, d) and the weights written
+    out (dropout acts on them). Without dropout ``LocalPatchAttention`` computes the same."""
     B, H, S, d = q_h.shape
     P, K = k_p.shape[2], plan.neighbours.shape[-1]
     scale = d**-0.5
@@ -244,6 +247,90 @@ def _attend_neighbours(q_h, k_p, v_p, k_h, v_h, plan: AttentionPlan, dropout_p: 
     w_nb = F.dropout(to_nb.softmax(-1), p=dropout_p)
     return (w_nb.unsqueeze(-1) * v_nb).sum(3)
 
+
+# ---------------------------------------------------------------------------------------------
+# The local-context kernel: the sparse products above, or FlexAttention with a block mask
+# ---------------------------------------------------------------------------------------------
+
+LOCAL_KERNELS = ("sparse", "flex")
+_local_kernel = "sparse"
+
+
+def set_local_kernel(name: str) -> str:
+    """Choose how ``attend_fast`` computes local-context attention (``n_neighbors > 0``); returns the
+    previous choice. ``sparse`` (default): ``LocalPatchAttention``, any device. ``flex``:
+    ``torch.nn.attention.flex_attention`` over all T tokens with a block mask built once per slide
+    (compiled on CUDA; on CPU the unfused reference, for tests). ``bench gpu-check`` times both and
+    records which is faster. Attention dropout always takes the written-out path."""
+    global _local_kernel
+    if name not in LOCAL_KERNELS:
+        raise ValueError(f"local attention kernel: unknown {name!r}; allowed: {', '.join(LOCAL_KERNELS)}")
+    previous, _local_kernel = _local_kernel, name
+    return previous
+
+
+def local_kernel() -> str:
+    """The kernel ``set_local_kernel`` chose."""
+    return _local_kernel
+
+
+_BLOCK_MASKS: OrderedDict[tuple, tuple] = OrderedDict()  # key -> (graphs kept alive, BlockMask)
+_FLEX: dict[str, object] = {}
+
+
+def flex_block_mask(plan: AttentionPlan, device):
+    """The plan's who-reads-whom over all T tokens as a FlexAttention ``BlockMask``, built (with a
+    compiled ``create_block_mask`` on CUDA) once per batch of slides and cached: the slides' graphs
+    are themselves built once per slide, so every layer and every later step reuses it."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    B, T = plan.key_valid.shape
+    key = (tuple(id(g) for g in plan.graphs), plan.quadrants, T, str(device))
+    if key in _BLOCK_MASKS:
+        _BLOCK_MASKS.move_to_end(key)
+        return _BLOCK_MASKS[key][1]
+    P, quads = plan.num_pathways, plan.quadrants
+    nb, nb_ok, key_valid = plan.neighbours, plan.neighbour_valid, plan.key_valid  # (B,S,K) x 2, (B,T)
+    K = nb.shape[-1]
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        q_path, kv_path = q_idx < P, kv_idx < P
+        qs, ks = (q_idx - P).clamp(min=0), (kv_idx - P).clamp(min=0)  # spot indices (0 on pathway rows)
+        allowed = q_idx == kv_idx
+        if "p2p" in quads:
+            allowed = allowed | (q_path & kv_path)
+        if "p2h" in quads:
+            allowed = allowed | (q_path & ~kv_path & key_valid[b, kv_idx])
+        if "h2p" in quads:
+            allowed = allowed | (~q_path & kv_path)
+        if "h2h" in quads:
+            near = (nb[b, qs, 0] == ks) & nb_ok[b, qs, 0]
+            for j in range(1, K):
+                near = near | ((nb[b, qs, j] == ks) & nb_ok[b, qs, j])
+            allowed = allowed | (~q_path & ~kv_path & near)
+        return allowed
+
+    mask = create_block_mask(mask_mod, B, None, T, T, device=device, _compile=torch.device(device).type == "cuda")
+    _BLOCK_MASKS[key] = (plan.graphs, mask)
+    while len(_BLOCK_MASKS) > 16:
+        _BLOCK_MASKS.popitem(last=False)
+    return mask
+
+
+def attend_flex(q: Tensor, k: Tensor, v: Tensor, plan: AttentionPlan, h2p_logit: Tensor | None = None) -> Tensor:
+    """Local-context attention of all T tokens by FlexAttention: the plan's block mask, and the h2p
+    offset as a score modification. (B, H, T, d) -> (B, H, T, d)"""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    P = plan.num_pathways
+    score_mod = None
+    if h2p_logit is not None and "h2p" in plan.quadrants:
+        def score_mod(score, b, h, q_idx, kv_idx):
+            return score + torch.where((q_idx >= P) & (kv_idx < P), h2p_logit[h], 0.0).to(score.dtype)
+    fn = flex_attention
+    if q.device.type == "cuda":  # the fused kernel needs compiling; eager is the unfused reference
+        fn = _FLEX.get("compiled") or _FLEX.setdefault("compiled", torch.compile(flex_attention))
+    return fn(q, k, v, score_mod=score_mod, block_mask=flex_block_mask(plan, q.device))
 
 
 def attend(q: Tensor, k: Tensor, v: Tensor, plan: AttentionPlan, dropout_p: float, h2p_logit: Tensor | None = None,

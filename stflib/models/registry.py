@@ -7,7 +7,7 @@ outputs (the book's model zoo, ``model_table()``), how ``n_neighbors`` reaches i
 parameter rules it imposes. Every torch model is built as ``cls(feature_dim, num_genes, config)``
 from one ``ModelConfig`` (``stflib.models.build_model``); a numpy one as ``cls(config)``.
 
-Adding a model: its class (in ``baselines.py``, taking a ``ModelConfig``) and its entry here; the
+Adding a model: its class (in ``baselines.py`` or a module of its own, taking a ``ModelConfig``) and its entry here; the
 grid's baselines axis, its params files, the run parameter ``model`` and the book's table follow.
 """
 from __future__ import annotations
@@ -104,11 +104,20 @@ MODELS.register("ridge_probe", ModelSpec(
     "stflib.models.baselines:RidgeProbe", "numpy", "one spot", ("per-spot genes",), "features",
     "StandardScaler + PCA(256) + ridge, per spot (HEST-Bench probe)", "Jaume et al. (2024), HEST-1k, NeurIPS"))
 MODELS.register("abmil", ModelSpec(
-    "stflib.models.baselines:ABMIL", "torch", "the whole slide", ("slide mean",), "windows",
+    "stflib.models.mil:ABMIL", "torch", "the whole slide", ("slide mean",), "windows",
     "gated-attention MIL pooling, slide-level", "Ilse et al. (2018), ICML"))
 MODELS.register("transmil", ModelSpec(
-    "stflib.models.baselines:TransMIL", "torch", "the whole slide", ("slide mean",), "windows",
+    "stflib.models.mil:TransMIL", "torch", "the whole slide", ("slide mean",), "windows",
     "Nystrom-attention transformer + PPEG on the spot grid, slide-level", "Shao et al. (2021), NeurIPS"))
+
+MODELS.register("knn_retrieval", ModelSpec(
+    "stflib.models.baselines:KNNRetrieval", "numpy", "one spot", ("per-spot genes",), "none",
+    "mean expression of the 16 training spots nearest by cosine similarity of standardised features",
+    "retrieval as in BLEEP (Xie et al. 2023, NeurIPS), on the frozen features"))
+MODELS.register("patch_transformer", ModelSpec(
+    "stflib.models.baselines:PatchTransformer", "torch", "the whole slide", ("per-spot genes",), "attention",
+    "STF's encoder over the patch tokens alone (no pathway tokens), a linear gene head",
+    "this book's seed (SpatialTranscriptFormer) without its pathway tokens"))
 
 TORCH_MODELS = tuple(name for name, spec in MODELS.items() if spec.kind == "torch")
 

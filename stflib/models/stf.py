@@ -28,7 +28,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 # interaction_mask, QUADRANTS, NAMED_INTERACTIONS and parse_interactions stay importable from here
-from stflib.models.attention import AttentionPlan, attend, interaction_mask, knn_neighbours  # noqa: F401
+from stflib.models.attention import (  # noqa: F401
+    AttentionPlan,
+    attend,
+    interaction_mask,
+    knn_neighbours,
+    neighbour_graphs,
+)
 from stflib.models.config import (  # noqa: F401
     NAMED_INTERACTIONS,
     PATHWAY_READOUTS,
@@ -404,11 +410,11 @@ class SpatialTranscriptFormer(ConfiguredModel):
         B, S = valid.shape
         c = self.config
         key_valid = torch.cat([valid.new_ones(B, c.num_pathways), valid], dim=1)  # (B, T)
-        neighbours = neighbour_valid = None
-        if c.n_neighbors > 0:
-            neighbours, neighbour_valid = knn_neighbours(coords, valid, c.n_neighbors)  # (B,S,K+1) x 2
-        return AttentionPlan(c.num_pathways, frozenset(c.interactions), key_valid, bool((~valid).any()),
-                             impl or c.attention_impl, neighbours, neighbour_valid)
+        quads, has_padding, impl = frozenset(c.interactions), bool((~valid).any()), impl or c.attention_impl
+        if c.n_neighbors > 0:  # each slide's k-NN graph, built the first time the slide is seen
+            graphs = neighbour_graphs(coords, valid, c.n_neighbors)
+            return AttentionPlan.local(c.num_pathways, quads, key_valid, has_padding, impl, graphs)
+        return AttentionPlan(c.num_pathways, quads, key_valid, has_padding, impl)
 
     def forward(self, features: Tensor, coords: Tensor, pad_mask: Tensor | None = None,
                 return_attention: bool = False, library_size: Tensor | None = None) -> ModelOutput:

@@ -75,6 +75,7 @@ def pathway_bounds(world: str = DEFAULT_WORLD, n_folds: int = 3, log: Callable[[
     from stflib.models.baselines import ridge_path
     from stflib.train.evaluate import CEILING_ALPHAS, pathway_ceiling
     from stflib.train.fold import load_fold, prepare_features, uses_context_features
+    from stflib.train.targets import prepare_targets
 
     axis, arm = BOUNDS_ARM
     version = code_version()
@@ -84,6 +85,7 @@ def pathway_bounds(world: str = DEFAULT_WORLD, n_folds: int = 3, log: Callable[[
                                      "fold": fold_index})
         fold = load_fold(cfg, log)
         prepare_features(fold, cfg)
+        prepare_targets(fold, cfg)  # the arm's pathway subset and depth correction, as its runs train on
         if not fold.truth_pathway_names:
             raise ValueError(f"pathway bounds need the simulator's true activities; {fold.root} has none")
         names = [n for n in fold.membership.names if n in fold.truth_pathway_names]

@@ -14,6 +14,15 @@ HEST_BENCH_BOWEL: dict[str, tuple[float, float, str]] = {
     "hibou-b": (0.1517, 0.2585, "no published figure; proxy: Phikon (ViT-B, self-supervised on pathology)"),
     "hibou-l": (0.1860, 0.3010, "no published figure; proxy: GigaPath (ViT-L class, self-supervised on pathology)"),
     "gigapath": (0.1860, 0.3010, "HEST-Bench ridge 08.30.24: GigaPath READ 0.186, COAD 0.301"),
+    "h-optimus-0": (0.2292, 0.2991, "HEST-Bench ridge 08.30.24: H-Optimus-0 READ 0.229, COAD 0.299"),
+    "h-optimus-1": (0.2420, 0.3200, "Bioptimus H-optimus-1 release, HEST benchmark: READ 0.242, COAD 0.320 "
+                    "(vendor figures, not on HEST-Bench's 08.30.24 leaderboard)"),
+    "uni": (0.1762, 0.2630, "HEST-Bench ridge 08.30.24: UNI READ 0.176, COAD 0.263"),
+    "uni2-h": (0.2240, 0.2925, "no published figure; proxy: UNIv1.5 on HEST-Bench ridge 08.30.24 (READ 0.224, "
+               "COAD 0.293), MahmoodLab's pre-release of the UNI2 line"),
+    "plip": (0.0812, 0.2528, "no ridge figure; proxy: ResNet50's (HEST-Bench ridge 08.30.24), the encoder PLIP is "
+             "closest to on HEST-Bench's random-forest bowel figures (06.24.24: PLIP READ 0.063, COAD 0.112; "
+             "ResNet50 0.051, 0.107)"),
 }
 BOWEL_TOLERANCE = 0.03  # "between its READ and its COAD figure, give or take 0.03"
 CONTEXT_GAIN_RANGE = (0.10, 0.20)  # STFlow (Huang et al., ICML 2025): about +18 % relative over spot probes

@@ -139,8 +139,63 @@ def evaluate_predictions(fold: FoldData, cfg: RunConfig, preds: list[dict], trai
     exp_parts = [expected_log(fold.samples[p["sample_id"]], fold.genes) for p in preds]
     if all(e is not None for e in exp_parts):
         expected = np.concatenate([e[m] for e, m in zip(exp_parts, v)])
-    metrics, arrays = M.evaluate(pred, true, fold.genes, fold.hvg, slide_ids, scores, truth, expected)
-    metrics.update(M.training_fit([p["pred"][p["valid"]] for p in train_preds],
-                                  [p["true"][p["valid"]] for p in train_preds], fold.hvg_columns))
+    with np.errstate(invalid="ignore"):  # target "pathways": the gene predictions are NaN, so are their metrics
+        metrics, arrays = M.evaluate(pred, true, fold.genes, fold.hvg, slide_ids, scores, truth, expected)
+        metrics.update(M.training_fit([p["pred"][p["valid"]] for p in train_preds],
+                                      [p["true"][p["valid"]] for p in train_preds], fold.hvg_columns))
+    metrics.update(pathway_metrics(fold, preds, train_preds, pathway_names))
     metrics["pathway_ceiling"] = pathway_ceiling(fold, cfg)
     return metrics, arrays
+
+
+def _pooled(fold: FoldData, preds: list[dict], key: str) -> np.ndarray:
+    """``key`` of every slide of ``preds`` over its valid spots, stacked (``true_pathways`` from the fold)."""
+    if key == "true_pathways":
+        return np.concatenate([fold.items[p["sample_id"]]["true_pathways"].cpu().numpy()[p["valid"]] for p in preds])
+    return np.concatenate([p[key][p["valid"]] for p in preds]).astype(np.float64)
+
+
+def pathway_metrics(fold: FoldData, preds: list[dict], train_preds: list[dict],
+                    pathway_names: list[str] | None) -> dict[str, float]:
+    """The pathway maps' metrics that need the training slides or the measured targets, NaN where a run
+    has no pathway scores (or the cohort no truth):
+
+    - ``pathway_pcc_truth_matched``: the token matched to each true pathway on the *training* slides,
+      scored on the held-out spots (``stflib.metrics.matched_pathway_pcc``);
+    - ``pathway_ccc_truth``: named tokens, Lin's CCC with the true activity after a per-pathway line from
+      scores to activity fitted on the training slides (``stflib.metrics.calibrated_ccc``);
+    - ``pathway_pcc_truth_within``: named tokens, the PCC with the truth after removing each held-out
+      slide's mean from both (the within-slide pattern, all the per-slide targets can teach);
+    - ``pathway_pcc_target``: named tokens, the PCC with the measured pathway targets of the run's recipe
+      (subset, depth correction) over the held-out spots.
+    """
+    nan = float("nan")
+    out = {"pathway_pcc_truth_matched": nan, "pathway_ccc_truth": nan, "pathway_pcc_truth_within": nan,
+           "pathway_pcc_target": nan}
+    parts = preds + train_preds
+    if not parts or any(p.get("pathway_scores") is None for p in parts):
+        return out
+    scores, train_scores = _pooled(fold, preds, "pathway_scores"), _pooled(fold, train_preds, "pathway_scores")
+    if all(p.get("pathway_targets") is not None for p in preds) and pathway_names \
+            and preds[0]["pathway_targets"].shape[1] == scores.shape[1]:
+        out["pathway_pcc_target"] = M.nanmean(M.pearson_columns(scores, _pooled(fold, preds, "pathway_targets")))
+    if not fold.truth_pathway_names or any(fold.items[p["sample_id"]].get("true_pathways") is None for p in parts):
+        return out
+    truth, train_truth = _pooled(fold, preds, "true_pathways"), _pooled(fold, train_preds, "true_pathways")
+    out["pathway_pcc_truth_matched"] = M.matched_pathway_pcc(scores, truth, train_scores, train_truth)
+    tindex = {n: i for i, n in enumerate(fold.truth_pathway_names)}
+    if pathway_names and len(pathway_names) == scores.shape[1] and all(n in tindex for n in pathway_names):
+        cols = [tindex[n] for n in pathway_names]
+        out["pathway_ccc_truth"] = M.nanmean(M.calibrated_ccc(train_scores, train_truth[:, cols], scores, truth[:, cols]))
+        slides = np.concatenate([np.full(p["valid"].sum(), j) for j, p in enumerate(preds)])
+        out["pathway_pcc_truth_within"] = M.nanmean(M.pearson_columns(
+            _centre_by(scores, slides), _centre_by(truth[:, cols], slides)))
+    return out
+
+
+def _centre_by(x: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """``x`` with each group's column means removed."""
+    x = np.array(x, np.float64)
+    for g in np.unique(groups):
+        x[groups == g] -= x[groups == g].mean(0)
+    return x

@@ -52,17 +52,20 @@ def validation_score(model, items: list[dict], cfg: RunConfig, device: torch.dev
     """(mean per-gene PCC over the validation spots on log1p CP10k, validation loss).
 
     ``score_columns``: the genes the PCC is averaged over (the training fold's HVGs, so model
-    selection tracks the reported metric; None: all genes).
+    selection tracks the reported metric; None: all genes). With ``target="pathways"`` the PCC is the
+    mean per-pathway PCC of the pathway scores with the pathway targets (``score_columns`` unused).
     """
     preds, trues, losses = [], [], []
+    # target "pathways": the model predicts the pathway targets, so they are what selection tracks
+    pathways = getattr(cfg, "target", "genes") == "pathways"
     for p in predict(model, items, cfg, device):
-        preds.append(p["pred"][p["valid"]])
-        trues.append(p["true"][p["valid"]])
+        preds.append((p["pathway_scores"] if pathways else p["pred"])[p["valid"]])
+        trues.append((p["pathway_targets"] if pathways else p["true"])[p["valid"]])
         losses.append(p["loss"])
     if not preds:
         return float("nan"), float("nan")
     pred, true = np.concatenate(preds), np.concatenate(trues)
-    if score_columns is not None:
+    if score_columns is not None and not pathways:
         pred, true = pred[:, score_columns], true[:, score_columns]
     r = M.pearson_columns(pred, true)
     return M.nanmean(r), float(np.nanmean(losses))

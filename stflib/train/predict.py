@@ -2,8 +2,9 @@
 
 Both ``predict`` (torch, one slide at a time, or its neighbourhood windows) and ``predict_numpy``
 (per-spot numpy models such as ``RidgeProbe`` and ``MeanExpression``) return, per slide, a dict with
-``sample_id``, ``pred`` and ``true`` (S, G) log1p CP10k, ``valid`` (S,), ``pathway_scores`` (S, P) or
-None, ``loss`` (the training loss on the slide; NaN for numpy models) and ``attention``.
+``sample_id``, ``pred`` and ``true`` (S, G) log1p CP10k (``pred`` NaN with ``target="pathways"``: no gene
+is predicted), ``valid`` (S,), ``pathway_scores`` (S, P) or None, ``pathway_targets`` (S, P) or None,
+``loss`` (the training loss on the slide; NaN for numpy models) and ``attention``.
 """
 from __future__ import annotations
 
@@ -59,12 +60,16 @@ def predict(model, items: list[dict], cfg: RunConfig, device: torch.device | str
         lib = item.get("library_size")
         pred = M.to_log_cp10k(pred, space, None if lib is None else lib.cpu().numpy()).astype(np.float32)
         scores = step.pathway_scores
+        if getattr(cfg, "target", "genes") == "pathways":  # no gene is predicted: no map is made up for one
+            pred = np.full_like(pred, np.nan)
+        ptar = item.get("pathway_targets")
         out.append({
             "sample_id": item.get("sample_id"),
             "pred": pred,
             "true": log_targets(cfg, item["targets"]).cpu().numpy().astype(np.float32),
             "valid": item["valid"].cpu().numpy().astype(bool),
             "pathway_scores": None if scores is None or step.mode == "global" else scores[0, :s].float().cpu().numpy(),
+            "pathway_targets": None if ptar is None or not ptar.shape[-1] else ptar.cpu().numpy().astype(np.float32),
             "loss": float(loss),
             "attention": None if attention is None else [a.float().cpu().numpy() for a in attention],
         })
@@ -81,6 +86,6 @@ def predict_numpy(model, items: list[dict], cfg: RunConfig) -> list[dict]:
             "pred": np.asarray(model.predict(X), np.float32),
             "true": log_targets(cfg, it["targets"]).cpu().numpy().astype(np.float32),
             "valid": it["valid"].cpu().numpy().astype(bool),
-            "pathway_scores": None, "loss": float("nan"), "attention": None,
+            "pathway_scores": None, "pathway_targets": None, "loss": float("nan"), "attention": None,
         })
     return out

@@ -8,6 +8,11 @@
    form (the ridge probe's penalty chosen on the same validation patients);
 3. predict the held-out and the training slides, evaluate (``stflib.train.evaluate``), and write
    ``metrics.json``, ``per_gene.csv``, ``history.csv`` and ``predictions.h5ad`` into ``output_dir``.
+
+``metrics.json`` records the run's peak memory (:func:`peak_memory_mb`): ``peak_memory_mb`` with
+``peak_memory_kind`` ``cuda`` (the most GPU memory torch's allocator held for tensors during training and
+prediction) or ``cpu_rss`` (the process's peak resident set), and ``peak_memory_before_train_mb``, the
+same figure once the fold is loaded, so what training and prediction added can be told apart.
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ import torch
 
 from stflib import config as C
 from stflib.config import RunConfig
-from stflib.device import resolve_device
+from stflib.device import keep_freed_memory, resolve_device
 from stflib.losses import LOSSES
 from stflib.models import MODELS
 from stflib.predictions import moran_metrics, predictions_anndata
@@ -33,6 +38,7 @@ from stflib.train.fold import FoldData, load_fold, log_mean_fractions, prepare_f
 from stflib.train.loop import FitResult, fit
 from stflib.train.model import StandardizedOutput, build_torch_model, count_parameters, fit_numpy
 from stflib.train.predict import predict, predict_numpy
+from stflib.train.targets import prepare_targets
 
 
 @dataclass
@@ -60,6 +66,30 @@ def set_seed(seed: int) -> None:
         torch.backends.cudnn.benchmark = False
 
 
+def peak_memory_mb(device: torch.device) -> tuple[float, str]:
+    """(peak memory in MiB, its kind) of this process on ``device``.
+
+    ``cuda``: ``torch.cuda.max_memory_allocated``, the peak of the tensors torch allocated on the GPU
+    since the last ``torch.cuda.reset_peak_memory_stats`` (``run`` resets it before training; the
+    allocator's cache and the CUDA context are not counted). Otherwise ``cpu_rss``: ``ru_maxrss``, the
+    largest resident set of the whole process since it started: the interpreter, the libraries, the
+    loaded fold and every tensor, torch's included (``tracemalloc`` would miss torch's allocations). It
+    never decreases, so it is the run's own peak when the run has its process to itself
+    (``python -m stflib run``, a papermill kernel, the grid runner's workers); NaN where the platform
+    has no ``resource`` module.
+    """
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda"
+    try:
+        import resource
+    except ImportError:  # Windows
+        return float("nan"), "cpu_rss"
+    import sys
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (2**20 if sys.platform == "darwin" else 2**10), "cpu_rss"  # bytes on macOS, KiB on Linux
+
+
 def run(cfg: RunConfig | dict | None = None, log: Callable[[str], None] | None = print, write: bool = True,
         **overrides) -> Run:
     """Train and evaluate one arm (a ``RunConfig``, or parameters to build one from, with ``overrides``);
@@ -74,12 +104,18 @@ def run(cfg: RunConfig | dict | None = None, log: Callable[[str], None] | None =
         torch.set_num_threads(cfg.torch_threads)
     set_seed(cfg.seed)
     device = resolve_device(cfg.device)
+    if device.type == "cpu":  # large slides re-allocate the same activations every step (stflib.device)
+        keep_freed_memory()
     out_dir = Path(cfg.output_dir)
     t_start = time.perf_counter()
     fold = load_fold(cfg, log)
     prepare_features(fold, cfg)
+    prepare_targets(fold, cfg)  # pathway subset, depth correction, the pathway target's scale
     train_items, val_items, test_items = fold.slides("train"), fold.slides("val"), fold.slides("test")
     set_seed(cfg.seed)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    memory_before, _ = peak_memory_mb(device)
     t0 = time.perf_counter()
     fitres = FitResult()
     if MODELS[cfg.model].kind == "numpy":  # same patients as the torch models: fit on train, select on val
@@ -103,11 +139,15 @@ def run(cfg: RunConfig | dict | None = None, log: Callable[[str], None] | None =
         train_seconds = time.perf_counter() - t0
         preds = predict(model, test_items, cfg, device, return_attention=cfg.return_attention)
         train_preds = predict(model, train_items, cfg, device)
+    memory_peak, memory_kind = peak_memory_mb(device)  # training and prediction, before evaluation
     metrics, arrays = evaluate_predictions(fold, cfg, preds, train_preds, pathway_names)
     h = fitres.history
     metrics.update({
         "n_params": count_parameters(model),
         "train_seconds": round(train_seconds, 2),
+        "peak_memory_mb": round(memory_peak, 1),
+        "peak_memory_kind": memory_kind,
+        "peak_memory_before_train_mb": round(memory_before, 1),
         "total_seconds": round(time.perf_counter() - t_start, 2),
         "epochs_run": round(h[-1]["passes"], 2) if h else 0,
         "best_epoch": round(h[fitres.best_epoch]["passes"], 2) if h else -1,

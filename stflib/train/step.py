@@ -106,6 +106,8 @@ def compute_loss(step: Step, cfg: RunConfig, gene_sd: torch.Tensor | None = None
     targets and the PCC and auxiliary terms (both O(1)) act at their nominal weights.
     """
     gene_loss = L.LOSSES[cfg.loss]
+    if getattr(cfg, "target", "genes") == "pathways":
+        return pathway_target_loss(step, cfg)
     inputs = L.LossInputs(step.genes, step.targets, step.valid, step.counts, step.theta, step.pi, gene_sd)
     loss, parts = gene_loss(inputs, {name: getattr(cfg, name) for name in gene_loss.weight_parameters})
     w = cfg.pathway_loss_weight
@@ -115,6 +117,20 @@ def compute_loss(step: Step, cfg: RunConfig, gene_sd: torch.Tensor | None = None
         parts["aux"] = float(aux.detach())
         loss = loss + w * aux
     return loss, parts
+
+
+def pathway_target_loss(step: Step, cfg: RunConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    """``target="pathways"``: the terms of ``LOSSES[cfg.loss]`` on the pathway scores against the pathway
+    targets (already on the z-scale, ``stflib.train.targets``); no gene term. Returns (loss, {term: value})."""
+    if step.pathway_scores is None or step.pathway_targets is None:
+        raise ValueError(f"target 'pathways': the model gives no pathway scores or the batch no pathway targets "
+                         f"(mode {step.mode!r}); allowed models output 'pathway scores'")
+    if step.pathway_scores.shape[-1] != step.pathway_targets.shape[-1]:
+        raise ValueError(f"target 'pathways': {step.pathway_scores.shape[-1]} pathway tokens for "
+                         f"{step.pathway_targets.shape[-1]} pathway targets; the tokens must be the named pathways")
+    inputs = L.LossInputs(step.pathway_scores, step.pathway_targets, step.valid, None, None, None, None)
+    loss_fn = L.LOSSES[cfg.loss]
+    return loss_fn(inputs, {name: getattr(cfg, name) for name in loss_fn.weight_parameters})
 
 
 def output_space(cfg: RunConfig) -> str:
