@@ -28,7 +28,8 @@ from stflib.models.config import ModelConfig
 from stflib.models.stf import ConfiguredModel, ModelOutput, masked_mean
 # PatchTransformer's encoder and attention plan, imported in their own statements so that they belong
 # to its registry entry alone (stflib.grid.version)
-from stflib.models.attention import AttentionPlan, knn_neighbours
+from stflib.models.attention import AttentionPlan
+from stflib.models.neighbours import knn_neighbours
 from stflib.models.stf import InteractionEncoder
 
 
