@@ -113,7 +113,7 @@ def _interrupted(out_dir: Path) -> int:
     # Ctrl-C reaches the kernel too; when it dies of it, nbclient's orphaned execute task holds a
     # DeadKernelError that asyncio would log, with its traceback, when the event loop is collected
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
-    print(f"\ninterrupted; re-run the same command to resume from the last finished epoch ({out_dir})",
+    print(f"\ninterrupted; re-run the same command to resume from the last finished evaluation ({out_dir})",
           file=sys.stderr)
     return 130
 

@@ -341,7 +341,12 @@ def _check_pathway_target(cfg: dict[str, Any], model, loss) -> None:
 
 def check_data_dir(data_dir: str | None) -> None:
     """A ``data_dir`` must hold a HEST-1k style ``metadata.csv`` (None: the embedded simulated cohort)."""
-    if data_dir is not None and not (Path(data_dir) / "metadata.csv").is_file():
+    if data_dir is None:
+        return
+    if not Path(data_dir).is_dir():
+        raise ValueError(f"data_dir: {data_dir!r} does not exist or is not a folder; give a HEST-1k style folder "
+                         "(with metadata.csv), or None for the embedded simulated cohort")
+    if not (Path(data_dir) / "metadata.csv").is_file():
         raise ValueError(f"data_dir: {data_dir!r} has no metadata.csv (a HEST-1k style folder is expected); "
                          "use None for the embedded simulated cohort")
 

@@ -266,3 +266,10 @@ def test_parameters_added_later_keep_finished_runs_hashes_at_their_default():
     assert permuted["pathway_sets"] == "permuted"
     assert config.config_hash({"pathway_sets": "permuted"}) != old_hash
     assert config.config_hash({"pathway_sets": "permuted"}) != config.config_hash({"pathway_sets": "permuted", "fold": 1})
+
+
+def test_a_missing_data_folder_is_named_as_missing(tmp_path):
+    with pytest.raises(ValueError, match=r"data_dir: '.*nowhere' does not exist or is not a folder"):
+        config.check_data_dir(str(tmp_path / "nowhere"))
+    with pytest.raises(ValueError, match=r"has no metadata.csv"):
+        config.check_data_dir(str(tmp_path))

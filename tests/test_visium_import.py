@@ -228,3 +228,15 @@ def test_imported_sections_run_end_to_end(tmp_path):
     assert metrics["config"]["organ"] == "Breast" and np.isfinite(metrics["mse"])
     assert (tmp_path / "run" / "predictions.h5ad").is_file()
     assert result.fold.test_ids and set(result.fold.test_ids) <= {"S0", "S1", "S2"}
+
+
+def test_a_scale_that_disagrees_with_the_spot_pitch_stops_before_writing(tmp_path):
+    """spot_diameter_fullres 10x too large: the pixel size it implies disagrees with the 100 um pitch, so the
+    import stops, says both figures and names --pixel-size, and writes nothing; --pixel-size imports it."""
+    write_spaceranger(tmp_path / "sr", pitch_px=200.0, diameter_px=1300.0)  # 65 um / 1300 px vs 100 um / 200 px
+    with pytest.raises(ValueError, match=r"pixel size 0\.050 um/px disagrees with the spot pitch \(199\.8 px .* = "
+                                         r"0\.500 um/px .*nothing was written.*--pixel-size 0\.500"):
+        _import(tmp_path / "sr", tmp_path / "out")
+    assert not (tmp_path / "out" / "patches").exists() and not (tmp_path / "out" / "metadata.csv").exists()
+    row = _import(tmp_path / "sr", tmp_path / "out", pixel_size_um=0.5)
+    assert row["pixel_size_um_estimated"] == pytest.approx(0.5)

@@ -187,9 +187,9 @@ def import_visium(out: str | Path, sample_id: str, patient: str, organ: str, onc
     if (spaceranger is None) == (adata is None):
         raise ValueError("give exactly one of a Space Ranger folder (--spaceranger) or an AnnData (--adata)")
     if spaceranger is not None:
-        if layer is not None or pixel_size_um is not None:
-            raise ValueError("--layer and --pixel-size apply to --adata; a Space Ranger folder has its own scale factors")
-        section, scalefactors = read_spaceranger(spaceranger, expression)
+        if layer is not None:
+            raise ValueError("--layer applies to --adata; a Space Ranger folder has one count matrix")
+        section, scalefactors = read_spaceranger(spaceranger, expression, pixel_size_um)
     else:
         section, scalefactors = read_anndata_section(adata, expression, pixel_size_um, layer)
     if uppercase_genes:
@@ -223,7 +223,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "Hallmark sets (not an ortholog table)")
     parser.add_argument("--layer", default=None, help="AnnData layer with the counts (default: layers['counts'], .raw, X)")
     parser.add_argument("--pixel-size", type=float, default=None, dest="pixel_size_um",
-                        help="um per obsm['spatial'] unit (AnnData; default 100 um / the measured spot pitch)")
+                        help="um per full-resolution pixel (Space Ranger; default 65 um / spot_diameter_fullres) or per "
+                             "obsm['spatial'] unit (AnnData; default 100 um / the measured spot pitch); given, it "
+                             "replaces the file's scale and its check against the spot pitch")
     parser.add_argument("--title", default=None, dest="dataset_title", help="dataset title for metadata.csv (patients are grouped within a title; default: one title for all imports)")
 
 

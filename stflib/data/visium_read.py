@@ -119,8 +119,11 @@ def _read_positions(spatial: Path) -> tuple[pd.DataFrame, Path]:
     raise FileNotFoundError(f"no tissue_positions.csv or tissue_positions_list.csv in {spatial}")
 
 
-def read_spaceranger(folder: str | Path, expression: str = "counts") -> tuple[VisiumSection, dict]:
-    """A Space Ranger output folder -> (section, scalefactors)."""
+def read_spaceranger(folder: str | Path, expression: str = "counts", pixel_size_um: float | None = None
+                     ) -> tuple[VisiumSection, dict]:
+    """A Space Ranger output folder -> (section, scalefactors). ``pixel_size_um`` (um per full-resolution
+    pixel) replaces the scale factors' estimate, 65 um / ``spot_diameter_fullres``, and its check against
+    the spot pitch."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"Space Ranger folder not found: {folder}")
@@ -142,23 +145,32 @@ def read_spaceranger(folder: str | Path, expression: str = "counts") -> tuple[Vi
     if not isinstance(diameter, (int, float)) or not diameter > 0:
         raise ValueError(f"{sf_path}: spot_diameter_fullres must be a positive number, got {diameter!r}")
     counts, kind = _check_expression(counts, expression, matrix)
-    um_per_px = SPACERANGER_SPOT_DIAMETER_UM / float(diameter)
-    _check_pitch(positions[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(np.float64), um_per_px,
-                 f"{sf_path} (spot_diameter_fullres {diameter:g})")
+    if pixel_size_um is not None:
+        if not pixel_size_um > 0:
+            raise ValueError(f"pixel size must be > 0 um, got {pixel_size_um!r}")
+        um_per_px = float(pixel_size_um)
+    else:
+        um_per_px = SPACERANGER_SPOT_DIAMETER_UM / float(diameter)
+        _check_pitch(positions[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(np.float64), um_per_px,
+                     f"{sf_path} (spot_diameter_fullres {diameter:g})")
     section = VisiumSection(counts, genes, gene_ids, barcodes, centres, um_per_px, kind, str(folder))
     return section, {**scalefactors, "_path": str(sf_path)}
 
 
 def _check_pitch(centres: np.ndarray, um_per_px: float, where: str) -> None:
-    """Warn when a pixel size disagrees (> 10 %) with the 100 um Visium spot pitch measured on the centres."""
+    """Stop when a pixel size disagrees (> 10 %) with the 100 um Visium spot pitch measured on the centres:
+    patches cut at that scale would show the wrong amount of tissue, so nothing is written. ``--pixel-size``
+    sets the pixel size explicitly (and skips this check) when the file's own scale is known to be wrong."""
     if len(centres) < 2:  # no pitch to measure
         return
     pitch = spatial.spot_pitch(centres)
     if pitch > 0:
         from_pitch = SPOT_PITCH_UM / pitch
         if abs(um_per_px / from_pitch - 1) > 0.10:
-            warnings.warn(f"{where}: pixel size {um_per_px:.3f} um/px disagrees with the spot pitch ({pitch:.1f} px "
-                          f"centre to centre = {from_pitch:.3f} um/px for Visium's 100 um)", stacklevel=3)
+            raise ValueError(f"{where}: pixel size {um_per_px:.3f} um/px disagrees with the spot pitch ({pitch:.1f} px "
+                             f"centre to centre = {from_pitch:.3f} um/px for Visium's 100 um): patches would be cut at "
+                             "the wrong scale, so nothing was written; check the scale factors, or give "
+                             f"--pixel-size UM (e.g. --pixel-size {from_pitch:.3f}) to set it yourself")
 
 
 def read_anndata_section(path: str | Path, expression: str = "counts", pixel_size_um: float | None = None,
@@ -221,8 +233,6 @@ def read_anndata_section(path: str | Path, expression: str = "counts", pixel_siz
                               "are not in the scale factors' full-resolution frame)", stacklevel=2)
     elif not pixel_size_um > 0:
         raise ValueError(f"pixel size must be > 0 um, got {pixel_size_um!r}")
-    else:
-        _check_pitch(centres, float(pixel_size_um), f"{path} (--pixel-size {pixel_size_um:g})")
     counts, kind = _check_expression(counts, expression, path)
     barcodes = np.asarray(adata.obs_names, dtype=str)
     return VisiumSection(counts, genes, gene_ids, barcodes, centres, float(pixel_size_um), kind, str(path)), scalefactors
