@@ -101,6 +101,7 @@ PARAMETERS: tuple[Param, ...] = (
     Param("return_attention", False, bool, "return attention maps (diagnostics; the notebook plots them)", "seed flag"),
     Param("n_neighbors", None, int, "None: the reference (18 for STF with h2h, else 0); 0: patches attend to the whole slide; k > 0: h2h attention restricted to each spot's k nearest spots (ridge_probe and mlp: input [own features, mean of the k nearest spots' features])", "seed flag", nullable=True),
     # additions
+    Param("global_context", 0, int, "STF with n_neighbors k > 0: also attend to this many random spots of the same slide (the same for every spot of a slide), as the upstream --use-global-context", "model"),
     Param("positional_encoding", "sinusoidal", str, "2D positional encoding of the patch tokens", "model", POSITIONAL_ENCODINGS),
     Param("balance_h2p", True, bool, "STF: a learnable per-head offset on the patches' attention logits for the pathway keys, starting at -log P, so the P pathway tokens start with the weight of one neighbour (False: the seed's plain softmax, where 50 tokens take most of a patch's attention)", "model"),
     Param("pathway_readout", "shared", str, "STF: score the encoded patches against the learnable pathway tokens shared by every slide ('shared'), or against the encoder's output pathway tokens, which have read the slide's patches through p2h ('contextual', the seed)", "model", PATHWAY_READOUTS),
@@ -281,11 +282,14 @@ def _normalised(given: dict[str, Any]) -> dict[str, Any]:
         positive(name)
     if cfg["epochs"] is not None:
         positive("epochs")
-    for name in ("pcc_weight", "pathway_loss_weight", "n_neighbors", "weight_decay", "warmup_steps", "crop_spots",
+    for name in ("pcc_weight", "pathway_loss_weight", "n_neighbors", "global_context", "weight_decay", "warmup_steps", "crop_spots",
                  "grad_clip", "patience", "dropout", "time_limit_s", "seed", "qc_min_umis", "qc_min_genes", "torch_threads"):
         positive(name, strict=False)
     if model.check is not None:  # the model's own rules (STF: the depth rule, n_neighbors needs h2h)
         model.check(cfg)
+    if cfg.get("global_context") and cfg["model"] != "interaction":
+        raise ValueError(f"global_context={cfg['global_context']}: only SpatialTranscriptFormer (model 'interaction') "
+                         f"attends to global-context spots; model {cfg['model']!r} needs global_context=0")
     if cfg["token_dim"] % cfg["n_heads"]:
         raise ValueError(f"token_dim ({cfg['token_dim']}) must be divisible by n_heads ({cfg['n_heads']})")
     if cfg["n_folds"] < 2:
@@ -416,7 +420,7 @@ def validate(params: dict[str, Any] | None = None, check_paths: bool = True, **o
 NON_RESULT_PARAMS = ("output_dir", "progress", "device", "torch_threads", "prediction_genes")
 # parameters added after runs had finished: left out of the run hash while at their default (the
 # behaviour those runs had), so finished runs keep their hash; any other value is hashed as usual
-HASHED_UNLESS_DEFAULT = ("pathway_sets", "pathway_subset", "target", "depth_correction", "split")
+HASHED_UNLESS_DEFAULT = ("pathway_sets", "pathway_subset", "target", "depth_correction", "split", "global_context")
 
 
 def hash_payload(cfg: "dict[str, Any] | RunConfig") -> dict[str, Any]:

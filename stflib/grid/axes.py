@@ -86,6 +86,8 @@ ARMS.register("context", Axis("whole-slide", {
     "k6": {"n_neighbors": 6},
     "k18": {"n_neighbors": 18},
     "k6_pcc": {"n_neighbors": 6, "loss": "pcc"},
+    # the reference's 18 nearest plus 64 random spots of the slide as extra keys (the upstream's global context)
+    "k18_global64": {"n_neighbors": 18, "global_context": 64},
 }))
 ARMS.register("baselines", Axis("stf", _baseline_arms()))
 # how patches read the pathway tokens (h2p): the seed's plain softmax over [50 pathways + neighbours],

@@ -125,6 +125,9 @@ def check_interaction_model(params: Mapping[str, Any]) -> None:
     ``n_neighbors``): its registry entry's ``check``, asked by the run configuration's validation."""
     check_depth(params["interactions"], params["n_layers"])
     check_neighbours(params["interactions"], params["n_neighbors"])
+    if params.get("global_context") and not params["n_neighbors"]:
+        raise ValueError(f"global_context={params['global_context']} adds random spots of the slide to each spot's k "
+                         "nearest; with n_neighbors=0 every spot already attends to the whole slide: give n_neighbors > 0")
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -139,7 +142,8 @@ class ModelConfig:
 
     SpatialTranscriptFormer reads all but ``seed``: ``num_pathways`` tokens of ``token_dim``, ``n_heads``
     heads, ``n_layers`` layers over [pathways | patches] with the ``interactions`` quadrants
-    (``n_neighbors = k > 0``: h2h restricted to the k nearest spots), ``positional_encoding``,
+    (``n_neighbors = k > 0``: h2h restricted to the k nearest spots, plus ``global_context`` random spots
+    of the same slide as extra keys for every spot), ``positional_encoding``,
     ``balance_h2p`` (a learnable per-head offset of -log P on the patches' logits for the pathway
     keys), ``pathway_readout`` (see ``CosineScorer``), ``zinb`` (also return pi and theta),
     ``attention_impl`` (all three give the same result). ``pathway_names``: the tokens' names (None:
@@ -161,6 +165,7 @@ class ModelConfig:
     zinb: bool = False
     dropout: float = 0.0
     n_neighbors: int = 0
+    global_context: int = 0
     attention_impl: str = "fast"
     balance_h2p: bool = True
     pathway_readout: str = "shared"
@@ -175,6 +180,12 @@ class ModelConfig:
                 raise ValueError(f"{name}: must be an integer >= 1, got {value!r}")
         if isinstance(self.n_neighbors, bool) or not isinstance(self.n_neighbors, int) or self.n_neighbors < 0:
             raise ValueError(f"n_neighbors: must be an integer >= 0, got {self.n_neighbors!r}")
+        if isinstance(self.global_context, bool) or not isinstance(self.global_context, int) or self.global_context < 0:
+            raise ValueError(f"global_context: must be an integer >= 0, got {self.global_context!r}")
+        if self.global_context and not self.n_neighbors:
+            raise ValueError(f"global_context={self.global_context} adds random spots of the slide to each spot's "
+                             "k nearest; with n_neighbors=0 every spot already attends to the whole slide: "
+                             "give n_neighbors > 0 or global_context=0")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout: must be in [0, 1), got {self.dropout!r}")
         _choice("positional_encoding", self.positional_encoding, POSITIONAL_ENCODINGS)

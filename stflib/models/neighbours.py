@@ -18,17 +18,23 @@ import torch
 from torch import Tensor
 
 
-def knn_neighbours(coords: Tensor, valid: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """Each spot's own index followed by its k nearest valid spots (a KD-tree per slide, O(S log S)).
+def knn_neighbours(coords: Tensor, valid: Tensor, k: int, n_global: int = 0) -> tuple[Tensor, Tensor]:
+    """Each spot's own index followed by its k nearest valid spots (a KD-tree per slide, O(S log S)), then
+    ``n_global`` global-context slots: the same random valid spots of the slide for every spot (drawn once
+    per slide, seeded by the slide's coordinates, so a slide always gets the same ones).
 
-    Returns ``index`` (B, S, k+1) long into the spot axis (slot 0 = the spot itself) and
-    ``index_valid`` (B, S, k+1) bool (False for slots a small slide or a padding spot cannot fill).
+    Returns ``index`` (B, S, k+1+G) long into the spot axis (slot 0 = the spot itself) and
+    ``index_valid`` (B, S, k+1+G) bool (False for slots a small slide or a padding spot cannot fill, and
+    for a global spot that is already the spot itself or one of its k nearest: each key counts once).
+    Unfilled slots point to the spot itself.
     """
     from stflib import spatial
 
+    if n_global < 0:
+        raise ValueError(f"global_context: must be >= 0, got {n_global}")
     B, S, _ = coords.shape
-    index = torch.arange(S).view(1, S, 1).repeat(B, 1, k + 1)
-    index_valid = torch.zeros(B, S, k + 1, dtype=torch.bool)
+    index = torch.arange(S).view(1, S, 1).repeat(B, 1, k + 1 + n_global)
+    index_valid = torch.zeros(B, S, k + 1 + n_global, dtype=torch.bool)
     index_valid[:, :, 0] = True
     xy_all, valid_all = coords.detach().cpu().double().numpy(), valid.cpu().numpy()
     for b in range(B):
@@ -39,6 +45,14 @@ def knn_neighbours(coords: Tensor, valid: Tensor, k: int) -> tuple[Tensor, Tenso
         others = rows[spatial.knn_indices(xy_all[b, rows], n_other)]  # (n, n_other), nearest first
         index[b, rows, 1 : n_other + 1] = torch.from_numpy(others)
         index_valid[b, rows, 1 : n_other + 1] = True
+        if n_global:
+            seed = int.from_bytes(hashlib.blake2b(xy_all[b, rows].tobytes(), digest_size=8).digest(), "little")
+            chosen = np.random.default_rng(seed).choice(rows, size=min(n_global, len(rows)), replace=False)  # (G',)
+            near = np.concatenate([rows[:, None], others], 1)  # (n, n_other + 1): self and the k nearest
+            fresh = ~(chosen[None, :, None] == near[:, None, :]).any(-1)  # (n, G'): not already a slot
+            slots = slice(k + 1, k + 1 + len(chosen))
+            index[b, rows, slots] = torch.from_numpy(np.where(fresh, chosen[None, :], rows[:, None]))
+            index_valid[b, rows, slots] = torch.from_numpy(fresh)
     return index.to(coords.device), index_valid.to(coords.device)
 
 
@@ -109,9 +123,10 @@ _GRAPHS: OrderedDict[tuple, NeighbourGraph] = OrderedDict()
 GRAPH_CACHE_SIZE = 64  # slides kept; a graph takes ~0.8 kB per spot (50 MB for 64k spots)
 
 
-def neighbour_graphs(coords: Tensor, valid: Tensor, k: int) -> list[NeighbourGraph]:
-    """Each slide's ``NeighbourGraph`` over its k nearest valid spots, memoised on the slide's content
-    (which spots are valid, their coordinates, k, the device; least recently used dropped first):
+def neighbour_graphs(coords: Tensor, valid: Tensor, k: int, n_global: int = 0) -> list[NeighbourGraph]:
+    """Each slide's ``NeighbourGraph`` over its k nearest valid spots (and ``n_global`` global-context
+    spots, see ``knn_neighbours``), memoised on the slide's content
+    (which spots are valid, their coordinates, k, G, the device; least recently used dropped first):
     the KD-tree and the patterns are built the first time a slide is seen and reused by every later
     forward, whoever calls the model. (B, S, 2), (B, S) -> B graphs.
     """
@@ -120,10 +135,10 @@ def neighbour_graphs(coords: Tensor, valid: Tensor, k: int) -> list[NeighbourGra
     for b in range(xy.shape[0]):
         digest = hashlib.blake2b(ok[b].numpy().tobytes(), digest_size=16)
         digest.update(xy[b][ok[b]].numpy().tobytes())
-        key = (digest.hexdigest(), int(k), str(coords.device))
+        key = (digest.hexdigest(), int(k), int(n_global), str(coords.device))
         graph = _GRAPHS.get(key)
         if graph is None:
-            index, index_valid = knn_neighbours(xy[b : b + 1], ok[b : b + 1], k)
+            index, index_valid = knn_neighbours(xy[b : b + 1], ok[b : b + 1], k, n_global)
             graph = _GRAPHS[key] = NeighbourGraph.build(index[0], index_valid[0]).to(coords.device)
             while len(_GRAPHS) > GRAPH_CACHE_SIZE:
                 _GRAPHS.popitem(last=False)

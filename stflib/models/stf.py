@@ -412,7 +412,7 @@ class SpatialTranscriptFormer(ConfiguredModel):
         key_valid = torch.cat([valid.new_ones(B, c.num_pathways), valid], dim=1)  # (B, T)
         quads, has_padding, impl = frozenset(c.interactions), bool((~valid).any()), impl or c.attention_impl
         if c.n_neighbors > 0:  # each slide's k-NN graph, built the first time the slide is seen
-            graphs = neighbour_graphs(coords, valid, c.n_neighbors)
+            graphs = neighbour_graphs(coords, valid, c.n_neighbors, c.global_context)
             return AttentionPlan.local(c.num_pathways, quads, key_valid, has_padding, impl, graphs)
         return AttentionPlan(c.num_pathways, quads, key_valid, has_padding, impl)
 

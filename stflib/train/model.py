@@ -29,7 +29,7 @@ def model_config(cfg: RunConfig, membership=None) -> ModelConfig:
         pathway_init=membership.matrix if (cfg.pathway_init and membership is not None) else None,
         pathway_names=tuple(membership.names) if named else None,
         output_mode=cfg.output_mode, zinb=MODELS[cfg.model].zinb_head and LOSSES[cfg.loss].needs_counts,
-        dropout=cfg.dropout, n_neighbors=cfg.n_neighbors, seed=cfg.seed,
+        dropout=cfg.dropout, n_neighbors=cfg.n_neighbors, global_context=cfg.global_context, seed=cfg.seed,
     )
 
 
