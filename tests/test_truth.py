@@ -91,7 +91,12 @@ def test_committed_truth_covers_every_world_and_stand_in():
     truth, calib = T.read_tables(folder)
     assert list(truth["world"]) == list(WORLDS)
     assert truth["acceptance_passed"].dropna().astype(bool).all()
-    assert set(zip(calib["world"], calib["backbone"])) == {(w, b) for w in WORLDS for b in BACKBONES}
+    # every stand-in is calibrated against its anchor in the default world; the other worlds report the
+    # stand-ins their last truth run had (at least the original five foundation models and ResNet-50)
+    assert set(calib.loc[calib["world"] == "default", "backbone"]) == set(BACKBONES)
+    for world in WORLDS:
+        probed = set(calib.loc[calib["world"] == world, "backbone"])
+        assert probed <= set(BACKBONES) and {*T.FOUNDATION_MODELS, "resnet50"} <= probed, world
     default = calib[calib["world"] == "default"].set_index("backbone")
     # the calibration the default world promises: every stand-in in its encoder's range, and
     # +10-20 % from context for every foundation-model stand-in
