@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from stflib.metrics import pearson_columns
 from stflib.sim import reliability as R
 
 
@@ -70,8 +71,8 @@ def test_depth_regression_removes_a_shared_depth_component():
     membership = np.zeros((1, members + background))
     membership[0, :members] = 1
     a, b = R.thin_counts(counts, np.random.default_rng(5))
-    raw = R.spearman_brown(R.column_pearson(R.pathway_scores(a, membership), R.pathway_scores(b, membership)))
-    cor = R.spearman_brown(R.column_pearson(R.pathway_scores(a, membership, "regress"),
+    raw = R.spearman_brown(pearson_columns(R.pathway_scores(a, membership), R.pathway_scores(b, membership)))
+    cor = R.spearman_brown(pearson_columns(R.pathway_scores(a, membership, "regress"),
                                             R.pathway_scores(b, membership, "regress")))
     assert raw[0] > 0.8 and cor[0] < 0.3
 

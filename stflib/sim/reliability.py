@@ -33,7 +33,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .. import pathways as P
-from ..data.dataset import qc_mask, select_genes
+from ..data.dataset import normalize_cp10k, qc_mask, select_genes
+from ..metrics import pearson_columns
 
 DEPTH_CORRECTIONS = ("none", "regress")
 UPSTREAM_RELIABILITY = {
@@ -67,19 +68,8 @@ def spearman_brown(r: np.ndarray | float) -> np.ndarray:
 
 
 def log_cp10k_dense(counts: sp.spmatrix | np.ndarray) -> np.ndarray:
-    """log1p(CP10k) with each spot's own library (all genes), dense (N, G)."""
-    m = sp.csr_matrix(counts, dtype=np.float64)
-    library = np.asarray(m.sum(1)).ravel()
-    scale = np.divide(1e4, library, out=np.zeros_like(library), where=library > 0)
-    return np.log1p(np.asarray(sp.diags(scale) @ m.todense()))
-
-
-def column_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson r of each column of ``a`` with the same column of ``b`` (NaN where either is constant)."""
-    a = a - a.mean(0)
-    b = b - b.mean(0)
-    denom = np.sqrt((a * a).sum(0) * (b * b).sum(0))
-    return np.divide((a * b).sum(0), denom, out=np.full(a.shape[1], np.nan), where=denom > 1e-12)
+    """log1p(CP10k) with each spot's own library (all genes), dense (N, G) (``normalize_cp10k``)."""
+    return np.asarray(normalize_cp10k(sp.csr_matrix(counts), log1p=True).todense(), np.float64)
 
 
 def regress_out(y: np.ndarray, covariate: np.ndarray) -> np.ndarray:
@@ -121,7 +111,7 @@ def slide_reliability(sample, genes: Sequence[str], membership: P.Membership | N
     la, lb = log_cp10k_dense(half_a), log_cp10k_dense(half_b)
     gene_r = np.full(len(genes), np.nan)
     ok = cols >= 0
-    gene_r[ok] = column_pearson(la[:, cols[ok]], lb[:, cols[ok]])
+    gene_r[ok] = pearson_columns(la[:, cols[ok]], lb[:, cols[ok]], constant_pred=np.nan)
     out = {"genes": spearman_brown(gene_r)}
     if membership is not None:
         # the membership is over ``genes``; align it to the slide's own gene order
@@ -133,7 +123,8 @@ def slide_reliability(sample, genes: Sequence[str], membership: P.Membership | N
         var = full_scores.var(0)
         out["depth_r2"] = np.divide(var - resid.var(0), var, out=np.full(len(var), np.nan), where=var > 1e-12)
         for correction, key in (("none", "pathways_raw"), ("regress", "pathways_depth")):
-            r = column_pearson(pathway_scores(half_a, mat, correction), pathway_scores(half_b, mat, correction))
+            r = pearson_columns(pathway_scores(half_a, mat, correction), pathway_scores(half_b, mat, correction),
+                                constant_pred=np.nan)  # NaN where either half is constant
             out[key] = spearman_brown(r)
     return out
 
