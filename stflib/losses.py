@@ -180,6 +180,9 @@ class GeneLoss:
     ``terms``: (term name, term(LossInputs) -> scalar, weight) with the weight either 1.0 or the name
     of the run parameter that holds it (read from ``weights`` when the loss is called).
     ``needs_counts``: the loss models raw counts (a ZINB head, ``log_transform=False``).
+    ``scale_free``: the loss is unchanged when a gene's prediction on a slide is rescaled or shifted (1 - PCC
+    alone), so nothing sets the prediction's spread and the collapse ratio against the noise-free truth
+    (``collapse_ratio_noise_free``) is left out (NaN). The CCC is not: it asks for the truth's level and spread.
     ``function``, ``formula``, ``measures``, ``on``: the book's loss table.
     """
 
@@ -189,6 +192,7 @@ class GeneLoss:
     measures: str
     on: str
     needs_counts: bool = False
+    scale_free: bool = False
 
     @property
     def weight_parameters(self) -> tuple[str, ...]:
@@ -212,7 +216,8 @@ LOSSES: Registry[GeneLoss] = Registry("loss")
 LOSSES.register("mse", GeneLoss((("mse", _mse_term, 1.0),), mse_loss, "Masked MSE", "magnitude accuracy at each spot",
                                 "targets (CP10k or log1p)"))
 LOSSES.register("pcc", GeneLoss((("pcc", _pcc_term, 1.0),), pcc_loss, "1 - PCC",
-                                "spatial pattern of each gene across a slide (scale-invariant)", "targets"))
+                                "spatial pattern of each gene across a slide (scale-invariant)", "targets",
+                                scale_free=True))
 LOSSES.register("mse_pcc", GeneLoss((("mse", _mse_term, 1.0), ("pcc", _pcc_term, "pcc_weight")), mse_pcc_loss,
                                     "MSE + alpha (1 - PCC)", "magnitude and spatial shape", "targets"))
 LOSSES.register("zinb", GeneLoss((("zinb", _zinb_term, 1.0),), zinb_nll, "ZINB negative log-likelihood",

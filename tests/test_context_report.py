@@ -45,34 +45,75 @@ def test_matched_arms_read_the_grid():
     assert arms.loc[NEIGHBOURHOODS[0], "stf"] == "context/whole-slide"  # STF's "no neighbourhood" is the whole slide
 
 
-def test_table_pairs_runs_by_fold_and_seed_across_axes():
+def _per_fold(summary, a, b):
+    """``a`` minus ``b`` (``axis/arm`` keys) paired by (fold, seed), then one difference per fold."""
+    wide = summary.assign(key=summary["axis"] + "/" + summary["arm"]).pivot_table(
+        index=["fold", "seed"], columns="key", values="pcc_hvg50")
+    return stats.unit_differences(wide[a] - wide[b], "fold")
+
+
+def test_table_pairs_runs_by_fold_and_seed_then_takes_the_fold_as_the_unit():
     summary = _summary()
-    extra = summary[(summary["arm"] == "ridge_probe_k18") & (summary["seed"] == 0)].assign(seed=7)  # STF has no seed 7
+    # runs STF has no partner for (seed 7): far off, so that counting them would move the means
+    extra = summary[(summary["arm"] == "ridge_probe_k18") & (summary["seed"] == 0)].assign(seed=7, pcc_hvg50=1.0)
     table = context.context_matched_table(pd.concat([summary, extra]))
     assert list(table.index) == NEIGHBOURHOODS and list(table["n_neighbors"]) == [0, 6, 18]
     row = table.loc["18 nearest spots"]
     assert row["stf_arm"] == "context/k18" and row["ridge_probe_arm"] == "baselines/ridge_probe_k18"
-    assert row["stf_minus_ridge_probe"] == pytest.approx(0.03, abs=0.004)
-    assert row["stf_minus_ridge_probe_pairs"] == 6  # the unpaired seed-7 runs are left out
-    assert row["stf_minus_ridge_probe_wins"] == 6 and row["stf_minus_mlp_wins"] == 0
+    assert row["stf_minus_ridge_probe"] == pytest.approx(0.03, abs=0.004)  # the unpaired seed-7 runs are left out
+    assert row["stf_minus_ridge_probe_folds"] == 3  # 3 folds x 2 seeds: 3 units, not 6
+    assert row["stf_minus_ridge_probe_wins"] == 3 and row["stf_minus_mlp_wins"] == 0
     assert row["stf_minus_mlp"] == pytest.approx(-0.01, abs=0.004)
     # paired by (fold, seed): the spread of the differences is the noise, not the pairs' base values
-    assert row["stf_minus_ridge_probe_ci_high"] - row["stf_minus_ridge_probe_ci_low"] < 0.02
-    wide = summary.assign(key=summary["axis"] + "/" + summary["arm"]).pivot_table(
-        index=["fold", "seed"], columns="key", values="pcc_hvg50")
-    expected = stats.paired_interval(wide["context/k6"] - wide["baselines/mlp_k6"])
+    assert row["stf_minus_ridge_probe_ci_high"] - row["stf_minus_ridge_probe_ci_low"] < 0.03
+    expected = stats.paired_interval(_per_fold(summary, "context/k6", "baselines/mlp_k6"))
+    assert expected["pairs"] == 3
     assert table.loc["6 nearest spots", "stf_minus_mlp"] == pytest.approx(expected["mean_delta"])
     assert table.loc["6 nearest spots", "stf_minus_mlp_ci_low"] == pytest.approx(expected["ci_low"])
     assert table["missing"].eq("").all()
+    assert not any(c.endswith("_pairs") for c in table.columns)
+
+
+def test_seeds_are_averaged_within_a_fold_not_counted_as_units():
+    """The seeds of a fold disagree in opposite directions (+-0.02 around a 0.03 difference): over the 6
+    (fold, seed) pairs the interval would be wide; over the 3 fold means, where they cancel, it is narrow."""
+    summary = _summary(rng_seed=1)
+    k6 = (summary["arm"] == "k6") & (summary["axis"] == "context")
+    summary.loc[k6, "pcc_hvg50"] += np.where(summary.loc[k6, "seed"] == 0, 0.02, -0.02)
+    table = context.context_matched_table(summary)
+    row = table.loc["6 nearest spots"]
+    by_fold = stats.paired_interval(_per_fold(summary, "context/k6", "baselines/mlp_k6"))
+    wide = summary.assign(key=summary["axis"] + "/" + summary["arm"]).pivot_table(
+        index=["fold", "seed"], columns="key", values="pcc_hvg50")
+    by_pair = stats.paired_interval(wide["context/k6"] - wide["baselines/mlp_k6"])
+    assert row["stf_minus_mlp_folds"] == 3 and by_pair["pairs"] == 6
+    assert (row["stf_minus_mlp_ci_low"], row["stf_minus_mlp_ci_high"]) == pytest.approx((by_fold["ci_low"], by_fold["ci_high"]))
+    assert row["stf_minus_mlp_ci_high"] - row["stf_minus_mlp_ci_low"] < by_pair["ci_high"] - by_pair["ci_low"]
+    text = context.describe_matched(table)
+    assert text.startswith("Each difference is STF minus a simple model over 3 held-out patient folds")
+    assert "conditional on the cohort's patients and the training budget" in text
+    assert "winning 3 of 3 folds" in text and "pairs" not in text
+    # an arm's own interval: over its fold means too
+    intervals = context.arm_intervals(summary).set_index("arm")
+    k6_fold_means = summary[k6].groupby("fold")["pcc_hvg50"].mean()
+    assert intervals.loc["context/k6", ["runs", "folds"]].tolist() == [6, 3]
+    assert intervals.loc["context/k6", "ci_low"] == pytest.approx(stats.mean_interval(k6_fold_means)["ci_low"])
+
+
+def test_an_unadjusted_interval_that_excludes_zero_is_said_so():
+    table = context.context_matched_table(_summary())
+    row = table.loc["6 nearest spots"]
+    assert row["stf_minus_ridge_probe_ci_low"] > 0  # +0.01 in every fold
+    table.loc["6 nearest spots", "stf_minus_ridge_probe_p_holm"] = 0.2  # as if the family were larger
+    text = context.describe_matched(table)
+    assert "Holm p = 0.2, not a finding after Holm, though its unadjusted interval excludes zero" in text
 
 
 def test_holm_family_is_every_comparison_of_the_table():
     summary = _summary()
     table = context.context_matched_table(summary)
-    wide = summary.assign(key=summary["axis"] + "/" + summary["arm"]).pivot_table(
-        index=["fold", "seed"], columns="key", values="pcc_hvg50")
     arms = context.matched_arms()
-    raw = [stats.paired_interval(wide[arms.loc[n, "stf"]] - wide[arms.loc[n, m]])["p_value"]
+    raw = [stats.paired_interval(_per_fold(summary, arms.loc[n, "stf"], arms.loc[n, m]))["p_value"]
            for n in NEIGHBOURHOODS for m in ("ridge_probe", "mlp")]
     adjusted = stats.holm(raw).reshape(3, 2)
     np.testing.assert_allclose(table[["stf_minus_ridge_probe_p_holm", "stf_minus_mlp_p_holm"]].to_numpy(), adjusted)
@@ -85,12 +126,12 @@ def test_partial_grid_keeps_the_rows_and_names_what_is_missing():
     table = context.context_matched_table(summary)
     assert list(table.index) == NEIGHBOURHOODS
     assert table.loc["18 nearest spots", "missing"] == "baselines/ridge_probe_k18, baselines/mlp_k18"
-    assert np.isnan(table.loc["18 nearest spots", "ridge_probe"]) and table.loc["18 nearest spots", "stf_minus_mlp_pairs"] == 0
-    assert table.loc["6 nearest spots", "stf_minus_ridge_probe_pairs"] == 6
+    assert np.isnan(table.loc["18 nearest spots", "ridge_probe"]) and table.loc["18 nearest spots", "stf_minus_mlp_folds"] == 0
+    assert table.loc["6 nearest spots", "stf_minus_ridge_probe_folds"] == 3
     line = context.missing_line(table)
     assert "`baselines/mlp_k6`" in line and "`baselines/mlp_k18`" in line and "`context/k18`" not in line
     text = context.describe_matched(table)
-    assert "With the 6 nearest spots, STF (`context/k6`)" in text and "MLP (`baselines/mlp_k6`" not in text
+    assert " With the 6 nearest spots, STF (`context/k6`)" in text and "MLP (`baselines/mlp_k6`" not in text
     intervals = context.arm_intervals(summary)
     assert intervals.set_index("arm").loc["baselines/mlp_k18", "runs"] == 0
     figures.plot_context(intervals, context.ceiling_table(summary, None), context.oracle_ceiling(summary))

@@ -24,8 +24,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_axes_hold_every_registered_choice():
-    assert len(ARMS["interactions"].arms) == 15 and {"full", "bottleneck"} <= set(ARMS["interactions"].arms)
-    assert ARMS["interactions"].arms["bottleneck"]["interactions"] == ["p2p", "p2h", "h2p"]
+    # the 15 subsets under the default read-out are 10 models: one arm each, the others recorded as aliases
+    flows = ARMS["interactions"]
+    assert len(flows.arms) == 10 and {"full", "bottleneck"} <= set(flows.arms)
+    assert len(flows.arms) + sum(len(a) for a in flows.aliases.values()) == 15
+    assert flows.arms["bottleneck"]["interactions"] == ["p2p", "p2h", "h2p"]
+    assert len(ARMS["interactions_contextual"].arms) == 15 and ARMS["interactions_contextual"].page == "interactions"
     assert set(ARMS["losses"].arms) == set(LOSSES)
     assert set(ARMS["backbones"].arms) == set(BACKBONES)
     assert set(ARMS["positional_encoding"].arms) == {"sinusoidal", "learned", "none"}
@@ -45,7 +49,8 @@ def test_every_axis_names_its_reference_among_its_arms():
         "interactions": "full", "losses": "mse", "backbones": "resnet50", "pathways": "init-off_aux-0",
         "log_transform": "off", "positional_encoding": "sinusoidal", "model_size": "small",
         "context": "whole-slide", "baselines": "stf", "h2p_balance": "plain",
-        "pathway_readout": "contextual", "target": "genes", "depth_correction": "none"}
+        "pathway_readout": "contextual", "target": "genes", "depth_correction": "none",
+        "interactions_contextual": "full"}
     with pytest.raises(ValueError, match="reference arm 'k6' is not an arm of its axis; arms: whole-slide"):
         Axis("k6", {"whole-slide": {}})
 
@@ -54,14 +59,23 @@ def test_write_params_and_repo_params_in_sync(tmp_path):
     files = write_params(tmp_path)
     n = sum(len(a.arms) for a in ARMS.values())
     assert len(files) == 2 * n
-    p = yaml.safe_load((tmp_path / "interactions" / "p2p-p2h.yaml").read_text())
-    assert p == {"interactions": ["p2p", "p2h"]}
+    p = yaml.safe_load((tmp_path / "interactions" / "p2p-h2p.yaml").read_text())
+    assert p == {"interactions": ["p2p", "h2p"]}
+    assert not (tmp_path / "interactions" / "p2p-p2h.yaml").exists()  # the same model as p2p: not run
+    p = yaml.safe_load((tmp_path / "interactions_contextual" / "p2p-p2h.yaml").read_text())
+    assert p == {"interactions": ["p2p", "p2h"], "pathway_readout": "contextual"}
     assert yaml.safe_load((tmp_path / "hest" / "losses" / "zinb.yaml").read_text())["loss"] == "zinb"
     repo_params = REPO / "params"
     for f in files:
         rel = f.relative_to(tmp_path)
         assert (repo_params / rel).is_file(), f"params/{rel} missing: run stflib.grid.params.write_params()"
         assert (repo_params / rel).read_text() == f.read_text(), f"params/{rel} out of date"
+    # no generated file of an arm the registry no longer runs (an alias, say) is left for the grid to run
+    generated = {f.relative_to(tmp_path) for f in files}
+    for axis in ARMS:
+        for folder in (repo_params / axis, repo_params / "hest" / axis):
+            for f in folder.glob("*.yaml"):
+                assert f.relative_to(repo_params) in generated, f"params/{f.relative_to(repo_params)} is not an arm of ARMS"
 
 
 def test_axis_names_and_dedup(tmp_path):
@@ -357,8 +371,9 @@ def test_every_axis_has_its_reference_its_params_and_its_book_page():
         assert spec.reference in spec.arms, axis
         for arm in spec.arms:
             assert (root / "params" / axis / f"{arm}.yaml").is_file(), f"params/{axis}/{arm}.yaml"
-        assert any((root / "book" / "ablations" / f"{axis}{ext}").is_file() for ext in (".py", ".ipynb")), axis
-        assert f"book/ablations/{axis}\n" in toc, f"_toc.yml: book/ablations/{axis}"
+        page = spec.page or axis
+        assert any((root / "book" / "ablations" / f"{page}{ext}").is_file() for ext in (".py", ".ipynb")), axis
+        assert f"book/ablations/{page}\n" in toc, f"_toc.yml: book/ablations/{page}"
     with pytest.raises(ValueError) as err:
         ARMS["nowhere"]
     assert str(err.value) == "axis: unknown 'nowhere'; allowed: " + ", ".join(ARMS)
@@ -376,3 +391,44 @@ def test_every_metric_is_a_summary_column_or_documented():
     for name, metric in METRICS.items():
         assert name in SUMMARY_COLUMNS, f"collect does not summarise {name}"
         assert name in columns or (metric.label and len(metric.description) > 10), name
+
+
+def test_collect_prints_the_folds_per_arm_and_each_finding_over_folds_beside_pairs(tmp_path, capsys):
+    """3 folds x 2 seeds of two arms and of an alias arm: the design table counts the folds and seeds,
+    and findings_by_unit.csv derives the comparison over the 3 folds beside the 6 pairs."""
+    import argparse
+
+    import numpy as np
+    import pandas as pd
+
+    from stflib.grid.collect import design_by_axis, findings_by_unit
+    from stflib.grid.commands import add_arguments_collect, run_collect
+    from stflib.report.results import load_summary
+
+    rng = np.random.default_rng(0)
+    for fold in range(3):
+        for seed in range(2):
+            base = 0.3 + rng.normal(0, 0.03)
+            for arm, value in (("full", base), ("bottleneck", base + 0.05 + rng.normal(0, 0.004)),
+                               ("p2h", base), ("p2p", base)):  # p2h: the same model as p2p, run before aliases
+                d = tmp_path / "interactions" / arm / (f"fold{fold}" + (f"-seed{seed}" if seed else ""))
+                d.mkdir(parents=True)
+                (d / "run.json").write_text(json.dumps({"axis": "interactions", "arm": arm, "fold": fold, "seed": seed,
+                                                        "status": "ok", "params": {"seed": seed}}))
+                (d / "metrics.json").write_text(json.dumps({"pcc_hvg50": value, "config": {"world": "default"}}))
+    parser = argparse.ArgumentParser()
+    add_arguments_collect(parser)
+    assert run_collect(parser.parse_args(["--results", str(tmp_path)])) == 0
+    out = capsys.readouterr().out
+    assert "Folds per arm and seeds per fold" in out and "Every finding (default world) over folds beside" in out
+    design = design_by_axis(load_summary(tmp_path)).set_index("axis").loc["interactions"]
+    assert design[["arms", "alias arms", "folds per arm", "seeds per fold", "runs"]].tolist() == [4, 1, "3", "2", 24]
+    table = pd.read_csv(tmp_path / "findings_by_unit.csv").set_index("arm")
+    assert set(table.index) == {"bottleneck", "p2p"}  # p2h is p2p: shown once
+    row = table.loc["bottleneck"]
+    assert (row["folds"], row["pairs"]) == (3, 6) and row["fold_mean_delta"] == pytest.approx(row["pair_mean_delta"])
+    assert row["fold_ci_high"] - row["fold_ci_low"] > row["pair_ci_high"] - row["pair_ci_low"]
+    assert table.loc["p2p", "same model as"] == "p2h, p2p-p2h"
+    assert findings_by_unit(load_summary(tmp_path))["change"].isin(
+        ["finding in both", "finding over pairs only", "finding over folds only", "finding in neither"]).all()
+    assert "bottleneck" in out.split("Every finding")[1]

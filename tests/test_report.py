@@ -74,11 +74,15 @@ def _noisy_summary(n_folds=3, seeds=(0, 1), worlds=("default",), effect=0.05, rn
 def test_describe_axis_and_takeaways_read_the_intervals():
     summary = _noisy_summary()
     text = findings.describe_axis(summary, "interactions", reference="full")
-    assert "Over 6 (fold, seed) pairs (3 patient folds x 2 seeds)" in text
+    assert ("over 3 held-out patient folds of this cohort (the 2 training seeds averaged within a fold); the "
+            "intervals are conditional on the cohort's patients and the training budget") in text
     assert "findings" in text and "`bottleneck` (+0.05" in text and "`p2p`" not in text.split("findings")[1]
     bullets = findings.takeaways(summary, "interactions").splitlines()
-    assert bullets[0].startswith("- `bottleneck` is better than `full`") and "wins 6 of 6 pairs" in bullets[0]
-    assert any(b.startswith("- No measurable difference from `full`") and "`p2p`" in b for b in bullets)
+    assert bullets[0].startswith("- Every interval below is the paired difference to `full` over 3 held-out")
+    assert bullets[1].startswith("- `bottleneck` is better than `full`") and "wins 3 of 3 folds" in bullets[1]
+    # p2p is shown once, as the model it is: the same as p2h and p2p-p2h under the default read-out
+    assert any(b.startswith("- No measurable difference from `full`")
+               and "`p2p` (same model as `p2h`, `p2p-p2h`)" in b for b in bullets)
     assert any("`full`: 6/6 at step cap" in b and "`p2p`: 6/6 fit below simple models" in b for b in bullets)
     assert "**These results are simulated.**" in bullets[-1] and "`default`" in bullets[-1]
     # grids from before the step schedule record epochs: the cap is read from epochs_run >= epochs_max
@@ -106,7 +110,11 @@ def test_simulation_note_names_worlds_and_real_data():
     assert "world" in findings.simulation_note(summary) and "`default`, `no-context`" in findings.simulation_note(summary)
     real = summary.assign(data_dir=np.where(summary["world"] == "no-context", "/data/hest", None))
     note = findings.simulation_note(real)
-    assert "world `default`" in note and "read real data from `/data/hest`" in note
+    assert "world `default`" in note and "runs read real data (data source `hest`)" in note
+    assert "/data" not in note  # the folder's name, never the machine's path
+    recorded = real.assign(data_source=np.where(real["world"] == "no-context", "hest-abc123", None))
+    note = findings.simulation_note(recorded)
+    assert "(data source `hest-abc123`)" in note and "`hest`" not in note
 
 
 def _four_world_summary():
@@ -137,14 +145,16 @@ def test_world_robustness_says_where_a_finding_holds():
     alone = summary[~((summary["world"] != "default") & (summary["arm"] == "bottleneck"))]
     assert findings.world_robustness(alone, {"interactions": "full"}).empty
     assert findings.unchecked_findings(alone, {"interactions": "full"}) == ["interactions/bottleneck"]
-    assert "**No measurable difference**" in text and "`p2p`" in text.split("**No measurable difference**")[1]
+    heading = "**No measurable difference (the unadjusted interval includes zero)**"
+    assert heading in text and "`p2p`" in text.split(heading)[1]
+    assert "over 3 held-out patient folds of this cohort" in text
 
 
 def test_world_verdicts_are_one_row_per_finding_and_world():
     summary = _four_world_summary()
     long = findings.world_verdicts(summary, {"interactions": "full"}).set_index("world")
     assert list(long.index) == ["no-context", "pathway-misspecified", "strong-patient"]
-    assert (long["arm"] == "bottleneck").all() and (long["default_pairs"] == 6).all()
+    assert (long["arm"] == "bottleneck").all() and (long["default_pairs"] == 3).all()  # 3 folds, seeds averaged
     assert long.loc["no-context", "verdict"] == "holds in" and long.loc["no-context", "mean_delta"] > 0.05
     assert long.loc["strong-patient", "verdict"] == "reversed in" and long.loc["strong-patient", "ci_high"] < 0
     assert long.loc["pathway-misspecified", "verdict"] == "not run in"
@@ -288,15 +298,20 @@ def test_loss_terms_side_by_side(tmp_path):
 
 
 def test_quadrant_effects_main_effect_per_fold():
-    rows = []
-    for fold in range(2):
-        for arm in ["full", "bottleneck", "h2h", "p2p-h2h", "p2h", "p2p"]:
-            value = 0.3 - (0.1 if ("p2h" in arm or arm in ("full", "bottleneck")) else 0.0) + 0.01 * fold
-            rows.append(dict(axis="interactions", arm=arm, fold=fold, pcc_hvg50=value))
+    """The 15-subset design from the 10 distinct models: an alias's cell is its canonical arm's runs (a
+    committed alias run is ignored), and the unit is the fold."""
+    from stflib.grid.axes import ARMS
+
+    rows = [dict(axis="interactions", arm=arm, fold=fold, seed=seed,
+                 pcc_hvg50=0.3 + 0.05 * ("h2h" in arm or arm == "full") + 0.01 * fold + 0.001 * seed)
+            for fold in range(3) for seed in range(2) for arm in ARMS["interactions"].arms]
+    rows += [dict(axis="interactions", arm="p2h", fold=fold, seed=0, pcc_hvg50=9.9) for fold in range(3)]
     effects = tables.quadrant_effects(pd.DataFrame(rows))
-    assert effects.loc["p2h", "mean_delta"] == pytest.approx(-0.1)
-    assert effects.loc["p2h", "wins"] == 0 and effects.loc["p2h", "arms_with"] == 3 and effects.loc["p2h", "pairs"] == 2
-    assert effects.loc["h2h", "arms_with"] == 3  # full, h2h, p2p-h2h
+    assert (effects["arms_with"] == 8).all() and (effects["arms_without"] == 7).all() and (effects["pairs"] == 3).all()
+    assert effects.loc["h2h", "mean_delta"] == pytest.approx(0.05)
+    # p2h: with it, 4 of 8 cells have h2h; without it, 4 of 7
+    assert effects.loc["p2h", "mean_delta"] == pytest.approx(0.05 * (4 / 8 - 4 / 7))
+    assert tables.quadrant_effects(pd.DataFrame(rows), unit="pair").loc["h2h", "pairs"] == 6
 
 
 def test_deltas_to_a_run_of_another_axis(summary):
@@ -358,10 +373,58 @@ def test_headline_reads_the_intervals_of_design_axes_baselines_and_worlds():
                          stf.assign(arm="mlp", pcc_hvg50=stf["pcc_hvg50"] - 0.1 + 0.002 * stf["fold"])])
     refs = {"interactions": "full", "baselines": "stf"}
     bullets = findings.headline(summary, refs).splitlines()
-    assert bullets[0].startswith("- 2 of the 4 arms compared differ")
+    assert bullets[0].startswith("- 2 of the 4 distinct arms compared differ")
+    assert "over 3 held-out patient folds of this cohort" in bullets[0]
     assert bullets[1].startswith("- The largest finding of each axis") and "interactions: `bottleneck` vs `full` +0.05" in bullets[1]
     assert "baselines" not in bullets[1]
     assert "The reference STF (`stf`) beats `mlp`; is not measurably different from `ridge_probe`" in bullets[2]
     assert "`bottleneck` vs `full` holds in no-context" in bullets[3] and "None reverses anywhere." in bullets[3]
-    assert "(no-context; 6 pairs each)" in bullets[3]  # counted from the runs, not typed
+    assert "(no-context; 3 folds each)" in bullets[3]  # counted from the runs, not typed
     assert "**These results are simulated.**" in bullets[-1]
+
+
+def test_an_alias_is_shown_once_and_the_holm_family_counts_distinct_models():
+    """p2h is the same model as p2p under the default read-out: its committed runs are left out, p2p is
+    labelled with its aliases, and Holm corrects over the distinct arms only."""
+    from stflib.report import stats
+
+    rows = []
+    for fold in range(3):
+        for seed in range(2):
+            base = 0.3 + 0.02 * fold
+            for arm, value in (("full", base), ("p2p", base - 0.05 - 0.004 * fold), ("p2h", base - 0.05 - 0.004 * fold),
+                               ("h2p", base - 0.03 + 0.01 * (-1) ** fold)):
+                rows.append(dict(axis="interactions", arm=arm, fold=fold, seed=seed, pcc_hvg50=value + 0.001 * seed))
+    summary = pd.DataFrame(rows)
+    deltas = tables.paired_deltas(summary, "interactions", "full")
+    assert set(deltas.index) == {"p2p", "h2p"}  # p2h is p2p
+    assert deltas.loc["p2p", "same model as"] == "p2h, p2p-p2h" and deltas.loc["h2p", "same model as"] == ""
+    assert deltas["p_holm"].tolist() == pytest.approx(list(stats.holm(deltas["p_value"].to_numpy())))
+    assert deltas["p_holm"].min() == pytest.approx(2 * deltas["p_value"].min())  # a family of 2, not 3
+    assert set(tables.arm_table(summary, "interactions").index) == {"full", "p2p", "h2p"}
+    assert "`p2p` (same model as `p2h`, `p2p-p2h`)" in findings.describe_axis(summary, "interactions", "full")
+    assert tables.arm_label("losses", "mse") == "`mse`"
+
+
+def test_an_interval_that_excludes_zero_is_never_called_no_difference():
+    """Three arms each 0.02 better in every fold (0.015, 0.02, 0.025 over the 3 folds): each unadjusted
+    interval excludes zero (p = 0.020), Holm's family of 3 makes none a finding (0.061)."""
+    rows = []
+    for fold, gain in enumerate((0.015, 0.02, 0.025)):
+        for seed in range(2):
+            base = 0.3 + 0.02 * fold + 0.001 * seed
+            rows.append(dict(axis="losses", arm="mse", fold=fold, seed=seed, pcc_hvg50=base))
+            rows += [dict(axis="losses", arm=arm, fold=fold, seed=seed, pcc_hvg50=base + gain)
+                     for arm in ("pcc", "mse_pcc", "zinb")]
+    summary = pd.DataFrame(rows)
+    deltas = tables.paired_deltas(summary, "losses", "mse")
+    assert not deltas["finding"].any() and (deltas["ci_low"] > 0).all()
+    for text in (findings.describe_axis(summary, "losses", "mse"), findings.takeaways(summary, "losses"),
+                 findings.findings_text(summary, {"losses": "mse"})):
+        assert "No measurable difference" not in text and "no measurable difference" not in text.lower().replace(
+            "made no measurable difference", "")
+        assert "excludes zero" in text or "exclude zero" in text
+    said = findings.takeaways(summary, "losses").split("Not a finding after Holm, though the unadjusted interval "
+                                                        "excludes zero: ")[1]
+    assert all(f"`{arm}` (+0.020 [+0.008, +0.032], Holm p = 0.0606)" in said for arm in ("pcc", "mse_pcc", "zinb"))
+    assert "0 made no measurable difference" in findings.headline(summary, {"losses": "mse"})

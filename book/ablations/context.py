@@ -61,17 +61,19 @@ pages.axis_report("context")
 # row is matched only on the simple models' side: STF has no per-spot arm, its "no neighbourhood"
 # arm is whole-slide attention (every spot attends to every spot of the slide), while the probe and
 # the MLP of that row see no neighbour at all. `stf_minus_ridge_probe` and `stf_minus_mlp` are STF
-# minus the simple model over (fold, seed) pairs (the same held-out patients, the same seed), with
-# the 95 % t interval (`_ci_low`, `_ci_high`), the pairs STF wins (`_wins`) and the paired t-test's
-# p-value Holm-adjusted across every comparison of the table (`_p_holm`); `missing` names the arms
-# with no completed run yet.
+# minus the simple model, one difference per held-out patient fold: the runs are paired by fold and
+# seed (the same held-out patients, the same seed), and the differences of a fold's seeds are
+# averaged, since the seeds share the fold's patients. Over the folds (`_folds`): the 95 % t interval
+# (`_ci_low`, `_ci_high`), conditional on this cohort's patients and the training budget, the folds
+# STF wins (`_wins`) and the paired t-test's p-value Holm-adjusted across every comparison of the
+# table (`_p_holm`); `missing` names the arms with no completed run yet.
 
 # %%
 from IPython.display import Markdown, display
 
 from stflib.report import context
 
-summary = results.load_summary()
+summary = results.page_summary()
 matched = context.context_matched_table(summary)
 tables.show_table(matched.round(4), "context-matched")
 if context.missing_line(matched):
@@ -99,7 +101,8 @@ display(Markdown(context.describe_ceilings(ceilings)))
 
 # %% [markdown]
 # Every context arm and every context-matched simple model, with the ceilings of its neighbourhood
-# (points: mean over the runs; bars: 95 % t interval):
+# (points: mean over the held-out patient folds, each fold the mean of its seeds' runs; bars: 95 % t
+# interval over the folds):
 
 # %%
 import matplotlib.pyplot as plt

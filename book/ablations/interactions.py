@@ -31,15 +31,22 @@ pages.page_banner("interactions")
 #
 # ## The idea
 #
-# Every non-empty subset of `{p2p, p2h, h2p, h2h}` (15 arms) is trained on the same folds with
-# every other parameter at its default. `full` (all four) and `bottleneck` (`p2p,p2h,h2p`) are the
-# original STF's named variants. Note that the gene prediction reads only the patch tokens: an arm where
-# patches can neither read pathways (`h2p`) nor each other (`h2h`) predicts from its own features
-# alone. With the default read-out (`pathway_readout: shared`, see the `pathway_readout` chapter)
-# the patches are scored against the learnable pathway tokens, not the encoded ones, so what the
-# pathway tokens gather through `p2p` and `p2h` reaches a prediction only through `h2p` in a later
-# layer: without `h2p`, `p2p` and `p2h` change nothing, by construction. (Under the original STF's
-# `contextual` read-out they would still rotate each slide's scoring directions.)
+# The 15 non-empty subsets of `{p2p, p2h, h2p, h2h}`, every other parameter at its default. `full`
+# (all four) and `bottleneck` (`p2p,p2h,h2p`) are the original STF's named variants. Note that the
+# gene prediction reads only the patch tokens: an arm where patches can neither read pathways
+# (`h2p`) nor each other (`h2h`) predicts from its own features alone. With the default read-out
+# (`pathway_readout: shared`, see the `pathway_readout` chapter) the patches are scored against the
+# learnable pathway tokens, not the encoded ones, so what the pathway tokens gather through `p2p`
+# and `p2h` reaches a prediction only through `h2p` in a later layer: without `h2p`, `p2p` and
+# `p2h` change nothing, by construction. Subsets that differ only in such flows are the **same
+# model** (bit-identical predictions from the same seed; `stflib.models.equivalence`, checked
+# against the model by `tests/test_equivalence.py`): the grid runs one arm per model and the tables
+# below show it once, with the arms that are the same model beside it, so the Holm correction
+# counts distinct models only.
+#
+# Under the original STF's `contextual` read-out the encoded pathway tokens score the patches, so
+# every flow can act on a prediction and the 15 subsets are 15 models: the second axis of this
+# page, `interactions_contextual`, is the factorial where each flow can act.
 #
 # ## Runnable code
 #
@@ -59,16 +66,34 @@ pages.axis_report("interactions")
 # %% [markdown]
 # ### Which flow matters? Main effects over the 15-subset design
 #
-# The 15 arms form a factorial design over four on/off flows, so each flow's main effect can be
-# estimated from all arms at once: in every (fold, seed) pair, the mean over the 8 arms that have
-# the flow minus the mean over the 7 that do not; then the mean over pairs with its 95 % t interval,
-# the paired t-test's p-value Holm-adjusted across the four flows (`p_holm`; `finding` when below
-# 0.05) and the pairs where the effect is positive (`wins`). This pools many arms, so it is less
-# noisy than any single pairwise comparison above. With `p2h`, pathway tokens read the slide's patches and so become
-# slide-specific; without it they are the same learned vectors for every slide.
+# The 15 subsets form a factorial design over four on/off flows, so each flow's main effect can be
+# estimated from all of them at once: in every (fold, seed), the mean over the 8 subsets that have
+# the flow minus the mean over the 7 that do not, averaged over the seeds of each fold; then the
+# mean over the folds with its 95 % t interval, the paired t-test's p-value Holm-adjusted across the
+# four flows (`p_holm`; `finding` when below 0.05) and the folds where the effect is positive
+# (`wins`). A subset that is the same model as another fills its cell with that model's runs. This
+# pools many arms, so it is less noisy than any single pairwise comparison above. Under the default
+# read-out a main effect of `p2p` or `p2h` can only come through the subsets that also have `h2p`.
+# With `p2h`, pathway tokens read the slide's patches and so become slide-specific; without it they
+# are the same learned vectors for every slide.
 
 # %%
-tables.show_table(tables.quadrant_effects(results.load_summary()).round(4), "interactions-main-effects")
+if pages.has_runs("interactions"):  # a results folder may not have run this axis (a real cohort's, say)
+    tables.show_table(tables.quadrant_effects(results.page_summary()).round(4), "interactions-main-effects")
+
+# %% [markdown]
+# ### The factorial where each flow can act: the contextual read-out
+#
+# The same 15 subsets with `pathway_readout: contextual` (`params/interactions_contextual/`), each
+# compared with `full` under that read-out, and the four flows' main effects over the 15 distinct
+# models.
+
+# %%
+CONTEXTUAL = "interactions_contextual"
+pages.axis_report(CONTEXTUAL)
+if pages.has_runs(CONTEXTUAL):
+    tables.show_table(tables.quadrant_effects(results.page_summary(), axis=CONTEXTUAL).round(4),
+                      "interactions-contextual-main-effects")
 
 # %% [markdown]
 # **What we expected before running the grid.** What the table can and cannot say: the simulated cohort rewards spatial context (see the data

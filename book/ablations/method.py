@@ -19,9 +19,9 @@
 # ```{admonition} In this chapter
 # :class: tip
 # **You will learn** how an ablation is set up ({term}`axis`, {term}`arm`, {term}`reference`),
-# why arms are compared in pairs, how the Holm correction decides what is a finding (worked by hand
-# on one axis), how large an effect the grid can detect, why the patient and not the training
-# {term}`seed` is the unit, and how to add an arm of your own.
+# why arms are compared on the same held-out patients, why the held-out patient {term}`fold` and not
+# the training {term}`seed` is the unit, how the Holm correction decides what is a finding (worked
+# by hand on one axis), how large an effect the grid can detect, and how to add an arm of your own.
 #
 # **Prerequisites**: {doc}`../evaluation`, {doc}`../training`; a paired t-test.
 # ```
@@ -44,52 +44,66 @@ pages.run_time_note("ablations/method")
 #   **arms** are the values it can take, each a set of notebook parameters that differ from the
 #   defaults only on that choice (`stflib.grid.axes.ARMS`, one YAML file per arm under `params/`).
 #   One arm per axis is the **reference**, the library's default for that choice.
-# - Every arm runs on the same three patient {term}`fold`s with the same two training seeds. A
-#   **pair** is one (fold, seed): the arm and the reference saw the same held-out patients and the
-#   same random initialisation, so their difference removes what the fold contributes.
-# - Over the pairs: the mean difference, its 95 % t interval and the paired t-test. The p-values of
-#   an axis's arms are corrected for their number with **Holm's** step-down method
-#   {cite}`holm1979simple`; a difference is a **finding** when its Holm-adjusted p-value is below 0.05.
+# - Every arm runs on the same patient {term}`fold`s with the same training seeds. In each fold the
+#   arm's metric minus the reference's, run by run on the same seed, removes what the fold's held-out
+#   patients contribute; the differences of a fold's seeds are then **averaged**, giving one paired
+#   difference per fold. The fold is the unit because the seeds of a fold share its test patients
+#   and vary only the initialisation: what says whether an effect carries over to new patients is
+#   how it varies from one group of held-out patients to the next.
+# - Over the folds: the mean difference, its 95 % t interval and the paired t-test. The interval is
+#   conditional on this cohort's patients and the training budget: it describes other held-out
+#   groups of the same cohort, trained for as long. The p-values of an axis's arms are corrected for
+#   their number with **Holm's** step-down method {cite}`holm1979simple`; a difference is a
+#   **finding** when its Holm-adjusted p-value is below 0.05. An arm whose unadjusted interval
+#   excludes zero but is not a finding after Holm is reported as such, not as "no difference".
+# - Arms that are the same computation by the model's construction (some subsets of the information
+#   flows, `stflib.models.equivalence`) are one model: it is run and shown once, with its aliases,
+#   and counted once in the Holm family.
 #
 # ## Runnable code
 #
-# ### One axis, pair by pair
+# ### One axis, fold by fold
 #
 # The pathways axis (Hallmark initialisation of the gene reconstructor and the auxiliary pathway
-# loss): the paired differences in `pcc_hvg50` of each arm to the reference, from
-# `results/summary.csv`.
+# loss; in a results folder that did not run it, the first axis it ran, named in the output): the
+# paired differences in `pcc_hvg50` of each arm to the reference, run by run (fold, seed), then
+# averaged over the seeds of each fold, from `results/summary.csv`.
 
 # %%
 import numpy as np
 import pandas as pd
-from IPython.display import Markdown, display
 from scipy import stats
 
 from stflib.grid.axes import ARMS
-from stflib.report.results import axis_rows, load_summary
-from stflib.report.tables import paired_deltas
+from stflib.report.results import page_summary
+from stflib.report.tables import distinct_axis_rows, paired_deltas
 
 AXIS, METRIC = "pathways", "pcc_hvg50"
-summary = load_summary()
+summary = page_summary()  # the results folder's real runs where it has any, else the simulated ones
+if not ((summary["axis"] == AXIS) & (summary["world"] == "default")).any():
+    # a results folder that did not run the pathways axis (a real cohort's few arms): the first axis it ran
+    AXIS = next(a for a in ARMS if a in set(summary.loc[summary["world"] == "default", "axis"]))
 reference = ARMS[AXIS].reference
-rows = axis_rows(summary, AXIS)
+rows = distinct_axis_rows(summary, AXIS)  # each distinct model once, as the library pairs them
 wide = rows.pivot_table(index=["fold", "seed"], columns="arm", values=METRIC)
-differences = wide.drop(columns=reference).sub(wide[reference], axis=0)
-print(f"axis {AXIS}, reference {reference}: {len(wide)} pairs (fold, seed)")
-differences.round(4)
+differences = wide.drop(columns=reference).sub(wide[reference], axis=0)  # per (fold, seed)
+per_fold = differences.groupby(level="fold").mean()  # the unit: one difference per held-out fold
+print(f"axis {AXIS}, reference {reference}: {len(wide)} runs per arm, {len(per_fold)} folds "
+      f"x {wide.index.get_level_values('seed').nunique()} seeds")
+per_fold.round(4)
 
 # %% [markdown]
 # ### Holm by hand
 #
-# For each arm, the paired t-test's p-value. Then sort the $m$ p-values, multiply the $i$-th
-# smallest ($i = 1 \dots m$) by $m - i + 1$, make the sequence non-decreasing (a running maximum),
-# cap at 1. An arm is a finding when its adjusted value is below 0.05. The smallest p-value faces
+# For each arm, the paired t-test's p-value over the folds. Then sort the $m$ p-values, multiply
+# the $i$-th smallest ($i = 1 \dots m$) by $m - i + 1$, make the sequence non-decreasing (a running
+# maximum), cap at 1. An arm is a finding when its adjusted value is below 0.05. The smallest p-value faces
 # the strictest bar (Bonferroni's $0.05 / m$), the next one a looser bar, and so on: the family of
 # $m$ comparisons keeps a 5 % chance of any false finding.
 
 # %%
-m = differences.shape[1]
-p = pd.Series({arm: stats.ttest_1samp(differences[arm].dropna(), 0.0).pvalue for arm in differences}, name="p")
+m = per_fold.shape[1]
+p = pd.Series({arm: stats.ttest_1samp(per_fold[arm].dropna(), 0.0).pvalue for arm in per_fold}, name="p")
 by_hand = p.sort_values().to_frame()
 by_hand["rank i"] = np.arange(1, m + 1)
 by_hand["multiplier m - i + 1"] = m - by_hand["rank i"] + 1
@@ -111,7 +125,7 @@ print(f"below 0.05 without correction: {uncorrected or 'none'}; findings after H
 # %% [markdown]
 # ### Power: how large an effect can the grid see?
 #
-# With $n$ pairs whose differences have standard deviation $s$, a paired t-test at level $\alpha$
+# With $n$ folds whose differences have standard deviation $s$, a paired t-test at level $\alpha$
 # detects a true mean difference $\delta$ with 80 % probability when
 # $\delta \geq (t_{1-\alpha/2,\,n-1} + t_{0.8,\,n-1})\, s / \sqrt{n}$. Holm's first step uses
 # $\alpha = 0.05 / m$. Below, for each arm of the axis, that minimal detectable difference with its
@@ -119,11 +133,11 @@ print(f"below 0.05 without correction: {uncorrected or 'none'}; findings after H
 
 # %%
 rows_power = {}
-for arm in differences:
-    d = differences[arm].dropna()
+for arm in per_fold:
+    d = per_fold[arm].dropna()
     n, s = len(d), d.std(ddof=1)
     mde = lambda alpha: (stats.t.ppf(1 - alpha / 2, n - 1) + stats.t.ppf(0.8, n - 1)) * s / np.sqrt(n)  # noqa: E731
-    rows_power[arm] = {"pairs": n, "sd of differences": s, "observed mean difference": d.mean(),
+    rows_power[arm] = {"folds": n, "sd of differences": s, "observed mean difference": d.mean(),
                        "detectable at 0.05": mde(0.05), f"detectable at 0.05/{m} (Holm's first step)": mde(0.05 / m)}
 power = pd.DataFrame(rows_power).T
 power.round(4)
@@ -135,25 +149,27 @@ power.round(4)
 #
 # ### The patient, not the seed, is the unit
 #
-# The two seeds of a fold share its test patients. If the held-out patients are what varies most,
-# the six pairs carry little more information than the three folds. The same comparison with one
-# difference per fold (the mean over its seeds), next to the six-pair one:
+# The seeds of a fold share its test patients. If the held-out patients are what varies most, the
+# (fold, seed) pairs carry little more information than the folds, and treating them as independent
+# (the book's earlier derivation) gives intervals that are too narrow. The fold-level test the book
+# uses, next to that pair-level one (`python -m stflib collect` prints the same comparison for every
+# finding of the grid and writes it to `results/findings_by_unit.csv`):
 
 # %%
-per_fold = differences.groupby(level="fold").mean()
+by_pair = paired_deltas(summary, AXIS, reference, METRIC, unit="pair")
 unit = pd.DataFrame({
-    "6 pairs: p": {a: stats.ttest_1samp(differences[a].dropna(), 0).pvalue for a in differences},
-    "3 folds: p": {a: stats.ttest_1samp(per_fold[a].dropna(), 0).pvalue for a in per_fold},
+    f"{len(differences)} (fold, seed) pairs: p": by_pair["p_value"],
+    f"{len(per_fold)} folds: p": library["p_value"],
     "sd between folds": per_fold.std(ddof=1),
     "sd between seeds within a fold": differences.groupby(level="fold").std(ddof=1).mean(),
 })
 unit.round(4)
 
 # %% [markdown]
-# Where the spread between folds is larger than between seeds, the fold-level test is the honest
-# one, and the six-pair p-values are optimistic. The book prints the pair-level intervals and
-# reminds, on every results page, that its pairs are not independent patients
-# {cite}`bouthillier2021variance`.
+# Where the spread between folds is larger than between seeds, the pair-level p-values are
+# optimistic: they count a seed as if it were a new group of patients. The book's intervals,
+# p-values and Holm decisions are the fold-level ones {cite}`bouthillier2021variance`; more seeds
+# sharpen each fold's mean, only more folds (more patients) sharpen the interval.
 #
 # ### Add an arm, end to end, on the tiny cohort
 #
@@ -166,7 +182,8 @@ unit.round(4)
 # 3. Run it on the grid's folds and seeds, with the reference's runs already there:
 #    `python -m stflib ablate params/losses --folds 3 --seeds 0,1`, then `python -m stflib collect`.
 # 4. `make book`: the losses page, the findings and this page now include the arm, paired with the
-#    reference on the same (fold, seed), and Holm now corrects over one more comparison.
+#    reference fold by fold (seeds averaged within a fold), and Holm now corrects over one more
+#    comparison (unless the arm is the same model as an existing one: then it is listed as its alias).
 #
 # ## Exercises
 #
@@ -186,8 +203,8 @@ unit.round(4)
 #
 # ```{exercise}
 # :label: method-ex-power
-# How many pairs would the grid need to detect, at Holm's first step, the smallest observed
-# difference of this axis with 80 % power, if the sd of the differences stayed as measured?
+# How many folds would the grid need to detect, at Holm's first step, the smallest observed
+# difference of this axis with 80 % power, if the sd of the fold differences stayed as measured?
 # ```
 #
 # ````{solution} method-ex-power
@@ -203,18 +220,20 @@ unit.round(4)
 # print(arm, n)
 # ```
 #
-# More pairs from the same three folds would shrink only the seed part of the noise; the patient
-# part needs more patients.
+# More seeds in the same folds would shrink only the seed part of each fold's mean; the patient
+# part needs more folds, that is, more patients.
 # ````
 #
 # ## Key takeaways
 #
-# - An arm differs from its axis's reference in one choice; it is compared with it pair by pair on
-#   the same held-out patients and seeds.
-# - A finding survives Holm's correction over the arms of its axis; the hand computation above
-#   reproduces the library's.
-# - With six pairs, only large effects are detectable; a null result is not an equivalence.
-# - The patient is the unit of replication: seeds within a fold are not independent patients.
+# - An arm differs from its axis's reference in one choice; it is compared with it fold by fold on
+#   the same held-out patients, the seeds of a fold averaged.
+# - A finding survives Holm's correction over the distinct arms of its axis; the hand computation
+#   above reproduces the library's.
+# - With a handful of folds, only large effects are detectable; a null result is not an equivalence,
+#   and an unadjusted interval that excludes zero is reported as such.
+# - The patient is the unit of replication: seeds within a fold are not independent patients, and
+#   the intervals are conditional on this cohort's patients and the training budget.
 #
 # ## References
 #

@@ -4,33 +4,71 @@
 notebook parameters it sets; the others keep their defaults) and the reference arm every other arm of the axis is compared with in
 the book (the seed's default for that choice). The params files (:mod:`stflib.grid.params`), the
 runner and the book's tables and findings all read this table.
+
+An axis holds distinct models only (:func:`distinct_axis`): arms that are the same computation by the
+model's construction (:mod:`stflib.models.equivalence`, e.g. interaction subsets whose extra flows
+cannot reach a prediction) are one arm, the canonical one, which is run; the others are recorded as its
+``aliases`` and never run, and the book shows the model once with its aliases.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from stflib import config as C
 from stflib.backbones import BACKBONES
 from stflib.losses import LOSSES
 from stflib.models import MODELS
+from stflib.models.equivalence import alias_groups
 from stflib.registry import Registry
 
 
 @dataclass(frozen=True)
 class Axis:
-    """One design choice of the grid: its arms and the arm the others are compared with."""
+    """One design choice of the grid: its arms, the arm the others are compared with, for an arm
+    that stands for several equivalent ones their names (``aliases``: arm -> the arms that are the
+    same model; they are not run), and the book page that shows it (``page``: ``book/ablations/<page>``,
+    by default the axis's own name)."""
 
     reference: str
     arms: dict[str, dict[str, Any]]
+    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    page: str | None = None
 
     def __post_init__(self):
         if self.reference not in self.arms:
             raise ValueError(f"reference arm {self.reference!r} is not an arm of its axis; arms: {', '.join(self.arms)}")
+        unknown = sorted(set(self.aliases) - set(self.arms))
+        if unknown:
+            raise ValueError(f"aliases of {unknown}: not arms of the axis; arms: {', '.join(self.arms)}")
+        clash = sorted({a for names in self.aliases.values() for a in names} & set(self.arms))
+        if clash:
+            raise ValueError(f"aliases {clash} are also run as arms: an alias names a model run under another arm")
+
+    def canonical(self, arm: str) -> str:
+        """The arm that is run for ``arm``: ``arm`` itself, or the arm it is an alias of."""
+        for name, names in self.aliases.items():
+            if arm in names:
+                return name
+        return arm
 
 
-def _interaction_arms() -> dict[str, dict]:
-    return {C.interactions_name(q): {"interactions": list(q)} for q in C.interaction_subsets()}
+def distinct_axis(reference: str, arms: dict[str, dict[str, Any]], page: str | None = None) -> Axis:
+    """An :class:`Axis` of the distinct models among ``arms``: arms whose resolved parameters are the
+    same computation (:func:`stflib.models.equivalence.alias_groups`) become one arm, the canonical one,
+    with the others as its aliases. The reference is kept as the arm of its group."""
+    resolved = {arm: C.validate(over, check_paths=False) for arm, over in arms.items()}
+    groups = alias_groups(resolved)
+    for canonical, names in list(groups.items()):
+        if reference in names:  # the axis's reference stays the arm every page names
+            groups[reference] = tuple(a for a in (canonical, *names) if a != reference)
+            del groups[canonical]
+    dropped = {a for names in groups.values() for a in names}
+    return Axis(reference, {arm: over for arm, over in arms.items() if arm not in dropped}, groups, page)
+
+
+def _interaction_arms(**common) -> dict[str, dict]:
+    return {C.interactions_name(q): {"interactions": list(q), **common} for q in C.interaction_subsets()}
 
 
 def _loss_arms() -> dict[str, dict]:
@@ -58,8 +96,14 @@ def _baseline_arms() -> dict[str, dict]:
 
 
 ARMS: Registry[Axis] = Registry("axis")
-# every non-empty subset of the four attention quadrants (full = all four, bottleneck = no h2h)
-ARMS.register("interactions", Axis("full", _interaction_arms()))
+# every non-empty subset of the four attention quadrants (full = all four, bottleneck = no h2h). Under the
+# default shared read-out, p2p and p2h reach a prediction only through h2p: the 15 subsets are 10 models
+ARMS.register("interactions", distinct_axis("full", _interaction_arms()))
+# the same 15 subsets under the contextual read-out (the seed's), where every flow can act on a prediction
+# (the encoded pathway tokens score the patches): the factorial of the four flows without aliases, shown
+# on the interactions page
+ARMS.register("interactions_contextual", distinct_axis("full", _interaction_arms(pathway_readout="contextual"),
+                                                       page="interactions"))
 ARMS.register("losses", Axis("mse", _loss_arms()))
 ARMS.register("backbones", Axis("resnet50", {b: {"backbone": b} for b in BACKBONES}))
 ARMS.register("pathways", Axis("init-off_aux-0", {

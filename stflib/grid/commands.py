@@ -4,7 +4,9 @@
 (``notebooks/ablation.ipynb``) into ``results/<axis>/<arm>/fold<k>/`` (:mod:`stflib.grid.runner`), on a
 Dask LocalCluster, a given scheduler or a SLURM cluster (:mod:`stflib.grid.cluster`); ``--dry-run``
 runs nothing and reports what the grid needs (:mod:`stflib.grid.plan`). ``collect`` writes
-``results/summary.csv`` and ``results/summary_by_arm.csv`` (:mod:`stflib.grid.collect`).
+``results/summary.csv``, ``results/summary_by_arm.csv`` and ``results/findings_by_unit.csv``
+(:mod:`stflib.grid.collect`) and prints the folds per arm and seeds per fold, and every finding derived
+over the held-out patient folds beside the earlier (fold, seed) pairs.
 ``ablate --world NAME`` runs the robustness subset (or the given params) in another simulator world,
 into ``results/worlds/<world>/<axis>/<arm>/fold<k>/``.
 """
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from stflib.grid.collect import collect, write_summary
+from stflib.paths import results_dir
 from stflib.grid.params import write_params
 from stflib.grid.runner import (DEFAULT_NOTEBOOK, is_complete, make_tasks, make_world_tasks, parse_seeds,
                                 parse_worlds, run_grid)
@@ -41,7 +44,8 @@ def add_arguments_ablate(p: argparse.ArgumentParser) -> None:
                    help="the cluster's jobs: queue, account, cores, memory, gpus, walltime, jobs (see stflib.grid.cluster)")
     p.add_argument("--workers", type=int, default=None, help="LocalCluster worker processes (default: CPU cores)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores / workers)")
-    p.add_argument("--results", default="results", help="results folder")
+    p.add_argument("--results", default="", type=results_dir,
+                   help="results folder (default: $STFLIB_RESULTS, else the project's results/)")
     p.add_argument("--notebook", default=str(DEFAULT_NOTEBOOK), help="the parameterised notebook")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a parameter in every run (e.g. --set data_dir=/data/hest --set device=cuda)")
@@ -158,12 +162,37 @@ def run_ablate(args) -> int:
 
 
 def add_arguments_collect(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--results", default="results", help="results folder")
+    p.add_argument("--results", default="", type=results_dir,
+                   help="results folder (default: $STFLIB_RESULTS, else the project's results/)")
 
 
 def run_collect(args) -> int:
+    import pandas as pd
+
+    from stflib.grid.collect import design_by_axis, write_findings_by_unit
+    from stflib.report.results import load_summary
+
     df = collect(args.results)
     write_summary(df, args.results)
     n_ok = int((df["status"] == "ok").sum()) if len(df) else 0
     print(f"{args.results}/summary.csv: {len(df)} runs ({n_ok} ok, {len(df) - n_ok} failed or incomplete)")
+    if not n_ok:
+        return 0
+    summary = load_summary(args.results)
+    with pd.option_context("display.width", 200, "display.max_rows", 500, "display.max_columns", 30):
+        print("\nFolds per arm and seeds per fold (the paired unit is the held-out patient fold, seeds averaged "
+              "within it):")
+        print(design_by_axis(summary).to_string(index=False))
+        try:
+            table = write_findings_by_unit(summary, args.results)
+        except ValueError as e:  # no axis has its reference arm run yet: nothing to compare
+            print(f"\nno paired comparison yet: {e}")
+            return 0
+        shown = table[table["fold_finding"] | table["pair_finding"]]
+        print(f"\nEvery finding (default world) over folds beside the earlier (fold, seed) pairs; all "
+              f"{len(table)} comparisons in {args.results}/findings_by_unit.csv:")
+        print(shown[["axis", "arm", "reference", "folds", "fold_mean_delta", "fold_ci_low", "fold_ci_high",
+                     "fold_p_holm", "pairs", "pair_ci_low", "pair_ci_high", "pair_p_holm", "change"]]
+              .round(4).to_string(index=False))
+        print("\n" + "; ".join(f"{n} {c}" for c, n in table["change"].value_counts().items()))
     return 0

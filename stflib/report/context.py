@@ -255,10 +255,22 @@ def _with(k: int, explain: bool = True) -> str:
     return f"with the {k} nearest spots"
 
 
+def _verdict(p_holm: float, r: dict) -> str:
+    """What a comparison of the table is, in the words of :func:`stflib.report.findings.takeaways`."""
+    if not np.isfinite(p_holm):
+        return "no test"
+    if p_holm < stats.ALPHA:
+        return f"Holm p = {p_holm:.2g}, a finding"
+    excludes_zero = r["ci_low"] > 0 or r["ci_high"] < 0
+    return f"Holm p = {p_holm:.2g}, not a finding after Holm" + (
+        ", though its unadjusted interval excludes zero" if excludes_zero else "")
+
+
 def describe_matched(table: pd.DataFrame, ceilings: pd.DataFrame | None = None, metric: str = "pcc_hvg50") -> str:
     """The context-matched comparisons in words, written from :func:`context_matched_table` (and the
-    :func:`ceiling_table` of the same summary): per neighbourhood, STF against each simple model, and
-    where the best arm sits between the latent ceiling and the oracle."""
+    :func:`ceiling_table` of the same summary): what the differences are over (held-out patient folds,
+    seeds averaged within a fold), per neighbourhood STF against each simple model, and where the best
+    arm sits between the latent ceiling and the oracle."""
     name = metric_info(metric).label
     sentences = []
     for _, row in table.iterrows():
@@ -267,19 +279,24 @@ def describe_matched(table: pd.DataFrame, ceilings: pd.DataFrame | None = None, 
         parts = []
         for model, model_name in SIMPLE.items():
             d = f"stf_minus_{model}"
-            if row[f"{d}_pairs"] == 0:
+            if row[f"{d}_folds"] == 0:
                 continue
             r = {"mean_delta": row[d], "ci_low": row[f"{d}_ci_low"], "ci_high": row[f"{d}_ci_high"],
-                 "pairs": row[f"{d}_pairs"]}
-            p = row[f"{d}_p_holm"]
-            verdict = "no test" if not np.isfinite(p) else \
-                f"Holm p = {p:.2g}, " + ("a finding" if p < stats.ALPHA else "not a finding")
+                 "pairs": row[f"{d}_folds"]}
             parts.append(f"the {model_name} (`{row[f'{model}_arm']}`, {row[model]:.3f}) by {interval_text(r)}, "
-                         f"winning {int(row[f'{d}_wins'])} of {int(row[f'{d}_pairs'])} pairs ({verdict})")
+                         f"winning {int(row[f'{d}_wins'])} of {int(row[f'{d}_folds'])} folds "
+                         f"({_verdict(row[f'{d}_p_holm'], r)})")
         if parts:
             opening = _with(int(row["n_neighbors"]))
             sentences.append(f"{opening[0].upper()}{opening[1:]}, STF (`{row['stf_arm']}`) reaches "
                              f"{row['stf']:.3f} ({name}) and differs from " + " and from ".join(parts) + ".")
+    if sentences:
+        n_folds = int(table[[f"stf_minus_{m}_folds" for m in SIMPLE]].to_numpy().max())
+        sentences.insert(0, f"Each difference is STF minus a simple model over {n_folds} held-out patient "
+                            f"fold{'s' if n_folds != 1 else ''} (runs paired by fold and seed, the seeds of a fold "
+                            "averaged into one difference), with its 95 % t interval over the folds and the paired "
+                            "t-test Holm-adjusted across every comparison of the table; the intervals are "
+                            "conditional on the cohort's patients and the training budget.")
     if not sentences:
         return "No neighbourhood has both STF and a matched simple model run yet."
     means = table[["stf", *SIMPLE]].stack()  # (neighbourhood, role) -> mean

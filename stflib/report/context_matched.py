@@ -1,9 +1,13 @@
 """The context page's context-matched comparisons (``stflib.report.context`` re-exports them): per
 neighbourhood (nothing, or the k nearest spots), STF's context arm against the ridge probe and MLP arms
 that read the same neighbourhood, their per-fold differences and intervals, and the oracle ceiling.
+
+The unit is the held-out patient fold, as everywhere in the book (:mod:`stflib.report.stats`): two
+arms' runs are paired by (fold, seed), and the differences of a fold's seeds are averaged into one
+difference per fold (``stats.unit_differences``); intervals, p-values, wins and the Holm correction
+are over the folds. An arm's own interval (:func:`arm_intervals`) is likewise over its fold means.
 """
 from __future__ import annotations
-
 
 import pandas as pd
 
@@ -48,8 +52,8 @@ def _world_runs(summary: pd.DataFrame, world: str) -> pd.DataFrame:
 
 
 def _per_pair(runs: pd.DataFrame, keys: list[str], metric: str) -> pd.DataFrame:
-    """One row per (fold, seed), one column per ``axis/arm`` key (NaN where a run is absent; an arm
-    with no runs is an all-NaN column)."""
+    """One row per pair (fold, seed[, shared code version]: :func:`~stflib.report.results.pair_index`),
+    one column per ``axis/arm`` key (NaN where a run is absent; an arm with no runs is an all-NaN column)."""
     rows = runs[runs["key"].isin(keys)]
     if rows.empty:
         return pd.DataFrame(columns=keys, dtype=float)
@@ -60,11 +64,12 @@ def context_matched_table(summary: pd.DataFrame, metric: str = "pcc_hvg50", worl
     """STF against the ridge probe and the MLP that read the same neighbourhood, one row per neighbourhood.
 
     Columns: ``n_neighbors``; per model (``stf``, ``ridge_probe``, ``mlp``) its arm and mean ``metric``
-    over its runs; per simple model X, the (fold, seed)-paired difference ``stf_minus_X`` (STF minus X,
-    whichever way the metric points) with its 95 % t interval (``_ci_low``, ``_ci_high``), ``_pairs``,
-    ``_wins`` (pairs STF is better in) and ``_p_holm`` (paired t-test, Holm-adjusted across every
-    comparison of the table); ``missing``: the arms of the row with no completed run (their cells are
-    empty, the row stays).
+    over its runs; per simple model X, the paired difference ``stf_minus_X`` (STF minus X, whichever way
+    the metric points; runs paired by (fold, seed), then one difference per held-out patient fold, the
+    mean over its seeds) with its 95 % t interval over the folds (``_ci_low``, ``_ci_high``), ``_folds``
+    (the folds compared), ``_wins`` (folds STF is better in) and ``_p_holm`` (paired t-test over the
+    folds, Holm-adjusted across every comparison of the table); ``missing``: the arms of the row with no
+    completed run (their cells are empty, the row stays).
     """
     info = metric_info(metric)
     runs = _world_runs(summary, world)
@@ -78,11 +83,11 @@ def context_matched_table(summary: pd.DataFrame, metric: str = "pcc_hvg50", worl
             out[f"{role}_arm"] = row[role]
             out[role] = wide[row[role]].mean()
         for model in SIMPLE:
-            diff = (wide[row["stf"]] - wide[row[model]]).dropna()
+            diff = stats.unit_differences(wide[row["stf"]] - wide[row[model]], "fold")  # one per fold
             est = stats.paired_interval(diff)
             name = f"stf_minus_{model}"
             out.update({name: est["mean_delta"], f"{name}_ci_low": est["ci_low"], f"{name}_ci_high": est["ci_high"],
-                        f"{name}_pairs": est["pairs"],
+                        f"{name}_folds": est["pairs"],
                         f"{name}_wins": int((diff > 0).sum() if info.higher_is_better else (diff < 0).sum()),
                         f"{name}_p_value": est["p_value"]})
         out["missing"] = ", ".join(row[r] for r in roles if wide[row[r]].isna().all())
@@ -96,7 +101,7 @@ def context_matched_table(summary: pd.DataFrame, metric: str = "pcc_hvg50", worl
     table = table.drop(columns=[f"stf_minus_{m}_p_value" for m in SIMPLE])
     order = ["n_neighbors", *[c for r in roles for c in (f"{r}_arm", r)]]
     for model in SIMPLE:
-        order += [f"stf_minus_{model}{s}" for s in ("", "_ci_low", "_ci_high", "_pairs", "_wins", "_p_holm")]
+        order += [f"stf_minus_{model}{s}" for s in ("", "_ci_low", "_ci_high", "_folds", "_wins", "_p_holm")]
     return table[order + ["missing"]]
 
 
@@ -107,10 +112,11 @@ def _stf_label(params: dict) -> str:
 
 
 def arm_intervals(summary: pd.DataFrame, metric: str = "pcc_hvg50", world: str = DEFAULT_WORLD) -> pd.DataFrame:
-    """Every context arm and every context-matched simple model: mean ``metric`` over its runs with the
-    95 % t interval (:func:`stflib.report.stats.mean_interval`). Columns ``neighbourhood``,
-    ``n_neighbors``, ``model`` (the legend's name), ``arm`` (``axis/arm``), ``runs``, ``mean``,
-    ``ci_low``, ``ci_high``; an arm with no runs has ``runs`` 0 and NaN values."""
+    """Every context arm and every context-matched simple model: mean ``metric`` with the 95 % t interval
+    over its held-out patient folds (each fold the mean of its seeds' runs;
+    :func:`stflib.report.stats.mean_interval`). Columns ``neighbourhood``, ``n_neighbors``, ``model``
+    (the legend's name), ``arm`` (``axis/arm``), ``runs``, ``folds``, ``mean``, ``ci_low``, ``ci_high``;
+    an arm with no runs has ``runs`` and ``folds`` 0 and NaN values."""
     runs = _world_runs(summary, world)
     entries = [(params["n_neighbors"], _stf_label(params), f"context/{arm}")
                for arm, params in ARMS["context"].arms.items()]
@@ -118,11 +124,14 @@ def arm_intervals(summary: pd.DataFrame, metric: str = "pcc_hvg50", world: str =
         entries += [(k, name, row[model]) for model, name in SIMPLE.items()]
     rows = []
     for k, model, key in entries:
-        values = runs.loc[runs["key"] == key, metric].dropna()
+        arm_runs = runs[(runs["key"] == key) & runs[metric].notna()]
+        per_fold = arm_runs.groupby("fold")[metric].mean()  # the unit: a fold, its seeds averaged
+        interval = stats.mean_interval(per_fold)
         rows.append({"neighbourhood": neighbourhood_label(k), "n_neighbors": k, "model": model, "arm": key,
-                     **stats.mean_interval(values)})
+                     "runs": len(arm_runs), "folds": interval["runs"],
+                     **{c: interval[c] for c in ("mean", "ci_low", "ci_high")}})
     out = pd.DataFrame(rows)
-    out["runs"] = out["runs"].astype(int)
+    out[["runs", "folds"]] = out[["runs", "folds"]].astype(int)
     return out.sort_values("n_neighbors", kind="stable").reset_index(drop=True)
 
 

@@ -19,7 +19,9 @@ def plot_axis(summary: pd.DataFrame, axis: str, metric: str = "pcc_hvg50", ax=No
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    rows = axis_rows(summary, axis)
+    from stflib.report.tables import distinct_axis_rows
+
+    rows = distinct_axis_rows(summary, axis)  # each distinct model once (an alias arm's runs left out)
     order = list(rows.groupby("arm")[metric].mean().sort_values(ascending=not metric_info(metric).higher_is_better).index)
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 0.35 * len(order) + 1.2))
@@ -139,7 +141,8 @@ def figures_to_commit(summary: pd.DataFrame, results_dir: str | Path | None = No
 
 def plot_context(intervals: pd.DataFrame, ceilings: pd.DataFrame | None = None, oracle: float | None = None,
                  metric: str = "pcc_hvg50"):
-    """The context page's figure: every arm's mean ``metric`` with its 95 % interval over runs, grouped
+    """The context page's figure: every arm's mean ``metric`` with its 95 % interval over its held-out
+    patient folds (each fold the mean of its seeds' runs; :func:`stflib.report.context.arm_intervals`), grouped
     by the neighbourhood it reads, between the ceilings.
 
     ``intervals``: :func:`stflib.report.context.arm_intervals` (arms with no runs are left out);
@@ -192,7 +195,7 @@ def plot_context(intervals: pd.DataFrame, ceilings: pd.DataFrame | None = None, 
     ax.set_ylim(min(0.0, float(drawn["ci_low"].min()) if drawn["ci_low"].notna().any() else 0.0),
                 np.nanmax(tops) * 1.08 + 0.02)
     ax.set_xlabel("neighbourhood the arm reads besides its own spot")
-    ax.set_ylabel(f"{metric_info(metric).label}, held-out patients\n(mean over runs, 95 % t interval)")
+    ax.set_ylabel(f"{metric_info(metric).label}, held-out patients\n(mean over folds, 95 % t interval)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     fig.tight_layout()

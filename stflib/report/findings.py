@@ -1,17 +1,23 @@
 """The book's sentences about the results, written from the numbers: axis readings, takeaways, findings.
 
 A difference to an axis's reference arm is a *finding* when its paired t-test p-value, Holm-adjusted
-across the axis's arms, is below 0.05 (:mod:`stflib.report.stats`); every sentence here is generated
-from the paired differences of :mod:`stflib.report.tables`, so no figure is typed by hand.
+across the axis's distinct arms, is below 0.05 (:mod:`stflib.report.stats`); every sentence here is
+generated from the paired differences of :mod:`stflib.report.tables`, so no figure is typed by hand.
+The unit is the held-out patient fold (seeds averaged within a fold): every sentence says over how
+many folds an interval is and that it is conditional on the cohort's patients and the training
+budget. An arm that is not a finding after Holm but whose unadjusted interval excludes zero is said
+to be so, never "no measurable difference".
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from stflib.grid.axes import ARMS, axis_references
-from stflib.report.results import DEFAULT_WORLD, axis_rows, metric_info, with_design_columns
-from stflib.report.tables import arm_flags, interval_text, paired_deltas
+from stflib.report.results import DEFAULT_WORLD, axis_rows, is_real, metric_info, with_design_columns
+from stflib.report.tables import arm_flags, arm_label, distinct_axis_rows, interval_text, paired_deltas
 from stflib.report.tables import overview as _overview
 
 # one page computes the same comparisons several times (the findings, the robustness table, the
@@ -34,26 +40,56 @@ def overview(summary: pd.DataFrame, references: dict[str, str], metric: str = "p
                  tuple(sorted(references.items())), metric)
 
 
+def excludes_zero(deltas: pd.DataFrame) -> pd.Series:
+    """Per row of paired differences: its unadjusted 95 % interval excludes zero (a NaN bound: no)."""
+    return (deltas["ci_low"] > 0) | (deltas["ci_high"] < 0)
+
+
+def design_counts(rows: pd.DataFrame) -> tuple[int, int]:
+    """(held-out patient folds, seeds per fold at most) of some runs."""
+    if rows.empty:
+        return 0, 0
+    return int(rows["fold"].nunique()), int(rows.groupby("fold")["seed"].nunique().max())
+
+
+def unit_sentence(n_folds: int, n_seeds: int) -> str:
+    """What a paired interval is over and conditional on, in one clause."""
+    seeds = (f"the {n_seeds} training seeds averaged within a fold" if n_seeds > 1 else "one training seed per fold")
+    return (f"over {n_folds} held-out patient fold{'s' if n_folds != 1 else ''} of this cohort ({seeds}); the "
+            "intervals are conditional on the cohort's patients and the training budget")
+
+
+def _unadjusted_only(frame: pd.DataFrame, label) -> str:
+    """The arms that are not findings after Holm but whose unadjusted interval excludes zero, in words."""
+    return ", ".join(f"{label(a)} ({interval_text(r)}, Holm p = {r['p_holm']:.3g})" for a, r in frame.iterrows())
+
+
 def describe_axis(summary: pd.DataFrame, axis: str, reference: str, metric: str = "pcc_hvg50") -> str:
     """A plain-language reading of an axis, written from the numbers: the best arm, and which paired
-    differences to the reference are findings (Holm-adjusted p < 0.05 across the axis's arms)."""
-    rows = axis_rows(summary, axis)
+    differences to the reference are findings (Holm-adjusted p < 0.05 across the axis's distinct arms),
+    with what the intervals are over and conditional on. Each distinct model is named once, with the
+    arms that are the same model."""
+    rows = distinct_axis_rows(summary, axis)
     means = rows.groupby("arm")[metric].mean().sort_values(ascending=not metric_info(metric).higher_is_better)
     deltas = paired_deltas(summary, axis, reference, metric)
     name = metric_info(metric).label
-    n_pairs = int(deltas["pairs"].max()) if len(deltas) else 0
-    lines = [f"Over {n_pairs} (fold, seed) pairs ({rows['fold'].nunique()} patient folds x "
-             f"{rows['seed'].nunique()} seed{'s' if rows['seed'].nunique() != 1 else ''}), the best arm on {name} is "
-             f"`{means.index[0]}` ({means.iloc[0]:.3f}); the reference `{reference}` reaches "
+    label = lambda a: arm_label(axis, a)  # noqa: E731
+    n_folds, n_seeds = design_counts(rows)
+    lines = [f"Paired differences to the reference are taken {unit_sentence(n_folds, n_seeds)}. The best arm on "
+             f"{name} is {label(means.index[0])} ({means.iloc[0]:.3f}); the reference `{reference}` reaches "
              f"{means.get(reference, np.nan):.3f}."]
     found = deltas[deltas["finding"]]
     if len(found):
-        items = ", ".join(f"`{a}` ({interval_text(r)}, Holm p = {r['p_holm']:.3g})" for a, r in found.iterrows())
+        items = ", ".join(f"{label(a)} ({interval_text(r)}, Holm p = {r['p_holm']:.3g})" for a, r in found.iterrows())
         lines.append(f"Differences to the reference that are findings (Holm-adjusted p < 0.05 across the "
-                     f"{len(deltas)} arms): {items}.")
+                     f"{len(deltas)} distinct arms): {items}.")
     else:
-        lines.append(f"None of the {len(deltas)} arms differs from the reference after the Holm correction "
+        lines.append(f"None of the {len(deltas)} distinct arms differs from the reference after the Holm correction "
                      "(adjusted p < 0.05): on this grid no difference on this axis is a finding.")
+    unadjusted = deltas[~deltas["finding"] & excludes_zero(deltas)]
+    if len(unadjusted):
+        lines.append(f"Not findings after Holm, though their unadjusted intervals exclude zero: "
+                     f"{_unadjusted_only(unadjusted, label)}.")
     return " ".join(lines)
 
 
@@ -63,24 +99,30 @@ def takeaways(summary: pd.DataFrame, axis: str, reference: str | None = None, me
     deltas = paired_deltas(summary, axis, reference, metric)
     name = metric_info(metric).label
     up = metric_info(metric).higher_is_better
+    label = lambda a: arm_label(axis, a)  # noqa: E731
+    n_folds, n_seeds = design_counts(distinct_axis_rows(summary, axis))
     better = deltas[deltas["finding"] & ((deltas["mean_delta"] > 0) == up)]
     worse = deltas[deltas["finding"] & ((deltas["mean_delta"] > 0) != up)]
     unpaired = deltas[deltas["pairs"] == 0]  # arms whose runs are of another library version than the reference's
-    null = deltas[~deltas["finding"] & (deltas["pairs"] > 0)]
-    bullets = []
-    for label, found in (("better than", better), ("worse than", worse)):
+    compared = deltas[~deltas["finding"] & (deltas["pairs"] > 0)]
+    unadjusted, null = compared[excludes_zero(compared)], compared[~excludes_zero(compared)]
+    bullets = [f"Every interval below is the paired difference to `{reference}` {unit_sentence(n_folds, n_seeds)}."]
+    for word, found in (("better than", better), ("worse than", worse)):
         for arm, r in found.iterrows():
-            bullets.append(f"`{arm}` is {label} `{reference}` on {name}: {interval_text(r)} "
-                           f"(95 % interval; Holm-adjusted p = {r['p_holm']:.3g}; wins {r['wins']} of {r['pairs']} pairs).")
+            bullets.append(f"{label(arm)} is {word} `{reference}` on {name}: {interval_text(r)} "
+                           f"(95 % interval; Holm-adjusted p = {r['p_holm']:.3g}; wins {r['wins']} of {r['pairs']} folds).")
+    if len(unadjusted):
+        bullets.append(f"Not a finding after Holm, though the unadjusted interval excludes zero: "
+                       f"{_unadjusted_only(unadjusted, label)}.")
     if len(null):
         widest = null["ci_high"].sub(null["ci_low"]).max()
         span = f" (95 % intervals up to {widest:.3f} wide)" if np.isfinite(widest) else ""
         bullets.append(f"No measurable difference from `{reference}`{span}: "
-                       + ", ".join(f"`{a}`" for a in null.index) + ". With "
-                       f"{int(deltas['pairs'].max())} pairs, smaller effects than these intervals cannot be told apart.")
+                       + ", ".join(label(a) for a in null.index) + ". With "
+                       f"{int(deltas['pairs'].max())} folds, smaller effects than these intervals cannot be told apart.")
     if len(unpaired):
         bullets.append("Not compared yet (their runs and the reference's come from different library versions; "
-                       "`python -m stflib ablate` re-runs them): " + ", ".join(f"`{a}`" for a in unpaired.index) + ".")
+                       "`python -m stflib ablate` re-runs them): " + ", ".join(label(a) for a in unpaired.index) + ".")
     if not len(deltas):
         bullets.append(f"The axis has only its reference arm `{reference}`: nothing to compare.")
     flags = arm_flags(summary, axis)
@@ -92,8 +134,10 @@ def takeaways(summary: pd.DataFrame, axis: str, reference: str | None = None, me
 
 
 def simulation_note(summary: pd.DataFrame) -> str:
-    """One sentence saying which data the runs used: the simulated world(s) or a real data folder
-    (from the runs' ``data_dir`` and ``world`` columns; no ``data_dir`` means the simulated cohort)."""
+    """One sentence saying which data the runs used: the simulated world(s) or real data (from the runs'
+    ``data_dir`` and ``world`` columns; no ``data_dir`` means the simulated cohort). Real data is named
+    by the data source id its runs record (``data_source``, :mod:`stflib.data.source`), else by its
+    folder's name: never by a path of the machine that ran them."""
     summary = with_design_columns(summary)
     data_dir = summary["data_dir"] if "data_dir" in summary else pd.Series(np.nan, index=summary.index, dtype=object)
     real = data_dir.notna() & ~data_dir.astype(str).isin(["", "None", "nan"])
@@ -105,8 +149,11 @@ def simulation_note(summary: pd.DataFrame) -> str:
                      f"{', '.join(f'`{w}`' for w in worlds)}), not real patients: they show what a design choice "
                      "can exploit in a cohort whose structure we built, not what it does on HEST-1k.")
     if real.any():
-        parts.append(f"{int(real.sum())} runs read real data from "
-                     + ", ".join(f"`{d}`" for d in sorted(data_dir[real].astype(str).unique())) + ".")
+        folder = data_dir[real].map(lambda d: Path(str(d)).name)
+        recorded = summary.loc[real, "data_source"] if "data_source" in summary else pd.Series(np.nan, index=folder.index)
+        named = recorded.where(recorded.notna() & ~recorded.astype(str).isin(["", "None", "nan"]), folder)
+        parts.append(f"{int(real.sum())} runs read real data (data source "
+                     + ", ".join(f"`{d}`" for d in sorted(named.astype(str).unique())) + ").")
     return " ".join(parts)
 
 
@@ -122,8 +169,8 @@ def world_verdicts(summary: pd.DataFrame, references: dict[str, str] | None = No
     In each other world the arm is paired with the same reference on the same folds and seeds. The
     finding *holds* there when the difference has the same sign and its 95 % interval excludes zero;
     it is *reversed* when the interval excludes zero on the other side; otherwise it is
-    *inconclusive* (the interval crosses zero: with the worlds' 3 pairs that is often a matter of
-    power, not of the effect). A world where the arm or its reference was not run gets the verdict
+    *inconclusive* (the interval crosses zero: with the worlds' 3 folds of one seed that is often a
+    matter of power, not of the effect). A world where the arm or its reference was not run gets the verdict
     ``not run in`` and no interval. Columns: axis, arm, reference, the default world's ``mean_delta``,
     ``ci_low``, ``ci_high``, ``pairs`` (prefixed ``default_``), world, verdict and that world's
     ``mean_delta``, ``ci_low``, ``ci_high``, ``pairs``.
@@ -203,20 +250,29 @@ def unchecked_findings(summary: pd.DataFrame, references: dict[str, str] | None 
     return [f"{a}/{b}" for a, b in found[["axis", "arm"]].to_numpy() if (a, b) not in checked]
 
 
+def _default_design(summary: pd.DataFrame) -> tuple[int, int]:
+    """(folds, seeds per fold) of the default world's runs: the design every default-world interval is over."""
+    summary = with_design_columns(summary)
+    return design_counts(summary[summary["world"] == DEFAULT_WORLD])
+
+
 def findings_text(summary: pd.DataFrame, references: dict[str, str] | None = None,
                   metric: str = "pcc_hvg50") -> str:
-    """The findings page's body in Markdown: one sentence per finding (effect, interval, worlds where
-    it holds), then the arms that made no measurable difference, axis by axis."""
+    """The findings page's body in Markdown: what the intervals are over and conditional on, one
+    sentence per finding (effect, interval, worlds where it holds), then the arms that are not findings
+    after Holm though their unadjusted interval excludes zero, and those that made no measurable
+    difference, axis by axis; each distinct model named once, with its aliases."""
     references = references or axis_references()
     deltas = overview(summary, references, metric)
     robust = world_robustness(summary, references, metric).set_index(["axis", "arm"])
     name = metric_info(metric).label
     up = metric_info(metric).higher_is_better
-    n_pairs = int(deltas["pairs"].max())
-    lines = [f"Each comparison pairs an arm with its axis's reference on the same patient fold and seed "
-             f"(up to {n_pairs} pairs per arm). A difference is a finding when its paired t-test p-value, "
-             f"Holm-adjusted across the arms of its axis, is below 0.05; intervals are unadjusted 95 % t intervals "
-             f"of the mean difference in {name}.", "", "**Findings**", ""]
+    n_folds, n_seeds = _default_design(summary)
+    lines = [f"Each comparison pairs an arm with its axis's reference on the same held-out patient folds and seeds; "
+             f"the paired differences are taken {unit_sentence(n_folds, n_seeds)}. A difference is a finding when "
+             f"its paired t-test p-value, Holm-adjusted across the distinct arms of its axis (an arm that is the same "
+             f"model as another counts once), is below 0.05; intervals are unadjusted 95 % t intervals of the mean "
+             f"difference in {name}.", "", "**Findings**", ""]
     found = deltas[deltas["finding"]].sort_values(["axis", "mean_delta"], ascending=[True, not up])
     for _, f in found.iterrows():
         direction = "better" if (f["mean_delta"] > 0) == up else "worse"
@@ -226,15 +282,23 @@ def findings_text(summary: pd.DataFrame, references: dict[str, str] | None = Non
             worlds = " In the other worlds: " + "; ".join(
                 f"{verdict.removesuffix(' in')} in {r[verdict]}" for verdict in (*WORLD_VERDICTS, "not run in")
                 if r[verdict] != "-") + "."
-        lines.append(f"- **{f['axis']}**: `{f['arm']}` is {direction} than `{f['reference']}` by {interval_text(f)} "
-                     f"(Holm-adjusted p = {f['p_holm']:.3g}; wins {f['wins']} of {f['pairs']} pairs).{worlds}")
+        lines.append(f"- **{f['axis']}**: {arm_label(f['axis'], f['arm'])} is {direction} than `{f['reference']}` by "
+                     f"{interval_text(f)} (Holm-adjusted p = {f['p_holm']:.3g}; wins {f['wins']} of {f['pairs']} "
+                     f"folds).{worlds}")
     if found.empty:
         lines.append(f"- None: no arm of any axis differs from its axis's reference after the Holm correction, "
-                     f"with {n_pairs} pairs per arm.")
-    lines += ["", "**No measurable difference**", ""]
-    for axis, rows in deltas[~deltas["finding"] & (deltas["pairs"] > 0)].groupby("axis", sort=False):
-        lines.append(f"- **{axis}** (vs `{rows['reference'].iloc[0]}`): "
-                     + ", ".join(f"`{a}` {interval_text(r)}" for a, r in rows.set_index("arm").iterrows()))
+                     f"with {n_folds} folds per arm.")
+    compared = deltas[~deltas["finding"] & (deltas["pairs"] > 0)]
+    for title, rows_of in (("Not findings after Holm, though the unadjusted interval excludes zero",
+                            compared[excludes_zero(compared)]),
+                           ("No measurable difference (the unadjusted interval includes zero)",
+                            compared[~excludes_zero(compared)])):
+        if rows_of.empty:
+            continue
+        lines += ["", f"**{title}**", ""]
+        for axis, rows in rows_of.groupby("axis", sort=False):
+            lines.append(f"- **{axis}** (vs `{rows['reference'].iloc[0]}`): "
+                         + ", ".join(f"{arm_label(axis, a)} {interval_text(r)}" for a, r in rows.set_index("arm").iterrows()))
     unpaired = deltas[deltas["pairs"] == 0]
     if len(unpaired):
         lines += ["", "**Not compared yet** (the arm's runs and its reference's come from different library "
@@ -247,7 +311,9 @@ def findings_text(summary: pd.DataFrame, references: dict[str, str] | None = Non
 def headline(summary: pd.DataFrame, references: dict[str, str] | None = None, metric: str = "pcc_hvg50") -> str:
     """The book's headline findings in Markdown bullets (the findings page's takeaways, linked from the
     introduction): how many arms are findings, the largest finding of each axis other than the
-    baselines, how the reference STF compares with the baselines, and what the other worlds say."""
+    baselines, how the reference STF compares with the baselines, and what the other worlds say (on one real
+    cohort's runs, a :func:`stflib.report.results.shown_summary`: nothing about other worlds, only where the
+    Findings page compares the simulator with them)."""
     references = references or axis_references()
     deltas = overview(summary, references, metric)
     unpaired = int((deltas["pairs"] == 0).sum())
@@ -255,10 +321,13 @@ def headline(summary: pd.DataFrame, references: dict[str, str] | None = None, me
     found = deltas[deltas["finding"]]
     name = metric_info(metric).label
     up = metric_info(metric).higher_is_better
-    n_pairs = int(deltas["pairs"].max()) if len(deltas) else 0
-    bullets = [f"{len(found)} of the {len(deltas)} arms compared differ from their axis's reference on {name} "
-               f"(Holm-adjusted p < 0.05 across each axis's arms; at most {n_pairs} (fold, seed) pairs per arm); "
-               f"the other {len(deltas) - len(found)} made no measurable difference."
+    n_folds, n_seeds = _default_design(summary)
+    unadjusted = int((~deltas["finding"] & excludes_zero(deltas)).sum())
+    bullets = [f"{len(found)} of the {len(deltas)} distinct arms compared differ from their axis's reference on {name} "
+               f"(Holm-adjusted p < 0.05 across each axis's distinct arms; paired differences "
+               f"{unit_sentence(n_folds, n_seeds)}); of the other {len(deltas) - len(found)}, "
+               f"{unadjusted} have an unadjusted interval that excludes zero but are not findings after Holm, and "
+               f"{len(deltas) - len(found) - unadjusted} made no measurable difference."
                + (f" {unpaired} arms are not compared yet: their runs come from an earlier library version than "
                   "their reference's." if unpaired else "")]
     design = found[found["axis"] != "baselines"]
@@ -266,20 +335,26 @@ def headline(summary: pd.DataFrame, references: dict[str, str] | None = None, me
         # one per axis, so a single axis with large effects (say, the backbones) does not fill the line
         top = design.loc[design["mean_delta"].abs().groupby(design["axis"]).idxmax()]
         bullets.append("The largest finding of each axis about STF's design and inputs: " + "; ".join(
-            f"{r['axis']}: `{r['arm']}` vs `{r['reference']}` {interval_text(r)}" for _, r in top.iterrows()) + ".")
+            f"{r['axis']}: {arm_label(r['axis'], r['arm'])} vs `{r['reference']}` {interval_text(r)}"
+            for _, r in top.iterrows()) + ".")
     base = deltas[deltas["axis"] == "baselines"]
     if len(base):
         reference = base["reference"].iloc[0]
         # an arm that is worse than the reference is a model the reference beats
         beaten = base[base["finding"] & ((base["mean_delta"] < 0) == up)]
         beating = base[base["finding"] & ((base["mean_delta"] > 0) == up)]
-        level = base[~base["finding"]]
+        level = base[~base["finding"] & ~excludes_zero(base)]
+        unadjusted_base = base[~base["finding"] & excludes_zero(base)]
         parts = []
         if len(beaten):
             parts.append("beats " + ", ".join(f"`{a}`" for a in beaten["arm"]))
         if len(beating):
             parts.append("is beaten by " + ", ".join(f"`{a}` ({interval_text(r)})" for a, r in
                                                      beating.set_index("arm").iterrows()))
+        if len(unadjusted_base):
+            parts.append("differs from " + ", ".join(f"`{a}` ({interval_text(r)})" for a, r in
+                                                     unadjusted_base.set_index("arm").iterrows())
+                         + " by an unadjusted interval that excludes zero, not a finding after Holm")
         if len(level):
             parts.append("is not measurably different from " + ", ".join(
                 f"`{a}` ({interval_text(r)})" for a, r in level.set_index("arm").iterrows()))
@@ -296,16 +371,19 @@ def headline(summary: pd.DataFrame, references: dict[str, str] | None = None, me
                         for verdict in WORLD_VERDICTS if (v["verdict"] == verdict).any()]
                 per_finding.append(f"`{arm}` vs `{v['reference'].iloc[0]}` " + ", ".join(said))
             pairs = sorted({int(n) for n in rerun.loc[rerun["verdict"] != "not run in", "pairs"]})
-            pairs_text = f"{pairs[0]} pairs each" if len(pairs) == 1 else f"{pairs[0]} to {pairs[-1]} pairs"
+            pairs_text = f"{pairs[0]} folds each" if len(pairs) == 1 else f"{pairs[0]} to {pairs[-1]} folds"
             n_reversed = rerun.loc[rerun["verdict"] == "reversed in", ["axis", "arm"]].drop_duplicates().shape[0]
             bullets.append(f"In the other simulated worlds ({', '.join(other_worlds)}; {pairs_text}), "
                            f"{len(per_finding)} findings were re-run: " + "; ".join(per_finding) + ". "
                            + ("None reverses anywhere." if n_reversed == 0 else
                               f"{n_reversed} reverse{'s' if n_reversed == 1 else ''} somewhere."))
-        elif not other_worlds:
+        elif not other_worlds and not is_real(summary):
             bullets.append("No other simulated world has been run yet, so no finding has been checked for "
                            "robustness to the simulator's assumptions (`python -m stflib ablate --world all "
                            "--folds 3` runs the robustness subset in each).")
+    if is_real(summary):  # one real cohort: the simulated worlds are compared with it on the Findings page
+        bullets.append("These are real runs: whether the simulator predicted each of their outcomes (same sign, "
+                       "overlapping intervals) is the Findings page's *Simulation against reality* section.")
     bullets.append(simulation_note(summary))
     return "\n".join(f"- {b}" for b in bullets)
 

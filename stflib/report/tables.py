@@ -2,7 +2,11 @@
 
 Every table is computed from ``results/summary.csv`` (or the run folders) through
 :mod:`stflib.report.results` and :mod:`stflib.report.stats`; ``show_table`` displays one with a link
-to its CSV.
+to its CSV. Paired differences take the held-out patient fold as the unit (seeds averaged within a
+fold; ``unit="pair"``: every (fold, seed) pair, the earlier derivation). An axis shows each distinct
+model once (:func:`distinct_axis_rows`): runs of an arm that is an alias of another
+(``stflib.grid.axes.Axis.aliases``, the same computation) are left out, and the canonical arm is
+labelled with its aliases, so the Holm family counts distinct models only.
 """
 from __future__ import annotations
 
@@ -20,10 +24,44 @@ from stflib.report.results import (DEFAULT_WORLD, PAIR_COLUMNS, axis_rows, metri
 TABLE_METRICS = ("pcc_hvg50", "pcc_all", "mse", "pathway_pcc_truth", "train_seconds")
 
 
+def axis_aliases(axis: str) -> dict[str, tuple[str, ...]]:
+    """Canonical arm -> the arms that are the same model, for an axis of ``ARMS`` (none for another axis)."""
+    from stflib.grid.axes import ARMS
+
+    return dict(ARMS[axis].aliases) if axis in ARMS else {}
+
+
+def distinct_axis_rows(summary: pd.DataFrame, axis: str, world: str | None = DEFAULT_WORLD) -> pd.DataFrame:
+    """The runs of ``axis`` (:func:`~stflib.report.results.axis_rows`) without the runs of arms that are
+    aliases of another arm (committed before the grid ran each distinct model once): each model is
+    counted once, under its canonical arm."""
+    rows = axis_rows(summary, axis, world)
+    aliases = {a for names in axis_aliases(axis).values() for a in names}
+    return rows[~rows["arm"].isin(aliases)]
+
+
+def same_model_as(axis: str, arm: str) -> str:
+    """The arms that are the same model as ``arm`` of ``axis``, as code names ('`p2h`, `p2p-p2h`'; '' if none)."""
+    return ", ".join(f"`{a}`" for a in axis_aliases(axis).get(arm, ()))
+
+
+def arm_label(axis: str, arm: str) -> str:
+    """An arm's name as code, with its aliases: '`p2p` (same model as `p2h`, `p2p-p2h`)'."""
+    aliases = same_model_as(axis, arm)
+    return f"`{arm}`" + (f" (same model as {aliases})" if aliases else "")
+
+
+def _with_aliases(table: pd.DataFrame, axis: str) -> pd.DataFrame:
+    """``table`` (indexed by arm) with a 'same model as' column when an arm of it has aliases."""
+    if any(same_model_as(axis, arm) for arm in table.index):
+        table = table.assign(**{"same model as": [same_model_as(axis, arm).replace("`", "") for arm in table.index]})
+    return table
+
+
 def arm_table(summary: pd.DataFrame, axis: str, metrics: tuple[str, ...] = TABLE_METRICS) -> pd.DataFrame:
-    """Mean ± standard deviation over runs (folds x seeds) for every arm of ``axis``, best
-    ``pcc_hvg50`` first, with the runs' flags (:func:`run_flags`)."""
-    rows = axis_rows(summary, axis)
+    """Mean ± standard deviation over runs (folds x seeds) for every distinct arm of ``axis``, best
+    ``pcc_hvg50`` first, with the runs' flags (:func:`run_flags`) and the arms each is the same model as."""
+    rows = distinct_axis_rows(summary, axis)
     metrics = tuple(m for m in metrics if m in rows and rows[m].notna().any())
     grouped = rows.groupby("arm")
     table = pd.DataFrame({"runs": grouped.size()})
@@ -36,7 +74,7 @@ def arm_table(summary: pd.DataFrame, axis: str, metrics: tuple[str, ...] = TABLE
         ]
     table["flags"] = arm_flags(summary, axis)
     order = grouped["pcc_hvg50"].mean().sort_values(ascending=False).index
-    return table.loc[order].rename_axis(axis)
+    return _with_aliases(table.loc[order], axis).rename_axis(axis)
 
 
 def _per_pair(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -45,28 +83,38 @@ def _per_pair(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def paired_deltas(summary: pd.DataFrame, axis: str, reference: str, metric: str = "pcc_hvg50",
-                  world: str = DEFAULT_WORLD) -> pd.DataFrame:
-    """Per arm of ``axis``: the (fold, seed)-paired difference to ``reference`` in ``metric``.
+                  world: str = DEFAULT_WORLD, unit: str = "fold") -> pd.DataFrame:
+    """Per distinct arm of ``axis`` (:func:`distinct_axis_rows`): the paired difference to ``reference``
+    in ``metric``, one per held-out patient fold (the mean over the fold's seeds; ``unit="pair"``: one
+    per (fold, seed), the earlier derivation).
 
-    Columns (see :mod:`stflib.report.stats`): ``pairs``, ``mean_delta`` with its 95 % t interval
-    (``ci_low``, ``ci_high``), the paired t-test's ``p_value`` and its Holm-adjusted ``p_holm``
-    across the arms of the axis, ``wins`` (pairs where the arm is better) and ``finding``
-    (Holm-adjusted p < 0.05). Differences are arm minus reference whichever way the metric points;
-    ``wins`` follows the metric's direction.
+    Columns (see :mod:`stflib.report.stats`): ``pairs`` (the paired units: folds, or pairs),
+    ``mean_delta`` with its 95 % t interval (``ci_low``, ``ci_high``), the paired t-test's ``p_value`` and
+    its Holm-adjusted ``p_holm`` across the distinct arms of the axis, ``wins`` (units where the arm is
+    better) and ``finding`` (Holm-adjusted p < 0.05); then 'same model as' where an arm has aliases.
+    Differences are arm minus reference whichever way the metric points; ``wins`` follows the metric's
+    direction.
     """
-    rows = axis_rows(summary, axis, world)
+    rows = distinct_axis_rows(summary, axis, world)
     wide = _per_pair(rows, metric)
     if reference not in wide:
         raise ValueError(f"reference arm {reference!r} not among the {axis} arms: {sorted(wide.columns)}")
-    out = stats.paired_effects(wide, reference, metric_info(metric).higher_is_better)
-    return out.sort_values("mean_delta", ascending=not metric_info(metric).higher_is_better).rename_axis(axis)
+    out = stats.paired_effects(wide, reference, metric_info(metric).higher_is_better, unit=unit)
+    out = out.sort_values("mean_delta", ascending=not metric_info(metric).higher_is_better)
+    return _with_aliases(out, axis).rename_axis(axis)
 
 
-def interval_text(row) -> str:
+UNIT_WORDS = {"fold": "fold", "pair": "pair"}  # what one paired unit is called in a sentence
+
+
+def interval_text(row, unit: str = "fold") -> str:
+    """'+0.012 [-0.004, +0.028]': a paired difference with its 95 % interval (``row``: the columns of
+    :func:`paired_deltas`); ``unit`` names what ``pairs`` counts when there is no interval."""
+    word = UNIT_WORDS[stats.check_unit(unit)]
     if int(row["pairs"]) == 0:
         return "not compared (no pair of runs by one library version yet)"
     if np.isnan(row["ci_low"]):
-        return f"{row['mean_delta']:+.3f} (no interval: {int(row['pairs'])} pair{'s' if row['pairs'] != 1 else ''})"
+        return f"{row['mean_delta']:+.3f} (no interval: {int(row['pairs'])} {word}{'s' if row['pairs'] != 1 else ''})"
     return f"{row['mean_delta']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
 
 
@@ -118,8 +166,8 @@ def run_flags(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def arm_flags(summary: pd.DataFrame, axis: str) -> pd.Series:
-    """Per arm of ``axis``: its runs' flags in words ("2/6 at step cap; fit not recorded")."""
-    rows = axis_rows(summary, axis)
+    """Per distinct arm of ``axis``: its runs' flags in words ("2/6 at step cap; fit not recorded")."""
+    rows = distinct_axis_rows(summary, axis)
     flags = run_flags(summary).loc[rows.index]
     out = {}
     for arm, idx in rows.groupby("arm").groups.items():
@@ -142,9 +190,9 @@ def arm_flags(summary: pd.DataFrame, axis: str) -> pd.Series:
 
 
 def overview(summary: pd.DataFrame, references: dict[str, str], metric: str = "pcc_hvg50",
-             world: str = DEFAULT_WORLD) -> pd.DataFrame:
-    """Every arm of every axis as a paired difference to its axis's reference arm (long format,
-    the columns of :func:`paired_deltas`; Holm families are the axes)."""
+             world: str = DEFAULT_WORLD, unit: str = "fold") -> pd.DataFrame:
+    """Every distinct arm of every axis as a paired difference to its axis's reference arm (long format,
+    the columns of :func:`paired_deltas`, ``unit`` as there; Holm families are the axes' distinct arms)."""
     summary = with_design_columns(summary)
     summary = summary[summary["world"] == world]
     frames = []
@@ -152,7 +200,7 @@ def overview(summary: pd.DataFrame, references: dict[str, str], metric: str = "p
         rows = summary[summary["axis"] == axis]
         if rows.empty or reference not in set(rows["arm"]):
             continue  # an axis (or its reference arm) not run yet: nothing to compare with
-        deltas = paired_deltas(summary, axis, reference, metric, world).reset_index().rename(columns={axis: "arm"})
+        deltas = paired_deltas(summary, axis, reference, metric, world, unit).reset_index().rename(columns={axis: "arm"})
         frames.append(deltas.assign(axis=axis, reference=reference))
     if not frames:
         raise ValueError(f"none of the axes {list(references)} has results in the summary (world {world!r})")
@@ -160,30 +208,36 @@ def overview(summary: pd.DataFrame, references: dict[str, str], metric: str = "p
 
 
 def quadrant_effects(summary: pd.DataFrame, metric: str = "pcc_hvg50", axis: str = "interactions",
-                     world: str = DEFAULT_WORLD) -> pd.DataFrame:
+                     world: str = DEFAULT_WORLD, unit: str = "fold") -> pd.DataFrame:
     """Main effect of each information flow in the 15-subset factorial design: for every (fold, seed)
     pair, the mean over the arms that have the quadrant minus the mean over the arms that do not;
-    then the mean over pairs with its 95 % t interval, Holm-adjusted p-value across the four flows,
-    and the pairs where the effect is positive (:func:`stflib.report.stats.factorial_effects`).
+    averaged over the seeds of each fold (``unit="pair"``: not); then the mean over the units with its
+    95 % t interval, Holm-adjusted p-value across the four flows, and the units where the effect is
+    positive (:func:`stflib.report.stats.factorial_effects`).
 
-    Arm names are the enabled quadrants joined by '-', with 'full' (all four) and 'bottleneck'
-    (p2p, p2h, h2p) as the seed's named variants.
+    An arm that is an alias of another (the same model, ``Axis.aliases``) is not run: its cell of the
+    design is its canonical arm's runs, so the design stays the full 15 subsets while each model is
+    trained once. Arm names are the enabled quadrants joined by '-', with 'full' (all four) and
+    'bottleneck' (p2p, p2h, h2p) as the seed's named variants.
     """
-    from stflib.models.stf import QUADRANTS, parse_interactions
+    from stflib.models.config import QUADRANTS, parse_interactions
 
-    rows = axis_rows(summary, axis, world)
+    rows = distinct_axis_rows(summary, axis, world)
     rows = runs_of_reference_version(rows, rows["arm"] == "full")  # every subset from one library version
+    cells = [rows.loc[rows["arm"] == canonical].assign(arm=alias)
+             for canonical, names in axis_aliases(axis).items() for alias in names]
+    rows = pd.concat([rows, *cells], ignore_index=True)
     # arm names are the interactions grammar with '-' for ',' ('p2p-h2h'), or a named variant ('full')
     quads = rows["arm"].map(lambda a: set(parse_interactions(a.replace("-", ","))))
     factors = {q: quads.map(lambda s, q=q: q in s) for q in QUADRANTS}
-    return stats.factorial_effects(rows, factors, PAIR_COLUMNS, metric).rename_axis("quadrant")
+    return stats.factorial_effects(rows, factors, PAIR_COLUMNS, metric, unit=unit).rename_axis("quadrant")
 
 
 def deltas_to(summary: pd.DataFrame, arms: list[tuple[str, str]], reference: tuple[str, str],
-              metric: str = "pcc_hvg50", world: str = DEFAULT_WORLD) -> pd.DataFrame:
+              metric: str = "pcc_hvg50", world: str = DEFAULT_WORLD, unit: str = "fold") -> pd.DataFrame:
     """Paired differences of runs from any axes to one reference run, e.g. every context arm against
     ``("baselines", "ridge_probe")``: rows (axis, arm) with the columns of :func:`paired_deltas`
-    (the Holm family is the arms listed)."""
+    (``unit`` as there; the Holm family is the arms listed)."""
     summary = with_design_columns(summary)
     summary = summary[summary["world"] == world]
 
@@ -197,7 +251,7 @@ def deltas_to(summary: pd.DataFrame, arms: list[tuple[str, str]], reference: tup
     for axis, arm in arms:
         columns[f"{axis}/{arm}"] = per_pair(axis, arm)
     wide = pd.DataFrame(columns)
-    out = stats.paired_effects(wide, "/".join(reference), metric_info(metric).higher_is_better)
+    out = stats.paired_effects(wide, "/".join(reference), metric_info(metric).higher_is_better, unit=unit)
     out.index = pd.MultiIndex.from_tuples([tuple(i.split("/", 1)) for i in out.index], names=["axis", "arm"])
     return out
 

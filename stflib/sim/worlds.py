@@ -27,6 +27,19 @@ PRESETS.register("default", Preset(n_patients=12, n_slides=16, spots=(500, 700))
 PRESETS.register("full", Preset(n_patients=34, n_slides=55, spots=(2500, 3600)))
 
 
+# what a world is for when a finding is read through the worlds (``stflib.report.controls``):
+# the reference the grid runs in full; a negative control removes (or weakens) one biology, so a finding
+# that survives there does not come from it; a positive control makes one biology strong and visible, so
+# a finding there says the model can use it when it exists; a confound adds a real-data nuisance a
+# finding could ride on; a stress test changes the cohort's difficulty without switching biology on or off
+WORLD_ROLES = ("reference", "negative control", "positive control", "confound", "stress test")
+# the biologies the controls switch (``World.about``), in words for the generated sentences
+CONTROLLED_BIOLOGY = {
+    "context": "spatial context biology (the neighbourhood's effect on a spot's pathway activity)",
+    "pathways": "Hallmark pathway programmes",
+}
+
+
 @dataclass(frozen=True)
 class World:
     """The simulator's named assumptions (frozen): what can be found in a cohort is decided here.
@@ -52,6 +65,10 @@ class World:
     ``study_expression_shift`` (a per-study
     perturbation of every cell type's gene profile: chemistry and protocol, so the morphology-to-
     expression map differs between studies).
+
+    ``role`` (one of ``WORLD_ROLES``) and ``about`` (a key of ``CONTROLLED_BIOLOGY``, for a negative or
+    positive control: the biology it removes or makes visible) say how a finding reads in this world;
+    ``controls`` says the same in words.
     """
 
     description: str
@@ -75,6 +92,16 @@ class World:
     study_expression_shift: float = 0.0  # sd of a per-study, per gene and cell type log-profile perturbation
     anchor: str = ""  # the real figure this world is calibrated against, with its source
     controls: str = ""  # what the world is a control for, and which findings it can confirm or refute
+    role: str = "reference"  # WORLD_ROLES
+    about: str = ""  # the biology a control removes or makes visible: a key of CONTROLLED_BIOLOGY
+
+    def __post_init__(self):
+        if self.role not in WORLD_ROLES:
+            raise ValueError(f"world role {self.role!r}; allowed: {', '.join(WORLD_ROLES)}")
+        is_control = self.role in ("negative control", "positive control")
+        if is_control != bool(self.about) or (self.about and self.about not in CONTROLLED_BIOLOGY):
+            raise ValueError(f"world about {self.about!r} with role {self.role!r}: a negative or positive control "
+                             f"names one of {', '.join(CONTROLLED_BIOLOGY)}, any other role none")
 
 
 WORLDS: Registry[World] = Registry("world")
@@ -93,19 +120,21 @@ WORLDS.register("pathway-misspecified", World(
     "and spatially smooth); the Hallmark loadings are scaled by 0.4: a Hallmark prior names the wrong sets",
     hallmark_scale=0.4, hidden_programmes=24, hidden_scale=1.0,
     anchor="stress test without a real anchor: the 50 Hallmarks (4,383 genes) are a prior, not a measured fact",
-    controls="negative control for the Hallmark prior (init, auxiliary loss)"))
+    controls="negative control for the Hallmark prior (init, auxiliary loss)",
+    role="negative control", about="pathways"))
 
 WORLDS.register("no-context", World(
     "the spatial context fields are zero: a spot's expression depends on its own composition, patient, "
     "slide and smooth noise only, so neighbourhood models can only denoise",
     context_scale=0.0, anchor="null world (no designed context biology)",
-    controls="negative control for context biology: a context gain that survives here is denoising"))
+    controls="negative control for context biology: a context gain that survives here is denoising",
+    role="negative control", about="context"))
 
 WORLDS.register("strong-patient", World(
     "patient effects 2.5x the default (tumour and immune bias, pathway offsets): inter-patient variation "
     "dominates, as between real HEST-1k CRC patients",
     patient_scale=2.5, anchor="stress test without a measured anchor: real between-patient spread is not measured here",
-    controls="stress test of generalisation to new patients"))
+    controls="stress test of generalisation to new patients", role="stress test"))
 
 WORLDS.register("long-range-context", World(
     "positive control for spatial interaction: programmes that a local mean cannot form - distance to the "
@@ -117,7 +146,8 @@ WORLDS.register("long-range-context", World(
     anchor="motifs: invasive-front EMT/TGF-beta and hypoxic tumour cores (mm scale); TLS-centred IFN-gamma "
            "signalling; immune hot/cold CRC (Galon immunoscore); acceptance on the truth: context >= 10 % of "
            "the evaluated genes' variance, linear-sufficiency gap >= 0.03 PCC",
-    controls="positive control for h2h / neighbourhood attention and pathway-mediated communication"))
+    controls="positive control for h2h / neighbourhood attention and pathway-mediated communication",
+    role="positive control", about="context"))
 
 WORLDS.register("pathway-visible", World(
     "positive control for interpretability: pathway activity mostly observable (composition, context and "
@@ -125,7 +155,8 @@ WORLDS.register("pathway-visible", World(
     patient_scale=0.3, pathway_noise_scale=0.3, hallmark_scale=2.5,
     anchor="acceptance on the truth: observable share of pathway activity >= 60 %, patient offsets <= 20 %, "
            "pathway programmes >= 20 % of the evaluated genes' variance",
-    controls="positive control for named pathway tokens (with pathway_sets=permuted as its negative control)"))
+    controls="positive control for named pathway tokens (with pathway_sets=permuted as its negative control)",
+    role="positive control", about="pathways"))
 
 WORLDS.register("depth-confounded", World(
     "sequencing depth spatially autocorrelated and driving the shared component of Hallmark scores, as on "
@@ -133,7 +164,7 @@ WORLDS.register("depth-confounded", World(
     depth_field=0.6, depth_length_um=700.0, depth_capture=0.35,
     anchor="upstream SpatialTranscriptFormer on 73 HEST-1k bowel Visium slides: median |r(PC1 of Hallmark "
            "scores, log depth)| 0.93; Moran's I of depth 0.76",
-    controls="confound: a pathway or context finding that rides on depth"))
+    controls="confound: a pathway or context finding that rides on depth", role="confound"))
 
 WORLDS.register("study-shift", World(
     "three studies with batch effects: the study is predictable from the image features and a probe trained "
@@ -141,5 +172,5 @@ WORLDS.register("study-shift", World(
     n_studies=3, study_feature_shift=1.2, study_feature_mixing=1.0, study_expression_shift=0.5,
     anchor="upstream SpatialTranscriptFormer on HEST-1k bowel: study 98.5 % predictable from CTransPath features; "
            "H-Optimus-0 ridge 0.28 within study, 0.19 across studies",
-    controls="confound: between-study shift (leave-one-study-out generalisation)"))
+    controls="confound: between-study shift (leave-one-study-out generalisation)", role="confound"))
 

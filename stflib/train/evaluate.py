@@ -2,7 +2,8 @@
 
 ``evaluate_predictions`` pools the valid held-out spots of every test slide and computes the
 metrics of ``stflib.metrics.evaluate`` (with the simulator's true pathway activities and expected
-expression where the cohort has them), the fit on the training slides and ``pathway_ceiling``:
+expression where the cohort has them; on the second gene panel, ``gene_panel``; with the noise-free
+collapse ratio left out for a scale-free loss, ``GeneLoss.scale_free``), the fit on the training slides and ``pathway_ceiling``:
 how much of the true pathway activity the arm's inputs hold at all.
 
 ``pathway_ceiling`` depends only on the fold's inputs and truth, never on the arm's model, and its
@@ -22,8 +23,10 @@ from stflib import metrics as M
 from stflib import spatial
 from stflib.config import RunConfig
 from stflib.io import write_json
+from stflib.losses import LOSSES
 from stflib.models import baselines
 from stflib.models.baselines import ridge_path
+from stflib.panels import pathway_context_panel
 from stflib.sim.cohort import cache_dir
 from stflib.spatial import with_neighbour_mean
 from stflib.train.fold import FoldData, uses_context_features
@@ -117,6 +120,13 @@ def expected_log(sample, genes: list[str]) -> np.ndarray | None:
     return np.log1p(sub / lib * 1e4)
 
 
+def gene_panel(genes: list[str], hvg: list[str], simulated: bool) -> list[str]:
+    """The genes of ``pcc_pathway_genes`` (``stflib.panels.pathway_context_panel``): the simulator's
+    pathway- and context-driven genes when the cohort carries the simulator's truth (``simulated``: its
+    expected expression), else the Hallmark members among the measured genes; the HVGs left out."""
+    return pathway_context_panel(genes, hvg, "simulator" if simulated else "measured")
+
+
 def evaluate_predictions(fold: FoldData, cfg: RunConfig, preds: list[dict], train_preds: list[dict],
                          pathway_names: list[str] | None) -> tuple[dict, dict]:
     """(metrics, per-gene arrays) of the held-out predictions ``preds`` (and the training slides'
@@ -139,8 +149,12 @@ def evaluate_predictions(fold: FoldData, cfg: RunConfig, preds: list[dict], trai
     exp_parts = [expected_log(fold.samples[p["sample_id"]], fold.genes) for p in preds]
     if all(e is not None for e in exp_parts):
         expected = np.concatenate([e[m] for e, m in zip(exp_parts, v)])
+    # a scale-free loss (1 - PCC) leaves each gene's spread free: its spread is not read against the truth's
+    scale_free = LOSSES[cfg.loss].scale_free
     with np.errstate(invalid="ignore"):  # target "pathways": the gene predictions are NaN, so are their metrics
-        metrics, arrays = M.evaluate(pred, true, fold.genes, fold.hvg, slide_ids, scores, truth, expected)
+        metrics, arrays = M.evaluate(pred, true, fold.genes, fold.hvg, slide_ids, scores, truth, expected,
+                                     panel=gene_panel(fold.genes, fold.hvg, expected is not None),
+                                     scale_free=scale_free)
         metrics.update(M.training_fit([p["pred"][p["valid"]] for p in train_preds],
                                       [p["true"][p["valid"]] for p in train_preds], fold.hvg_columns))
     metrics.update(pathway_metrics(fold, preds, train_preds, pathway_names))
