@@ -6,6 +6,11 @@ STAMP  := $(VENV)/.stflib-installed
 export PATH := $(abspath $(BIN)):$(PATH)
 # where reference data lives (stflib.paths: STFLIB_DATA); in this checkout, ../shared/data when it is there
 export STFLIB_DATA ?= $(abspath ../shared/data)
+# the results folder every command and book page reads (stflib.paths: STFLIB_RESULTS): `make book RESULTS=<dir>`
+# builds the book from any results folder (real runs in it: under <dir>/real/<cohort>/, shown with a banner
+# naming the cohort); the repository's committed results/ by default
+RESULTS ?= $(abspath results)
+export STFLIB_RESULTS := $(abspath $(RESULTS))
 # TORCH=cpu (or `make install-cpu`): the CPU build of the same torch/torchvision versions from PyTorch's CPU
 # wheel index instead of PyPI's default build with its CUDA wheels; everything else is the same pinned set.
 TORCH ?= default
@@ -44,8 +49,9 @@ test-lib: install
 test-notebooks: install
 	$(BIN)/python -m pytest --nbval-lax -p no:cacheprovider $(wildcard notebooks book)
 
-## The book: runs the notebooks, which only read committed results/ (results/chapters/ is written by
+## The book: runs the notebooks, which only read $(RESULTS) (results/chapters/ is written by
 ## `python -m stflib chapters`; nothing trains at build time), builds _build/html (warnings are errors).
+## `make book RESULTS=<dir>`: the same book from another results folder.
 book: install
 	$(BIN)/jupyter-book build . --all --toc book/_toc.yml --config _config.yml -W -n --keep-going
 

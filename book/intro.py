@@ -31,7 +31,11 @@
 #
 # Runs land in `results/<axis>/<arm>/fold<k>/` (seed 0) and `results/<axis>/<arm>/fold<k>-seed<s>/`
 # (other seeds), each with its `metrics.json` and `run.json`; the grid resumes where it stopped and
-# re-runs runs whose library code changed. `make book` builds this book from the committed results.
+# re-runs runs whose library code changed. `make book` builds this book from the committed results,
+# `make book RESULTS=<dir>` from another results folder. Runs on a data folder in HEST-1k's layout
+# (`python -m stflib ablate params/hest --set data_dir=<folder>`) land in
+# `results/real/<cohort>/<axis>/<arm>/fold<k>/`; where a results folder has them, the results pages show
+# them, under a banner naming the cohort, in place of the simulated runs.
 
 # %% [markdown]
 # ## What the grid found
@@ -43,9 +47,12 @@
 # %% tags=["remove-input"]
 from IPython.display import Markdown, display
 
-from stflib.report import findings, results
+from stflib.report import findings, pages, results
 
-display(Markdown(findings.headline(results.load_summary())))
+summary = results.page_summary()  # the results folder's real runs where it has any, else the simulated ones
+if results.is_real(summary):
+    display(Markdown(pages.data_note(summary)))
+display(Markdown(findings.headline(summary)))
 
 # %% [markdown]
 # ## About this book

@@ -78,7 +78,7 @@ pages.run_time_note("real_hest")
 # ## Runnable code: the cohort in the real metadata
 #
 # The cell below reads HEST-1k's metadata CSV when it is available (set `STFLIB_HEST_METADATA`, or
-# keep the project's reference data beside the repository).
+# keep it as `hest/HEST_v1_1_0.csv` in the reference-data folder, `$STFLIB_DATA`).
 
 # %%
 import os
@@ -87,10 +87,11 @@ from pathlib import Path
 import pandas as pd
 
 from stflib.data import find_hest_metadata, patient_groups, select_samples
+from stflib.paths import data_dir
 from stflib.report.results import repo_root
 
 root = repo_root()
-metadata_csv = find_hest_metadata(root.parent / "shared/data/hest/HEST_v1_1_0.csv")
+metadata_csv = find_hest_metadata(data_dir() / "hest/HEST_v1_1_0.csv", root.parent / "shared/data/hest/HEST_v1_1_0.csv")
 if metadata_csv is None:
     print("HEST-1k metadata CSV not found; download HEST_v1_1_0.csv from the HEST repository's assets.")
 else:
@@ -110,6 +111,41 @@ print(f"n_folds = {config.PARAM_BY_NAME['n_folds'].default}; "
       f"cohort filter: {config.describe_cohort(config.defaults())}")
 
 # %% [markdown]
+# ## The GPU bill before the GPU
+#
+# What will the whole `params/hest/` grid cost? The cell below answers with the dry run's own timing model
+# (`stflib.grid.plan`: each run's optimiser steps at its `max_steps`, each step timed by the committed
+# benchmarks in `results/bench/` at the slide's spot count, plus the whole-slide evaluations), applied
+# to the cohort that the grid's filter selects from **HEST-1k's metadata** above, with the real cohort's
+# spot counts (`spots_under_tissue`): no data folder, no download and no training are needed, so it is
+# computed when the book is built, in about a second (`stflib.grid.bill.grid_bill`). From the same
+# figures, `stflib.grid.cluster.suggest_config` proposes the SLURM configuration to pass as
+# `--cluster-config`: one GPU and 8 cores a job, a walltime that covers a job's share of the grid with a
+# 1.5x margin, and memory for the cohort a run holds (features and the vocabulary's counts, targets and
+# predictions).
+
+# %%
+from stflib.grid import cluster
+from stflib.grid.bill import grid_bill
+
+if metadata_csv is None:
+    print("HEST-1k metadata CSV not found: no bill (it is computed from the real cohort's spot counts)")
+else:
+    bill = grid_bill(metadata_csv)
+    print(bill.text())
+    slurm = cluster.suggest_config(bill.run_seconds, bill.spots, bill.feature_dim)
+    print(f"\nslurm.yaml (python -m stflib ablate params/hest --cluster slurm --cluster-config slurm.yaml ...):\n"
+          f"{cluster.config_yaml(slurm)}")
+    print("the job's SLURM directives:")
+    print("\n".join(line for line in cluster.job_script(slurm).splitlines() if line.startswith("#SBATCH")))
+
+# %% [markdown]
+# The estimate is an upper bound (early stopping ends most runs sooner). Before the first GPU hour, the
+# same path can be rehearsed on a laptop at the cohort's scale: `python -m stflib rehearse` writes 55
+# simulated slides with the real metadata's quirks (slides without a patient label, one section
+# sequenced twice, Ensembl ids, mouse rows, spots without a patch); the README's section *Rehearsing the
+# real-data path* gives the commands and what each took.
+#
 # ## Runnable code: importing a real Visium section
 #
 # The squidpy test crop of a 10x mouse-brain section (49 spots; its matrix is log-normalised, so it is

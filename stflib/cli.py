@@ -14,6 +14,8 @@ import sys
 # command -> (module, add-arguments function, run function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "simulate": ("stflib.sim.cohort", "add_arguments", "run", "write a simulated CRC Visium cohort in HEST-1k layout"),
+    "rehearse": ("stflib.grid.rehearsal", "add_arguments", "run",
+                 "write a rehearsal of real HEST-1k at the bowel cohort's scale, with the real metadata's quirks"),
     "truth": ("stflib.sim.truth", "add_arguments", "run",
               "what each simulated world lets a model find, measured on its truth (results/worlds/truth.csv)"),
     "reliability": ("stflib.sim.reliability", "add_arguments", "run",

@@ -87,3 +87,17 @@ def test_ablate_dry_run_prints_the_job_script(tmp_path, capsys):
     rc = main(["ablate", str(tmp_path / "params"), "--dry-run", "--cluster", "slurm",
                "--cluster-config", str(tmp_path / "missing.yaml")])
     assert rc == 2 and "cluster config not found" in capsys.readouterr().err
+
+
+def test_suggested_config_covers_a_jobs_share_and_the_cohort_in_memory():
+    runs = [1800.0] * 10 + [7200.0]  # 11 runs; the longest 2 h, 7 h in all
+    cfg = K.suggest_config(runs, spots=175_000, feature_dim=1536, jobs=4)
+    assert cfg["gpus"] == 1 and cfg["jobs"] == 4
+    hours = int(cfg["walltime"].split(":")[0])
+    assert hours * 3600 >= 1.5 * max(max(runs), sum(runs) / 4)  # one submission finishes the grid
+    large = K.suggest_config(runs, spots=1_000_000, feature_dim=1536, jobs=4)
+    assert int(large["memory"][:-2]) > int(cfg["memory"][:-2])  # memory follows the cohort's size
+    assert K.suggest_config(runs[:2], spots=10_000, feature_dim=768, jobs=4)["jobs"] == 2  # no more jobs than runs
+    assert "queue: gpu" in K.config_yaml(cfg) and "walltime" in K.config_yaml(cfg)
+    with pytest.raises(ValueError, match="needs the runs' estimated seconds"):
+        K.suggest_config([], spots=1, feature_dim=1)

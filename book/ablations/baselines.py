@@ -58,8 +58,10 @@ pages.axis_report("baselines")
 # optimising something other than the metric.
 
 # %%
-curves = results.histories("baselines", ["stf", "mlp", "he2rna"], fold=0)
-fig = figures.plot_histories(curves)
+folders = results.runs_root(results.page_summary())  # the shown runs' folders (a real cohort's, where shown)
+pages.optional_section(
+    lambda: figures.plot_histories(results.histories("baselines", ["stf", "mlp", "he2rna"], fold=0, results_dir=folders)),
+    "The training histories", "python -m stflib ablate params/baselines")
 
 # %% [markdown]
 # **What we expected before running the grid.** Per-spot models see only a spot's own features; STF can also use its neighbours'. Slide-level

@@ -38,7 +38,7 @@ pages.page_banner()
 from stflib.grid.axes import axis_references
 from stflib.report import figures, results, tables
 
-summary = results.load_summary()
+summary = results.page_summary()
 runs = summary.groupby("axis").agg(arms=("arm", "nunique"), runs=("fold", "size"), folds=("fold", "nunique"),
                                    seeds=("seed", "nunique"), train_minutes=("train_seconds", lambda s: s.sum() / 60))
 runs.loc["all axes"] = [len(summary[["axis", "arm"]].drop_duplicates()), len(summary), summary["fold"].nunique(),

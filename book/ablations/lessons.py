@@ -34,7 +34,7 @@ from IPython.display import Markdown, display
 from stflib.report import conclusions, pages, results
 from stflib.report.tables import markdown_table
 
-summary = results.load_summary()
+summary = results.page_summary()
 truth = conclusions.world_truth()
 lesson = conclusions.lessons(summary, truth)
 pages.page_banner()

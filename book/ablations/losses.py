@@ -56,7 +56,12 @@ pages.axis_report("losses")
 # one term is orders of magnitude larger than another, the smaller one barely moves the gradients.
 
 # %%
-results.loss_terms("losses", ["mse", "mse_pcc", "pcc"]).round(3)
+from IPython.display import display
+
+shown = results.page_summary()  # the results folder's real runs where it has any, else the simulated ones
+pages.optional_section(lambda: display(results.loss_terms("losses", ["mse", "mse_pcc", "pcc"],
+                                                          results_dir=results.runs_root(shown)).round(3)),
+                       "The loss terms", "python -m stflib ablate params/losses")
 
 # %% [markdown]
 # ### Pattern or scale?
@@ -76,9 +81,16 @@ from IPython.display import Markdown, display
 from stflib.report import spread
 from stflib.report.tables import show_table
 
-losses_spread = spread.spread_table("losses")
-show_table(losses_spread.round(3), "losses-spread")
-display(Markdown(" ".join(spread.describe(losses_spread, arm, f"`{arm}`") for arm in losses_spread.index)))
+
+
+def spread_section():
+    losses_spread = spread.spread_table("losses", results.runs_root(shown))
+    show_table(losses_spread.round(3), "losses-spread")
+    display(Markdown(" ".join(spread.describe(losses_spread, arm, f"`{arm}`") for arm in losses_spread.index)))
+
+
+pages.optional_section(spread_section, "The spread of the predictions",
+                       "python -m stflib spread losses" + pages.runs_option(shown))
 
 # %% [markdown]
 # Read the table by its columns: the arms share their explained share (the pattern) and differ in

@@ -67,9 +67,14 @@ pages.axis_report("pathway_readout")
 # within-slide PCC.
 
 # %%
-from stflib.report import pathway_bounds, tables
+from stflib.report import pages, pathway_bounds, results, tables
 
-tables.show_table(pathway_bounds.slide_levels("pathway_readout").round(3), "pathway-readout-slide-levels")
+shown = results.page_summary()  # the results folder's real runs where it has any, else the simulated ones
+folders = results.runs_root(shown)
+pages.optional_section(
+    lambda: tables.show_table(pathway_bounds.slide_levels("pathway_readout", folders).round(3),
+                              "pathway-readout-slide-levels"),
+    "The slide levels", "python -m stflib pathway-bounds --slide-levels pathway_readout" + pages.runs_option(shown))
 
 # %% [markdown]
 # **How far the gene predictions spread.** The contextual read-out's gene maps vary more within a
@@ -83,10 +88,17 @@ from IPython.display import Markdown, display
 
 from stflib.report import spread
 
-readout_spread = spread.spread_table("pathway_readout")
-tables.show_table(readout_spread.round(3), "pathway-readout-spread")
-display(Markdown(" ".join(spread.describe(readout_spread, arm, f"`{arm}`")
-                          for arm in readout_spread.index)))
+
+
+def spread_section():
+    readout_spread = spread.spread_table("pathway_readout", folders)
+    tables.show_table(readout_spread.round(3), "pathway-readout-spread")
+    display(Markdown(" ".join(spread.describe(readout_spread, arm, f"`{arm}`")
+                              for arm in readout_spread.index)))
+
+
+pages.optional_section(spread_section, "The spread of the predictions",
+                       "python -m stflib spread pathway_readout" + pages.runs_option(shown))
 
 # %% [markdown]
 # **What we expected before running the grid.** The shared read-out was chosen on validation

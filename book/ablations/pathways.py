@@ -57,7 +57,12 @@ pages.axis_report("pathways")
 # one term is orders of magnitude larger than another, the smaller one barely moves the gradients.
 
 # %%
-results.loss_terms("pathways", ["init-off_aux-0", "init-off_aux-0.5", "init-on_aux-0.5"]).round(3)
+from IPython.display import display
+
+pages.optional_section(
+    lambda: display(results.loss_terms("pathways", ["init-off_aux-0", "init-off_aux-0.5", "init-on_aux-0.5"],
+                                       results_dir=results.runs_root(results.page_summary())).round(3)),
+    "The loss terms", "python -m stflib ablate params/pathways")
 
 # %% [markdown]
 # ### How much of the true activity could the tokens carry?
@@ -73,7 +78,7 @@ from IPython.display import Markdown, display
 
 from stflib.report import pathway_bounds, tables
 
-summary = results.load_summary()
+summary = results.page_summary()
 bounds = pathway_bounds.load_pathway_bounds()
 if bounds is None:
     print("no results/ceilings/pathway_default.csv yet: run `python -m stflib pathway-bounds`")

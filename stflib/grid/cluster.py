@@ -75,6 +75,42 @@ def validate_config(raw: dict[str, Any], where: str = "cluster config") -> dict[
     return cfg
 
 
+# a run's host memory (suggest_config): the loaded cohort's arrays - features (feature_dim) and, per vocabulary
+# gene, raw counts, targets and predictions - in float32, three times (the reader's, the slide items' and a
+# standardised copy), plus the Python/torch/CUDA process itself. The rehearsal (README, "Rehearsing the
+# real-data path": 171k spots, 1,536-d features) peaked at 12.4 GB per run on CPU; this gives 24GB for it
+HOST_ARRAYS_PER_GENE = 3
+HOST_COPIES = 3
+HOST_BASE_GB = 8
+
+
+def suggest_config(run_seconds: list[float], spots: int, feature_dim: int, n_genes: int = 1000, queue: str = "gpu",
+                   jobs: int = 4, margin: float = 1.5, gpus: int = 1) -> dict[str, Any]:
+    """A checked SLURM configuration for a grid whose runs take ``run_seconds`` (upper bounds, e.g.
+    ``stflib.grid.bill.grid_bill``) on a cohort of ``spots`` spots: one GPU and 8 cores a job, ``jobs`` jobs
+    (no more than runs), a walltime of ``margin`` x a job's share of the grid (the total over ``jobs``, at least
+    the longest run) in whole hours, so one submission finishes the grid (a job serves runs one after another;
+    an interrupted grid resumes what is left), memory for the cohort held in memory (``HOST_*``), rounded up
+    to 8 GB."""
+    if not run_seconds:
+        raise ValueError("suggest_config needs the runs' estimated seconds; got none (no benchmark in results/bench/?)")
+    jobs = max(1, min(jobs, len(run_seconds)))
+    share = max(max(run_seconds), sum(run_seconds) / jobs)
+    hours = max(1, int(-(-share * margin // 3600)))
+    walltime = f"{hours:02d}:00:00" if hours < 100 else f"{hours // 24}-{hours % 24:02d}:00:00"
+    gb = spots * (feature_dim + HOST_ARRAYS_PER_GENE * n_genes) * 4 * HOST_COPIES / 1e9 + HOST_BASE_GB
+    memory = f"{int(-(-gb // 8) * 8)}GB"
+    return validate_config({"queue": queue, "cores": 8, "memory": memory, "gpus": gpus, "walltime": walltime,
+                            "jobs": jobs}, "suggested cluster config")
+
+
+def config_yaml(cfg: dict[str, Any]) -> str:
+    """The YAML for ``--cluster-config`` (keys that differ from the defaults, and ``queue``)."""
+    import yaml
+
+    return yaml.safe_dump({k: v for k, v in cfg.items() if k == "queue" or v != KEYS[k]}, sort_keys=False)
+
+
 def _jobqueue_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
     gpu = cfg["gpus"] > 0
     directives = list(cfg["extra_directives"]) + ([f"--gres=gpu:{cfg['gpus']}"] if gpu else [])

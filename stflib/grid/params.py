@@ -72,8 +72,12 @@ def write_params(root: str | Path = DEFAULT_PARAMS, hest: bool = True) -> list[P
     return written
 
 
+HEST_PARAMS = "hest"  # params/hest/<axis>/<arm>.yaml: the same arms with HEST_OVERRIDES
+
+
 def axis_of(path: Path) -> str:
-    """params/losses/mse.yaml -> 'losses'; params/hest/losses/mse.yaml -> 'hest/losses'."""
+    """params/losses/mse.yaml -> 'losses'; params/hest/losses/mse.yaml -> 'hest/losses' (the folder below
+    params/; a run on a data folder is filed under its :func:`plain_axis`)."""
     parts = path.resolve().parent.parts
     if "params" in parts:
         i = len(parts) - 1 - parts[::-1].index("params")
@@ -81,6 +85,13 @@ def axis_of(path: Path) -> str:
         if rel:
             return "/".join(rel)
     return path.parent.name
+
+
+def plain_axis(axis: str) -> str:
+    """An axis without its params set: 'hest/losses' -> 'losses' ('losses' stays). A run on real data is
+    filed under the plain axis whichever params set it came from, so its pages are the axis's pages."""
+    head, _, rest = axis.partition("/")
+    return rest if head == HEST_PARAMS and rest else axis
 
 
 def discover(paths: list[str | Path] | None = None) -> list[tuple[str, str, Path]]:

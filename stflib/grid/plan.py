@@ -1,8 +1,9 @@
 """Plan a grid before spending GPU hours: ``python -m stflib ablate params/hest --dry-run --set data_dir=D``.
 
 ``plan(tasks)`` checks each data folder the runs read (metadata, the cohort each filter selects, its
-patient groups and folds, st and patch files, the feature cache of each backbone, the backbone
-weights), estimates the runs' time from the committed benchmarks in ``results/bench/`` and returns a
+patient groups and folds - with how unlabelled slides were grouped and which sections sequenced twice
+were merged -, st and patch files, spots whose barcode has no patch or feature row, the feature cache of
+each backbone, the backbone weights), estimates the runs' time from the committed benchmarks in ``results/bench/`` and returns a
 report whose every missing piece comes with the exact command that makes it.
 
 The time estimate is an upper bound: ``max_steps`` optimiser steps (fewer when ``epochs`` caps them;
@@ -189,6 +190,93 @@ def _check_gene_overlap(p: Plan, root: Path, meta, k: int) -> None:
                                   "leave it out with the cohort filter"))
 
 
+def cohort_run_seconds(cfgs: list[dict], meta, k: int, times: dict[str, list[tuple[int, float]]]) -> list[float]:
+    """Upper-bound seconds of each run (validated configs of one cohort and fold count ``k``), from the
+    metadata's ``spots_under_tissue`` (the median where a value is missing; nothing without the column)."""
+    import pandas as pd
+
+    from stflib import data as D
+
+    if "spots_under_tissue" not in meta or not cfgs:
+        return []
+    spots = pd.to_numeric(meta.set_index(meta["id"].astype(str))["spots_under_tissue"], errors="coerce")
+    spots = spots.fillna(spots.median())
+    folds = D.patient_folds(meta, k)
+    splits: dict[tuple, tuple] = {}  # (fold, val_fraction) -> (train, val): the same for every arm
+    out = []
+    for cfg in cfgs:
+        train_all, test = folds[cfg["fold"]]
+        key = (cfg["fold"], cfg["val_fraction"])
+        if key not in splits:
+            splits[key] = D.train_val_split(train_all, meta, cfg["val_fraction"], seed=0)
+        train, val = splits[key]
+        out.append(run_seconds(cfg, [spots[i] for i in train], [spots[i] for i in val], [spots[i] for i in test],
+                               times))
+    return out
+
+
+def group_notes(meta, groups) -> list[str]:
+    """How the patient groups were formed where HEST's metadata is irregular: samples without a patient
+    label (grouped by their subseries block or dataset title) and groups that span several dataset titles
+    (one section sequenced twice, merged by image size and spot count); so a user can check them."""
+    lines = []
+    if "patient" in meta:
+        unlabelled = meta["patient"].isna() | (meta["patient"].astype(str).str.strip() == "")
+        if unlabelled.any():
+            ids = meta.loc[unlabelled, "id"].astype(str)
+            lines.append(f"    {len(ids)} samples without a patient label, in {groups.loc[list(ids)].nunique()} groups "
+                         "(by subseries block, else dataset title)")
+    if "dataset_title" in meta:
+        titles = meta.set_index(meta["id"].astype(str))["dataset_title"]
+        for name, members in groups.groupby(groups).groups.items():
+            if titles.loc[list(members)].nunique() > 1:
+                lines.append(f"    one group across {titles.loc[list(members)].nunique()} dataset titles (same image "
+                             f"size and spots: one section sequenced twice): {', '.join(members)}; kept in one fold")
+    return lines
+
+
+def _st_barcodes(path: Path) -> np.ndarray:
+    """The obs names of an h5ad, read without loading its matrix."""
+    import h5py
+
+    from stflib import data as D
+
+    with h5py.File(path, "r") as f:
+        obs = f["obs"]
+        return D.decode_barcodes(obs[obs.attrs["_index"]][:])
+
+
+def _check_spot_joins(p: Plan, root: Path, ids: list[str], backbones: list[str]) -> None:
+    """Spots whose barcode has no patch row (or no feature row of a backbone): the reader leaves them out
+    (joins go by barcode); report how many, so a folder that lost most of a slide is seen before the run."""
+    import h5py
+
+    from stflib import data as D
+
+    lost: dict[str, dict[str, int]] = defaultdict(dict)
+    for i in ids:
+        try:
+            st = set(_st_barcodes(root / "st" / f"{i}.h5ad"))
+            with h5py.File(root / "patches" / f"{i}.h5", "r") as f:
+                have = st & set(D.decode_barcodes(f["barcode"][:]))
+            lost["a patch"][i] = len(st) - len(have)
+            for bb in backbones:
+                feat = root / "features" / bb / f"{i}.h5"
+                if feat.is_file():
+                    with h5py.File(feat, "r") as f:
+                        lost[f"a feature row of {bb} (patch present)"][i] = len(have - set(D.decode_barcodes(f["barcodes"][:])))
+        except (OSError, KeyError) as exc:
+            p.missing.append((f"readable barcodes of sample {i}: {exc}", "re-download or re-import the sample"))
+            return
+    for what, per in lost.items():
+        hit = {i: n for i, n in per.items() if n}
+        if hit:
+            worst = sorted(hit.items(), key=lambda x: -x[1])[:4]
+            p.lines.append(f"  spots without {what}: {sum(hit.values())} in {len(hit)} samples "
+                           f"({', '.join(f'{i}: {n}' for i, n in worst)}{', ...' if len(hit) > 4 else ''}); "
+                           "left out of training and evaluation")
+
+
 def _random_weights(path: Path) -> bool:
     import h5py
 
@@ -211,8 +299,6 @@ def _cmd(*parts: str) -> str:
 def plan(tasks: list, bench_dir: str | Path = BENCH_DIR, complete: set[str] | frozenset = frozenset()) -> Plan:
     """Check the folders and files every task needs; estimate the time of those whose ``run_hash`` is not
     in ``complete``. ``tasks``: :class:`stflib.grid.runner.Task`."""
-    import pandas as pd
-
     from stflib import data as D
     from stflib.backbones import WeightsError, find_weights
 
@@ -263,6 +349,7 @@ def plan(tasks: list, bench_dir: str | Path = BENCH_DIR, complete: set[str] | fr
             ids = meta["id"].astype(str).tolist()
             groups = D.patient_groups(meta)
             p.lines.append(f"  cohort {C.describe_cohort(cfg0)}: {len(ids)} samples, {groups.nunique()} patient groups")
+            p.lines.extend(group_notes(meta, groups))
             for f, (_train, test) in enumerate(D.patient_folds(meta, k)):
                 p.lines.append(f"    fold {f}: test {len(test)} samples ({', '.join(test[:6])}{', ...' if len(test) > 6 else ''})")
             absent = [i for i in ids if not (root / "st" / f"{i}.h5ad").is_file() or not (root / "patches" / f"{i}.h5").is_file()]
@@ -294,18 +381,12 @@ def plan(tasks: list, bench_dir: str | Path = BENCH_DIR, complete: set[str] | fr
                         cmd += ["--samples", *lacking]
                     p.missing.append((f"{bb} features of {len(lacking)} samples ({', '.join(lacking[:8])}"
                                       f"{', ...' if len(lacking) > 8 else ''})", _cmd(*cmd)))
+            if not absent:
+                _check_spot_joins(p, root, ids, backbones)
             # time
-            spots = meta.set_index(meta["id"].astype(str))["spots_under_tissue"] if "spots_under_tissue" in meta else None
-            if times and spots is not None:
-                spots = pd.to_numeric(spots, errors="coerce").fillna(pd.to_numeric(spots, errors="coerce").median())
-                folds = D.patient_folds(meta, k)
-                for t, cfg in members:
-                    if t.run_hash in complete:
-                        continue
-                    train_all, test = folds[cfg["fold"]]
-                    train, val = D.train_val_split(train_all, meta, cfg["val_fraction"], seed=0)
-                    p.hours += run_seconds(cfg, [spots[i] for i in train], [spots[i] for i in val],
-                                           [spots[i] for i in test], times) / 3600
+            if times:
+                p.hours += sum(cohort_run_seconds([cfg for t, cfg in members if t.run_hash not in complete],
+                                                  meta, k, times)) / 3600
     # the benchmark model costs runs on data folders only; the embedded cohort's are costed above
     n = len([t for t in tasks if t.run_hash not in complete and t.params.get("data_dir") is not None])
     if n and device:
@@ -316,3 +397,4 @@ def plan(tasks: list, bench_dir: str | Path = BENCH_DIR, complete: set[str] | fr
     elif n:
         p.lines.append("estimate: none (no results/bench/attention_*.json; run `python -m stflib bench gpu-check`)")
     return p
+

@@ -22,10 +22,12 @@ import pandas as pd
 
 from stflib.report.chapter_data import (BACKBONE, SLIDE, _num, compute_baselines, compute_data,  # noqa: F401
                                          compute_losses, compute_model, compute_targets_and_pathways, qc_table)
-from stflib.report.results import repo_root, results_root
+from stflib.paths import project_root
+from stflib.report.results import results_root
 
 def chapters_dir(results_dir: str | Path | None = None) -> Path:
-    """``results/chapters`` of the repository (or ``results_dir/chapters``)."""
+    """``<results>/chapters`` (:func:`stflib.report.results.results_root`: ``results_dir``, else ``$STFLIB_RESULTS``,
+    else the project's results/)."""
     return results_root(results_dir) / "chapters"
 
 
@@ -96,7 +98,7 @@ def time_notebooks(notebooks: list[Path] | None = None, timeout: int = 900) -> p
     import nbformat
     from nbclient import NotebookClient
 
-    book = repo_root() / "book"
+    book = project_root() / "book"
     notebooks = notebooks or sorted(p for p in book.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
     rows = {}
     for nb_path in notebooks:
@@ -120,7 +122,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--time-notebooks", action="store_true",
                         help="instead: execute every book notebook once and record its time "
                              "(results/chapters/timing/notebook_seconds.csv, which the chapters' run-time notes read)")
-    parser.add_argument("--results", default=None, help="results folder (default: the repository's results/)")
+    parser.add_argument("--results", default=None, help="results folder (default: $STFLIB_RESULTS, else the project's results/)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,7 +2,9 @@
 
 ``axis_report`` is an ablation page's body (tables, figure, generated reading, example maps),
 ``show_takeaways`` its "Key takeaways", ``page_banner`` the notes at the top of a results page
-(simulated data, stale runs); ``api_table`` builds the reference page's API tables from the code.
+(simulated or real data and which cohort, stale runs); ``api_table`` builds the reference page's API
+tables from the code. The pages show :func:`stflib.report.results.page_summary`: the real runs of the
+results folder when it has any, else the simulated ones.
 """
 from __future__ import annotations
 
@@ -14,22 +16,79 @@ from stflib.grid.axes import ARMS
 from stflib.report.figures import example_arms, plot_axis
 from stflib.report.conclusions import conclusion_box, grid_conclusion_box
 from stflib.report.findings import describe_axis, simulation_note, takeaways
-from stflib.report.results import axis_rows, grid_runs, load_summary, metric_info, run_figure
+from stflib.data.source import source_text
+from stflib.report.results import (axis_rows, data_sources, grid_runs, is_real, load_summary, metric_info, page_summary,
+                                   real_mask, run_figure, runs_root, source_description)
 from stflib.report.tables import arm_table, paired_deltas, show_table, stale_runs
 
 
 def has_runs(axis: str, results_dir: str | Path | None = None) -> bool:
-    """True when the summary holds finished runs of ``axis`` (a new axis has none until the grid runs it)."""
-    summary = load_summary(results_dir)
+    """True when the runs the pages show (:func:`page_summary`) include finished runs of ``axis`` (a new axis
+    has none until the grid runs it)."""
+    summary = page_summary(results_dir)
     return bool((summary["axis"] == axis).any())
 
 
-def not_run_note(axis: str) -> str:
-    """What a results page says while its axis has no runs: the arms and the command that runs them."""
+def not_run_note(axis: str, real: bool = False) -> str:
+    """What a results page says while its axis has no runs: the arms and the command that runs them
+    (``real``: on the data folder whose runs the pages show)."""
     arms = ", ".join(f"`{a}`" for a in ARMS[axis].arms)
-    return (f"**Not run yet.** The grid has no finished runs of the `{axis}` axis (arms: {arms}; reference "
-            f"`{ARMS[axis].reference}`). `python -m stflib ablate params/{axis} --folds 3 && python -m stflib "
-            "collect` runs them, and this page then shows their paired intervals.")
+    command = (f"`python -m stflib ablate params/hest/{axis} --folds 3 --set data_dir=<the data folder> --results "
+               "<this results folder> && python -m stflib collect --results <this results folder>`" if real else
+               f"`python -m stflib ablate params/{axis} --folds 3 && python -m stflib collect`")
+    return (f"**Not run yet.** The grid has no finished runs of the `{axis}` axis{' on this cohort' if real else ''} "
+            f"(arms: {arms}; reference `{ARMS[axis].reference}`). {command} runs them, and this page then shows "
+            "their paired intervals.")
+
+
+def data_note(summary: pd.DataFrame, results_dir: str | Path | None = None) -> str:
+    """Which data the runs shown (a :func:`page_summary`) used: for real runs, a banner naming the cohort
+    from its description (:func:`stflib.data.source.source_text`) and the runs of the folder not shown;
+    for simulated runs, :func:`stflib.report.findings.simulation_note`."""
+    if not is_real(summary):
+        return simulation_note(summary)
+    source = str(summary["data_source"].dropna().iloc[0])
+    described = source_description(source, results_dir)
+    full = load_summary(results_dir)
+    n_simulated = int((~real_mask(full)).sum())
+    others = data_sources(full).drop(source, errors="ignore")
+    text = (f"**These results are real data.** The {len(summary)} runs shown here read the "
+            f"{source_text(described) if len(described) > 1 else f'cohort `{source}` (its description was not recorded)'}. "
+            "They measure what each design choice does on this cohort's tissue, with its patients held out.")
+    if described.get("missing"):
+        text += f" When the grid was planned its metadata could not be read: {described['missing']}."
+    if n_simulated:
+        text += (f" The results folder also holds {n_simulated} simulated runs, not shown on this page "
+                 "(the Findings page sets them beside the real ones).")
+    if len(others):
+        text += (" Other data sources in this folder, not shown: "
+                 + ", ".join(f"`{name}` ({n} runs)" for name, n in others.items()) + ".")
+    return text
+
+
+def runs_option(summary: pd.DataFrame, results_dir: str | Path | None = None) -> str:
+    """`` --results <folder>`` for a command that reads the shown runs' folders (:func:`runs_root`) when they
+    are not the project's results/ (a real cohort's; relative to the project when inside it); empty otherwise."""
+    import os
+
+    from stflib.paths import project_root
+
+    folder, project = runs_root(summary, results_dir).resolve(), project_root().resolve()
+    if folder == project / "results":
+        return ""
+    return f" --results {Path(os.path.relpath(folder, project)).as_posix() if folder.is_relative_to(project) else folder}"
+
+
+def optional_section(compute, what: str, command: str) -> None:
+    """Display ``compute()`` (a cell's extra table or figure, read from a file a command writes); where
+    that file is absent from this results folder (a real cohort's, say), a note naming ``what`` and the
+    ``command`` that computes it instead of an error."""
+    from IPython.display import Markdown, display
+
+    try:
+        compute()
+    except FileNotFoundError as e:
+        display(Markdown(f"**{what}: not in this results folder.** `{command}` computes it ({e})."))
 
 
 def axis_report(axis: str, metric: str = "pcc_hvg50", results_dir: str | Path | None = None) -> None:
@@ -40,9 +99,9 @@ def axis_report(axis: str, metric: str = "pcc_hvg50", results_dir: str | Path | 
     from IPython.display import Image, Markdown, display
 
     reference = ARMS[axis].reference
-    summary = load_summary(results_dir)
+    summary = page_summary(results_dir)
     if not has_runs(axis, results_dir):
-        display(Markdown(not_run_note(axis)))
+        display(Markdown(not_run_note(axis, is_real(summary))))
         return
     display(Markdown(f"**Mean ± standard deviation over the runs (patient folds x seeds)** (reference arm: "
                      f"`{reference}`). `flags`: runs that used their whole step budget instead of stopping early, "
@@ -50,21 +109,24 @@ def axis_report(axis: str, metric: str = "pcc_hvg50", results_dir: str | Path | 
                      "(MLP and ridge probe) of the same fold and seed."))
     show_table(arm_table(summary, axis), f"{axis}-arms")
     display(Markdown(f"**Paired difference to `{reference}`** in {metric_info(metric).label} (arm minus "
-                     "reference): a pair is one patient fold and seed, so both saw the same test patients. "
-                     "`ci_low`/`ci_high`: 95 % t interval of the mean difference; `p_holm`: paired t-test "
-                     "p-value, Holm-adjusted across the arms of this axis; `finding`: `p_holm` < 0.05; "
-                     "`wins`: pairs the arm is better in."))
+                     "reference): one difference per held-out patient fold (both saw the same test patients), "
+                     "averaged over the fold's seeds; `pairs` counts the folds. `ci_low`/`ci_high`: 95 % t interval "
+                     "of the mean difference over the folds, conditional on this cohort's patients and the training "
+                     "budget; `p_holm`: paired t-test p-value, Holm-adjusted across the distinct arms of this axis "
+                     "(an arm that is the same model as another is shown once, with its aliases); `finding`: "
+                     "`p_holm` < 0.05; `wins`: folds the arm is better in."))
     show_table(paired_deltas(summary, axis, reference, metric).round(4), f"{axis}-paired-differences")
     plot_axis(summary, axis, metric, reference=reference)
     plt.show()
     display(Markdown("**Reading, generated from the numbers above.** " + describe_axis(summary, axis, reference, metric)))
-    arms = example_arms(summary, axis, reference, metric, results_dir=results_dir)
+    folders = runs_root(summary, results_dir)  # the shown runs' folders (a real cohort's: <results>/real/<source>)
+    arms = example_arms(summary, axis, reference, metric, results_dir=folders)
     if arms:
         display(Markdown("**Predicted (top) and measured (bottom) maps** of the best-predicted genes on a "
                          "held-out slide, fold 0, for " + " and ".join(f"`{a}`" for a in arms) + ":"))
         for arm in arms:
             display(Markdown(f"`{arm}`"))
-            display(Image(filename=str(run_figure(axis, arm, "gene_maps.png", results_dir=results_dir))))
+            display(Image(filename=str(run_figure(axis, arm, "gene_maps.png", results_dir=folders))))
 
 
 def show_takeaways(axis: str, metric: str = "pcc_hvg50", results_dir: str | Path | None = None) -> None:
@@ -74,7 +136,7 @@ def show_takeaways(axis: str, metric: str = "pcc_hvg50", results_dir: str | Path
     if not has_runs(axis, results_dir):
         display(Markdown("No takeaways: the axis has not been run (see the note at the top of the page)."))
         return
-    display(Markdown(takeaways(load_summary(results_dir), axis, metric=metric)))
+    display(Markdown(takeaways(page_summary(results_dir), axis, metric=metric)))
 
 
 def stale_banner(runs: pd.DataFrame | None = None, current: str | None = None) -> str:
@@ -99,14 +161,16 @@ def page_banner(axis: str | None = None, results_dir: str | Path | None = None) 
     simulated or real data, and runs made by an earlier library version."""
     from IPython.display import Markdown, display
 
-    full, runs = load_summary(results_dir), grid_runs(results_dir)
+    full, runs = page_summary(results_dir), grid_runs(results_dir)
     summary = full
+    if is_real(full):  # the shown cohort's runs only
+        runs = runs[(runs["world"] == "real") & (runs["data_source"] == full["data_source"].dropna().iloc[0])]
     if axis is not None and not has_runs(axis, results_dir):
-        display(Markdown(simulation_note(full) + "\n\n" + not_run_note(axis)))
+        display(Markdown(data_note(full, results_dir) + "\n\n" + not_run_note(axis, is_real(full))))
         return
     if axis is not None:
         summary, runs = axis_rows(full, axis, world=None), runs[runs["axis"] == axis]
-    display(Markdown(simulation_note(summary) + "\n\n" + stale_banner(runs)))
+    display(Markdown(data_note(summary, results_dir) + "\n\n" + stale_banner(runs)))
     if axis is not None and axis in ARMS:
         run_time_note(f"ablations/{axis}", results_dir)
         display(Markdown(conclusion_box(full, axis)))

@@ -3,6 +3,10 @@
 ``load_summary`` reads ``results/summary.csv`` (written by :mod:`stflib.grid.collect`) with the
 design columns (world, seed) filled for older grids; ``axis_rows`` selects one axis's runs;
 ``metric_info`` gives a summarised metric's label and direction from :data:`stflib.metrics.METRICS`.
+
+The results pages show :func:`page_summary`: the simulated default world's runs (and the other worlds')
+when the folder has no real runs, else the real runs of one data source, which then take the default
+world's place in every table (:func:`shown_summary`); their run folders are under :func:`runs_root`.
 """
 from __future__ import annotations
 
@@ -11,15 +15,10 @@ from pathlib import Path
 import pandas as pd
 
 from stflib.metrics import METRICS, Metric
+from stflib.paths import project_root
 
-
-def repo_root(start: str | Path | None = None) -> Path:
-    """The repository root: the first parent holding ``_config.yml`` and ``stflib/``."""
-    here = Path(start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "_config.yml").exists() and (folder / "stflib").is_dir():
-            return folder
-    raise FileNotFoundError(f"no stf-book repository root above {here} (looked for _config.yml and stflib/)")
+# the project's root (stflib.paths): the name stays importable for the modules that used it
+repo_root = project_root
 
 
 def results_root(results_dir: str | Path | None = None) -> Path:
@@ -53,6 +52,91 @@ def load_summary(results_dir: str | Path | None = None) -> pd.DataFrame:
 
 
 DEFAULT_WORLD = "default"
+REAL_WORLD = "real"  # stflib.grid.collect's world of a run on a data folder
+REAL_FOLDER = "real"  # <results>/real/<source>/<axis>/<arm>/fold<k> (stflib.grid.runner.REAL_FOLDER)
+
+
+def real_mask(summary: pd.DataFrame) -> pd.Series:
+    """Which runs read real data: world ``real`` (a collected run with a ``data_dir``)."""
+    return with_design_columns(summary)["world"] == REAL_WORLD
+
+
+def data_sources(summary: pd.DataFrame) -> pd.Series:
+    """Runs per data source (cohort id, :mod:`stflib.data.source`) of the real runs, most first; a real run
+    without a recorded source (made before sources were recorded) counts under its data folder's name."""
+    real = summary[real_mask(summary).to_numpy()]
+    if real.empty:
+        return pd.Series(dtype=int, name="runs")
+    return _source_column(real).value_counts().rename("runs")
+
+
+def _source_column(rows: pd.DataFrame) -> pd.Series:
+    folder = rows["data_dir"].map(lambda d: Path(str(d)).name) if "data_dir" in rows else pd.Series("?", index=rows.index)
+    return rows["data_source"].fillna(folder) if "data_source" in rows else folder
+
+
+def shown_source(summary: pd.DataFrame, data_source: str | None = None) -> str | None:
+    """The data source the pages show: ``data_source`` when given (an unknown one raises, naming those
+    present), else the one with the most real runs; None when the summary has no real runs."""
+    sources = data_sources(summary)
+    if data_source is not None:
+        if data_source not in sources.index:
+            raise ValueError(f"data source {data_source!r} has no real runs here; present: "
+                             f"{', '.join(sources.index) or 'none (only simulated runs)'}")
+        return data_source
+    return str(sources.index[0]) if len(sources) else None
+
+
+def shown_summary(summary: pd.DataFrame, data_source: str | None = None) -> pd.DataFrame:
+    """The runs the results pages show. Without real runs: ``summary`` itself (the simulated default
+    world, with the other worlds for the robustness checks). With real runs: only those of one data
+    source (:func:`shown_source`), with ``world`` set to :data:`DEFAULT_WORLD`, the world every table of
+    :mod:`stflib.report.tables` and :mod:`stflib.report.findings` reads as the page's own; the column
+    ``data_source`` says which cohort (and ``data_dir`` keeps the notes saying "real data"). The simulated
+    runs are left out: a page is about one cohort, and the simulation-against-reality comparison reads the
+    whole summary (:func:`load_summary`)."""
+    summary = with_design_columns(summary)
+    source = shown_source(summary, data_source)
+    if source is None:
+        return summary
+    real = summary[real_mask(summary).to_numpy()]
+    real = real.assign(data_source=_source_column(real))
+    return real[real["data_source"] == source].assign(world=DEFAULT_WORLD)
+
+
+def page_summary(results_dir: str | Path | None = None, data_source: str | None = None) -> pd.DataFrame:
+    """:func:`shown_summary` of the results folder's summary: what a results page shows."""
+    return shown_summary(load_summary(results_dir), data_source)
+
+
+def is_real(summary: pd.DataFrame) -> bool:
+    """True when ``summary`` (a :func:`shown_summary`) holds runs on real data."""
+    return bool(real_mask(summary).any()) or ("data_source" in summary and summary["data_source"].notna().any())
+
+
+def runs_root(summary: pd.DataFrame, results_dir: str | Path | None = None) -> Path:
+    """The folder that holds the run folders (``<axis>/<arm>/fold<k>``) of the runs ``summary`` shows:
+    ``<results>/real/<source>`` for the real runs of one data source, else the results folder. The
+    commands that compute a page's tables from run folders (``spread``, ``pathway-bounds``, ...) take it
+    as their ``--results`` for real runs."""
+    root = results_root(results_dir)
+    if "data_source" in summary and is_real(summary):
+        sources = summary["data_source"].dropna().unique()
+        if len(sources) == 1:
+            return root / REAL_FOLDER / str(sources[0])
+    return root
+
+
+def source_description(source: str, results_dir: str | Path | None = None) -> dict:
+    """The description of a data source that its runs' ``run.json`` records (:func:`stflib.data.source.describe_source`,
+    written when the grid planned them); only ``id`` when no run records it (older runs)."""
+    import json
+
+    for path in sorted((results_root(results_dir) / REAL_FOLDER / source).glob("*/*/fold*/run.json")):
+        described = json.loads(path.read_text()).get("data_source")
+        if described:
+            return described
+    return {"id": source}
 
 
 # a pair is one (fold, seed): the arm and its reference saw the same test patients and the same seed
@@ -201,14 +285,17 @@ def grid_runs(results_dir: str | Path | None = None) -> pd.DataFrame:
 
     results_dir = results_root(results_dir)
     rows = []
-    # results/<axis>/<arm>/fold*/ and, for the other simulator worlds, results/worlds/<world>/<axis>/<arm>/fold*/
-    paths = [*results_dir.glob("*/*/fold*/run.json"), *results_dir.glob("worlds/*/*/*/fold*/run.json")]
+    # results/<axis>/<arm>/fold*/, for the other simulator worlds results/worlds/<world>/<axis>/<arm>/fold*/, and
+    # for real data results/real/<source>/<axis>/<arm>/fold*/
+    paths = [*results_dir.glob("*/*/fold*/run.json"), *results_dir.glob("worlds/*/*/*/fold*/run.json"),
+             *results_dir.glob(f"{REAL_FOLDER}/*/*/*/fold*/run.json")]
     for path in sorted(paths):
         info = json.loads(path.read_text())
         params = info.get("params") or {}
         rows.append({"axis": info.get("axis"), "arm": info.get("arm"), "fold": info.get("fold"),
                      "seed": info.get("seed", params.get("seed", 0)),
-                     "world": info.get("world", params.get("world", DEFAULT_WORLD)),
+                     "world": REAL_WORLD if params.get("data_dir") else info.get("world", params.get("world", DEFAULT_WORLD)),
+                     "data_source": (info.get("data_source") or {}).get("id"),
                      "status": info.get("status"), "seconds": info.get("seconds"),
                      "started": pd.to_datetime(info.get("started")), "finished": pd.to_datetime(info.get("finished")),
                      "copied": "copied_from" in info, "code_version": info.get("code_version"),
@@ -216,6 +303,6 @@ def grid_runs(results_dir: str | Path | None = None) -> pd.DataFrame:
                      "malloc_trim": "kernel_environment" not in info
                      or info["kernel_environment"].get("MALLOC_TRIM_THRESHOLD_") is not None,
                      "folder": str(path.parent.relative_to(results_dir))})
-    return pd.DataFrame(rows, columns=["axis", "arm", "fold", "seed", "world", "status", "seconds", "started",
+    return pd.DataFrame(rows, columns=["axis", "arm", "fold", "seed", "world", "data_source", "status", "seconds", "started",
                                        "finished", "copied", "code_version", "core_version", "params", "malloc_trim",
                                        "folder"])
