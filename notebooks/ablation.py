@@ -95,6 +95,7 @@ time_limit_s = 0.0  # stop training after this many seconds (0: no limit)
 progress = True  # show a progress bar
 torch_threads = 0  # torch CPU threads of this run (0: the torch default; the grid runner sets one per run)
 prediction_genes = 'all'  # genes kept in predictions.h5ad: all, or the 50 evaluation HVGs (hvg50, as the grid ...
+figures = 'all'  # figures written into output_dir: all, or book (only gene_maps.png, the one the book ...
 
 # %%
 # Validate first: an unknown parameter (papermill -p or -f) or a bad value (an unknown quadrant, model,
@@ -137,11 +138,12 @@ keys = ["pcc_hvg50", "pcc_all", "ccc_hvg50", "mse", "pathway_pcc_truth", "pathwa
 pd.Series({k: result.metrics.get(k) for k in keys}, name=f"{cfg.model} fold {cfg.fold}").to_frame()
 
 # %%
-fig = plots.learning_curve(result.history, title=f"{cfg.model}, fold {cfg.fold}")
-fig.savefig(figures / "learning_curve.png", dpi=100, bbox_inches="tight")
+if cfg.figures == "all":  # the grid's runs write only the figure the book shows (figures = 'book')
+    fig = plots.learning_curve(result.history, title=f"{cfg.model}, fold {cfg.fold}")
+    fig.savefig(figures / "learning_curve.png", dpi=100, bbox_inches="tight")
 
 # %%
-if cfg.target == "genes":  # with target=pathways the model predicts no genes
+if cfg.target == "genes" and cfg.figures == "all":  # with target=pathways the model predicts no genes
     fig = plots.per_gene_pcc(result.per_gene, title="per-gene PCC on held-out patients")
     fig.savefig(figures / "per_gene_pcc.png", dpi=100, bbox_inches="tight")
 
@@ -156,8 +158,9 @@ if cfg.target == "genes":
     fig.savefig(figures / "gene_maps.png", dpi=100, bbox_inches="tight")
 
 # %%
-fig = plots.pathway_maps(result.adata)
-fig.savefig(figures / "pathway_maps.png", dpi=100, bbox_inches="tight")
+if cfg.figures == "all":
+    fig = plots.pathway_maps(result.adata)
+    fig.savefig(figures / "pathway_maps.png", dpi=100, bbox_inches="tight")
 
 # %% [markdown]
 # ## Which read-out shows where a pathway is active (simulator only)

@@ -28,7 +28,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from stflib.kernel import quiet_kernel_manager_class  # noqa: F401  (importable from here too)
+from stflib.kernel import ECHO_ENV, quiet_kernel_manager_class  # noqa: F401  (importable from here too)
 from stflib.paths import default_notebook
 
 # printed after a run: (metrics.json key, label)
@@ -144,6 +144,7 @@ def run(args) -> int:
 
     in_main_thread = threading.current_thread() is threading.main_thread()  # where signal handlers live
     previous = signal.signal(signal.SIGINT, on_sigint) if in_main_thread else None
+    os.environ[ECHO_ENV] = "0"  # the kernel's output is streamed below: its bar must not reach the terminal twice
     try:
         pm.execute_notebook(str(notebook), str(executed), parameters=params, kernel_name="python3",
                             progress_bar=False, stdout_file=sys.stdout, stderr_file=sys.stderr, cwd=os.getcwd(),

@@ -57,6 +57,7 @@ PATHWAY_SETS = _pathways.PATHWAY_SETS  # stflib.pathways owns the gene-set membe
 PRESETS = tuple(_worlds.PRESETS)  # the simulator owns the presets
 WORLDS = tuple(_worlds.WORLDS)  # the simulator owns the worlds
 PREDICTION_GENES = ("all", "hvg50")  # genes kept in predictions.h5ad: every gene or the 50 evaluation HVGs
+RUN_FIGURES = ("all", "book")  # figures a run writes: all of them, or only gene_maps.png (the one the book shows)
 SPLITS = ("patient", "study")  # held-out unit: patient-grouped folds, or leave one study out (stflib.data.cohort_folds)
 PATHWAY_SUBSETS = tuple(_pathways.PATHWAY_SUBSETS)  # stflib.pathways owns the named subsets
 # what the model is trained to predict: the genes (the pathway scores are a bottleneck the genes are read
@@ -146,6 +147,7 @@ PARAMETERS: tuple[Param, ...] = (
     Param("progress", True, bool, "show a progress bar", "run"),
     Param("torch_threads", 0, int, "torch CPU threads of this run (0: the torch default; the grid runner sets one per run)", "run"),
     Param("prediction_genes", "all", str, "genes kept in predictions.h5ad: all, or the 50 evaluation HVGs (hvg50, as the grid writes them)", "run", PREDICTION_GENES),
+    Param("figures", "all", str, "figures written into output_dir: all, or book (only gene_maps.png, the one the book shows, as the grid writes them)", "run", RUN_FIGURES),
 )
 PARAM_BY_NAME = {p.name: p for p in PARAMETERS}
 # cohort-filter parameter -> stflib.data.select_samples keyword
@@ -417,7 +419,7 @@ def validate(params: dict[str, Any] | None = None, check_paths: bool = True, **o
 
 
 # parameters that do not change what a run computes (left out of the run hash)
-NON_RESULT_PARAMS = ("output_dir", "progress", "device", "torch_threads", "prediction_genes")
+NON_RESULT_PARAMS = ("output_dir", "progress", "device", "torch_threads", "prediction_genes", "figures")
 # parameters added after runs had finished: left out of the run hash while at their default (the
 # behaviour those runs had), so finished runs keep their hash; any other value is hashed as usual
 HASHED_UNLESS_DEFAULT = ("pathway_sets", "pathway_subset", "target", "depth_correction", "split", "global_context")

@@ -120,7 +120,12 @@ def slide_spatial_uns(root: str | Path, sample, coords: np.ndarray, max_px: int 
     if thumb is None:
         patches = Path(root) / "patches" / f"{sample.sample_id}.h5"
         if patches.is_file():
-            thumb, source = patch_mosaic(patches, max_px), "mosaic of the slide's H&E patches"
+            from stflib.data.decoded import memo
+
+            # rebuilding a mosaic decodes every gzip'd patch of the slide: once per patch file and max_px
+            thumb = memo("mosaic", lambda: patch_mosaic(patches, max_px), (str(patches.resolve()), max_px), [patches],
+                         ["stflib.predictions"])
+            source = "mosaic of the slide's H&E patches"
     scalefactors = {"spot_diameter_fullres": spot_diameter_fullres(coords, sample.pixel_size_um, meta)}
     entry: dict = {"scalefactors": scalefactors, "metadata": {"source_image": "none", "library_id": sample.sample_id}}
     if thumb is not None:

@@ -163,3 +163,24 @@ def test_ctrl_c_during_one_arm_says_how_to_resume(tmp_path):
     assert proc.returncode == 130, output
     assert "interrupted; re-run the same command to resume" in output and "Traceback" not in output
     assert "stand-in finished" not in output
+
+
+@pytest.mark.parametrize("echo", ["1", "0"])
+def test_plain_papermill_shows_the_progress_bar_in_the_terminal(tmp_path, echo):
+    """papermill without --log-output shows nothing of a cell while it runs; the training bar reaches the
+    terminal through the kernel's copy of its stderr, unless the parent streams the kernel itself."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "from tqdm import tqdm\nfrom stflib.kernel import progress_stream\n"
+        "for _ in tqdm(range(7), desc='steps-bar', file=progress_stream()):\n    pass\n")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    src = tmp_path / "in.ipynb"
+    nbformat.write(nb, src)
+    env = {k: v for k, v in ENV.items() if k != "PYTEST_CURRENT_TEST"}  # ipykernel captures no fd under pytest
+    env["STFLIB_TERMINAL_ECHO"] = echo
+    done = subprocess.run([sys.executable, "-m", "papermill", str(src), str(tmp_path / "out.ipynb"), "--no-progress-bar"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert ("steps-bar" in done.stderr and "7/7" in done.stderr) == (echo == "1"), done.stderr[-2000:]
+    out = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    assert "steps-bar" in str(out.cells[0].outputs)  # the notebook keeps the bar either way

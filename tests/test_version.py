@@ -103,3 +103,25 @@ def test_a_world_or_backbone_entry_belongs_to_its_runs(library):
     after = _versions(library)
     changed = {k for k in before if after[k] != before[k]}
     assert changed == {"no-context", "gigapath"}
+
+
+def test_the_index_is_parsed_once_until_a_file_changes(tmp_path):
+    import json
+    import os
+
+    from stflib.grid.version import code_index
+    from stflib.paths import default_notebook
+
+    notebook = tmp_path / "ablation.ipynb"
+    shutil.copy(default_notebook(), notebook)
+    first = code_index(notebook)
+    assert code_index(notebook) is first  # same files: not parsed again
+    nb = json.loads(notebook.read_text())
+    code = next(c for c in nb["cells"] if c["cell_type"] == "code")
+    code["source"] = "".join(code["source"]) + "\nx_added_by_the_test = 1\n"
+    notebook.write_text(json.dumps(nb))
+    stamp = notebook.stat().st_mtime_ns + 10**9
+    os.utime(notebook, ns=(stamp, stamp))
+    edited = code_index(notebook)
+    assert edited is not first and edited.core_version != first.core_version
+    assert edited.core_version == CodeIndex(notebook=notebook).core_version

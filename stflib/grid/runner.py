@@ -10,6 +10,8 @@ run resumes from its checkpoint) and is moved into place when done; a failure wr
 the grid carries on. ``run_grid`` dispatches the tasks through Dask distributed: a LocalCluster of
 worker processes, or any scheduler (e.g. dask-jobqueue on SLURM, :mod:`stflib.grid.cluster`).
 ``make_world_tasks`` plans the same runs in the other simulator worlds, under ``<results>/worlds/<world>/``.
+A run on a data folder (``data_dir``) is filed under its plain axis in ``<results>/real/<source>/<axis>/<arm>/``
+(``<source>``: the folder's cohort id, :mod:`stflib.data.source`) and records the cohort in its ``run.json``.
 """
 from __future__ import annotations
 
@@ -28,21 +30,21 @@ from stflib.io import write_json
 from stflib import config as C
 from stflib.grid.axes import DEFAULT_WORLD, ROBUSTNESS_WORLDS
 from stflib.paths import default_notebook
-from stflib.grid.params import discover, load_params, robustness_params
+from stflib.grid.params import discover, load_params, plain_axis, robustness_params
 from stflib.kernel import quiet_kernel_manager_class
-from stflib.grid.version import CodeIndex, result_files  # noqa: F401  (result_files: part of this module's API)
+from stflib.grid.version import CodeIndex, code_index, result_files  # noqa: F401  (result_files: part of this module's API)
 
 DEFAULT_NOTEBOOK = default_notebook()  # the project's (stflib.paths), where the grid is started
 
 def code_version(notebook: str | Path = DEFAULT_NOTEBOOK) -> str:
     """The version of the shared core every run executes (:class:`stflib.grid.version.CodeIndex`): tables
     computed beside the grid (ceilings, latent baselines) record it, and runs of one core may be compared."""
-    return CodeIndex(notebook=notebook).core_version
+    return code_index(notebook).core_version
 
 
 def run_version(params: dict[str, Any], notebook: str | Path = DEFAULT_NOTEBOOK, index: CodeIndex | None = None) -> str:
     """The code version of one run: the shared core and the registry entries its parameters name."""
-    index = index or CodeIndex(notebook=notebook)
+    index = index or code_index(notebook)
     return index.run_version(C.validate(params, check_paths=False))
 
 
@@ -64,6 +66,7 @@ class Task:
     copies: list[tuple[str, str, str]] = field(default_factory=list)  # (axis, arm, out_dir) sharing this run
     seed: int = 0
     core_version: str = ""  # the shared core's alone: runs of one core are compared with each other
+    data_source: dict[str, Any] | None = None  # a run on a data folder: its cohort (stflib.data.source)
 
 
 def run_folder_name(fold: int, seed: int = 0) -> str:
@@ -102,8 +105,13 @@ def make_tasks(paths, folds: int, results: str | Path, notebook: str | Path = DE
     results = Path(results).resolve()
     index = CodeIndex(notebook=notebook)
     tasks: dict[str, Task] = {}
+    sources: dict[tuple, dict[str, Any]] = {}  # (data_dir, cohort filter) -> its description, read once
     for axis, arm, path in discover(paths):
         base = {**load_params(path), **(overrides or {})}
+        source, root = None, results
+        if base.get("data_dir") is not None:  # real data: the plain axis, in the data source's own folder
+            source = data_source(base, sources)
+            axis, root = plain_axis(axis), results / REAL_FOLDER / source["id"]
         fixed_seed = "seed" in base
         arm_seeds = [int(base["seed"])] if fixed_seed else list(seeds)
         for k in range(folds):
@@ -114,14 +122,35 @@ def make_tasks(paths, folds: int, results: str | Path, notebook: str | Path = DE
                 cfg = C.validate(params, check_paths=False)  # fail here, not in a worker
                 version = index.run_version(cfg)
                 run_hash = hashlib.sha256(f"{C.config_hash(cfg)}:{version}".encode()).hexdigest()[:16]
-                out_dir = str(results / axis / arm / run_folder_name(k, 0 if fixed_seed else seed))
+                out_dir = str(root / axis / arm / run_folder_name(k, 0 if fixed_seed else seed))
                 if run_hash in tasks:
                     tasks[run_hash].copies.append((axis, arm, out_dir))
                     continue
                 tasks[run_hash] = Task(axis, arm, k, {**params, "progress": False}, out_dir, run_hash,
                                        str(Path(notebook).resolve()), version, os.getcwd(), threads, timeout_s,
-                                       seed=seed, core_version=index.core_version)
+                                       seed=seed, core_version=index.core_version, data_source=source)
     return list(tasks.values())
+
+
+REAL_FOLDER = "real"  # <results>/real/<source>/<axis>/<arm>/fold<k>: the runs on a data folder
+
+
+def data_source(params: dict[str, Any], cache: dict[tuple, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The cohort that ``params`` (with a ``data_dir``) select: :func:`stflib.data.source.describe_source`
+    under the run's cohort filter. Where the folder's metadata cannot be read (a dry run before the
+    download), the folder's name alone, with the reason under ``missing``: the run itself will stop there."""
+    from stflib.data import source as S
+
+    filters = C.cohort_filter(C.validate(params, check_paths=False))
+    key = (str(Path(params["data_dir"]).resolve()), tuple((k, tuple(v or ())) for k, v in filters.items()))
+    cache = {} if cache is None else cache
+    if key not in cache:
+        try:
+            cache[key] = S.describe_source(params["data_dir"], filters)
+        except (OSError, ValueError) as e:
+            name = Path(params["data_dir"]).resolve().name
+            cache[key] = {"id": S.folder_slug(name), "data_dir": name, "missing": str(e)}
+    return cache[key]
 
 
 WORLDS_FOLDER = "worlds"  # <results>/worlds/<world>/<axis>/<arm>/fold<k>: the runs of a non-default world
@@ -200,9 +229,10 @@ def _replace_dir(src: Path, dst: Path) -> None:
 
 def run_settings(task: Task) -> dict[str, Any]:
     """Parameters the runner gives every run unless its params fix them: torch threads (one run per
-    core) and ``predictions.h5ad`` of the 50 HVGs only (the grid writes one per run; a run on its own
-    keeps every gene). Neither changes a run's metrics or its hash."""
-    return {"torch_threads": max(1, task.threads), "prediction_genes": "hvg50"}
+    core), ``predictions.h5ad`` of the 50 HVGs only (the grid writes one per run; a run on its own
+    keeps every gene) and only the figure the book shows (the others took 5 % of a reference run's wall
+    time and were never committed). None of them changes a run's metrics or its hash."""
+    return {"torch_threads": max(1, task.threads), "prediction_genes": "hvg50", "figures": "book"}
 
 
 # what a run's kernel inherits from the runner, recorded in run.json (the grid's cost depends on it)
@@ -236,6 +266,7 @@ def execute(task: Task) -> dict:
     kernel_environment(task.threads)
     info = {"axis": task.axis, "arm": task.arm, "fold": task.fold, "seed": task.seed, "run_hash": task.run_hash,
             "code_version": task.code_version, "core_version": task.core_version, "params": task.params,
+            **({"data_source": task.data_source} if task.data_source else {}),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "host": os.uname().nodename,
             "kernel_environment": {name: os.environ.get(name) for name in KERNEL_ENVIRONMENT}}
     now = run_version(task.params, task.notebook)
@@ -391,6 +422,8 @@ def run_grid(tasks: list[Task], scheduler: str | None = None, workers: int | Non
             results.append(info)
             world = (info.get("params") or {}).get("world")
             where = f"{WORLDS_FOLDER}/{world}/" if world and world != DEFAULT_WORLD else ""
+            if info.get("data_source"):
+                where = f"{REAL_FOLDER}/{info['data_source'].get('id')}/"
             log(f"[{i}/{len(todo)} {time.perf_counter() - t0:6.0f}s] {where}{info.get('axis')}/{info.get('arm')}/"
                 f"{run_folder_name(info.get('fold'), info.get('seed') or 0)}: "
                 f"{info.get('status')} ({info.get('seconds', '?')} s){' ' + info['error'] if info.get('error') else ''}")

@@ -58,7 +58,9 @@ def load_cohort(data_dir: str | Path, backbone: str | None = "ctranspath",
     meta = pd.read_csv(meta_path)
     if sample_ids is not None:
         meta = meta[meta["id"].astype(str).isin([str(s) for s in sample_ids])]
-    samples = [stdata.read_hest_sample(data_dir, str(sid), backbone=backbone) for sid in meta["id"]]
+    from stflib.data.decoded import read_sample  # names an unreadable file
+
+    samples = [read_sample(data_dir, str(sid), backbone=backbone, cache=False) for sid in meta["id"]]
     return meta.reset_index(drop=True), samples
 
 

@@ -173,10 +173,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.data_dir:
-        from ..data import read_hest_sample
+        from ..data.decoded import read_sample
 
         meta = pd.read_csv(Path(args.data_dir) / "metadata.csv")
-        samples = [read_hest_sample(args.data_dir, str(i)) for i in meta["id"]]
+        samples = [read_sample(args.data_dir, str(i), cache=False) for i in meta["id"]]  # names an unreadable file
         print(format_row({"world": f"data: {args.data_dir}", **reliability_figures(samples, args.seed)}))
         return 0
     from .worlds import WORLDS

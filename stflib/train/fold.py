@@ -22,6 +22,7 @@ from stflib import config as C
 from stflib import data as D
 from stflib import pathways as P
 from stflib.config import RunConfig
+from stflib.data.decoded import read_sample
 from stflib.models import MODELS
 from stflib.spatial import with_neighbour_mean
 
@@ -70,7 +71,8 @@ def load_fold(cfg: RunConfig, log: Callable[[str], None] | None = None) -> FoldD
     qc = {"min_umis": cfg.qc_min_umis, "min_genes": cfg.qc_min_genes}
     train_ids, val_ids = D.train_val_split(train_all, meta, cfg.val_fraction, seed=0)
     ids = list(train_ids) + list(val_ids) + list(test_ids)
-    samples = {i: D.read_hest_sample(root, i, backbone=cfg.backbone) for i in ids}
+    # decoded once per cohort and reader, then loaded from the cache by every later run (stflib.data.decoded)
+    samples = {i: read_sample(root, i, backbone=cfg.backbone) for i in ids}
     genes, hvg = D.select_genes([samples[i] for i in list(train_ids) + list(val_ids)], n_genes=cfg.n_genes, n_hvg=50,
                                 qc=qc)
     membership = fold_membership(genes, cfg)

@@ -22,6 +22,7 @@ from stflib.config import RunConfig
 from stflib.data import collate_slides
 from stflib.device import autocast_dtype
 from stflib.io import atomic_write
+from stflib.kernel import progress_stream
 from stflib.models import MODELS
 from stflib.train.predict import predict
 from stflib.train.step import compute_loss, forward, to_device
@@ -187,7 +188,9 @@ def fit(
                 if log:
                     log(f"resumed from step {start_step} ({ckpt_path})")
     t0 = time.perf_counter() - (res.history[-1]["seconds"] if res.history else 0.0)
-    bar = tqdm(total=total, desc="steps", disable=not progress, leave=False, initial=start_step)
+    # in a kernel started by plain papermill the bar also reaches the terminal (stflib.kernel.progress_stream)
+    bar = tqdm(total=total, desc="steps", disable=not progress, leave=False, initial=start_step,
+               file=progress_stream() if progress else None)
     bad_evals = len(res.history) - 1 - res.best_epoch if res.history else 0
     losses, parts_sum = [], {}
     step = start_step

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,9 +62,22 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    deterministic_kernels()
     if torch.backends.cudnn.is_available():
         torch.backends.cudnn.benchmark = False
+
+
+def deterministic_kernels() -> None:
+    """Deterministic kernels where torch has them (warn where it has none).
+
+    ``torch.use_deterministic_algorithms`` also sets the flag of torch's compiler, importing
+    ``torch._inductor`` and ``torch._dynamo`` (1.5-3 s, once per run process). Nothing in a run compiles,
+    so only the kernels' flag is set unless the compiler is already loaded (then both are, as torch does).
+    """
+    if "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch._C._set_deterministic_algorithms(True, warn_only=True)
 
 
 def peak_memory_mb(device: torch.device) -> tuple[float, str]:
@@ -111,6 +125,7 @@ def run(cfg: RunConfig | dict | None = None, log: Callable[[str], None] | None =
     fold = load_fold(cfg, log)
     prepare_features(fold, cfg)
     prepare_targets(fold, cfg)  # pathway subset, depth correction, the pathway target's scale
+    load_seconds = time.perf_counter() - t_start
     train_items, val_items, test_items = fold.slides("train"), fold.slides("val"), fold.slides("test")
     set_seed(cfg.seed)
     if device.type == "cuda":
@@ -121,6 +136,7 @@ def run(cfg: RunConfig | dict | None = None, log: Callable[[str], None] | None =
     if MODELS[cfg.model].kind == "numpy":  # same patients as the torch models: fit on train, select on val
         model = fit_numpy(train_items, cfg, val_items=val_items, score_columns=fold.hvg_columns)
         train_seconds = time.perf_counter() - t0
+        t_eval = time.perf_counter()
         preds = predict_numpy(model, test_items, cfg)
         train_preds = predict_numpy(model, train_items, cfg)
         pathway_names = None
@@ -137,14 +153,18 @@ def run(cfg: RunConfig | dict | None = None, log: Callable[[str], None] | None =
         fitres = fit(model, train_items, val_items, cfg, device, checkpoint_dir=out_dir if write else None, log=log,
                      score_columns=fold.hvg_columns)
         train_seconds = time.perf_counter() - t0
+        t_eval = time.perf_counter()
         preds = predict(model, test_items, cfg, device, return_attention=cfg.return_attention)
         train_preds = predict(model, train_items, cfg, device)
     memory_peak, memory_kind = peak_memory_mb(device)  # training and prediction, before evaluation
     metrics, arrays = evaluate_predictions(fold, cfg, preds, train_preds, pathway_names)
+    eval_seconds = time.perf_counter() - t_eval
     h = fitres.history
     metrics.update({
         "n_params": count_parameters(model),
         "train_seconds": round(train_seconds, 2),
+        # what else the run's wall time went to: reading and preparing the fold; predicting and scoring
+        "load_seconds": round(load_seconds, 2),
         "peak_memory_mb": round(memory_peak, 1),
         "peak_memory_kind": memory_kind,
         "peak_memory_before_train_mb": round(memory_before, 1),
@@ -171,7 +191,9 @@ def run(cfg: RunConfig | dict | None = None, log: Callable[[str], None] | None =
         per_gene["noise_ceiling"] = arrays["ceiling"]
     result = Run(cfg, metrics, fitres.history, preds, fold, model, per_gene)
     result.adata = predictions_anndata(result)
+    t_moran = time.perf_counter()
     metrics.update(moran_metrics(result.adata))
+    metrics["eval_seconds"] = round(eval_seconds + time.perf_counter() - t_moran, 2)
     if write:
         write_artefacts(result, out_dir)
         (out_dir / "checkpoint.pt").unlink(missing_ok=True)  # finished: only best.pt is worth keeping
