@@ -144,6 +144,42 @@ counts["pathway tokens"] = model.pathway_tokens.numel()
 pd.Series(counts, name="parameters").to_frame().assign(share=lambda t: (t.parameters / t.parameters.sum()).round(3))
 
 # %% [markdown]
+# ### Two designs: pathways that reconstruct genes, or pathways as the target
+#
+# The model above is the original STF's design (`target = "genes"`): the pathway scores are an inner
+# layer and only the genes are supervised (an auxiliary loss on the scores is optional). The upstream
+# SpatialTranscriptFormer has since moved to the other design (`target = "pathways"`): the pathway
+# scores *are* the prediction, trained against targets computed from each spot's counts, and the gene
+# reconstructor is not used. The upstream's targets, which `stflib.pathways.pathway_targets` computes:
+# log1p CP10k, every gene z-scored over the slide's spots, then the mean over each pathway's member
+# genes. Each target is therefore centred on every slide, and a pathway's score on a spot says how far
+# its member genes sit above their slide average there.
+
+# %%
+from stflib.data.dataset import normalize_cp10k
+from stflib.pathways import pathway_targets
+
+rng = np.random.default_rng(0)
+counts = rng.poisson(rng.gamma(0.5, 4.0, size=(1, len(genes))), size=(90, len(genes))).astype(np.float32)
+expression = np.log1p(normalize_cp10k(counts))           # (S, G) log1p CP10k of the 90 spots of slide 2
+targets = pathway_targets(expression, membership.matrix)  # (S, P): what target="pathways" regresses on
+print("targets", targets.shape, "| largest slide mean of a pathway:", float(np.abs(targets.mean(0)).max().round(6)))
+scores = out.pathway_scores[1, :90].detach()              # (S, P) the model's pathway scores on the same spots
+# the run divides each pathway's targets by their sd over the training slides first (stflib.train.targets)
+scaled = torch.as_tensor(targets / targets.std(0).clip(1e-6))
+print("target='pathways' loss of the untrained model (MSE on the scores):",
+      round(float(torch.nn.functional.mse_loss(scores, scaled)), 3))
+
+# %% [markdown]
+# The two designs are scored on the same things: the pathway maps against the simulator's true
+# activities (`pathway_pcc_truth`), and genes where the design predicts them. With `target = "pathways"`
+# two choices of the upstream matter and are parameters too: `pathway_subset` (all 50 Hallmarks or
+# a 14-pathway colorectal subset) and `depth_correction` (`regress` removes each slide's log total
+# UMIs from the targets, since sequencing depth moves every pathway of a spot together). The
+# {doc}`ablations/target` and {doc}`ablations/depth_correction` pages measure both designs on the same
+# folds.
+
+# %% [markdown]
 # ### Biological initialisation of the gene reconstructor
 #
 # With `pathway_init`, $W_{g,p} = m_{p,g} / n_g$, where $n_g$ is the number of pathways gene $g$
@@ -394,6 +430,9 @@ display(Markdown(markdown_table(model_table(), code_columns=("name", "class"))))
 # - STF is a small transformer over $[\text{pathways} \mid \text{patches}]$ whose mask decides who
 #   can talk to whom; genes are a linear read-out of cosine pathway scores.
 # - Without `h2h`, every spot-to-spot message passes through a named pathway token, in two layers.
+# - Two designs share this model: the original STF supervises genes through the pathway scores
+#   (`target = "genes"`); the upstream's current design supervises the scores directly against
+#   per-slide pathway targets (`target = "pathways"`), and the target pages compare them.
 # - The Hallmark initialisation makes each gene start as the mean score of its pathways.
 # - Untrained, STF predicts the training mean (zero head on standardised targets), its gene head
 #   reads normalised scores, and its positional code varies at tissue scale, not from spot to spot.
