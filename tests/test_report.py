@@ -195,6 +195,12 @@ def test_grid_cost_counts_each_execution_once():
     assert list(cost["executions with malloc trimming"]) == [1, 0, 1]  # a, b, all axes: the copy is not an execution
     worlds = tables.grid_cost(runs.assign(world=["default", "default", "no-context"]))
     assert "world no-context" in worlds.index and "b" not in worlds.index
+    # the share of an execution outside training and evaluation, from its own clock; unknown without eval_seconds
+    share = "median share outside training and evaluation"
+    assert cost[share].isna().all()
+    timed = tables.grid_cost(runs.assign(train_seconds=[45.0, 45.0, 90.0], eval_seconds=[3.0, 3.0, 6.0]))
+    assert timed.loc["a", share] == pytest.approx(0.2) and timed.loc["b", share] == pytest.approx(0.2)
+    assert timed.loc["all axes", share] == pytest.approx(0.2)
 
 
 def test_grid_wall_verdict_compares_busy_time_with_the_budget():
@@ -283,6 +289,7 @@ def test_histories_and_grid_runs_read_run_folders(tmp_path):
     assert sorted(runs["world"]) == ["default", "default", "no-context"]
     # the two runs without a recorded kernel environment predate it: they ran with Dask's malloc trimming
     assert list(runs.sort_values("world")["malloc_trim"]) == [True, True, False]
+    assert runs["eval_seconds"].isna().all()  # no metrics.json in these folders
     figures.plot_histories(curves)
     with pytest.raises(FileNotFoundError, match="no history.csv"):
         results.histories("baselines", ["missing"], results_dir=tmp_path)

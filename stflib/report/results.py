@@ -292,6 +292,8 @@ def grid_runs(results_dir: str | Path | None = None) -> pd.DataFrame:
     for path in sorted(paths):
         info = json.loads(path.read_text())
         params = info.get("params") or {}
+        metrics_path = path.with_name("metrics.json")
+        timing = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
         rows.append({"axis": info.get("axis"), "arm": info.get("arm"), "fold": info.get("fold"),
                      "seed": info.get("seed", params.get("seed", 0)),
                      "world": REAL_WORLD if params.get("data_dir") else info.get("world", params.get("world", DEFAULT_WORLD)),
@@ -302,7 +304,10 @@ def grid_runs(results_dir: str | Path | None = None) -> pd.DataFrame:
                      "core_version": info.get("core_version"), "params": params,
                      "malloc_trim": "kernel_environment" not in info
                      or info["kernel_environment"].get("MALLOC_TRIM_THRESHOLD_") is not None,
-                     "folder": str(path.parent.relative_to(results_dir))})
+                     "folder": str(path.parent.relative_to(results_dir)),
+                     # what the run's own clock gave training and evaluation (metrics.json; eval_seconds only
+                     # in runs made since it is recorded)
+                     "train_seconds": timing.get("train_seconds"), "eval_seconds": timing.get("eval_seconds")})
     return pd.DataFrame(rows, columns=["axis", "arm", "fold", "seed", "world", "data_source", "status", "seconds", "started",
                                        "finished", "copied", "code_version", "core_version", "params", "malloc_trim",
-                                       "folder"])
+                                       "folder", "train_seconds", "eval_seconds"])

@@ -317,15 +317,20 @@ def grid_cost(runs: pd.DataFrame) -> pd.DataFrame:
     """The grid's cost per axis from :func:`grid_runs`: run folders, executions (copies of a shared
     run count once), the executions' summed and median durations, the wall-clock hours the axis kept
     the machine busy (:func:`busy_hours`), and how many executions ran with Dask's malloc trimming
-    (slower: see ``stflib.grid.runner.kernel_environment``). Runs in another simulator world than the
-    default are one row per world (``world <name>``), not mixed into the axes."""
+    (slower: see ``stflib.grid.runner.kernel_environment``), and the median share of an execution's wall
+    time spent outside training and evaluation (starting the kernel, imports, reading the fold, writing;
+    NaN for runs that predate ``eval_seconds``). Runs in another simulator world than the default are one
+    row per world (``world <name>``), not mixed into the axes."""
     if runs.empty:
         raise ValueError("no runs under results/: run `python -m stflib ablate params` first")
     runs = runs.copy()
     if "world" in runs:
         other = runs["world"].fillna(DEFAULT_WORLD) != DEFAULT_WORLD
         runs.loc[other, "axis"] = "world " + runs.loc[other, "world"].astype(str)
-    executed = runs[~runs["copied"].astype(bool)]
+    executed = runs[~runs["copied"].astype(bool)].copy()
+    timed = {c: pd.to_numeric(executed[c], errors="coerce") if c in executed else pd.Series(np.nan, index=executed.index)
+             for c in ("seconds", "train_seconds", "eval_seconds")}
+    executed["outside"] = 1 - (timed["train_seconds"] + timed["eval_seconds"]) / timed["seconds"]
     table = pd.DataFrame({
         "run folders": runs.groupby("axis").size(),
         "executions": executed.groupby("axis").size(),
@@ -334,9 +339,17 @@ def grid_cost(runs: pd.DataFrame) -> pd.DataFrame:
         "busy wall hours": executed.groupby("axis")[["started", "finished"]].apply(
             lambda g: busy_hours(g["started"], g["finished"])),
         "executions with malloc trimming": executed.groupby("axis")["malloc_trim"].sum(),
-    }).fillna(0)
+    })
+    def median_known(values: pd.Series) -> float:  # NaN, without numpy's empty-slice warning, when none is known
+        values = values.dropna()
+        return float(values.median()) if len(values) else np.nan
+
+    outside = executed.groupby("axis")["outside"].agg(median_known)
+    table = table.fillna(0)
+    table["median share outside training and evaluation"] = outside
     table.loc["all axes"] = [len(runs), len(executed), executed["seconds"].median() / 60, executed["seconds"].sum() / 3600,
-                             busy_hours(executed["started"], executed["finished"]), executed["malloc_trim"].sum()]
+                             busy_hours(executed["started"], executed["finished"]), executed["malloc_trim"].sum(),
+                             median_known(executed["outside"])]
     return table.astype({"run folders": int, "executions": int, "executions with malloc trimming": int}).round(2)
 
 
