@@ -56,22 +56,9 @@ pages.axis_report("log_transform")
 # read as pattern or as overshoot.
 
 # %%
-from IPython.display import Markdown, display
+from stflib.report import results
 
-from stflib.report import results, spread
-from stflib.report.tables import show_table
-
-shown = results.page_summary()
-
-
-def spread_section():
-    log_spread = spread.spread_table("log_transform", results.runs_root(shown))
-    show_table(log_spread.round(3), "log-transform-spread")
-    display(Markdown(" ".join(spread.describe(log_spread, arm, f"`{arm}`") for arm in log_spread.index)))
-
-
-pages.optional_section(spread_section, "The spread of the predictions",
-                       "python -m stflib spread log_transform" + pages.runs_option(shown))
+pages.spread_section("log_transform", results.page_summary())
 
 # %% [markdown]
 # **What we expected before running the grid.** Training on the scale the metric uses usually helps; without the transform, the loss is dominated

@@ -76,21 +76,7 @@ pages.optional_section(lambda: display(results.loss_terms("losses", ["mse", "mse
 # `python -m stflib spread losses` (`results/ceilings/spread_losses.csv`).
 
 # %%
-from IPython.display import Markdown, display
-
-from stflib.report import spread
-from stflib.report.tables import show_table
-
-
-
-def spread_section():
-    losses_spread = spread.spread_table("losses", results.runs_root(shown))
-    show_table(losses_spread.round(3), "losses-spread")
-    display(Markdown(" ".join(spread.describe(losses_spread, arm, f"`{arm}`") for arm in losses_spread.index)))
-
-
-pages.optional_section(spread_section, "The spread of the predictions",
-                       "python -m stflib spread losses" + pages.runs_option(shown))
+pages.spread_section("losses", shown)
 
 # %% [markdown]
 # Read the table by its columns: the arms share their explained share (the pattern) and differ in

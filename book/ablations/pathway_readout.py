@@ -84,21 +84,7 @@ pages.optional_section(
 # the losses page (`python -m stflib spread pathway_readout`).
 
 # %%
-from IPython.display import Markdown, display
-
-from stflib.report import spread
-
-
-
-def spread_section():
-    readout_spread = spread.spread_table("pathway_readout", folders)
-    tables.show_table(readout_spread.round(3), "pathway-readout-spread")
-    display(Markdown(" ".join(spread.describe(readout_spread, arm, f"`{arm}`")
-                              for arm in readout_spread.index)))
-
-
-pages.optional_section(spread_section, "The spread of the predictions",
-                       "python -m stflib spread pathway_readout" + pages.runs_option(shown))
+pages.spread_section("pathway_readout", shown)
 
 # %% [markdown]
 # **What we expected before running the grid.** The shared read-out was chosen on validation

@@ -91,6 +91,21 @@ def optional_section(compute, what: str, command: str) -> None:
         display(Markdown(f"**{what}: not in this results folder.** `{command}` computes it ({e})."))
 
 
+def spread_section(axis: str, summary: pd.DataFrame) -> None:
+    """An axis page's "spread of the predictions" table and sentences (``python -m stflib spread <axis>``,
+    read from the shown runs' folder), or the note naming that command where the table is absent."""
+    from IPython.display import Markdown, display
+
+    from stflib.report import spread
+
+    def compute() -> None:
+        table = spread.spread_table(axis, runs_root(summary))
+        show_table(table.round(3), f"{axis.replace('_', '-')}-spread")
+        display(Markdown(" ".join(spread.describe(table, arm, f"`{arm}`") for arm in table.index)))
+
+    optional_section(compute, "The spread of the predictions", f"python -m stflib spread {axis}" + runs_option(summary))
+
+
 def axis_report(axis: str, metric: str = "pcc_hvg50", results_dir: str | Path | None = None) -> None:
     """Display an ablation axis's results page body (in a notebook): the arm table with its flags, the
     paired differences to the axis's reference with intervals, the figure, the generated reading and
