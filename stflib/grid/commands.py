@@ -170,7 +170,7 @@ def run_collect(args) -> int:
     import pandas as pd
 
     from stflib.grid.collect import design_by_axis, write_findings_by_unit
-    from stflib.report.results import load_summary
+    from stflib.report.results import is_real, load_summary, shown_summary
 
     df = collect(args.results)
     write_summary(df, args.results)
@@ -183,16 +183,21 @@ def run_collect(args) -> int:
         print("\nFolds per arm and seeds per fold (the paired unit is the held-out patient fold, seeds averaged "
               "within it):")
         print(design_by_axis(summary).to_string(index=False))
+        compared = shown_summary(summary)  # a results page's runs: one real cohort's when there are real runs
+        data = "real data" if is_real(compared) else "default world"
         try:
-            table = write_findings_by_unit(summary, args.results)
+            table = write_findings_by_unit(compared, args.results)
         except ValueError as e:  # no axis has its reference arm run yet: nothing to compare
             print(f"\nno paired comparison yet: {e}")
             return 0
         shown = table[table["fold_finding"] | table["pair_finding"]]
-        print(f"\nEvery finding (default world) over folds beside the earlier (fold, seed) pairs; all "
+        print(f"\nEvery finding ({data}) over folds beside the earlier (fold, seed) pairs; all "
               f"{len(table)} comparisons in {args.results}/findings_by_unit.csv:")
-        print(shown[["axis", "arm", "reference", "folds", "fold_mean_delta", "fold_ci_low", "fold_ci_high",
-                     "fold_p_holm", "pairs", "pair_ci_low", "pair_ci_high", "pair_p_holm", "change"]]
-              .round(4).to_string(index=False))
+        if len(shown):
+            print(shown[["axis", "arm", "reference", "folds", "fold_mean_delta", "fold_ci_low", "fold_ci_high",
+                         "fold_p_holm", "pairs", "pair_ci_low", "pair_ci_high", "pair_p_holm", "change"]]
+                  .round(4).to_string(index=False))
+        else:
+            print("none: no comparison is a finding over folds or over pairs")
         print("\n" + "; ".join(f"{n} {c}" for c, n in table["change"].value_counts().items()))
     return 0
