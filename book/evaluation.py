@@ -131,10 +131,12 @@ for name, p in {"measured itself": measured, "half the amplitude": half, "slide 
 # noise adds variance to the measurements that no prediction can have.
 
 # %%
+from stflib.paths import measurement_dir
 from stflib.report import spread
 from stflib.report.tables import show_table
 
-baseline_spread = spread.spread_table("baselines")
+# the project's committed measurement unless the results folder has its own (stflib.paths.measurement_dir)
+baseline_spread = spread.spread_table("baselines", measurement_dir("ceilings").parent)
 shown = [a for a in ("stf", "mlp", "ridge_probe", "ridge_probe_k18", "seed_defaults") if a in baseline_spread.index]
 show_table(baseline_spread.loc[shown].round(3), "evaluation-spread")
 display(Markdown(" ".join(spread.describe(baseline_spread, arm, f"`{arm}`") for arm in shown)))

@@ -58,3 +58,15 @@ def results_dir(results: str | os.PathLike | None = None) -> Path:
         return Path(results)
     env = os.environ.get(RESULTS_ENV)
     return Path(env).expanduser() if env else project_root() / "results"
+
+
+def measurement_dir(name: str, results: str | os.PathLike | None = None) -> Path:
+    """``<results>/<name>`` for one of the project's own measurements (``chapters``, ``interpretability``,
+    ``worlds``, ``bench``, ``ceilings``, ...) where that results folder has it, else the project's committed one.
+
+    A results folder of runs on real data (``make book RESULTS=<dir>``) holds runs, not the simulator's
+    measurements and benchmarks that the teaching chapters and the cost estimates read; those stay the
+    project's unless the folder has its own. For reading only: the commands that write a measurement write
+    into the results folder they are given."""
+    own = results_dir(results) / name
+    return own if own.exists() else project_root() / "results" / name

@@ -160,3 +160,15 @@ def test_real_runs_alone_and_a_chosen_source(tmp_path, data_folder):
     with pytest.raises(ValueError, match="present: " + source["id"]):
         results.page_summary(folder, data_source="another-cohort")
     assert "`on`" in pages.not_run_note(AXIS, real=True) and "data_dir=" in pages.not_run_note(AXIS, real=True)
+
+
+def test_a_results_folder_of_runs_reads_the_projects_measurements(tmp_path, monkeypatch):
+    """make book RESULTS=<dir> with runs only: the teaching chapters' measurements (chapters/, bench/, ...) come
+    from the project's committed results, unless the folder holds its own."""
+    from stflib.paths import measurement_dir, project_root
+
+    monkeypatch.setenv("STFLIB_RESULTS", str(tmp_path))
+    assert measurement_dir("chapters") == project_root() / "results" / "chapters"
+    assert (measurement_dir("chapters") / "model" / "facts.json").is_file()
+    (tmp_path / "bench").mkdir()
+    assert measurement_dir("bench") == tmp_path / "bench"

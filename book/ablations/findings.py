@@ -74,7 +74,7 @@ summary = results.page_summary()
 everything = results.load_summary()
 display(Markdown(findings.findings_text(summary)))
 
-# %%
+# %% tags=["remove-input"]
 # Findings read through the worlds (stflib.report.controls): every default-world comparison beside the
 # same comparison in each simulated world, ordered by the world's role, and on real data where it ran
 from stflib.report import controls
@@ -96,7 +96,7 @@ display(Markdown("What each pattern means, by the rules below (the first that ap
 tables.show_table(controls.rule_table(), "findings-rules")
 display(Markdown(controls.readings_text(controls.readings(cells))))
 
-# %%
+# %% tags=["remove-input"]
 # Simulation against reality: where the results hold runs on real data (world `real`), whether the
 # simulator predicted each real outcome (same sign, overlapping intervals) and which world came closest
 check = controls.reality_check(cells)
@@ -108,7 +108,7 @@ else:
     tables.show_table(check, "findings-simulation-vs-reality")
     display(Markdown(controls.reality_text(check)))
 
-# %%
+# %% tags=["remove-input"]
 # The second metric panel: the same matrix on the pathway- and context-gene panel, once runs record it
 if "pcc_pathway_genes" in everything and everything["pcc_pathway_genes"].notna().any():
     display(Markdown("### Findings by worlds on the pathway- and context-gene panel"))
@@ -127,7 +127,7 @@ else:
 # each with that world's paired difference and 95 % interval, and the worlds where the arm or its
 # reference was not run.
 
-# %%
+# %% tags=["remove-input"]
 verdicts = findings.world_verdicts(summary)  # computed once, formatted twice below
 robustness = findings.world_robustness(summary, verdicts=verdicts)
 unchecked = findings.unchecked_findings(summary, verdicts=verdicts)

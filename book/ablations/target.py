@@ -62,9 +62,10 @@ pages.page_banner("target")
 # %%
 import pandas as pd
 
-from stflib.report.interpretability import interpretability_dir, wide_table
+from stflib.report.interpretability import wide_table
+from stflib.paths import measurement_dir
 
-folder = interpretability_dir()
+folder = measurement_dir("interpretability")  # the simulator's measurement: the project's when the results folder has none
 summary = pd.read_csv(folder / "summary.csv")
 per_pathway = pd.read_csv(folder / "pathways.csv")
 depth = pd.read_csv(folder / "depth.csv")

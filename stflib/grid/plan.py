@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from stflib import config as C
-from stflib.paths import results_dir
+from stflib.paths import measurement_dir
 
-BENCH_DIR = results_dir() / "bench"  # the project's committed benchmarks (stflib.paths)
+BENCH_DIR = measurement_dir("bench")  # the results folder's benchmarks, else the project's committed ones
 BENCH_MODEL = {"token_dim": 256, "n_layers": 2}
 GROWTH = {"full": 2.0, "bottleneck": 1.0}
 

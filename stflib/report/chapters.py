@@ -22,7 +22,7 @@ import pandas as pd
 
 from stflib.report.chapter_data import (BACKBONE, SLIDE, _num, compute_baselines, compute_data,  # noqa: F401
                                          compute_losses, compute_model, compute_targets_and_pathways, qc_table)
-from stflib.paths import project_root
+from stflib.paths import measurement_dir, project_root
 from stflib.report.results import results_root
 
 def chapters_dir(results_dir: str | Path | None = None) -> Path:
@@ -32,8 +32,9 @@ def chapters_dir(results_dir: str | Path | None = None) -> Path:
 
 
 def path(chapter: str, name: str, results_dir: str | Path | None = None) -> Path:
-    """The committed file ``name`` of ``chapter``; a missing file names the command that writes it."""
-    p = chapters_dir(results_dir) / chapter / name
+    """The committed file ``name`` of ``chapter`` (the results folder's, else the project's:
+    :func:`stflib.paths.measurement_dir`); a missing file names the command that writes it."""
+    p = measurement_dir("chapters", results_dir) / chapter / name
     if not p.is_file():
         raise FileNotFoundError(f"{p} is missing: run python -m stflib chapters --chapter {chapter}")
     return p
@@ -41,7 +42,7 @@ def path(chapter: str, name: str, results_dir: str | Path | None = None) -> Path
 
 def table(chapter: str, name: str, index_col: int | str | None = 0, results_dir: str | Path | None = None) -> pd.DataFrame:
     """A committed CSV of ``chapter`` (``name`` without ``.csv``)."""
-    folder = chapters_dir(results_dir) / chapter
+    folder = measurement_dir("chapters", results_dir) / chapter
     name = f"{name}.csv.gz" if (folder / f"{name}.csv.gz").is_file() else f"{name}.csv"
     return pd.read_csv(path(chapter, name, results_dir), index_col=index_col)
 
