@@ -181,7 +181,9 @@ def grid_conclusion_box(summary: pd.DataFrame, metric: str = "pcc_hvg50", truth:
                                 for _, r in unadjusted.iterrows()) + ").")
     if len(null):
         dont.append(f"That the other {len(null)} arms are as good as their references: their unadjusted intervals "
-                    "include zero, and no measurable difference is not an equivalence.")
+                    "include zero, and no measurable difference is not an equivalence." if len(null) > 1 else
+                    "That the other arm is as good as its reference: its unadjusted interval includes zero, and no "
+                    "measurable difference is not an equivalence.")
     dont += [_certainty(n_folds, n_seeds),
              real_data_caveat(summary) if is_real(summary) else
              "That an effect carries over to real tissue: every run here is simulated, and in the default world "

@@ -323,7 +323,8 @@ def headline(summary: pd.DataFrame, references: dict[str, str] | None = None, me
     up = metric_info(metric).higher_is_better
     n_folds, n_seeds = _default_design(summary)
     unadjusted = int((~deltas["finding"] & excludes_zero(deltas)).sum())
-    bullets = [f"{len(found)} of the {len(deltas)} distinct arms compared differ from their axis's reference on {name} "
+    bullets = [f"{len(found)} of the {len(deltas)} distinct arm{'' if len(deltas) == 1 else 's'} compared "
+               f"differ{'s' if len(found) == 1 else ''} from {'its' if len(found) == 1 else 'their'} axis's reference on {name} "
                f"(Holm-adjusted p < 0.05 across each axis's distinct arms; paired differences "
                f"{unit_sentence(n_folds, n_seeds)}); of the other {len(deltas) - len(found)}, "
                f"{unadjusted} have an unadjusted interval that excludes zero but are not findings after Holm, and "
@@ -374,7 +375,8 @@ def headline(summary: pd.DataFrame, references: dict[str, str] | None = None, me
             pairs_text = f"{pairs[0]} folds each" if len(pairs) == 1 else f"{pairs[0]} to {pairs[-1]} folds"
             n_reversed = rerun.loc[rerun["verdict"] == "reversed in", ["axis", "arm"]].drop_duplicates().shape[0]
             bullets.append(f"In the other simulated worlds ({', '.join(other_worlds)}; {pairs_text}), "
-                           f"{len(per_finding)} findings were re-run: " + "; ".join(per_finding) + ". "
+                           f"{len(per_finding)} finding{' was' if len(per_finding) == 1 else 's were'} re-run: "
+                           + "; ".join(per_finding) + ". "
                            + ("None reverses anywhere." if n_reversed == 0 else
                               f"{n_reversed} reverse{'s' if n_reversed == 1 else ''} somewhere."))
         elif not other_worlds and not is_real(summary):
