@@ -157,3 +157,27 @@ def test_summary_table_carries_both_ceilings(tmp_path):
     assert list(R.wide_table(s, "default").index) == ["genes_aux", "pathways", "genes_aux_depth", "pathways_depth"]
     with pytest.raises(FileNotFoundError, match="python -m stflib reliability"):
         R.reliability_table(tmp_path / "absent.csv")
+
+
+def test_adding_a_world_keeps_the_other_worlds_rows(tmp_path):
+    import pandas as pd
+
+    from stflib.report import interpretability as R
+
+    runs = _runs()
+    old_runs = runs[runs["world"] == "default"]
+    old_paths = pd.DataFrame({"world": ["default", "depth-confounded"], "arm": ["genes", "genes"],
+                              "method": ["scores", "scores"], "pathway": ["A", "A"], "mean": [0.1, 0.9], "n": [3, 3]})
+    old_runs.to_csv(tmp_path / "runs.csv", index=False)
+    old_paths.to_csv(tmp_path / "pathways.csv", index=False)
+    new_runs = runs[runs["world"] == "depth-confounded"].assign(pathway_pcc_truth=0.5)
+    new_paths = old_paths.iloc[[1]].assign(mean=0.2)
+    merged_runs, merged_paths = R._with_other_worlds(tmp_path, ["depth-confounded"], new_runs, new_paths, log=None)
+    # the default world's rows are used as written; the depth-confounded rows written before are replaced
+    pd.testing.assert_frame_equal(merged_runs[merged_runs["world"] == "default"].reset_index(drop=True),
+                                  old_runs.reset_index(drop=True))
+    assert (merged_runs[merged_runs["world"] == "depth-confounded"]["pathway_pcc_truth"] == 0.5).all()
+    assert merged_paths.set_index("world")["mean"].to_dict() == {"default": 0.1, "depth-confounded": 0.2}
+    pd.DataFrame({"x": [1]}).to_csv(tmp_path / "runs.csv", index=False)
+    with pytest.raises(ValueError, match="no 'world' column"):
+        R._with_other_worlds(tmp_path, ["default"], new_runs, new_paths, log=None)

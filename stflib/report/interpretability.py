@@ -21,7 +21,9 @@ which bounds the PCC with any *measured* map, not with the truth).
   variance beside the upstream's real figures.
 
 Finished runs are cached by configuration hash under ``$STFLIB_CACHE/interpretability`` (a rerun only
-trains what is missing; the cache key holds the code version of the interpretation too).
+trains what is missing; the cache key holds the code version of the interpretation too). The tables keep
+the rows of every world the command did not run (``--worlds pathway-misspecified`` adds that world to the
+committed ones and re-runs none of them); ``--only`` writes the command's worlds alone.
 """
 from __future__ import annotations
 
@@ -230,12 +232,37 @@ def cached_results(todo: list[tuple], log=print) -> list[tuple[dict, list[dict]]
     return results
 
 
+def _with_other_worlds(out: Path, worlds, runs: pd.DataFrame, per_pathway: pd.DataFrame,
+                       log=print) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``runs`` and ``per_pathway`` with the rows of ``out``'s ``runs.csv`` and ``pathways.csv`` of every world
+    not in ``worlds`` put first: adding a world re-runs none of the others (their rows are used as written)."""
+    kept = []
+    frames = {"runs.csv": runs, "pathways.csv": per_pathway}
+    for name, new in frames.items():
+        path = out / name
+        if not path.is_file():
+            continue
+        old = pd.read_csv(path)
+        if "world" not in old.columns:
+            raise ValueError(f"{path}: no 'world' column; not a table this command wrote (move it away or use --only)")
+        old = old[~old["world"].isin(list(worlds))]
+        if len(old):
+            frames[name] = pd.concat([old, new], ignore_index=True)
+            if name == "runs.csv":
+                kept = list(dict.fromkeys(old["world"]))
+    if kept and log:
+        log(f"kept the rows already written for {', '.join(kept)} (not run by this command)")
+    return frames["runs.csv"], frames["pathways.csv"]
+
+
 def write_interpretability(worlds=DEFAULT_WORLDS, preset: str = "small", n_folds: int = 3, jobs: int = 1,
                            depth_worlds=("depth-confounded",), results_dir: str | Path | None = None,
-                           cache: bool = True, log=print, from_cache: bool = False) -> dict[str, Path]:
+                           cache: bool = True, log=print, from_cache: bool = False,
+                           keep_other_worlds: bool = True) -> dict[str, Path]:
     """Run every job of ``jobs_for`` (``jobs`` processes of one torch thread) and write the tables of the
     module doc to ``results/interpretability/``; returns {table: path}. ``from_cache``: train nothing, write
-    the tables from the cached runs (``cached_results``)."""
+    the tables from the cached runs (``cached_results``). ``keep_other_worlds``: the tables also hold the
+    rows already there of every world not in ``worlds`` (``_with_other_worlds``)."""
     from stflib.sim.cohort import cache_dir
 
     for w in worlds:
@@ -272,11 +299,14 @@ def write_interpretability(worlds=DEFAULT_WORLDS, preset: str = "small", n_folds
                         f"({res[0]['run_seconds']} s)")
     runs = pd.DataFrame([r for r, _ in results])
     pathways = pd.DataFrame([p for _, ps in results for p in ps])
-    per_pathway = pathways.groupby(["world", "arm", "method", "pathway"], sort=False)["pcc"].agg(["mean", "count"])
+    per_pathway = (pathways.groupby(["world", "arm", "method", "pathway"], sort=False)["pcc"].agg(["mean", "count"])
+                   .reset_index().rename(columns={"count": "n"}))
     out = interpretability_dir(results_dir)
+    if keep_other_worlds:
+        runs, per_pathway = _with_other_worlds(out, worlds, runs, per_pathway, log)
     reliability = reliability_table()
     paths = {"runs": write_results_csv(runs, out / "runs.csv"),
-             "pathways": write_results_csv(per_pathway.reset_index().rename(columns={"count": "n"}), out / "pathways.csv"),
+             "pathways": write_results_csv(per_pathway, out / "pathways.csv"),
              "summary": write_results_csv(summary_table(runs, reliability), out / "summary.csv"),
              "depth": write_results_csv(depth_table(runs), out / "depth.csv"),
              "reliability": write_results_csv(reliability, out / "reliability.csv")}
@@ -305,6 +335,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", action="store_true", help="retrain every run (default: reuse cached runs)")
     p.add_argument("--from-cache", action="store_true",
                    help="train nothing: write the tables from the cached runs (an interrupted command's)")
+    p.add_argument("--only", action="store_true",
+                   help="write the tables from this command's worlds alone (default: keep the other worlds' rows)")
 
 
 def _names(value: str, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -318,7 +350,8 @@ def _names(value: str, default: tuple[str, ...]) -> tuple[str, ...]:
 def run(args: argparse.Namespace) -> int:
     worlds = _names(args.worlds, DEFAULT_WORLDS)
     paths = write_interpretability(worlds, args.preset, args.folds, args.jobs, _names(args.depth_worlds, ()),
-                                   args.results, cache=not args.no_cache, from_cache=args.from_cache)
+                                   args.results, cache=not args.no_cache, from_cache=args.from_cache,
+                                   keep_other_worlds=not args.only)
     summary = pd.read_csv(paths["summary"])
     with pd.option_context("display.width", 250, "display.max_columns", 30):
         for world in worlds:
