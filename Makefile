@@ -61,12 +61,12 @@ sync-notebooks: install
 
 ## The ablation grid on this machine (a Dask LocalCluster), then the summary the book reads.
 grid: install
-	$(BIN)/python -m stflib ablate params --folds 3 --seeds 0,1
+	$(BIN)/python -m stflib ablate params
 	$(BIN)/python -m stflib collect
 
 ## The robustness subset in every other simulator world (results/worlds/<world>/), then the summary.
 grid-worlds: install
-	$(BIN)/python -m stflib ablate --world all --folds 3
+	$(BIN)/python -m stflib ablate --world all
 	$(BIN)/python -m stflib collect
 
 clean:

@@ -19,7 +19,7 @@
 # ## Quick start
 #
 # ```bash
-# python -m stflib ablate params --folds 3 --seeds 0,1   # the whole grid: every arm x fold x seed
+# python -m stflib ablate params   # the whole grid: every arm x held-out patient fold (6 folds, one seed)
 # python -m stflib collect                               # one table of all runs: results/summary.csv
 # ```
 #

@@ -154,8 +154,8 @@ else:
 # %% [markdown]
 # The table is the grid's cost per axis from the runs' `run.json` (a run shared by two axes, such
 # as the default STF, is executed once: it counts as an execution in the axis that ran it and as a
-# run folder in both). `python -m stflib ablate params --folds 3 --seeds 0,1` reproduces the default
-# world's grid and `python -m stflib ablate --world all --folds 3` the robustness worlds (`make grid`
+# run folder in both). `python -m stflib ablate params` reproduces the default
+# world's grid (6 held-out patient folds, one seed) and `python -m stflib ablate --world all` the robustness worlds (`make grid`
 # and `make grid-worlds`). The runs of one fold and backbone share their `pathway_ceiling`: its ridge
 # on the features and their neighbourhood mean is a run's most expensive step after training, so it is
 # computed once per fold, input and neighbourhood and read from `$STFLIB_CACHE/pathway_ceiling/` by

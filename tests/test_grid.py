@@ -1,4 +1,5 @@
 """The grid (stflib.grid): the arms table, params files, task planning, the Dask runner (a real LocalCluster), collect."""
+import argparse
 import json
 import os
 import subprocess
@@ -432,3 +433,36 @@ def test_collect_prints_the_folds_per_arm_and_each_finding_over_folds_beside_pai
     assert findings_by_unit(load_summary(tmp_path))["change"].isin(
         ["finding in both", "finding over pairs only", "finding over folds only", "finding in neither"]).all()
     assert "bottleneck" in out.split("Every finding")[1]
+
+
+def test_collect_pairs_only_runs_of_the_current_fold_design(tmp_path, capsys):
+    """Re-running the grid with 6 folds leaves the 3-fold design's seed-1 runs on disk: fold 0 of each
+    design holds out other patients, so collect keeps the reference arm's largest design per axis."""
+    from stflib.grid.commands import add_arguments_collect, run_collect
+
+    runs = {("interactions", "full", "fold0"): (6, 0.40), ("interactions", "full", "fold1"): (6, 0.41),
+            ("interactions", "full", "fold0-seed1"): (3, 0.30), ("interactions", "h2h", "fold0"): (6, 0.35),
+            ("interactions", "h2h", "fold2-seed1"): (3, 0.20),
+            # an axis not re-run yet keeps its earlier design whole
+            ("context", "whole-slide", "fold0"): (3, 0.33), ("context", "k18", "fold0"): (3, 0.36)}
+    for (axis, arm, folder), (n_folds, pcc) in runs.items():
+        d = tmp_path / axis / arm / folder
+        d.mkdir(parents=True)
+        fold, seed = parse_run_folder(folder)
+        (d / "run.json").write_text(json.dumps({"axis": axis, "arm": arm, "fold": fold, "seed": seed, "status": "ok",
+                                                "params": {"n_folds": n_folds, "fold": fold}}))
+        (d / "metrics.json").write_text(json.dumps({"pcc_hvg50": pcc, "model": "interaction",
+                                                    "config": {"n_folds": n_folds, "fold": fold, "seed": seed}}))
+    old = []
+    df = collect(tmp_path, old)
+    got = {(r.axis, r.arm, r.fold, r.seed): r.design_folds for r in df.itertuples()}
+    assert got == {("interactions", "full", 0, 0): 6, ("interactions", "full", 1, 0): 6,
+                   ("interactions", "h2h", 0, 0): 6, ("context", "k18", 0, 0): 3, ("context", "whole-slide", 0, 0): 3}
+    assert sorted(zip(old[0]["arm"], old[0]["seed"])) == [("full", 1), ("h2h", 1)]
+    parser = argparse.ArgumentParser()
+    add_arguments_collect(parser)
+    run_collect(parser.parse_args(["--results", str(tmp_path)]))
+    assert "left out: 2 runs of an earlier fold design (3 folds)" in capsys.readouterr().out
+    import pandas as pd
+
+    assert len(pd.read_csv(tmp_path / "summary.csv")) == 5

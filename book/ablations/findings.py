@@ -56,7 +56,7 @@ pages.page_banner()
 # ## Runnable code
 #
 # ```bash
-# python -m stflib ablate params --folds 3 --seeds 0,1   # the grid (resumes)
+# python -m stflib ablate params   # the grid: 6 patient folds, one seed (resumes)
 # python -m stflib collect                               # results/summary.csv
 # ```
 #

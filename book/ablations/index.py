@@ -28,7 +28,7 @@ pages.page_banner()
 #
 # ## How the grid was run
 #
-# `python -m stflib ablate params --folds 3 --seeds 0,1` runs each (arm, fold, seed) through
+# `python -m stflib ablate params` runs each (arm, fold, seed) through
 # `notebooks/ablation.ipynb` with papermill, on a Dask cluster (a local one by default), into
 # `results/<axis>/<arm>/fold<k>/` (seed 0) and `fold<k>-seed<s>/` (other seeds);
 # `python -m stflib collect` writes `results/summary.csv`, which this page reads. (Arms with identical parameters, such as the default STF that is the reference of

@@ -180,7 +180,7 @@ unit.round(4)
 # 2. Try it on the `tiny` cohort first (4 slides, seconds per run):
 #    `python -m stflib run -f params/losses/mse_pcc_2.yaml -p preset tiny -p max_steps 40 -p output_dir out/tiny/mse_pcc_2`.
 # 3. Run it on the grid's folds and seeds, with the reference's runs already there:
-#    `python -m stflib ablate params/losses --folds 3 --seeds 0,1`, then `python -m stflib collect`.
+#    `python -m stflib ablate params/losses`, then `python -m stflib collect`.
 # 4. `make book`: the losses page, the findings and this page now include the arm, paired with the
 #    reference fold by fold (seeds averaged within a fold), and Holm now corrects over one more
 #    comparison (unless the arm is the same model as an existing one: then it is listed as its alias).

@@ -170,6 +170,11 @@ def axis_references() -> dict[str, str]:
     return {axis: a.reference for axis, a in ARMS.items()}
 
 
+# the grid's design: held-out patient folds of the cohort (the default cohort's 12 patients: 2 per fold), one
+# training seed per fold (seeds vary the initialisation only; what generalises to new patients is the fold)
+GRID_FOLDS: int = 6
+GRID_SEEDS: tuple[int, ...] = (0,)
+
 # the simulator world of the full grid; every other world re-runs only the robustness subset below
 DEFAULT_WORLD: str = C.PARAM_BY_NAME["world"].default
 ROBUSTNESS_WORLDS: tuple[str, ...] = tuple(w for w in C.WORLDS if w != DEFAULT_WORLD)

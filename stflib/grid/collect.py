@@ -19,7 +19,9 @@ from stflib.grid.runner import REAL_FOLDER, WORLDS_FOLDER, parse_run_folder, rea
 from stflib.metrics import METRICS
 
 # which run, and what the runner recorded of it
-DESIGN_COLUMNS = ["axis", "arm", "world", "fold", "seed", "model", "status"]
+# design_folds: how many patient folds the run's cohort was split into (its parameter n_folds); fold k of a
+# 3-fold design and fold k of a 6-fold one hold out different patients, so only runs of one design pair up
+DESIGN_COLUMNS = ["axis", "arm", "world", "fold", "seed", "design_folds", "model", "status"]
 RUN_COLUMNS = ["n_params", "total_seconds", "epochs_run", "best_epoch", "steps_run", "best_step", "hit_step_cap",
                "run_seconds", "config_hash", "run_hash", "error", "epochs_max", "data_dir", "data_source", "code_version", "core_version",
                # what peak_memory_mb measured (cuda: GPU tensors, cpu_rss: the process) and its value once the
@@ -43,8 +45,10 @@ def data_source_of(info: dict) -> str | None:
     return (info.get("data_source") or {}).get("id")
 
 
-def collect(results: str | Path = "results"):
-    """One row per run folder (results/<axis>/<arm>/fold<k>/run.json + metrics.json) -> DataFrame."""
+def collect(results: str | Path = "results", superseded: list | None = None):
+    """One row per run folder (results/<axis>/<arm>/fold<k>/run.json + metrics.json) -> DataFrame, the runs
+    of each (world, axis)'s current fold design only (:func:`current_design`); the runs of an earlier design
+    are appended to ``superseded`` when a list is given."""
     import pandas as pd
 
     results = Path(results)
@@ -62,7 +66,7 @@ def collect(results: str | Path = "results"):
                "error": info.get("error", ""), "code_version": info.get("code_version"),
                "core_version": info.get("core_version"),
                "world": "real" if params.get("data_dir") else params.get("world"), "data_dir": params.get("data_dir"),
-               "data_source": data_source_of(info)}
+               "data_source": data_source_of(info), "design_folds": params.get("n_folds")}
         mpath = d / "metrics.json"
         if mpath.is_file():
             m = json.loads(mpath.read_text())
@@ -72,6 +76,7 @@ def collect(results: str | Path = "results"):
             row["model"] = m.get("model", (m.get("config") or {}).get("model"))
             config = m.get("config") or {}
             row["epochs_max"] = config.get("epochs")
+            row["design_folds"] = config.get("n_folds", row["design_folds"])
             row["data_dir"] = config.get("data_dir", row["data_dir"])
             # runs on real data have no simulator world; runs from before worlds existed ran the default one
             row["world"] = "real" if config.get("data_dir") else config.get("world", "default")
@@ -84,7 +89,35 @@ def collect(results: str | Path = "results"):
             df[c] = None
     df["world"] = df["world"].fillna("default")  # runs made before simulator worlds existed
     extra = [c for c in df.columns if c not in SUMMARY_COLUMNS]
-    return df[SUMMARY_COLUMNS + extra].sort_values(["world", "axis", "arm", "fold", "seed"], kind="stable").reset_index(drop=True)
+    df = df[SUMMARY_COLUMNS + extra].sort_values(["world", "axis", "arm", "fold", "seed"], kind="stable").reset_index(drop=True)
+    current, old = current_design(df)
+    if superseded is not None and len(old):
+        superseded.append(old)
+    return current
+
+
+def current_design(df):
+    """(the runs of each (world, axis)'s current fold design, the others). The current design is the
+    largest ``design_folds`` among the axis reference arm's finished runs (among all the axis's runs when
+    the reference has none): when the grid is re-run with more folds, the runs of the earlier design
+    (e.g. 3-fold seed-1 runs left beside 6-fold ones) stay on disk but are not paired with runs that hold
+    out other patients. Runs that do not record their design count as one design of their own."""
+    import pandas as pd
+
+    from stflib.grid.axes import axis_references
+
+    if df.empty or "design_folds" not in df:
+        return df, df.iloc[:0]
+    design = pd.to_numeric(df["design_folds"], errors="coerce").fillna(-1)
+    references = axis_references()
+    keep = pd.Series(True, index=df.index)
+    for (world, axis), g in df.groupby(["world", "axis"], sort=False):
+        d = design.loc[g.index]
+        ok = g["status"].fillna("ok") == "ok"
+        ref = g["arm"] == references.get(axis)
+        chosen = d[ok & ref].max() if (ok & ref).any() else (d[ok].max() if ok.any() else d.max())
+        keep.loc[g.index] = d == chosen
+    return df[keep].reset_index(drop=True), df[~keep].reset_index(drop=True)
 
 
 def summarise(df):

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from stflib.grid.axes import GRID_FOLDS, GRID_SEEDS
 from stflib.grid.collect import collect, write_summary
 from stflib.paths import results_dir
 from stflib.grid.params import write_params
@@ -30,8 +31,9 @@ from stflib.grid.runner import (DEFAULT_NOTEBOOK, is_complete, make_tasks, make_
 def add_arguments_ablate(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="*", help="params YAML files or folders (default: params/ without params/hest/; "
                    "with --world: the robustness subset)")
-    p.add_argument("--folds", type=int, default=3, help="patient-grouped folds; every fold of every arm is run")
-    p.add_argument("--seeds", default="0", help="comma-separated training seeds, each run on every fold "
+    p.add_argument("--folds", type=int, default=GRID_FOLDS,
+                   help=f"patient-grouped folds; every fold of every arm is run (default: the book's grid, {GRID_FOLDS})")
+    p.add_argument("--seeds", default=",".join(map(str, GRID_SEEDS)), help="comma-separated training seeds, each run on every fold "
                    "(e.g. 0,1: folders fold<k> for seed 0, fold<k>-seed<s> for the others)")
     p.add_argument("--world", action="append", default=[], metavar="NAME",
                    help="run in this non-default simulator world (repeatable or comma-separated; 'all': every one) "
@@ -172,10 +174,18 @@ def run_collect(args) -> int:
     from stflib.grid.collect import design_by_axis, write_findings_by_unit
     from stflib.report.results import is_real, load_summary, shown_summary
 
-    df = collect(args.results)
+    superseded = []
+    df = collect(args.results, superseded)
     write_summary(df, args.results)
     n_ok = int((df["status"] == "ok").sum()) if len(df) else 0
     print(f"{args.results}/summary.csv: {len(df)} runs ({n_ok} ok, {len(df) - n_ok} failed or incomplete)")
+    if superseded:
+        old = superseded[0]
+        where = ", ".join(f"{w}/{a} ({n})" for (w, a), n in old.groupby(["world", "axis"]).size().items())
+        designs = ", ".join(str(int(x)) if x == x else "unrecorded" for x in sorted(
+            pd.to_numeric(old["design_folds"], errors="coerce").unique(), key=lambda v: (v != v, v)))
+        print(f"left out: {len(old)} runs of an earlier fold design ({designs} folds), whose fold k holds out other "
+              f"patients than the current design's: {where}")
     if not n_ok:
         return 0
     summary = load_summary(args.results)
