@@ -181,3 +181,31 @@ def test_adding_a_world_keeps_the_other_worlds_rows(tmp_path):
     pd.DataFrame({"x": [1]}).to_csv(tmp_path / "runs.csv", index=False)
     with pytest.raises(ValueError, match="no 'world' column"):
         R._with_other_worlds(tmp_path, ["default"], new_runs, new_paths, log=None)
+
+
+def test_recovery_by_world_and_its_readings_go_through_the_controls():
+    import pandas as pd
+
+    from stflib.report import interpretability as R
+
+    rows = []
+    for world, named, permuted in (("default", (0.05, 0.01, 0.09), (0.0, -0.1, 0.1)),
+                                   ("pathway-visible", (0.15, 0.10, 0.20), (0.02, 0.01, 0.03)),
+                                   ("pathway-misspecified", (0.01, -0.02, 0.04), (0.0, -0.1, 0.1))):
+        for arm, (mean, lo, hi) in (("genes_aux", named), ("genes_aux_permuted", permuted)):
+            for metric in ("pathway_pcc_truth", "readout_rollout"):
+                rows.append({"world": world, "arm": arm, "metric": metric, "mean": mean, "ci_low": lo, "ci_high": hi,
+                             "n_folds": 3, "feature_ceiling": 0.2, "reliability_ceiling_raw": 0.9})
+    summary = pd.DataFrame(rows)
+    table = R.recovery_by_world(summary)
+    # worlds in the simulator's order, with their role; arms never run say so
+    assert list(table.index) == ["default", "pathway-misspecified", "pathway-visible"]
+    assert table.loc["pathway-visible", "role"] == "positive control"
+    assert table.loc["pathway-visible", "genes_aux"] == "0.150 [0.100, 0.200]"
+    assert table.loc["default", "pathways"] == "not run"
+    lines = "\n".join(R.readings_by_world(summary))
+    assert "(`genes_aux`) correlate with the true activity above zero in 2 of 3 worlds (`default`, `pathway-visible`)" in lines
+    # the permuted control above zero in the positive-control world is called a leak, not a finding
+    assert "control of `genes_aux` correlate with the true activity above zero in 1 of 3 worlds (`pathway-visible`) (a name" in lines
+    assert "0.150 [0.100, 0.200] where activity is visible" in lines and "0.010 [-0.020, 0.040] where the Hallmarks" in lines
+    assert "rollout read-out of the supervised arms lies above zero in `default` (genes_aux), `pathway-visible` (genes_aux)" in lines

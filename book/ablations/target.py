@@ -55,8 +55,8 @@ pages.page_banner("target")
 # ## Runnable code
 #
 # The tables are read from `results/interpretability/`, written by
-# `python -m stflib interpretability --preset small --folds 3 --jobs 2` (51 runs, about 35 minutes on
-# 2 cores; `--worlds all` for every world). One arm by hand:
+# `python -m stflib interpretability --worlds all --jobs 2` (every world; `--worlds pathway-visible` runs
+# one and keeps the others' rows; what the committed tables cost is printed below). One arm by hand:
 # `papermill notebooks/ablation.ipynb out.ipynb -p target pathways -p world pathway-visible -p return_attention True`.
 
 # %%
@@ -73,14 +73,35 @@ reliability = pd.read_csv(folder / "reliability.csv")
 columns = ["pathway_pcc_truth", "pathway_ccc_truth", "pathway_pcc_truth_within", "pathway_pcc_truth_matched",
            "pathway_pcc_target", "readout_scores", "readout_rollout", "readout_saliency", "readout_grad_x_input"]
 
+runs = pd.read_csv(folder / "runs.csv")
+cpu_minutes = (runs["run_seconds"].sum() + runs["interpret_seconds"].sum()) / 60
+print(f"{len(runs)} runs in {runs['world'].nunique()} worlds, {runs['fold'].nunique()} held-out patient folds each: "
+      f"{cpu_minutes:.0f} CPU-minutes of training and interpretation (one torch thread a run)")
+
 # %% [markdown]
 # ## What we measured
 #
-# ### Recovery per world
+# ### Recovery in every world
 #
-# Means over 3 held-out-patient folds (small preset: 6 patients) of the per-pathway PCC and CCC with
-# the true activity, the within-slide PCC, the matched PCC (each true pathway's best token, **chosen on
-# the training slides**), the PCC with the run's own measured targets, and each read-out.
+# The PCC of each arm's pathway maps with the true activity, per world: the mean over the held-out
+# patient folds and its 95 % t interval over those folds (small preset; not adjusted for the number of
+# cells), beside the world's role and its two ceilings. The controls are the columns and rows a reading
+# goes through: `pathway-visible` is the positive control (pathway activity has a morphological
+# correlate, so a design that can recover it should), the permuted gene sets are the negative control in
+# every world (a name carries nothing), and `pathway-misspecified` is the negative control of the Hallmark
+# prior (most expression variance lies on non-Hallmark sets).
+
+# %%
+from stflib.report.interpretability import readings_by_world, recovery_by_world
+
+recovery_by_world(summary)
+
+# %% [markdown]
+# ### Every metric, world by world
+#
+# Means over the held-out patient folds of the per-pathway PCC and CCC with the true activity, the
+# within-slide PCC, the matched PCC (each true pathway's best token, **chosen on the training slides**),
+# the PCC with the run's own measured targets, and each read-out.
 
 # %%
 for world in summary["world"].unique():
@@ -90,7 +111,7 @@ for world in summary["world"].unique():
     display(wide_table(summary, world)[[c for c in columns if c in set(summary["metric"])]].round(3))
 
 # %% [markdown]
-# Intervals (95 % t over the 3 folds) of the PCC with the truth:
+# Intervals (95 % t over the held-out patient folds) of the PCC with the truth:
 
 # %%
 truth = summary[summary["metric"] == "pathway_pcc_truth"].set_index(["world", "arm"])
@@ -141,9 +162,10 @@ lines = [
     f"stay within {best_other:.3f} of zero in the `{pv}` world, where the scores reach "
     f"{readouts['scores'].max():.3f}. With the default `pathway_readout: shared`, the scores are not read "
     "from the encoded pathway tokens, so rollout shows where the tokens look, not what the scores use.",
-    f"- **Not a verdict on real tissue.** In the default and depth-confounded worlds the feature ceiling is "
+    f"- **Not a verdict on real tissue.** In the default world the feature ceiling is "
     f"{float(summary.loc[summary['world'] == 'default', 'feature_ceiling'].iloc[0]):.3f}: the features carry "
-    "almost no pathway signal there, so no design can separate; intervals over 3 folds are wide.",
+    f"almost no pathway signal there, so no design can separate; intervals over {runs['fold'].nunique()} folds "
+    "are wide.",
     f"- **Reliability.** The simulated raw reliability ({rel.loc['default', 'pathway_reliability_raw']:.2f} "
     f"default, {rel.loc['depth-confounded', 'pathway_reliability_raw']:.2f} depth-confounded) is below the "
     f"upstream's real 0.85 because depth explains {rel.loc['default', 'pathway_depth_r2']:.2f} of a score's "
@@ -153,7 +175,8 @@ lines = [
 ]
 from IPython.display import Markdown
 
-Markdown("\n".join(lines))
+Markdown("\n".join(lines + ["", "World by world, through the controls (each interval over the held-out patient "
+                              "folds, unadjusted):", "", *readings_by_world(summary)]))
 
 # %% [markdown]
 # ## The grid's `target` axis
