@@ -208,4 +208,5 @@ def test_recovery_by_world_and_its_readings_go_through_the_controls():
     # the permuted control above zero in the positive-control world is called a leak, not a finding
     assert "control of `genes_aux` correlate with the true activity above zero in 1 of 3 worlds (`pathway-visible`) (a name" in lines
     assert "0.150 [0.100, 0.200] where activity is visible" in lines and "0.010 [-0.020, 0.040] where the Hallmarks" in lines
-    assert "rollout read-out of the supervised arms lies above zero in `default` (genes_aux), `pathway-visible` (genes_aux)" in lines
+    assert ("rollout read-out of the supervised arms (`genes_aux`, `pathways`) lies above zero in 2 of 3 (world, arm) "
+            "cells: `default` (genes_aux), `pathway-visible` (genes_aux); including the positive control") in lines
