@@ -290,6 +290,15 @@ def test_histories_and_grid_runs_read_run_folders(tmp_path):
     # the two runs without a recorded kernel environment predate it: they ran with Dask's malloc trimming
     assert list(runs.sort_values("world")["malloc_trim"]) == [True, True, False]
     assert runs["eval_seconds"].isna().all()  # no metrics.json in these folders
+    # a seed-1 run of an earlier 3-fold design beside the reference's 6-fold runs: not today's grid's cost
+    for folder, n_folds in (("fold0-seed1", 3), ("fold1", 6)):
+        d = tmp_path / "baselines" / "stf" / folder
+        d.mkdir(parents=True)
+        (d / "run.json").write_text('{"axis": "baselines", "arm": "stf", "fold": 0, "status": "ok", "seconds": 10, '
+                                    '"params": {"n_folds": %d}}' % n_folds)
+    runs = results.grid_runs(tmp_path)
+    assert sorted(runs.loc[runs["world"] == "default", "folder"]) == ["baselines/stf/fold1"]
+    assert len(results.grid_runs(tmp_path, earlier_designs=True)) == 5
     figures.plot_histories(curves)
     with pytest.raises(FileNotFoundError, match="no history.csv"):
         results.histories("baselines", ["missing"], results_dir=tmp_path)

@@ -271,9 +271,10 @@ def loss_terms(axis: str, arms: list[str], fold: int = 0, epoch: int = 0,
     return rows.rename(columns=lambda c: c.removeprefix("train_"))
 
 
-def grid_runs(results_dir: str | Path | None = None) -> pd.DataFrame:
+def grid_runs(results_dir: str | Path | None = None, earlier_designs: bool = False) -> pd.DataFrame:
     """One row per run folder from its ``run.json`` (status, seconds, start and finish times, the
-    versions of the code that produced it, its parameters).
+    versions of the code that produced it, its parameters), the runs of each (world, axis)'s current fold
+    design only (``stflib.grid.collect.current_design``; ``earlier_designs``: every run on disk).
 
     Runs shared between arms (identical parameters) are executed once and copied; copies are
     marked ``copied`` so the grid's cost counts each execution once. ``malloc_trim``: the run's
@@ -307,7 +308,13 @@ def grid_runs(results_dir: str | Path | None = None) -> pd.DataFrame:
                      "folder": str(path.parent.relative_to(results_dir)),
                      # what the run's own clock gave training and evaluation (metrics.json; eval_seconds only
                      # in runs made since it is recorded)
-                     "train_seconds": timing.get("train_seconds"), "eval_seconds": timing.get("eval_seconds")})
-    return pd.DataFrame(rows, columns=["axis", "arm", "fold", "seed", "world", "data_source", "status", "seconds", "started",
+                     "train_seconds": timing.get("train_seconds"), "eval_seconds": timing.get("eval_seconds"),
+                     "design_folds": params.get("n_folds")})
+    runs = pd.DataFrame(rows, columns=["axis", "arm", "fold", "seed", "world", "data_source", "status", "seconds", "started",
                                        "finished", "copied", "code_version", "core_version", "params", "malloc_trim",
-                                       "folder", "train_seconds", "eval_seconds"])
+                                       "folder", "train_seconds", "eval_seconds", "design_folds"])
+    if earlier_designs or runs.empty:
+        return runs
+    from stflib.grid.collect import current_design
+
+    return current_design(runs)[0]
