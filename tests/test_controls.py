@@ -108,6 +108,9 @@ def test_matrix_cells_not_run_and_budget_limited():
     assert reading["budget_limited"] == "default" and "Budget-limited in `default`" in reading["sentence"]
     note = controls.not_run_text(cells)
     assert "`study-shift`" in note and "`no-context`" not in note and "`default`" not in note
+    assert controls.folds_text(cells) == ""  # every world's intervals are over as many folds
+    fewer = cells.assign(count=cells["count"].where(cells["world"] != "no-context", 3))
+    assert "`default` 4, `no-context` 3" in controls.folds_text(fewer)
 
 
 def test_simulation_against_reality():

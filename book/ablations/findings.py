@@ -89,6 +89,8 @@ display(Markdown("### Findings by worlds\n\nEach row is an arm against its axis'
                  "with its 95 % interval, *not run* where the arm or its reference has no run there, and "
                  "*budget-limited* where more than half of either arm's runs stopped at the step cap."))
 tables.show_table(controls.findings_matrix(cells), "findings-by-worlds")
+if controls.folds_text(cells):
+    display(Markdown(controls.folds_text(cells)))
 if controls.not_run_text(cells):
     display(Markdown(controls.not_run_text(cells)))
 display(Markdown("What each pattern means, by the rules below (the first that applies, read per biology the "

@@ -11,7 +11,8 @@ use that biology when it exists; a **confound** or **stress test** adds a nuisan
   ``stflib.report.tables.paired_deltas`` (used as it is, whatever its unit), its state (:data:`STATES`) and
   whether it is *budget-limited* (more than half of the runs of the arm or of its reference stopped at the
   step cap, the summary's ``hit_step_cap``).
-- :func:`findings_matrix`: findings by worlds, each cell the interval text or "not run".
+- :func:`findings_matrix`: findings by worlds, each cell the interval text or "not run";
+  :func:`folds_text` says how many folds each world's intervals are over where they differ.
 - :func:`readings`: one sentence per comparison from the rule table :data:`RULES`, read per controlled
   biology (the axis's own, :data:`AXIS_BIOLOGY`, or all of them).
 - :func:`reality_check`: where runs on real data (world ``real``) exist, whether the simulator predicted
@@ -340,6 +341,20 @@ def readings_text(readings_table: pd.DataFrame) -> str:
         lines.append("- No measurable difference by default, and no control of its biology run yet: "
                      + ", ".join(f"{r.axis} `{r.arm}`" for r in readings_table[quiet].itertuples()) + ".")
     return "\n".join(lines)
+
+
+def folds_text(cells: pd.DataFrame) -> str:
+    """One sentence: how many held-out patient folds each world's intervals are over (the most any of its
+    cells has), so that a column re-run with more folds is read with its own width; "" when all agree."""
+    run = cells[cells["count"] > 0]
+    if run.empty:
+        return ""
+    per_world = run.groupby("world", sort=False)["count"].max()
+    if per_world.nunique() == 1:
+        return ""
+    parts = ", ".join(f"`{w}` {int(n)}" for w, n in per_world.items())
+    return (f"The intervals are over the held-out patient folds each world has run: {parts}. A world with fewer "
+            "folds has wider intervals; its cells are read the same way, by whether they hold zero.")
 
 
 def not_run_text(cells: pd.DataFrame) -> str:
