@@ -89,3 +89,23 @@ def test_real_runs_are_read_as_one_cohort():
     headline = findings.headline(real, refs)
     assert "simulated world" not in headline and "*Simulation against reality*" in headline
     assert "(data source `hest-bowel-abc123`)" in headline and "/home/someone" not in headline
+
+
+def test_the_design_sentence_names_each_axis_design_while_a_grid_is_part_re_run():
+    """During a re-run with more folds, one axis has 6 folds x 1 seed and another still 3 folds x 2 seeds:
+    the sentences say both, rather than the most folds with the most seeds."""
+    import pandas as pd
+
+    from stflib.report import conclusions
+    from stflib.report.findings import _default_design, count_text, unit_sentence
+
+    rows = ([{"world": "default", "axis": "context", "arm": "k18", "fold": f, "seed": 0} for f in range(6)]
+            + [{"world": "default", "axis": "losses", "arm": "mse", "fold": f, "seed": s} for f in range(3) for s in (0, 1)])
+    summary = pd.DataFrame(rows)
+    assert _default_design(summary) == ((3, 6), (1, 2))
+    assert _default_design(summary[summary["axis"] == "context"]) == (6, 1)
+    text = unit_sentence(*_default_design(summary))
+    assert "over 3 to 6 held-out patient folds by axis" in text and "1 to 2 training seeds per fold by axis" in text
+    assert unit_sentence(6, 1).startswith("over 6 held-out patient folds of this cohort (one training seed per fold)")
+    assert count_text((3, 6)) == "3 to 6" and count_text(6) == "6"
+    assert "More certainty than 3 to 6 held-out patient folds give: the 1 to 2 seeds" in conclusions._certainty((3, 6), (1, 2))

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from stflib.grid.axes import ARMS, axis_references
-from stflib.report.findings import (WORLD_VERDICTS, design_counts, excludes_zero, overview, rerun_verdicts,
-                                    unit_sentence, world_verdicts)
+from stflib.report.findings import (WORLD_VERDICTS, count_text, design_counts, excludes_zero, overview,
+                                    rerun_verdicts, unit_sentence, world_verdicts)
 from stflib.report.results import DEFAULT_WORLD, is_real, metric_info, results_root, with_design_columns
 from stflib.report.tables import arm_label, distinct_axis_rows, interval_text, paired_deltas
 
@@ -94,11 +94,12 @@ def _default_design(summary: pd.DataFrame) -> tuple[int, int]:
     return design_counts(summary[summary["world"] == DEFAULT_WORLD])
 
 
-def _certainty(n_folds: int, n_seeds: int) -> str:
-    """What the fold-level intervals cannot give, in one sentence."""
-    seeds = (f"the {n_seeds} seeds of a fold share its test patients and are averaged into one difference"
-             if n_seeds > 1 else "each fold gives one difference")
-    return (f"More certainty than {n_folds} held-out patient folds give: {seeds}, so only more folds (more "
+def _certainty(n_folds: int | tuple[int, int], n_seeds: int | tuple[int, int]) -> str:
+    """What the fold-level intervals cannot give, in one sentence (a (fewest, most) pair: the axes differ)."""
+    most_seeds = n_seeds[1] if isinstance(n_seeds, tuple) else n_seeds
+    seeds = (f"the {count_text(n_seeds)} seeds of a fold share its test patients and are averaged into one difference"
+             if most_seeds > 1 else "each fold gives one difference")
+    return (f"More certainty than {count_text(n_folds)} held-out patient folds give: {seeds}, so only more folds (more "
             "patients) narrow the intervals; nor that an effect holds for another cohort or another training "
             "budget, which the intervals are conditional on.")
 

@@ -52,11 +52,22 @@ def design_counts(rows: pd.DataFrame) -> tuple[int, int]:
     return int(rows["fold"].nunique()), int(rows.groupby("fold")["seed"].nunique().max())
 
 
-def unit_sentence(n_folds: int, n_seeds: int) -> str:
-    """What a paired interval is over and conditional on, in one clause."""
-    seeds = (f"the {n_seeds} training seeds averaged within a fold" if n_seeds > 1 else "one training seed per fold")
-    return (f"over {n_folds} held-out patient fold{'s' if n_folds != 1 else ''} of this cohort ({seeds}); the "
-            "intervals are conditional on the cohort's patients and the training budget")
+def count_text(n: int | tuple[int, int]) -> str:
+    """'6', or '3 to 6' for a (fewest, most) pair (:func:`unit_sentence`)."""
+    return f"{n[0]} to {n[1]}" if isinstance(n, tuple) else str(n)
+
+
+def unit_sentence(n_folds: int | tuple[int, int], n_seeds: int | tuple[int, int]) -> str:
+    """What a paired interval is over and conditional on, in one clause. A (fewest, most) pair for either
+    count: the axes differ (part of a grid re-run with another design), each axis's intervals over its own."""
+    if isinstance(n_seeds, tuple):
+        seeds = f"{n_seeds[0]} to {n_seeds[1]} training seeds per fold by axis, averaged within a fold"
+    else:
+        seeds = f"the {n_seeds} training seeds averaged within a fold" if n_seeds > 1 else "one training seed per fold"
+    folds = (f"{n_folds[0]} to {n_folds[1]} held-out patient folds by axis" if isinstance(n_folds, tuple)
+             else f"{n_folds} held-out patient fold{'s' if n_folds != 1 else ''}")
+    return (f"over {folds} of this cohort ({seeds}); the intervals are conditional on the cohort's patients and the "
+            "training budget")
 
 
 def _unadjusted_only(frame: pd.DataFrame, label) -> str:
@@ -250,10 +261,17 @@ def unchecked_findings(summary: pd.DataFrame, references: dict[str, str] | None 
     return [f"{a}/{b}" for a, b in found[["axis", "arm"]].to_numpy() if (a, b) not in checked]
 
 
-def _default_design(summary: pd.DataFrame) -> tuple[int, int]:
-    """(folds, seeds per fold) of the default world's runs: the design every default-world interval is over."""
+def _default_design(summary: pd.DataFrame) -> tuple[int | tuple[int, int], int | tuple[int, int]]:
+    """(folds, seeds per fold) of the default world's runs: the design every default-world interval is over;
+    where the axes differ (a grid part re-run with more folds), each count is its (fewest, most) over axes."""
     summary = with_design_columns(summary)
-    return design_counts(summary[summary["world"] == DEFAULT_WORLD])
+    default = summary[summary["world"] == DEFAULT_WORLD]
+    if default.empty or "axis" not in default:
+        return design_counts(default)
+    per_axis = [design_counts(g) for _, g in default.groupby("axis")]
+    folds, seeds = sorted({f for f, _ in per_axis}), sorted({s for _, s in per_axis})
+    return (folds[0] if len(folds) == 1 else (folds[0], folds[-1]),
+            seeds[0] if len(seeds) == 1 else (seeds[0], seeds[-1]))
 
 
 def findings_text(summary: pd.DataFrame, references: dict[str, str] | None = None,
@@ -287,7 +305,7 @@ def findings_text(summary: pd.DataFrame, references: dict[str, str] | None = Non
                      f"folds).{worlds}")
     if found.empty:
         lines.append(f"- None: no arm of any axis differs from its axis's reference after the Holm correction, "
-                     f"with {n_folds} folds per arm.")
+                     f"with {count_text(n_folds)} folds per arm.")
     compared = deltas[~deltas["finding"] & (deltas["pairs"] > 0)]
     for title, rows_of in (("Not findings after Holm, though the unadjusted interval excludes zero",
                             compared[excludes_zero(compared)]),
