@@ -105,7 +105,7 @@ def test_the_design_sentence_names_each_axis_design_while_a_grid_is_part_re_run(
     assert _default_design(summary) == ((3, 6), (1, 2))
     assert _default_design(summary[summary["axis"] == "context"]) == (6, 1)
     text = unit_sentence(*_default_design(summary))
-    assert "over 3 to 6 held-out patient folds by axis" in text and "1 to 2 training seeds per fold by axis" in text
+    assert "over 3 to 6 held-out patient folds of this cohort (by axis: 1 to 2 training seeds per fold, averaged" in text
     assert unit_sentence(6, 1).startswith("over 6 held-out patient folds of this cohort (one training seed per fold)")
     assert count_text((3, 6)) == "3 to 6" and count_text(6) == "6"
     assert "More certainty than 3 to 6 held-out patient folds give: the 1 to 2 seeds" in conclusions._certainty((3, 6), (1, 2))

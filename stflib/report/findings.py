@@ -61,13 +61,14 @@ def unit_sentence(n_folds: int | tuple[int, int], n_seeds: int | tuple[int, int]
     """What a paired interval is over and conditional on, in one clause. A (fewest, most) pair for either
     count: the axes differ (part of a grid re-run with another design), each axis's intervals over its own."""
     if isinstance(n_seeds, tuple):
-        seeds = f"{n_seeds[0]} to {n_seeds[1]} training seeds per fold by axis, averaged within a fold"
+        seeds = f"{n_seeds[0]} to {n_seeds[1]} training seeds per fold, averaged within a fold"
     else:
         seeds = f"the {n_seeds} training seeds averaged within a fold" if n_seeds > 1 else "one training seed per fold"
-    folds = (f"{n_folds[0]} to {n_folds[1]} held-out patient folds by axis" if isinstance(n_folds, tuple)
+    by_axis = "by axis: " if isinstance(n_folds, tuple) or isinstance(n_seeds, tuple) else ""
+    folds = (f"{n_folds[0]} to {n_folds[1]} held-out patient folds" if isinstance(n_folds, tuple)
              else f"{n_folds} held-out patient fold{'s' if n_folds != 1 else ''}")
-    return (f"over {folds} of this cohort ({seeds}); the intervals are conditional on the cohort's patients and the "
-            "training budget")
+    return (f"over {folds} of this cohort ({by_axis}{seeds}); the intervals are conditional on the cohort's patients "
+            "and the training budget")
 
 
 def _unadjusted_only(frame: pd.DataFrame, label) -> str:
