@@ -462,7 +462,7 @@ def test_collect_pairs_only_runs_of_the_current_fold_design(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     add_arguments_collect(parser)
     run_collect(parser.parse_args(["--results", str(tmp_path)]))
-    assert "left out: 2 runs of an earlier fold design (3 folds)" in capsys.readouterr().out
+    assert "left out: 2 runs of another fold design (3 folds) than their axis reference's" in capsys.readouterr().out
     import pandas as pd
 
     assert len(pd.read_csv(tmp_path / "summary.csv")) == 5

@@ -184,8 +184,8 @@ def run_collect(args) -> int:
         where = ", ".join(f"{w}/{a} ({n})" for (w, a), n in old.groupby(["world", "axis"]).size().items())
         designs = ", ".join(str(int(x)) if x == x else "unrecorded" for x in sorted(
             pd.to_numeric(old["design_folds"], errors="coerce").unique(), key=lambda v: (v != v, v)))
-        print(f"left out: {len(old)} runs of an earlier fold design ({designs} folds), whose fold k holds out other "
-              f"patients than the current design's: {where}")
+        print(f"left out: {len(old)} runs of another fold design ({designs} folds) than their axis reference's, "
+              f"whose fold k holds out other patients: {where}")
     if not n_ok:
         return 0
     summary = load_summary(args.results)
