@@ -221,7 +221,7 @@ def test_collect_keeps_world_runs_apart(tmp_path):
 def test_summary_columns_hold_every_registered_metric_once():
     metric_columns = [c for c in SUMMARY_COLUMNS if c in METRICS]
     assert metric_columns == list(METRICS) and len(set(SUMMARY_COLUMNS)) == len(SUMMARY_COLUMNS)
-    assert SUMMARY_COLUMNS[:8] == ["axis", "arm", "world", "fold", "seed", "model", "status", "pcc_hvg50"]
+    assert SUMMARY_COLUMNS[:9] == ["axis", "arm", "world", "fold", "seed", "design_folds", "model", "status", "pcc_hvg50"]
 
 
 def test_code_version_hashes_the_code_that_computes_results_only():
@@ -316,8 +316,8 @@ def test_grid_on_a_local_cluster(tmp_path):
     run_grid(make_tasks([params], folds=2, results=results, notebook=nb), workers=1, log=logs.append)
     assert "2 complete, 2 to run" in logs[0]
     df = collect(results)
-    assert list(df.columns[:11]) == ["axis", "arm", "world", "fold", "seed", "model", "status", "pcc_hvg50", "pcc_all",
-                                     "mse", "pathway_pcc_truth"]
+    assert list(df.columns[:12]) == ["axis", "arm", "world", "fold", "seed", "design_folds", "model", "status", "pcc_hvg50",
+                                     "pcc_all", "mse", "pathway_pcc_truth"]
     assert len(df) == 4 and set(df["axis"]) == {"demo"}
     by_arm = summarise(df)
     assert by_arm.loc[by_arm["arm"] == "good", "pcc_hvg50_mean"].item() == pytest.approx(0.15)
