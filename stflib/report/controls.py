@@ -126,6 +126,8 @@ def world_cells(summary: pd.DataFrame, references: dict[str, str] | None = None,
 
 def _deltas(summary: pd.DataFrame, axis: str, reference: str, metric: str, world: str) -> pd.DataFrame | None:
     rows = summary[(summary["world"] == world) & (summary["axis"] == axis)]
+    if metric in rows:  # runs that predate a metric (e.g. the second panel) do not record it: not run for it
+        rows = rows[pd.to_numeric(rows[metric], errors="coerce").notna()]
     if rows.empty or reference not in set(rows["arm"]):
         return None
     return paired_deltas(summary, axis, reference, metric, world)
