@@ -30,6 +30,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from stflib.grid.axes import GRID_FOLDS
 from stflib.report import stats
 from stflib.report.context_matched import (NEIGHBOURHOODS, SIMPLE, _world_runs, arm_intervals,  # noqa: F401
                                            context_matched_table, matched_arms, neighbourhood_label, oracle_ceiling)
@@ -344,7 +345,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from stflib.sim.worlds import WORLDS
 
     p.add_argument("--world", default=DEFAULT_WORLD, choices=list(WORLDS), help="simulator world of the grid's runs")
-    p.add_argument("--folds", type=int, default=3, help="patient folds, as the grid was run with (ablate --folds)")
+    p.add_argument("--folds", type=int, default=GRID_FOLDS,
+                   help=f"patient folds, as the grid was run with (ablate --folds; default the grid's {GRID_FOLDS})")
     p.add_argument("--results", default=None, help="results folder (default: results/ of this repository)")
 
 
