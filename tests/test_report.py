@@ -207,7 +207,8 @@ def test_grid_wall_verdict_compares_busy_time_with_the_budget():
     t = lambda h: pd.Timestamp("2026-12-02") + pd.Timedelta(hours=h)  # noqa: E731
     runs = pd.DataFrame({"started": [t(0), t(1), t(1)], "finished": [t(2), t(3), t(3)], "copied": [False, False, True],
                          "code_version": ["new", "new", "new"]})
-    text = tables.grid_wall_verdict(runs, current="new")
+    text = tables.grid_wall_verdict(runs, current="new", budget_hours=4)
+    assert f"{tables.GRID_WALL_BUDGET_HOURS:g}-hour budget" in tables.grid_wall_verdict(runs, current="new")
     assert "busy for 3.00 h over 2 executions" in text and "within the 4-hour budget" in text and "1.00 h to spare" in text
     assert "earlier version" not in text
     over = tables.grid_wall_verdict(runs.assign(code_version=["old", "new", "new"]), current="new", budget_hours=2.5)
