@@ -445,3 +445,18 @@ def test_an_interval_that_excludes_zero_is_never_called_no_difference():
                                                         "excludes zero: ")[1]
     assert all(f"`{arm}` (+0.020 [+0.008, +0.032], Holm p = 0.0606)" in said for arm in ("pcc", "mse_pcc", "zinb"))
     assert "0 made no measurable difference" in findings.headline(summary, {"losses": "mse"})
+
+
+def test_overview_leaves_out_an_axis_the_metric_does_not_measure():
+    # every depth_correction arm predicts pathway scores: no gene PCC, so no pcc_hvg50 comparison (not a crash)
+    rows = _noisy_summary(n_folds=3, seeds=(0,))
+    pathway_target = pd.DataFrame([dict(axis="depth_correction", arm=arm, world="default", fold=fold, seed=0,
+                                         pcc_hvg50=np.nan, pathway_pcc_truth=0.1 + 0.01 * fold)
+                                    for arm in ("none", "regress") for fold in range(3)])
+    summary = pd.concat([rows, pathway_target], ignore_index=True)
+    references = {"interactions": "full", "depth_correction": "none"}
+    table = tables.overview(summary, references, "pcc_hvg50")
+    assert set(table["axis"]) == {"interactions"}
+    by_pathways = tables.overview(summary, references, "pathway_pcc_truth")
+    assert set(by_pathways["axis"]) == {"depth_correction"}  # the interactions rows have no pathway_pcc_truth
+    assert by_pathways.set_index("arm").loc["regress", "mean_delta"] == pytest.approx(0.0)

@@ -192,14 +192,18 @@ def arm_flags(summary: pd.DataFrame, axis: str) -> pd.Series:
 def overview(summary: pd.DataFrame, references: dict[str, str], metric: str = "pcc_hvg50",
              world: str = DEFAULT_WORLD, unit: str = "fold") -> pd.DataFrame:
     """Every distinct arm of every axis as a paired difference to its axis's reference arm (long format,
-    the columns of :func:`paired_deltas`, ``unit`` as there; Holm families are the axes' distinct arms)."""
+    the columns of :func:`paired_deltas`, ``unit`` as there; Holm families are the axes' distinct arms).
+    An axis whose reference arm has no run with a value of ``metric`` (e.g. every arm predicts pathway
+    scores, which have no gene PCC) is left out."""
     summary = with_design_columns(summary)
     summary = summary[summary["world"] == world]
     frames = []
     for axis, reference in references.items():
         rows = summary[summary["axis"] == axis]
+        if metric in rows:  # an axis whose runs do not measure the metric (a pathway target has no gene PCC)
+            rows = rows[pd.to_numeric(rows[metric], errors="coerce").notna()]
         if rows.empty or reference not in set(rows["arm"]):
-            continue  # an axis (or its reference arm) not run yet: nothing to compare with
+            continue  # an axis (or its reference arm) not run yet, or not measured by the metric: nothing to compare
         deltas = paired_deltas(summary, axis, reference, metric, world, unit).reset_index().rename(columns={axis: "arm"})
         frames.append(deltas.assign(axis=axis, reference=reference))
     if not frames:
