@@ -460,3 +460,24 @@ def test_overview_leaves_out_an_axis_the_metric_does_not_measure():
     by_pathways = tables.overview(summary, references, "pathway_pcc_truth")
     assert set(by_pathways["axis"]) == {"depth_correction"}  # the interactions rows have no pathway_pcc_truth
     assert by_pathways.set_index("arm").loc["regress", "mean_delta"] == pytest.approx(0.0)
+
+
+def test_standin_information_pairs_the_planted_information_with_the_model_difference():
+    rows = []
+    for fold in range(4):
+        for arm, gain in (("resnet50", 0.0), ("uni", 0.02), ("gigapath", 0.04), ("ctranspath", -0.03)):
+            rows.append(dict(axis="backbones", arm=arm, world="default", fold=fold, seed=0,
+                             pcc_hvg50=0.3 + gain + 0.005 * (fold % 2) * (arm != "resnet50")))
+    summary = pd.DataFrame(rows)
+    calibration = pd.DataFrame({"world": "default", "backbone": ["resnet50", "uni", "gigapath", "ctranspath", "plip"],
+                                "probe_pcc": [0.22, 0.23, 0.25, 0.19, 0.21], "anchor_read": 0.1, "anchor_coad": 0.3})
+    table = tables.standin_information(summary, calibration)
+    assert list(table.index) == ["ctranspath", "resnet50", "uni", "gigapath"]  # by planted information; plip: no runs
+    assert table.loc["resnet50", "mean_delta"] == 0.0
+    assert table.loc["gigapath", "mean_delta"] == pytest.approx(0.0425)
+    sentence = tables.standin_sentence(table)
+    assert "Spearman ρ = 1.00" in sentence and "follows" in sentence and "`gigapath`" in sentence
+    flipped = table.assign(mean_delta=-table["mean_delta"])
+    assert "does not measurably follow" in tables.standin_sentence(flipped)
+    with pytest.raises(ValueError, match="probe_pcc"):
+        tables.standin_information(summary, calibration.drop(columns="probe_pcc"))

@@ -435,3 +435,44 @@ def show_table(table: pd.DataFrame, name: str) -> None:
 
     display(table)
     display(Markdown(csv_link(table, name)))
+
+
+def standin_information(summary: pd.DataFrame, calibration: pd.DataFrame, metric: str = "pcc_hvg50",
+                        world: str = DEFAULT_WORLD) -> pd.DataFrame:
+    """The backbones axis as a pipeline check: per backbone, the information its simulated stand-in carries
+    (``probe_pcc``: the own-feature ridge probe of HEST-Bench's protocol, from ``calibration.csv`` of
+    ``python -m stflib truth``), the encoder's published bowel range it was placed in (``anchor_read``,
+    ``anchor_coad``), and STF's paired difference to the axis's reference backbone (``mean_delta`` with its
+    fold interval; 0 for the reference itself). Sorted by ``probe_pcc``. Backbones with no run, or with no
+    calibration row in ``world``, are left out."""
+    from stflib.grid.axes import ARMS
+
+    reference = ARMS["backbones"].reference
+    calibration = calibration[calibration["world"] == world].set_index("backbone")
+    missing = {"probe_pcc", "anchor_read", "anchor_coad"} - set(calibration.columns)
+    if missing:
+        raise ValueError(f"calibration table lacks {sorted(missing)}: rerun `python -m stflib truth --world all`")
+    deltas = paired_deltas(summary, "backbones", reference, metric, world)[["pairs", "mean_delta", "ci_low", "ci_high"]]
+    deltas.loc[reference] = [deltas["pairs"].max(), 0.0, np.nan, np.nan]
+    table = calibration[["probe_pcc", "anchor_read", "anchor_coad"]].join(deltas, how="inner")
+    return table.sort_values("probe_pcc").rename_axis("backbone")
+
+
+def standin_sentence(table: pd.DataFrame, metric: str = "pcc_hvg50") -> str:
+    """One generated sentence on :func:`standin_information`: the Spearman rank correlation between the
+    information planted in each stand-in and STF's difference, and what it does and does not say."""
+    from scipy.stats import spearmanr
+
+    known = table.dropna(subset=["probe_pcc", "mean_delta"])
+    if len(known) < 3:
+        return (f"Only {len(known)} backbones have both a calibration row and runs: too few to compare their "
+                "order with STF's.")
+    rho, p = spearmanr(known["probe_pcc"], known["mean_delta"])
+    top, bottom = known["probe_pcc"].idxmax(), known["probe_pcc"].idxmin()
+    follows = ("follows" if p < 0.05 and rho > 0 else "does not measurably follow")
+    return (f"Over the {len(known)} backbones, STF's difference in {metric_info(metric).label} {follows} the "
+            f"information planted in each stand-in (Spearman ρ = {rho:.2f}, p = {p:.2g}; the stand-in with the most, "
+            f"`{top}`, scores {known.loc[top, 'mean_delta']:+.3f} against the reference, the one with the least, "
+            f"`{bottom}`, {known.loc[bottom, 'mean_delta']:+.3f}). This checks that the model turns more informative "
+            "features into better predictions; it does not rank the real encoders, whose published bowel ranges "
+            "(READ to COAD) overlap so much that the stand-ins' order inside them is the simulator's choice.")
