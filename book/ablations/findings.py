@@ -25,7 +25,7 @@ pages.page_banner()
 # %% [markdown]
 # ## Motivation
 #
-# Nine axes and dozens of arms make many comparisons; with a handful of runs per arm, most
+# The grid's axes and their dozens of arms make many comparisons; with a handful of runs per arm, most
 # differences between arms are fold and seed noise. This page says, in one place, which differences
 # the grid can vouch for, how large they are, in which simulated worlds they hold, and which design
 # choices made no measurable difference.
@@ -50,8 +50,9 @@ pages.page_banner()
 # world, the same comparison in the other worlds of the simulator says whether it depends on the
 # simulator's assumptions: it *holds* in a world where the difference has the same sign and its
 # 95 % interval excludes zero, is *reversed* where the interval excludes zero on the other side, and
-# is *inconclusive* where the interval crosses zero. The other worlds run one seed per fold, so an
-# inconclusive world is weaker evidence than a reversed one.
+# is *inconclusive* where the interval crosses zero. An inconclusive world is absence of evidence
+# there (a few patient folds can miss a small effect), weaker than a reversed one; the matrix says
+# how many folds each world's intervals are over where they differ from the default world's.
 #
 # ## Runnable code
 #
