@@ -481,3 +481,13 @@ def test_standin_information_pairs_the_planted_information_with_the_model_differ
     assert "does not measurably follow" in tables.standin_sentence(flipped)
     with pytest.raises(ValueError, match="probe_pcc"):
         tables.standin_information(summary, calibration.drop(columns="probe_pcc"))
+
+
+def test_takeaways_name_the_budget_limited_comparisons():
+    summary = _noisy_summary(n_folds=4, seeds=(0,))
+    text = findings.takeaways(summary, "interactions", reference="full")
+    # every `full` run hit the step cap (_noisy_summary): each comparison with it is budget-limited
+    assert "Budget-limited (more than 50% of the runs of the arm or of `full`" in text
+    assert "`bottleneck`" in text.split("Budget-limited")[1].split("\n")[0]
+    uncapped = findings.takeaways(summary.assign(hit_step_cap=False), "interactions", reference="full")
+    assert "Budget-limited" not in uncapped

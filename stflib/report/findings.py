@@ -137,6 +137,14 @@ def takeaways(summary: pd.DataFrame, axis: str, reference: str | None = None, me
                        "`python -m stflib ablate` re-runs them): " + ", ".join(label(a) for a in unpaired.index) + ".")
     if not len(deltas):
         bullets.append(f"The axis has only its reference arm `{reference}`: nothing to compare.")
+    from stflib.report.controls import BUDGET_SHARE, budget_limited_arms
+
+    capped = {arm for _, _, arm in budget_limited_arms(distinct_axis_rows(summary, axis))}  # the runs compared above
+    limited = [a for a in deltas.index if deltas.loc[a, "pairs"] > 0 and (a in capped or reference in capped)]
+    if limited:
+        bullets.append(f"Budget-limited (more than {BUDGET_SHARE:.0%} of the runs of the arm or of `{reference}` stopped "
+                       "at the step cap, so a larger training budget could change the difference): "
+                       + ", ".join(label(a) for a in limited) + ".")
     flags = arm_flags(summary, axis)
     flagged = flags[flags.str.contains("at step cap|below", regex=True)]
     if len(flagged):
