@@ -56,6 +56,15 @@ def test_every_axis_names_its_reference_among_its_arms():
         Axis("k6", {"whole-slide": {}})
 
 
+def test_an_axis_of_pathway_targets_is_compared_on_a_pathway_metric():
+    # every depth_correction arm predicts pathway scores: no gene PCC exists for its page to compare
+    assert all(over.get("target") == "pathways" for over in ARMS["depth_correction"].arms.values())
+    assert ARMS["depth_correction"].metric == "pathway_pcc_truth"
+    assert ARMS["interactions"].metric == "pcc_hvg50"  # the default
+    with pytest.raises(ValueError, match="metric 'pcc_hvg5' is not a summarised metric; allowed: pcc_hvg50"):
+        Axis("a", {"a": {}}, metric="pcc_hvg5")
+
+
 def test_write_params_and_repo_params_in_sync(tmp_path):
     files = write_params(tmp_path)
     n = sum(len(a.arms) for a in ARMS.values())

@@ -18,6 +18,7 @@ from typing import Any
 from stflib import config as C
 from stflib.backbones import BACKBONES
 from stflib.losses import LOSSES
+from stflib.metrics import METRICS
 from stflib.models import MODELS
 from stflib.models.equivalence import alias_groups
 from stflib.registry import Registry
@@ -27,13 +28,15 @@ from stflib.registry import Registry
 class Axis:
     """One design choice of the grid: its arms, the arm the others are compared with, for an arm
     that stands for several equivalent ones their names (``aliases``: arm -> the arms that are the
-    same model; they are not run), and the book page that shows it (``page``: ``book/ablations/<page>``,
-    by default the axis's own name)."""
+    same model; they are not run), the book page that shows it (``page``: ``book/ablations/<page>``,
+    by default the axis's own name), and the metric its page and conclusion box compare the arms on
+    (``metric``, a ``stflib.metrics`` name: an axis whose every arm predicts pathway scores has no gene PCC)."""
 
     reference: str
     arms: dict[str, dict[str, Any]]
     aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
     page: str | None = None
+    metric: str = "pcc_hvg50"
 
     def __post_init__(self):
         if self.reference not in self.arms:
@@ -44,6 +47,8 @@ class Axis:
         clash = sorted({a for names in self.aliases.values() for a in names} & set(self.arms))
         if clash:
             raise ValueError(f"aliases {clash} are also run as arms: an alias names a model run under another arm")
+        if self.metric not in METRICS:
+            raise ValueError(f"metric {self.metric!r} is not a summarised metric; allowed: {', '.join(METRICS)}")
 
     def canonical(self, arm: str) -> str:
         """The arm that is run for ``arm``: ``arm`` itself, or the arm it is an alias of."""
@@ -162,7 +167,7 @@ ARMS.register("target", Axis("genes", {
 ARMS.register("depth_correction", Axis("none", {
     "none": {"target": "pathways"},
     "regress": {"target": "pathways", "depth_correction": "regress"},
-}))
+}, metric="pathway_pcc_truth"))
 
 
 def axis_references() -> dict[str, str]:
