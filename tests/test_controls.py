@@ -144,3 +144,15 @@ def test_rule_table_is_in_words_and_in_order():
     assert list(table["rule"])[:2] == ["not that biology", "reversed in a control"]
     assert table["when"].str.len().min() > 20
     assert "the model can use it when it exists" in set(table["rule"])
+
+
+def test_the_matrix_puts_the_comparisons_run_in_most_worlds_first():
+    cells = pd.DataFrame([
+        dict(axis="losses", arm="pcc", reference="mse", world=w, same_model_as="",
+             text="+0.001 [-0.01, +0.01]" if w == "default" else controls.NOT_RUN) for w in ("default", "no-context")
+    ] + [
+        dict(axis="context", arm="k18", reference="whole-slide", world=w, same_model_as="", text="+0.05 [+0.01, +0.09]")
+        for w in ("default", "no-context")])
+    matrix = controls.findings_matrix(cells)
+    assert list(matrix.index) == ["context: k18 vs whole-slide", "losses: pcc vs mse"]
+    assert list(matrix.columns) == ["default", "no-context"]

@@ -491,3 +491,17 @@ def test_takeaways_name_the_budget_limited_comparisons():
     assert "`bottleneck`" in text.split("Budget-limited")[1].split("\n")[0]
     uncapped = findings.takeaways(summary.assign(hit_step_cap=False), "interactions", reference="full")
     assert "Budget-limited" not in uncapped
+
+
+def test_show_table_shows_every_row_and_whole_cells(monkeypatch):
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display",
+                        lambda obj: shown.append(obj._repr_html_() if isinstance(obj, pd.DataFrame) else obj))
+    long_cell = "present in a negative control (on the default's side of zero) " * 2
+    table = pd.DataFrame({"finding": [f"arm {i}" for i in range(69)], "when": long_cell})
+    tables.show_table(table, "a-long-table")
+    html = shown[0]
+    assert "arm 68" in html and "arm 34" in html and "..." not in html  # pandas cuts >60 rows to 10 by default
+    assert long_cell.strip() in html

@@ -144,12 +144,16 @@ def _cell(d, deltas) -> dict:
 
 def findings_matrix(cells: pd.DataFrame) -> pd.DataFrame:
     """Findings by worlds: one row per comparison ('axis: `arm` vs `reference`'), one column per world
-    (in the order of ``cells``), each cell the interval text or "not run"."""
+    (in the order of ``cells``), each cell the interval text or "not run". The comparisons run in the
+    most worlds come first (the robustness subset, read through its controls), then the rest in the
+    order of ``cells``."""
     if cells.empty:
         return pd.DataFrame()
     same = cells["same_model_as"].fillna("").map(lambda a: f" (same model as {a})" if a else "")
     cells = cells.assign(finding_label=cells["axis"] + ": " + cells["arm"] + same + " vs " + cells["reference"])
-    order = list(dict.fromkeys(cells["finding_label"]))
+    worlds_run = cells[cells["text"] != NOT_RUN].groupby("finding_label").size()
+    first_seen = list(dict.fromkeys(cells["finding_label"]))
+    order = sorted(first_seen, key=lambda label: -worlds_run.get(label, 0))  # stable: ties keep their order
     wide = cells.pivot(index="finding_label", columns="world", values="text")
     return wide.loc[order, list(dict.fromkeys(cells["world"]))].rename_axis("finding").rename_axis(None, axis=1)
 

@@ -429,11 +429,17 @@ def markdown_table(table: pd.DataFrame, code_columns: tuple[str, ...] = ()) -> s
     return "\n".join(lines)
 
 
+SHOWN_ROWS = 500  # a page shows a table whole up to this many rows (pandas would cut it to 10 above 60)
+
+
 def show_table(table: pd.DataFrame, name: str) -> None:
-    """Display a table and a link to its CSV download."""
+    """Display a table whole (every row up to :data:`SHOWN_ROWS`, every column, cells uncut) and a link to
+    its CSV download."""
     from IPython.display import Markdown, display
 
-    display(table)
+    with pd.option_context("display.max_rows", SHOWN_ROWS, "display.min_rows", SHOWN_ROWS,
+                           "display.max_columns", None, "display.max_colwidth", None):
+        display(table)
     display(Markdown(csv_link(table, name)))
 
 
