@@ -156,3 +156,15 @@ def test_the_matrix_puts_the_comparisons_run_in_most_worlds_first():
     matrix = controls.findings_matrix(cells)
     assert list(matrix.index) == ["context: k18 vs whole-slide", "losses: pcc vs mse"]
     assert list(matrix.columns) == ["default", "no-context"]
+
+
+def test_the_headline_reads_each_controlled_finding_with_its_biology():
+    from stflib.report import findings
+
+    summary = _summary({"default": (0.05, TIGHT), "no-context": (0.05, TIGHT)})
+    r = controls.readings(controls.world_cells(summary, REFS)).iloc[0]
+    assert r["biologies"] == "context"
+    line = findings.control_readings_line(summary)
+    assert "`k18` vs `whole-slide` (context): *not that biology* (spatial context biology)" in line
+    assert "*not that biology*: present in a negative control" in line
+    assert findings.control_readings_line(_summary({"default": (0.05, TIGHT)})) is None  # no control run

@@ -294,7 +294,7 @@ def _status(default: pd.Series) -> str:
 
 def readings(cells: pd.DataFrame) -> pd.DataFrame:
     """One row per comparison of :func:`world_cells`: ``rules`` (the :data:`RULES` that matched, per
-    controlled biology), ``untested`` (its controls not run yet), ``budget_limited`` (the worlds where it
+    controlled biology), ``biologies`` (the biology each of those rules read, in the same order), ``untested`` (its controls not run yet), ``budget_limited`` (the worlds where it
     is) and ``sentence``: the default world's interval and status, one clause per biology read
     (:data:`AXIS_BIOLOGY`), what the confound and stress-test worlds show, and the budget warning."""
     out = []
@@ -304,7 +304,7 @@ def readings(cells: pd.DataFrame) -> pd.DataFrame:
         d = default["state"]
         holds = {r.world: bool(r.ci_low <= default["mean_delta"] <= r.ci_high) for r in rows.itertuples()}
         texts = dict(zip(rows["world"], rows["text"]))
-        clauses, matched, untested = [], [], []
+        clauses, matched, read_biologies, untested = [], [], [], []
         for biology in AXIS_BIOLOGY.get(axis, tuple(CONTROLLED_BIOLOGY)):
             pattern = Pattern(d, *({w: states.get(w, NOT_RUN) for w in _controls(biology, role)}
                                    for role in ("negative control", "positive control")), holds, texts)
@@ -313,6 +313,7 @@ def readings(cells: pd.DataFrame) -> pd.DataFrame:
                          if states.get(w, NOT_RUN) in (NOT_RUN, "no interval") and w not in untested]
             if hit is not None:
                 matched.append(hit[0])
+                read_biologies.append(biology)
                 clauses.append(hit[1])
         others = [w for w in states if w in WORLDS and WORLDS[w].role in ("confound", "stress test")
                   and states[w] in ("+", "-", "0")]
@@ -333,9 +334,10 @@ def readings(cells: pd.DataFrame) -> pd.DataFrame:
             sentence += (f" Budget-limited in {_names(limited)}: more than half of the runs of `{arm}` or "
                          f"`{reference}` there stopped at the step cap.")
         out.append({"axis": axis, "arm": arm, "reference": reference, "default": d, "rules": "; ".join(matched),
-                    "untested": ", ".join(untested), "budget_limited": ", ".join(limited), "sentence": sentence})
-    return pd.DataFrame(out, columns=["axis", "arm", "reference", "default", "rules", "untested", "budget_limited",
-                                      "sentence"])
+                    "biologies": "; ".join(read_biologies), "untested": ", ".join(untested),
+                    "budget_limited": ", ".join(limited), "sentence": sentence})
+    return pd.DataFrame(out, columns=["axis", "arm", "reference", "default", "rules", "biologies", "untested",
+                                      "budget_limited", "sentence"])
 
 
 def readings_text(readings_table: pd.DataFrame) -> str:

@@ -406,15 +406,43 @@ def headline(summary: pd.DataFrame, references: dict[str, str] | None = None, me
                            + "; ".join(per_finding) + ". "
                            + ("None reverses anywhere." if n_reversed == 0 else
                               f"{n_reversed} reverse{'s' if n_reversed == 1 else ''} somewhere."))
+            read = control_readings_line(summary, metric)
+            if read:
+                bullets.append(read)
         elif not other_worlds and not is_real(summary):
             bullets.append("No other simulated world has been run yet, so no finding has been checked for "
-                           "robustness to the simulator's assumptions (`python -m stflib ablate --world all "
-                           "--folds 3` runs the robustness subset in each).")
+                           "robustness to the simulator's assumptions (`python -m stflib ablate --world all` "
+                           "runs the robustness subset in each).")
     if is_real(summary):  # one real cohort: the simulated worlds are compared with it on the Findings page
         bullets.append("These are real runs: whether the simulator predicted each of their outcomes (same sign, "
                        "overlapping intervals) is the Findings page's *Simulation against reality* section.")
     bullets.append(simulation_note(summary))
     return "\n".join(f"- {b}" for b in bullets)
+
+
+def control_readings_line(summary: pd.DataFrame, metric: str = "pcc_hvg50") -> str | None:
+    """One headline sentence: each comparison that the control worlds could read (a rule of
+    ``stflib.report.controls.RULES`` matched), with what the rule concludes and, once, what each rule used
+    means; None when no comparison has run in a control world."""
+    from stflib.report import controls
+
+    table = controls.readings(controls.world_cells(summary, metric=metric))
+    read = table[table["rules"] != ""]
+    if read.empty:
+        return None
+    from stflib.sim.worlds import CONTROLLED_BIOLOGY
+
+    parts, used = [], {}
+    for r in read.itertuples():
+        rules = r.rules.split("; ")
+        used.update(dict.fromkeys(rules))
+        read_as = [f"*{rule}* ({CONTROLLED_BIOLOGY[biology].split(' (')[0]})"  # the biology's short name
+                   for rule, biology in zip(rules, r.biologies.split("; "))]
+        parts.append(f"{arm_label(r.axis, r.arm)} vs `{r.reference}` ({r.axis}): {', '.join(read_as)}")
+    when = {rule.name: rule.when for rule in controls.RULES}
+    return ("Read through the worlds built to test them (a negative control removes the biology an axis is "
+            "about, a positive control makes it strong; the Findings page has every cell): " + "; ".join(parts)
+            + ". (" + "; ".join(f"*{rule}*: {when[rule]}" for rule in used) + ".)")
 
 
 # ---------------------------------------------------------------------------------------------
