@@ -110,6 +110,12 @@ if pages.has_runs(CONTEXTUAL):
 pages.show_takeaways("interactions")
 
 # %% [markdown]
+# Under the contextual read-out (`interactions_contextual`, every flow able to act):
+
+# %%
+pages.show_takeaways(CONTEXTUAL)
+
+# %% [markdown]
 # ## References
 #
 # {cite}`jaume2024hest`
