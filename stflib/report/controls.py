@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from stflib.report.results import DEFAULT_WORLD, with_design_columns
-from stflib.report.tables import interval_text, paired_deltas
+from stflib.report.tables import interval_text, paired_deltas, rows_measuring
 from stflib.sim.worlds import CONTROLLED_BIOLOGY, WORLD_ROLES, WORLDS
 
 REAL_WORLD = "real"  # the world column of runs on a real data folder
@@ -125,9 +125,7 @@ def world_cells(summary: pd.DataFrame, references: dict[str, str] | None = None,
 
 
 def _deltas(summary: pd.DataFrame, axis: str, reference: str, metric: str, world: str) -> pd.DataFrame | None:
-    rows = summary[(summary["world"] == world) & (summary["axis"] == axis)]
-    if metric in rows:  # runs that predate a metric (e.g. the second panel) do not record it: not run for it
-        rows = rows[pd.to_numeric(rows[metric], errors="coerce").notna()]
+    rows = rows_measuring(summary[(summary["world"] == world) & (summary["axis"] == axis)], metric)
     if rows.empty or reference not in set(rows["arm"]):
         return None
     return paired_deltas(summary, axis, reference, metric, world)
@@ -294,8 +292,8 @@ def _status(default: pd.Series) -> str:
 
 def readings(cells: pd.DataFrame) -> pd.DataFrame:
     """One row per comparison of :func:`world_cells`: ``rules`` (the :data:`RULES` that matched, per
-    controlled biology), ``biologies`` (the biology each of those rules read, in the same order), ``untested`` (its controls not run yet), ``budget_limited`` (the worlds where it
-    is) and ``sentence``: the default world's interval and status, one clause per biology read
+    controlled biology), ``biologies`` (the biology each of those rules read, in the same order),
+    ``untested`` (its controls not run yet), ``budget_limited`` (the worlds where it is) and ``sentence``: the default world's interval and status, one clause per biology read
     (:data:`AXIS_BIOLOGY`), what the confound and stress-test worlds show, and the budget warning."""
     out = []
     for (axis, arm, reference), rows in cells.groupby(["axis", "arm", "reference"], sort=False):

@@ -425,13 +425,12 @@ def control_readings_line(summary: pd.DataFrame, metric: str = "pcc_hvg50") -> s
     ``stflib.report.controls.RULES`` matched), with what the rule concludes and, once, what each rule used
     means; None when no comparison has run in a control world."""
     from stflib.report import controls
+    from stflib.sim.worlds import CONTROLLED_BIOLOGY
 
     table = controls.readings(controls.world_cells(summary, metric=metric))
     read = table[table["rules"] != ""]
     if read.empty:
         return None
-    from stflib.sim.worlds import CONTROLLED_BIOLOGY
-
     parts, used = [], {}
     for r in read.itertuples():
         rules = r.rules.split("; ")

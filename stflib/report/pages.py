@@ -18,7 +18,7 @@ from stflib.report.conclusions import conclusion_box, grid_conclusion_box
 from stflib.report.findings import describe_axis, simulation_note, takeaways
 from stflib.data.source import source_text
 from stflib.report.results import (axis_rows, data_sources, grid_runs, is_real, load_summary, metric_info, page_summary,
-                                   real_mask, run_figure, runs_root, source_description)
+                                   real_mask, results_root, run_figure, runs_root, source_description)
 from stflib.report.tables import arm_table, paired_deltas, show_table, stale_runs
 
 
@@ -159,8 +159,6 @@ def standin_check(results_dir: str | Path | None = None) -> None:
         display(Markdown("No stand-in check: these runs are on real data or the axis has not been run; on real "
                          "features the table above is the comparison of the encoders themselves."))
         return
-    from stflib.report.results import results_root
-
     try:
         _, calibration = read_tables(results_root(results_dir) / "worlds")
     except FileNotFoundError as e:
@@ -177,7 +175,6 @@ def show_takeaways(axis: str, metric: str | None = None, results_dir: str | Path
     from IPython.display import Markdown, display
 
     metric = metric or ARMS[axis].metric
-
     if not has_runs(axis, results_dir):
         display(Markdown("No takeaways: the axis has not been run (see the note at the top of the page)."))
         return

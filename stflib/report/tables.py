@@ -189,6 +189,14 @@ def arm_flags(summary: pd.DataFrame, axis: str) -> pd.Series:
     return pd.Series(out, name="flags")
 
 
+def rows_measuring(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The runs of ``rows`` that record a value of ``metric``: runs that predate it (e.g. the second panel)
+    or cannot measure it (a pathway target has no gene PCC) are not run for it."""
+    if metric not in rows:
+        return rows
+    return rows[pd.to_numeric(rows[metric], errors="coerce").notna()]
+
+
 def overview(summary: pd.DataFrame, references: dict[str, str], metric: str = "pcc_hvg50",
              world: str = DEFAULT_WORLD, unit: str = "fold") -> pd.DataFrame:
     """Every distinct arm of every axis as a paired difference to its axis's reference arm (long format,
@@ -199,9 +207,7 @@ def overview(summary: pd.DataFrame, references: dict[str, str], metric: str = "p
     summary = summary[summary["world"] == world]
     frames = []
     for axis, reference in references.items():
-        rows = summary[summary["axis"] == axis]
-        if metric in rows:  # an axis whose runs do not measure the metric (a pathway target has no gene PCC)
-            rows = rows[pd.to_numeric(rows[metric], errors="coerce").notna()]
+        rows = rows_measuring(summary[summary["axis"] == axis], metric)
         if rows.empty or reference not in set(rows["arm"]):
             continue  # an axis (or its reference arm) not run yet, or not measured by the metric: nothing to compare
         deltas = paired_deltas(summary, axis, reference, metric, world, unit).reset_index().rename(columns={axis: "arm"})
